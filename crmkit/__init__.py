@@ -1,0 +1,39 @@
+"""crmkit: a pluggable CRM library.
+
+from crmkit import CRM
+crm = CRM("sqlite:///crm.db", plugins=[my_plugin])
+crm.create_schema()
+anna = crm.customers.create({"name": "Anna", "email": "anna@example.com"})
+"""
+
+from crmkit.app import CRM
+from crmkit.errors import (
+    CalendarConflictError,
+    CRMError,
+    DuplicateCustomerError,
+    NotFound,
+    PluginError,
+    TransitionError,
+    ValidationError,
+)
+from crmkit.plugins import hookimpl
+from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
+from crmkit.unit import StageChange, Transaction
+
+__all__ = [
+    "CRM",
+    "ActivityKindSpec",
+    "CRMError",
+    "CalendarConflictError",
+    "DuplicateCustomerError",
+    "FieldSpec",
+    "NotFound",
+    "PluginError",
+    "StageChange",
+    "StageSpec",
+    "Transaction",
+    "TransitionError",
+    "TransitionSpec",
+    "ValidationError",
+    "hookimpl",
+]

@@ -1,0 +1,187 @@
+"""The ``CRM`` object: the one place where crmkit keeps state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from sqlalchemy import Engine, MetaData, Table, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from crmkit import schemas as sch
+from crmkit.activities import Activities
+from crmkit.customers import Customers
+from crmkit.db.schema import build_metadata
+from crmkit.lifecycle import Lifecycle
+from crmkit.plugins import Registry, collect, create_plugin_manager
+from crmkit.runtime_fields import RuntimeFields
+from crmkit.tasks import Tasks
+from crmkit.unit import open_transaction
+from crmkit.users import Users
+
+DEFAULT_URL = "sqlite:///crmkit.db"
+
+
+class CRM:
+    """A CRM on one database with one set of plugins.
+
+    ``CRM(url="sqlite:///crm.db", plugins=[my_plugin])`` builds the engine, loads the plugins (those
+    installed under the ``crmkit.plugins`` entry point too, unless ``load_entry_points=False``),
+    validates their declarations and assembles the schema. Nothing touches the database until
+    :meth:`create_schema` or the first call of a service.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        engine: Engine | None = None,
+        plugins: Iterable[object] = (),
+        load_entry_points: bool = True,
+        disabled_plugins: Iterable[str] = (),
+        region: str = "US",
+        engine_options: Mapping[str, Any] | None = None,
+        template_dirs: Iterable[str | Path] = (),
+    ) -> None:
+        if engine is not None and url is not None:
+            raise TypeError("pass either url or engine, not both")
+        self.engine: Engine = engine or _make_engine(url or DEFAULT_URL, dict(engine_options or {}))
+        self.region = region
+        self.template_dirs = tuple(Path(p) for p in template_dirs)
+        self.plugin_manager: pluggy.PluginManager = create_plugin_manager(
+            plugins, load_entry_points=load_entry_points, disabled=disabled_plugins
+        )
+        self.registry: Registry = collect(self.plugin_manager)
+        self.metadata: MetaData
+        self.extension_tables: dict[str, Table]
+        self.metadata, self.extension_tables = build_metadata(self.registry)
+        self.session_factory: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+
+        self.fields = RuntimeFields(self)
+        self.lifecycle = Lifecycle(self)
+        self.customers = Customers(self)
+        self.activities = Activities(self)
+        self.tasks = Tasks(self)
+        self.users = Users(self)
+        self.schemas = Schemas(self)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    @property
+    def hook(self) -> Any:
+        """The plugin manager's hook relay: ``crm.hook.crmkit_<name>(...)``."""
+        return self.plugin_manager.hook
+
+    @property
+    def plugins(self) -> tuple[str, ...]:
+        """Names of the loaded plugins, the core excluded."""
+        return self.registry.plugins
+
+    def transaction(self, *, actor_id: int | None = None) -> Any:
+        """Open a unit of work: pass it as ``tx=`` to several calls and they commit (or not) together."""
+        return open_transaction(self, self.session_factory, actor_id)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session for your own queries against crmkit's tables; the caller commits if it writes."""
+        with self.session_factory() as session:
+            yield session
+
+    def create_schema(self) -> None:
+        """Create every table of the core and the loaded plugins that does not exist yet, and mark the
+        database as migrated to the current revisions so ``crmkit db upgrade`` carries on from here."""
+        from crmkit import migrate
+
+        with self.engine.begin() as conn:
+            self.metadata.create_all(conn)
+            migrate.stamp_heads(self, conn)
+
+    def drop_schema(self) -> None:
+        from crmkit import migrate
+
+        with self.engine.begin() as conn:
+            self.metadata.drop_all(conn)
+            migrate.drop_version_table(conn)
+
+    def normalize_phone(self, raw: str) -> str | None:
+        """The normalised phone number, as decided by the ``crmkit_normalize_phone`` hook."""
+        return self.hook.crmkit_normalize_phone(raw=raw, region=self.region)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> CRM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CRM(url={self.engine.url.render_as_string(hide_password=True)!r}, plugins={list(self.plugins)})"
+
+
+class Schemas:
+    """The marshmallow schemas of this CRM, rebuilt when an admin adds a run-time field."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._cache: dict[str, Any] = {}
+        reg = crm.registry
+        self.activity_in = sch.activity_in(reg.activity_kinds)()
+        self.activity_out = sch.activity_out()()
+        self.task_in = sch.TaskIn()
+        self.task_out = sch.TaskOut()
+        self.user_in = sch.UserIn()
+        self.user_out = sch.UserOut()
+        self.contact_in = sch.ContactIn()
+        self.contact_out = sch.ContactOut()
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    @property
+    def customer_in(self) -> Any:
+        if "customer_in" not in self._cache:
+            reg = self._crm.registry
+            initial = [s.name for s in reg.stages.values() if s.initial]
+            self._cache["customer_in"] = sch.customer_in(
+                reg.fields.values(), self._crm.fields.runtime(), self._crm.normalize_phone, initial
+            )()
+        return self._cache["customer_in"]
+
+    @property
+    def customer_out(self) -> Any:
+        if "customer_out" not in self._cache:
+            self._cache["customer_out"] = sch.customer_out(
+                self._crm.registry.fields.values(), self._crm.fields.runtime()
+            )()
+        return self._cache["customer_out"]
+
+
+def _make_engine(url: str, options: dict[str, Any]) -> Engine:
+    engine = create_engine(url, **options)
+    if engine.dialect.name == "sqlite":
+        _sqlite_pragmas(engine)
+    return engine
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    """Foreign keys on, and let SQLAlchemy own BEGIN so savepoints and transactional DDL work.
+
+    See SQLAlchemy's "Serializable isolation / Savepoints / Transactional DDL" notes for pysqlite.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")

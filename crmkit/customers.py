@@ -1,0 +1,273 @@
+"""Customers: validated writes, one flat record across core, plugin and run-time fields."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from sqlalchemy import Select, Table, func, insert, or_, select, update
+
+from crmkit import fields as fieldmod
+from crmkit.db.models import Contact, Customer
+from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
+from crmkit.merge import merge_customers
+from crmkit.schemas import load
+from crmkit.unit import Transaction, use_transaction
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+_CORE_INPUT = ("name", "email", "phone", "birthday", "source", "campaign", "owner_id", "branch")
+
+
+@attrs.frozen
+class DuplicateGroup:
+    """Customers that share a normalised email or phone."""
+
+    matched_on: str
+    value: str
+    customer_ids: tuple[int, ...]
+
+
+def normalize_email(email: str | None) -> str | None:
+    return email.strip().lower() if email else None
+
+
+class Customers:
+    """``crm.customers``: create, update, read, find duplicates and merge."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def create(
+        self,
+        data: Mapping[str, Any],
+        *,
+        actor_id: int | None = None,
+        allow_duplicate: bool = False,
+        tx: Transaction | None = None,
+    ) -> dict[str, Any]:
+        """Validate and insert one customer with its plugin fields; return the stored record.
+
+        Raises ``ValidationError`` listing every field problem, ``DuplicateCustomerError`` when the
+        normalised email or phone is already known (unless ``allow_duplicate``). Nothing is written
+        unless everything, plugin event hooks included, succeeds.
+        """
+        crm = self._crm
+        values = load(crm.schemas.customer_in, data, message="invalid customer")
+        stage = values.pop("stage", "lead")
+        with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
+            customer = Customer(
+                **{k: values.get(k) for k in _CORE_INPUT},
+                stage=stage,
+                lifecycle=crm.lifecycle.stage(stage).lifecycle,
+                extra=self._runtime_values(values),
+            )
+            self._normalise(customer)
+            if not allow_duplicate:
+                self._refuse_duplicates(t, customer)
+            t.session.add(customer)
+            t.session.flush()
+            for plugin, table in crm.extension_tables.items():
+                row = {f.name: values.get(f.name) for f in crm.registry.fields_of(plugin)}
+                t.session.execute(insert(table).values(customer_id=customer.id, **row))
+            crm.lifecycle.record(t, customer, None, stage, cause="created", actor_id=actor_id or t.actor_id)
+            record = self._read(t.session, customer.id)
+            crm.hook.crmkit_customer_created(tx=t, customer=record)
+            return record
+
+    def update(
+        self,
+        customer_id: int,
+        data: Mapping[str, Any],
+        *,
+        actor_id: int | None = None,
+        allow_duplicate: bool = False,
+        tx: Transaction | None = None,
+    ) -> dict[str, Any]:
+        """Change some fields of a customer. The stage moves only through ``crm.lifecycle.move``."""
+        crm = self._crm
+        if isinstance(data, Mapping) and "stage" in data:
+            raise ValidationError(
+                {"stage": ["change the stage with crm.lifecycle.move(), which keeps the history"]},
+                "invalid customer",
+            )
+        values = load(crm.schemas.customer_in, data, partial=True, message="invalid customer")
+        with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
+            customer = t.session.get(Customer, customer_id, with_for_update=True)
+            if customer is None:
+                raise NotFound("customer", customer_id)
+            for key in _CORE_INPUT:
+                if key in values:
+                    setattr(customer, key, values[key])
+            runtime = self._runtime_values(values, only_given=True)
+            if runtime:
+                customer.extra = {**(customer.extra or {}), **runtime}
+            self._normalise(customer)
+            if not allow_duplicate and ({"email", "phone"} & values.keys()):
+                self._refuse_duplicates(t, customer, exclude=customer.id)
+            for plugin, table in crm.extension_tables.items():
+                row = {f.name: values[f.name] for f in crm.registry.fields_of(plugin) if f.name in values}
+                if row:
+                    t.session.execute(update(table).where(table.c.customer_id == customer_id).values(**row))
+            t.session.flush()
+            record = self._read(t.session, customer_id)
+            crm.hook.crmkit_customer_updated(tx=t, customer=record, changes=values)
+            return record
+
+    def add_contact(
+        self, customer_id: int, data: Mapping[str, Any], *, tx: Transaction | None = None
+    ) -> dict[str, Any]:
+        """Add a person to a customer (the one a meeting was held with, say)."""
+        crm = self._crm
+        values = load(crm.schemas.contact_in, data, message="invalid contact")
+        with use_transaction(crm, crm.session_factory, tx) as t:
+            if t.session.get(Customer, customer_id) is None:
+                raise NotFound("customer", customer_id)
+            contact = Contact(customer_id=customer_id, **values)
+            t.session.add(contact)
+            t.session.flush()
+            return crm.schemas.contact_out.dump(contact)
+
+    def merge(
+        self, survivor_id: int, duplicate_id: int, *, actor_id: int | None = None, tx: Transaction | None = None
+    ) -> dict[str, Any]:
+        """Merge ``duplicate_id`` into ``survivor_id``; see :func:`crmkit.merge.merge_customers`."""
+        crm = self._crm
+        with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
+            merge_customers(t, survivor_id, duplicate_id, actor_id=actor_id or t.actor_id)
+            return self._read(t.session, survivor_id)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, customer_id: int) -> dict[str, Any]:
+        with self._crm.session() as s:
+            return self._read(s, customer_id)
+
+    def iter(
+        self, *, stage: str | None = None, lifecycle: str | None = None, batch_size: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Stream customers in id order without loading them all into memory."""
+        query = self.select()
+        customers = Customer.__table__
+        if stage is not None:
+            query = query.where(customers.c.stage == stage)
+        if lifecycle is not None:
+            query = query.where(customers.c.lifecycle == lifecycle)
+        out = self._crm.schemas.customer_out
+        with self._crm.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch_size).execute(query.order_by(customers.c.id))
+            for row in result.mappings():
+                yield out.dump(self._flat(row))
+
+    def list(self, **filters: Any) -> list[dict[str, Any]]:
+        return list(self.iter(**filters))
+
+    def count(self) -> int:
+        with self._crm.session() as s:
+            return s.scalar(select(func.count()).select_from(Customer)) or 0
+
+    def select(self) -> Select[Any]:
+        """A ``SELECT`` of every customer column and every plugin field, one row per customer.
+
+        Use it to build your own queries; plugin fields are labelled with their field names.
+        """
+        customers: Table = Customer.__table__  # type: ignore[assignment]
+        columns: list[Any] = [c for c in customers.c if c.name != "extra"] + [customers.c.extra]
+        joined: Any = customers
+        for plugin, table in self._crm.extension_tables.items():
+            joined = joined.outerjoin(table, table.c.customer_id == customers.c.id)
+            columns.extend(table.c[f.name].label(f.name) for f in self._crm.registry.fields_of(plugin))
+        return select(*columns).select_from(joined)
+
+    def find_duplicates(self, *, email: str | None = None, phone: str | None = None) -> list[int]:
+        """Ids of customers whose normalised email or phone matches."""
+        conditions = []
+        if email:
+            conditions.append(Customer.email_normalized == normalize_email(email))
+        if phone:
+            with contextlib.suppress(ValueError):
+                conditions.append(Customer.phone_normalized == self._crm.normalize_phone(phone))
+        if not conditions:
+            return []
+        with self._crm.session() as s:
+            return list(s.scalars(select(Customer.id).where(or_(*conditions)).order_by(Customer.id)))
+
+    def duplicate_groups(self) -> list[DuplicateGroup]:
+        """Every set of customers sharing a normalised email or phone, found by the database."""
+        groups: list[DuplicateGroup] = []
+        with self._crm.session() as s:
+            for label, column in (("email", Customer.email_normalized), ("phone", Customer.phone_normalized)):
+                dupes = (
+                    select(column.label("value"))
+                    .where(column.is_not(None))
+                    .group_by(column)
+                    .having(func.count() > 1)
+                    .subquery()
+                )
+                rows = s.execute(
+                    select(dupes.c.value, Customer.id)
+                    .join(Customer, column == dupes.c.value)
+                    .order_by(dupes.c.value, Customer.id)
+                )
+                members: dict[str, list[int]] = {}
+                for value, cid in rows:
+                    members.setdefault(value, []).append(cid)
+                groups.extend(DuplicateGroup(label, v, tuple(ids)) for v, ids in members.items())
+        return groups
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _read(self, session: Any, customer_id: int) -> dict[str, Any]:
+        row = session.execute(self.select().where(Customer.__table__.c.id == customer_id)).mappings().first()
+        if row is None:
+            raise NotFound("customer", customer_id)
+        return self._crm.schemas.customer_out.dump(self._flat(row))
+
+    def _flat(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        record = dict(row)
+        extra = record.pop("extra", None) or {}
+        for spec in self._crm.fields.runtime():
+            record[spec.name] = fieldmod.from_json_value(spec, extra.get(spec.name))
+        return record
+
+    def _runtime_values(self, values: Mapping[str, Any], *, only_given: bool = False) -> dict[str, Any]:
+        return {
+            spec.name: fieldmod.to_json_value(spec, values.get(spec.name))
+            for spec in self._crm.fields.runtime()
+            if not only_given or spec.name in values
+        }
+
+    def _normalise(self, customer: Customer) -> None:
+        customer.email_normalized = normalize_email(customer.email)
+        customer.phone_normalized = self._crm.normalize_phone(customer.phone) if customer.phone else None
+
+    def _refuse_duplicates(self, t: Transaction, customer: Customer, exclude: int | None = None) -> None:
+        checks = []
+        if customer.email_normalized:
+            checks.append(("email", Customer.email_normalized == customer.email_normalized))
+        if customer.phone_normalized:
+            checks.append(("phone", Customer.phone_normalized == customer.phone_normalized))
+        if not checks:
+            return
+        query = select(Customer.id, Customer.email_normalized, Customer.phone_normalized).where(
+            or_(*(c for _, c in checks))
+        )
+        if exclude is not None:
+            query = query.where(Customer.id != exclude)
+        rows = t.session.execute(query.order_by(Customer.id)).all()
+        if rows:
+            matched = sorted(
+                {
+                    label
+                    for row in rows
+                    for label in ("email", "phone")
+                    if getattr(row, f"{label}_normalized") == getattr(customer, f"{label}_normalized")
+                    and getattr(customer, f"{label}_normalized")
+                }
+            )
+            raise DuplicateCustomerError([r.id for r in rows], matched)

@@ -1,0 +1,5 @@
+"""Storage: the core's models, column types and the per-CRM schema."""
+
+from crmkit.db.models import Activity, Base, Contact, Customer, CustomField, Merge, StageHistory, Task, User
+
+__all__ = ["Activity", "Base", "Contact", "CustomField", "Customer", "Merge", "StageHistory", "Task", "User"]

@@ -1,0 +1,206 @@
+"""The core's tables, as SQLAlchemy 2 typed models.
+
+Plugin models are built on the same :class:`Base` so relationships to :class:`Customer` resolve, but a
+table only reaches the database when its plugin is loaded into a ``CRM`` (see ``crmkit.db.schema``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crmkit.db.types import BigId, JSONData, UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+USER_ROLES = ("admin", "manager", "operator", "viewer")
+ACTIVITY_STATUSES = ("planned", "in_progress", "done", "cancelled", "missed")
+ACTIVITY_DIRECTIONS = ("inbound", "outbound", "internal")
+CHANNELS = ("phone", "email", "sms", "chat", "in_person", "app", "web", "pos", "other")
+TASK_STATUSES = ("open", "done", "cancelled")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _in(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({quoted})", name=f"{column}_valid")
+
+
+class User(Base):
+    """A member of staff: owns customers, logs activities, gets tasks."""
+
+    __tablename__ = "crm_users"
+    __table_args__ = (_in("role", USER_ROLES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(20), default="operator")
+    branch: Mapped[str | None] = mapped_column(String(100), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Customer(Base):
+    """One customer record for the whole company. Email and phone are kept as entered and normalised."""
+
+    __tablename__ = "crm_customers"
+    __table_args__ = (
+        Index("ix_crm_customers_stage", "stage"),
+        Index("ix_crm_customers_lifecycle_created", "lifecycle", "created_at"),
+        Index("ix_crm_customers_owner_id", "owner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_normalized: Mapped[str | None] = mapped_column(String(320), index=True)
+    phone: Mapped[str | None] = mapped_column(String(50))
+    phone_normalized: Mapped[str | None] = mapped_column(String(20), index=True)
+    birthday: Mapped[dt.date | None]
+    source: Mapped[str | None] = mapped_column(String(100), index=True)
+    campaign: Mapped[str | None] = mapped_column(String(100))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
+    branch: Mapped[str | None] = mapped_column(String(100), index=True)
+    stage: Mapped[str] = mapped_column(String(48))
+    lifecycle: Mapped[str] = mapped_column(String(16))
+    stage_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+
+
+class Contact(Base):
+    """A person at a customer (the buyer's spouse, a company's office manager)."""
+
+    __tablename__ = "crm_contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str | None] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StageHistory(Base):
+    """Append-only: every lifecycle move with its time, cause and actor."""
+
+    __tablename__ = "crm_stage_history"
+    __table_args__ = (Index("ix_crm_stage_history_customer_at", "customer_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"))
+    from_stage: Mapped[str | None] = mapped_column(String(48))
+    to_stage: Mapped[str] = mapped_column(String(48))
+    to_lifecycle: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cause: Mapped[str] = mapped_column(String(200))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
+
+
+class Activity(Base):
+    """Something that happened with a customer, or is scheduled to: a call, a visit, a payment."""
+
+    __tablename__ = "crm_activities"
+    __table_args__ = (
+        _in("status", ACTIVITY_STATUSES),
+        Index("ix_crm_activities_customer_kind_at", "customer_id", "kind", "occurred_at"),
+        Index("ix_crm_activities_owner_at", "owner_id", "occurred_at"),
+        Index("ix_crm_activities_kind_at", "kind", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(48))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    direction: Mapped[str | None] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="done")
+    subject: Mapped[str | None] = mapped_column(String(300))
+    result: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    duration_min: Mapped[int | None]
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Task(Base):
+    """Something a member of staff should do, by when, and why."""
+
+    __tablename__ = "crm_tasks"
+    __table_args__ = (
+        _in("status", TASK_STATUSES),
+        Index("ix_crm_tasks_assignee_status_due", "assignee_id", "status", "due_at"),
+        Index("ix_crm_tasks_customer_id", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    reason: Mapped[str | None] = mapped_column(Text)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
+    due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    remind_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    priority: Mapped[int] = mapped_column(default=0)
+    source: Mapped[str | None] = mapped_column(String(100))
+    source_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Merge(Base):
+    """A record of a merge: which duplicate went into which survivor, with the duplicate's last state."""
+
+    __tablename__ = "crm_merges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"), index=True)
+    merged_id: Mapped[int] = mapped_column(index=True)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONData)
+    moved: Mapped[dict[str, Any]] = mapped_column(JSONData)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CustomField(Base):
+    """A field an admin added at run time; its values live in ``crm_customers.extra``."""
+
+    __tablename__ = "crm_custom_fields"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(48))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONData)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+CORE_TABLES = tuple(Base.metadata.sorted_tables)

@@ -1,0 +1,66 @@
+"""The core's own declarations, contributed through the same hooks a vertical uses."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from crmkit.plugins import hookimpl
+from crmkit.specs import ActivityKindSpec, StageSpec, TransitionSpec
+
+plugin_name = "crmkit"
+
+
+@hookimpl
+def crmkit_register_stages() -> list[StageSpec]:
+    return [
+        StageSpec("lead", "Lead", order=10, initial=True, description="A potential customer."),
+        StageSpec("active", "Active", order=20, initial=True, description="Buys or uses the service."),
+        StageSpec("loyal", "Loyal", order=30, description="A repeat, permanent customer."),
+        StageSpec("lost", "Lost", order=40, description="Stopped buying; a win-back target."),
+    ]
+
+
+@hookimpl
+def crmkit_register_transitions() -> list[TransitionSpec]:
+    return [
+        TransitionSpec("lead", "active"),
+        TransitionSpec("lead", "lost"),
+        TransitionSpec("active", "loyal"),
+        TransitionSpec("active", "lost"),
+        TransitionSpec("loyal", "lost"),
+        TransitionSpec("loyal", "active", requires_reason=True),
+        TransitionSpec("lost", "active", requires_reason=True),
+    ]
+
+
+@hookimpl
+def crmkit_register_activity_kinds() -> list[ActivityKindSpec]:
+    return [
+        ActivityKindSpec("call", "Call", channel="phone", required=("direction",)),
+        ActivityKindSpec("email", "Email", channel="email", required=("direction",)),
+        ActivityKindSpec("sms", "SMS", channel="sms", required=("direction",)),
+        ActivityKindSpec("chat", "Chat", channel="chat"),
+        ActivityKindSpec(
+            "meeting",
+            "Meeting",
+            channel="in_person",
+            required=("occurred_at", "contact_id", "subject", "result"),
+            calendar=True,
+            description="The minimum record of a meeting: when, with whom, about what, and how it ended.",
+        ),
+        ActivityKindSpec("visit", "Visit", channel="in_person", calendar=True),
+        ActivityKindSpec("purchase", "Purchase", channel="pos", required=("amount", "currency")),
+        ActivityKindSpec("payment", "Payment", channel="pos", required=("amount", "currency")),
+        ActivityKindSpec("note", "Note", channel="other"),
+    ]
+
+
+@hookimpl(trylast=True)
+def crmkit_normalize_phone(raw: str, region: str) -> str | None:
+    try:
+        number = phonenumbers.parse(raw, region.upper())
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a phone number: {raw!r}") from exc
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError(f"not a possible phone number: {raw!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

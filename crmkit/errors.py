@@ -1,0 +1,84 @@
+"""Exceptions raised by crmkit.
+
+Every error a caller can act on has its own class so an HTTP layer can map it to a status code without
+parsing messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class CRMError(Exception):
+    """Base class of every error crmkit raises on purpose."""
+
+
+class PluginError(CRMError):
+    """A plugin is malformed: unknown hook, bad signature, bad or conflicting declaration.
+
+    Raised while the :class:`~crmkit.CRM` is being built, so a broken plugin never serves a request.
+    """
+
+    def __init__(self, plugin: str, message: str) -> None:
+        self.plugin = plugin
+        super().__init__(f"plugin {plugin!r}: {message}")
+
+
+class ValidationError(CRMError):
+    """Input failed validation. ``errors`` maps each field to its list of problems; nothing was written."""
+
+    def __init__(self, errors: Mapping[str, Any], message: str = "invalid input") -> None:
+        self.errors = dict(errors)
+        details = "; ".join(f"{field}: {_flatten(problem)}" for field, problem in sorted(self.errors.items()))
+        super().__init__(f"{message}: {details}" if details else message)
+
+
+def _flatten(problem: Any) -> str:
+    if isinstance(problem, (list, tuple)):
+        return " ".join(_flatten(p) for p in problem)
+    if isinstance(problem, Mapping):
+        return ", ".join(f"{k}: {_flatten(v)}" for k, v in problem.items())
+    return str(problem)
+
+
+class NotFound(CRMError):
+    """The record asked for does not exist."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key!r} not found")
+
+
+class TransitionError(CRMError):
+    """A lifecycle move that the declared transitions do not allow."""
+
+    def __init__(self, source: str | None, target: str, reason: str = "transition not allowed") -> None:
+        self.source = source
+        self.target = target
+        super().__init__(f"{reason}: {source!r} -> {target!r}")
+
+
+class DuplicateCustomerError(CRMError):
+    """A customer with the same normalised email or phone already exists."""
+
+    def __init__(self, existing_ids: list[int], matched_on: list[str]) -> None:
+        self.existing_ids = existing_ids
+        self.matched_on = matched_on
+        super().__init__(
+            f"duplicate customer: matches {existing_ids} on {', '.join(matched_on)}"
+            " (pass allow_duplicate=True to keep both, or merge them)"
+        )
+
+
+class CalendarConflictError(CRMError):
+    """A calendar activity overlaps another one of the same owner."""
+
+    def __init__(self, owner_id: int, conflicting_ids: list[int]) -> None:
+        self.owner_id = owner_id
+        self.conflicting_ids = conflicting_ids
+        super().__init__(
+            f"calendar conflict for owner {owner_id}: overlaps activities {conflicting_ids}"
+            " (pass allow_conflict=True to book anyway)"
+        )

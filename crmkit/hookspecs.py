@@ -1,0 +1,241 @@
+"""The plugin contract: every hook crmkit calls, documented one by one.
+
+A plugin is any object or module with functions marked ``@crmkit.hookimpl`` whose names match the hooks
+below. A plugin implements only the hooks it needs and may accept any subset of a hook's arguments.
+
+There are three families:
+
+* **Declarations** (``crmkit_register_*``) are called once while a :class:`~crmkit.CRM` is built. They
+  return frozen attrs specs; the core builds tables, schemas and rules from them. They must not touch the
+  database or keep state. Every spec is stamped with the name of the plugin that returned it, and two
+  plugins declaring the same name fail at load with a :class:`~crmkit.errors.PluginError` naming both.
+* **Events** (``crmkit_customer_created``, ``crmkit_stage_changed``, ...) are notifications called
+  *inside* the write's transaction, after the row is flushed. A plugin may write more rows through
+  ``tx.session``; if it raises, the whole write is rolled back and the exception reaches the caller.
+  Anything that leaves the database (an email, a webhook) must be registered with
+  ``tx.after_commit(callback)`` so nothing is sent for a write that did not happen. Never call
+  ``commit()`` or ``rollback()`` on ``tx.session``.
+* **Decisions** (``firstresult=True``) return a value; the first plugin that returns something other than
+  ``None`` wins, and the core's default implementation runs last.
+
+Hook names are listed in :data:`HOOK_NAMES`; the hook reference in ``docs/hooks.md`` is generated from the
+docstrings below and a test fails if a hook is undocumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+
+    from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
+    from crmkit.unit import StageChange, Transaction
+
+PROJECT = "crmkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+# -- declarations -------------------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_register_fields() -> Iterable[FieldSpec]:
+    """Declare customer fields that this plugin adds.
+
+    Called once, when the CRM is built. Return :class:`~crmkit.FieldSpec` objects. Each becomes a real,
+    typed column of the plugin's extension table ``<plugin>_customer`` (one row per customer), so triggers
+    and reports can filter and index it in SQL. The fields join the customer's flat input and output: a
+    ``card_number`` field is passed as ``crm.customers.create({"name": ..., "card_number": "A-17"})``.
+
+    A field name must be unique across the core and every loaded plugin.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_models() -> Iterable[Table | type]:
+    """Declare the plugin's own tables (memberships, listings, bookings...).
+
+    Return SQLAlchemy ``Table`` objects or declarative classes (build them on ``crmkit.db.Base`` so
+    relationships to ``Customer`` resolve). Table names must start with ``<plugin>_``. The tables are
+    created by ``crm.create_schema()`` only when the plugin is loaded, and any foreign key to
+    ``crm_customers.id`` is re-pointed to the survivor when two customers are merged.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_stages() -> Iterable[StageSpec]:
+    """Declare lifecycle stages.
+
+    Core stages are ``lead``, ``active``, ``loyal`` and ``lost``. A plugin adds sub-stages whose
+    ``parent`` is one of them (fitness: ``trial`` under ``lead``, ``at_risk`` under ``active``). A stage
+    with ``initial=True`` may be given when a customer is created. Pair with
+    :func:`crmkit_register_transitions` to say how customers move in and out of the new stages.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_transitions() -> Iterable[TransitionSpec]:
+    """Declare allowed moves between stages.
+
+    Only declared moves are allowed; anything else raises :class:`~crmkit.errors.TransitionError`.
+    Mark backward moves (``lost -> active``, a win-back) with ``requires_reason=True``: they must be
+    given a cause. Both ends must be stages declared by the core or a loaded plugin.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_activity_kinds() -> Iterable[ActivityKindSpec]:
+    """Declare kinds of activity (a salon ``appointment``, a real-estate ``showing``...).
+
+    Each kind names the activity columns and data fields it requires (a meeting needs a time, a contact,
+    a subject and a result), its default channel, and whether it occupies its owner's calendar (checked
+    for overlaps when booked). The core declares call, email, sms, chat, meeting, visit, purchase,
+    payment and note.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_triggers() -> Iterable[Any]:
+    """Declare retention triggers (objects with a unique ``name``).
+
+    Collected and checked for duplicate names when the CRM is built; the trigger engine evaluates them.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_reports() -> Iterable[Any]:
+    """Declare report definitions (objects with a unique ``name``).
+
+    Collected and checked for duplicate names when the CRM is built; the report engine renders them.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_template_dirs() -> Iterable[str | Path]:
+    """Return folders of jinja2 templates this plugin ships.
+
+    Templates are searched in the user's folder first, then plugin folders, then the core's, so a vendor
+    or a user overrides any template without forking. Each folder must exist (checked at load).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_migrations() -> str | Path | None:
+    """Return the folder of the plugin's Alembic revisions, or ``None``.
+
+    The folder joins ``crmkit db upgrade`` as its own branch, labelled with the plugin's name; its first
+    revision should ``depends_on`` the core revision it builds on. Resolve the path with
+    ``importlib.resources`` so it works from an installed wheel. Must exist (checked at load).
+
+    .. versionadded:: 0.1
+    """
+
+
+# -- events -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_customer_created(tx: Transaction, customer: Mapping[str, Any]) -> None:
+    """Called after a customer is inserted, inside the same transaction.
+
+    ``customer`` is the serialised record (core and plugin fields, ``id`` included). Raise to veto: the
+    customer and everything written in this transaction are rolled back. Effects outside the database go
+    through ``tx.after_commit``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_customer_updated(tx: Transaction, customer: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+    """Called after a customer's fields are updated, inside the same transaction.
+
+    ``changes`` holds the validated new values of the fields that were given. Raise to veto the update.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_stage_changed(tx: Transaction, change: StageChange) -> None:
+    """Called after a customer moved to another stage and the move was written to the history.
+
+    ``change`` tells the customer, the stages (``source`` is ``None`` on creation), the cause and the
+    actor. Raise to veto the move. Runs inside the transaction of the write that caused it.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_activity_logged(tx: Transaction, activity: Mapping[str, Any]) -> None:
+    """Called after one activity is logged with ``crm.activities.log``, inside the same transaction.
+
+    Bulk ingestion does not call this per row (it would defeat the set-based insert); it calls
+    :func:`crmkit_activities_ingested` once per batch instead.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_activities_ingested(tx: Transaction, count: int, kinds: Mapping[str, int]) -> None:
+    """Called once per inserted batch of ``crm.activities.ingest``, inside the ingest's transaction.
+
+    ``count`` rows were inserted; ``kinds`` counts them by kind. Raise to abort the whole ingest.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_customers_merged(tx: Transaction, survivor_id: int, merged_id: int) -> None:
+    """Called after ``merged_id`` was merged into ``survivor_id`` and its row removed.
+
+    By then every activity, task, history row and plugin row pointing at the duplicate points at the
+    survivor. Raise to roll back the merge.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -- decisions ----------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def crmkit_normalize_phone(raw: str, region: str) -> str | None:
+    """Return the normalised form of a phone number, used to find duplicates.
+
+    ``region`` is the CRM's default region (ISO country code) for numbers written without ``+``. The core
+    returns the E.164 form (``+14155550100``) and raises ``ValueError`` for text that cannot be a phone
+    number. Override it for local conventions (internal extensions, short codes).
+
+    .. versionadded:: 0.1
+    """
+
+
+HOOK_NAMES: tuple[str, ...] = tuple(
+    name for name, value in list(globals().items()) if name.startswith("crmkit_") and callable(value)
+)

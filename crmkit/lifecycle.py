@@ -1,0 +1,124 @@
+"""The customer lifecycle: stages, allowed transitions and the append-only history of every move."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from crmkit.db.models import Customer, StageHistory
+from crmkit.db.types import utcnow
+from crmkit.errors import NotFound, TransitionError
+from crmkit.specs import StageSpec, TransitionSpec
+from crmkit.unit import StageChange, Transaction, use_transaction
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+
+class Lifecycle:
+    """``crm.lifecycle``: where a customer is, where they may go, and how they got there."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+
+    @property
+    def stages(self) -> dict[str, StageSpec]:
+        return self._crm.registry.stages
+
+    @property
+    def transitions(self) -> dict[tuple[str, str], TransitionSpec]:
+        return self._crm.registry.transitions
+
+    def stage(self, name: str) -> StageSpec:
+        try:
+            return self.stages[name]
+        except KeyError:
+            raise NotFound("stage", name) from None
+
+    def allowed_targets(self, source: str) -> list[str]:
+        return sorted(t for (s, t) in self.transitions if s == source)
+
+    def check(self, source: str, target: str, cause: str | None) -> TransitionSpec:
+        """The declaration that allows ``source -> target``, or ``TransitionError``."""
+        if target not in self.stages:
+            raise TransitionError(source, target, "unknown stage")
+        spec = self.transitions.get((source, target))
+        if spec is None:
+            raise TransitionError(source, target)
+        if spec.requires_reason and not (cause and cause.strip()):
+            raise TransitionError(source, target, "this move goes backwards and needs a cause")
+        return spec
+
+    def move(
+        self,
+        customer_id: int,
+        target: str,
+        *,
+        cause: str,
+        actor_id: int | None = None,
+        at: dt.datetime | None = None,
+        tx: Transaction | None = None,
+    ) -> StageChange:
+        """Move a customer to ``target``. Forbidden moves raise; every move lands in the history."""
+        with use_transaction(self._crm, self._crm.session_factory, tx, actor_id) as t:
+            customer = t.session.get(Customer, customer_id, with_for_update=True)
+            if customer is None:
+                raise NotFound("customer", customer_id)
+            self.check(customer.stage, target, cause)
+            return self.record(t, customer, customer.stage, target, cause=cause, actor_id=actor_id or t.actor_id, at=at)
+
+    def record(
+        self,
+        tx: Transaction,
+        customer: Customer,
+        source: str | None,
+        target: str,
+        *,
+        cause: str,
+        actor_id: int | None,
+        at: dt.datetime | None = None,
+    ) -> StageChange:
+        """Write a move that has been checked (``source`` is ``None`` for a new customer's first stage)
+        and tell the plugins."""
+        at = at or utcnow()
+        spec = self.stage(target)
+        customer.stage = target
+        customer.lifecycle = spec.lifecycle
+        customer.stage_changed_at = at
+        tx.session.add(
+            StageHistory(
+                customer_id=customer.id,
+                from_stage=source,
+                to_stage=target,
+                to_lifecycle=spec.lifecycle,
+                at=at,
+                cause=cause,
+                actor_id=actor_id,
+            )
+        )
+        tx.session.flush()
+        change = StageChange(customer.id, source, target, at, cause, actor_id)
+        self._crm.hook.crmkit_stage_changed(tx=tx, change=change)
+        return change
+
+    def history(self, customer_id: int) -> list[dict[str, Any]]:
+        """Every move of a customer, oldest first."""
+        with self._crm.session() as s:
+            rows = s.execute(
+                select(StageHistory)
+                .where(StageHistory.customer_id == customer_id)
+                .order_by(StageHistory.at, StageHistory.id)
+            ).scalars()
+            return [
+                {
+                    "from_stage": r.from_stage,
+                    "to_stage": r.to_stage,
+                    "lifecycle": r.to_lifecycle,
+                    "at": r.at,
+                    "cause": r.cause,
+                    "actor_id": r.actor_id,
+                }
+                for r in rows
+            ]

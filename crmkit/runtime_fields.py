@@ -1,0 +1,57 @@
+"""Fields that an admin adds at run time, without a deploy: declared in the database, stored as JSON."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from crmkit.db.models import CustomField
+from crmkit.errors import ValidationError
+from crmkit.plugins import CORE_CUSTOMER_FIELDS
+from crmkit.specs import FieldSpec
+from crmkit.unit import Transaction, use_transaction
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+
+class RuntimeFields:
+    """``crm.fields``: every customer field this CRM knows, and the run-time ones an admin adds.
+
+    Run-time values live in ``crm_customers.extra`` and are validated against their declaration, choices
+    included. To promote one to a real column, declare it in a plugin and migrate its values.
+    """
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._runtime: dict[str, FieldSpec] | None = None
+
+    def declared(self) -> dict[str, FieldSpec]:
+        """Fields declared by plugins, by name."""
+        return dict(self._crm.registry.fields)
+
+    def runtime(self) -> list[FieldSpec]:
+        """Fields added at run time, read from the database once and cached."""
+        if self._runtime is None:
+            with self._crm.session() as s:
+                rows = s.execute(select(CustomField).order_by(CustomField.id)).scalars()
+                self._runtime = {r.name: FieldSpec.from_row(r.spec) for r in rows}
+        return list(self._runtime.values())
+
+    def reload(self) -> None:
+        """Forget the cache, e.g. after another process added a field."""
+        self._runtime = None
+        self._crm.schemas.invalidate()
+
+    def define(self, spec: FieldSpec, *, tx: Transaction | None = None) -> FieldSpec:
+        """Add a run-time field. Its name must not clash with a core, plugin or run-time field."""
+        taken = CORE_CUSTOMER_FIELDS | set(self._crm.registry.fields) | {f.name for f in self.runtime()}
+        if spec.name in taken:
+            raise ValidationError({"name": [f"field {spec.name!r} already exists"]}, "cannot add field")
+        spec = FieldSpec.from_row({**spec.to_dict(), "owner": "runtime", "index": False})
+        with use_transaction(self._crm, self._crm.session_factory, tx) as t:
+            t.session.add(CustomField(name=spec.name, spec=spec.to_dict()))
+            t.session.flush()
+        self.reload()
+        return spec

@@ -1,0 +1,144 @@
+"""Declarations that plugins (and the core itself) contribute through hooks.
+
+They are frozen attrs classes: a plugin builds them once, the core reads them and builds tables, schemas
+and rules from them. attrs validators here check the *declaration* (a programmer's mistake, caught at
+load time); user input is validated by marshmallow at the API boundary, never by these classes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import attrs
+
+FieldType = Literal["string", "text", "integer", "decimal", "boolean", "date", "datetime"]
+FIELD_TYPES: tuple[str, ...] = ("string", "text", "integer", "decimal", "boolean", "date", "datetime")
+
+CORE_STAGES: tuple[str, ...] = ("lead", "active", "loyal", "lost")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _identifier(instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+    if not isinstance(value, str) or not _NAME.match(value) or len(value) > 48:
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must be a lowercase identifier"
+            f" (a-z, 0-9, _; at most 48 characters), got {value!r}"
+        )
+
+
+@attrs.frozen
+class FieldSpec:
+    """A customer field declared by a plugin (stored as a typed column) or by an admin (stored as JSON).
+
+    ``choices`` turns the field into a dropdown: any other value is rejected. ``personal`` flags personal
+    data, which drives masking, export and erasure. ``required`` should be rare: too many required fields
+    produce garbage data.
+    """
+
+    name: str = attrs.field(validator=_identifier)
+    type: FieldType = attrs.field(default="string", validator=attrs.validators.in_(FIELD_TYPES))
+    label: str = ""
+    choices: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    required: bool = False
+    personal: bool = False
+    index: bool = False
+    default: Any = None
+    max_length: int = 255
+    description: str = ""
+    owner: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.choices and self.type != "string":
+            raise ValueError(f"FieldSpec {self.name!r}: choices are only allowed on string fields")
+        if self.choices and self.default is not None and self.default not in self.choices:
+            raise ValueError(f"FieldSpec {self.name!r}: default {self.default!r} is not one of its choices")
+        if self.required and self.default is not None:
+            raise ValueError(f"FieldSpec {self.name!r}: a required field cannot have a default")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly form, used to persist run-time fields."""
+        data = attrs.asdict(self)
+        data["choices"] = list(self.choices)
+        return data
+
+    @classmethod
+    def from_row(cls, data: dict[str, Any]) -> FieldSpec:
+        known = {a.name for a in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@attrs.frozen
+class StageSpec:
+    """A lifecycle stage. Core stages have no parent; a plugin's sub-stage names the core stage it refines
+    (a fitness *adaptation* is an *active* customer), so generic reports keep working on every vertical."""
+
+    name: str = attrs.field(validator=_identifier)
+    label: str = ""
+    parent: str | None = None
+    order: int = 0
+    initial: bool = False
+    description: str = ""
+    owner: str = ""
+
+    @property
+    def lifecycle(self) -> str:
+        """The core stage this stage belongs to."""
+        return self.parent or self.name
+
+
+@attrs.frozen
+class TransitionSpec:
+    """An allowed move between two stages. Moves that no declaration allows raise ``TransitionError``.
+
+    ``requires_reason`` marks a backward move (e.g. lost -> active): it must be given a cause.
+    """
+
+    source: str = attrs.field(validator=_identifier)
+    target: str = attrs.field(validator=_identifier)
+    requires_reason: bool = False
+    owner: str = ""
+
+
+ACTIVITY_COLUMNS: tuple[str, ...] = (
+    "contact_id",
+    "subject",
+    "result",
+    "occurred_at",
+    "duration_min",
+    "amount",
+    "currency",
+    "channel",
+    "direction",
+    "owner_id",
+)
+
+
+@attrs.frozen
+class ActivityKindSpec:
+    """A kind of activity (call, meeting, visit, purchase...).
+
+    ``required`` names activity columns (see ``ACTIVITY_COLUMNS``) or ``data_fields`` that must be present
+    for this kind. ``data_fields`` are kind-specific values kept in the activity's JSON data and validated
+    against their declarations. ``calendar`` marks kinds that occupy the owner's time, checked for
+    overlaps when booked.
+    """
+
+    name: str = attrs.field(validator=_identifier)
+    label: str = ""
+    channel: str | None = None
+    required: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    data_fields: tuple[FieldSpec, ...] = attrs.field(default=(), converter=tuple)
+    calendar: bool = False
+    description: str = ""
+    owner: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        data_names = {f.name for f in self.data_fields}
+        unknown = [r for r in self.required if r not in ACTIVITY_COLUMNS and r not in data_names]
+        if unknown:
+            raise ValueError(
+                f"ActivityKindSpec {self.name!r}: required names {unknown} are neither activity columns"
+                f" {list(ACTIVITY_COLUMNS)} nor its data_fields"
+            )

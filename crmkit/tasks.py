@@ -1,0 +1,88 @@
+"""Tasks and reminders: what staff should do, by when, and why."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import case, select
+
+from crmkit.db.models import Customer, Task, User
+from crmkit.db.types import utcnow
+from crmkit.errors import NotFound, ValidationError
+from crmkit.schemas import load
+from crmkit.unit import Transaction, use_transaction
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+
+class Tasks:
+    """``crm.tasks``."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+
+    def create(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
+        crm = self._crm
+        values = load(crm.schemas.task_in, data, message="invalid task")
+        with use_transaction(crm, crm.session_factory, tx) as t:
+            errors: dict[str, list[str]] = {}
+            if values.get("customer_id") and t.session.get(Customer, values["customer_id"]) is None:
+                errors["customer_id"] = [f"no customer with id {values['customer_id']}"]
+            if values.get("assignee_id") and t.session.get(User, values["assignee_id"]) is None:
+                errors["assignee_id"] = [f"no user with id {values['assignee_id']}"]
+            if errors:
+                raise ValidationError(errors, "invalid task")
+            task = Task(**values)
+            t.session.add(task)
+            t.session.flush()
+            return crm.schemas.task_out.dump(task)
+
+    def complete(self, task_id: int, *, at: dt.datetime | None = None, tx: Transaction | None = None) -> dict[str, Any]:
+        return self._close(task_id, "done", at, tx)
+
+    def cancel(self, task_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
+        return self._close(task_id, "cancelled", None, tx)
+
+    def get(self, task_id: int) -> dict[str, Any]:
+        with self._crm.session() as s:
+            task = s.get(Task, task_id)
+            if task is None:
+                raise NotFound("task", task_id)
+            return self._crm.schemas.task_out.dump(task)
+
+    def open(self, *, assignee_id: int | None = None, customer_id: int | None = None) -> list[dict[str, Any]]:
+        """Open tasks, most urgent first: higher priority, then earlier due time (undated last)."""
+        query = select(Task).where(Task.status == "open")
+        if assignee_id is not None:
+            query = query.where(Task.assignee_id == assignee_id)
+        if customer_id is not None:
+            query = query.where(Task.customer_id == customer_id)
+        query = query.order_by(Task.priority.desc(), case((Task.due_at.is_(None), 1), else_=0), Task.due_at, Task.id)
+        with self._crm.session() as s:
+            return self._crm.schemas.task_out.dump(s.scalars(query), many=True)
+
+    def reminders_due(self, as_of: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Open tasks whose reminder time has come by ``as_of`` (now by default)."""
+        as_of = as_of or utcnow()
+        query = (
+            select(Task)
+            .where(Task.status == "open", Task.remind_at.is_not(None), Task.remind_at <= as_of)
+            .order_by(Task.remind_at, Task.id)
+        )
+        with self._crm.session() as s:
+            return self._crm.schemas.task_out.dump(s.scalars(query), many=True)
+
+    def _close(self, task_id: int, status: str, at: dt.datetime | None, tx: Transaction | None) -> dict[str, Any]:
+        with use_transaction(self._crm, self._crm.session_factory, tx) as t:
+            task = t.session.get(Task, task_id, with_for_update=True)
+            if task is None:
+                raise NotFound("task", task_id)
+            if task.status != "open":
+                raise ValidationError({"status": [f"task is already {task.status}"]}, "cannot close task")
+            task.status = status
+            task.completed_at = at or utcnow()
+            t.session.flush()
+            return self._crm.schemas.task_out.dump(task)

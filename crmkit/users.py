@@ -1,0 +1,45 @@
+"""Staff users: who owns customers, logs activities and gets tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from crmkit.db.models import User
+from crmkit.errors import NotFound
+from crmkit.schemas import load
+from crmkit.unit import Transaction, use_transaction
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+
+class Users:
+    """``crm.users``."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+
+    def create(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
+        values = load(self._crm.schemas.user_in, data, message="invalid user")
+        with use_transaction(self._crm, self._crm.session_factory, tx) as t:
+            user = User(**values)
+            t.session.add(user)
+            t.session.flush()
+            return self._crm.schemas.user_out.dump(user)
+
+    def get(self, user_id: int) -> dict[str, Any]:
+        with self._crm.session() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                raise NotFound("user", user_id)
+            return self._crm.schemas.user_out.dump(user)
+
+    def list(self, *, branch: str | None = None) -> list[dict[str, Any]]:
+        query = select(User).order_by(User.id)
+        if branch is not None:
+            query = query.where(User.branch == branch)
+        with self._crm.session() as s:
+            return self._crm.schemas.user_out.dump(s.execute(query).scalars(), many=True)
