@@ -73,12 +73,24 @@ def current(crm: CRM) -> set[str]:
 
 def revision(crm: CRM, message: str, *, branch: str, autogenerate: bool = True) -> None:
     """Write a new revision on ``branch`` (``crmkit`` or a plugin's name), comparing the database with
-    the models of that branch only."""
+    that branch's tables only. A plugin's first revision starts its branch and depends on the core's
+    current head."""
     cfg = config(crm)
     cfg.attributes["branch"] = branch
+    script = ScriptDirectory.from_config(cfg)
+    kwargs: dict[str, Any] = {"head": f"{branch}@head"}
+    if branch != "crmkit" and not any(branch in (r.branch_labels or ()) for r in script.walk_revisions()):
+        if branch not in crm.registry.migrations:
+            raise ValueError(f"plugin {branch!r} declares no migrations folder (crmkit_register_migrations)")
+        kwargs = {
+            "head": "base",
+            "branch_label": branch,
+            "depends_on": script.get_revision("crmkit@head").revision,
+            "version_path": str(crm.registry.migrations[branch]),
+        }
     with crm.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.revision(cfg, message=message, autogenerate=autogenerate, head=f"{branch}@head")
+        command.revision(cfg, message=message, autogenerate=autogenerate, **kwargs)
 
 
 def drop_version_table(connection: Connection) -> None:

@@ -1,0 +1,139 @@
+"""A test plugin that implements every hook of the contract and records what it is told."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crmkit import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec, hookimpl
+from crmkit.db import Base
+
+HERE = Path(__file__).parent
+
+
+class ProbeNote(Base):
+    __tablename__ = "probe_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"), index=True)
+    body: Mapped[str] = mapped_column(String(200))
+
+
+@attrs.frozen
+class Named:
+    name: str
+
+
+class Probe:
+    plugin_name = "probe"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.sent: list[str] = []
+
+    @hookimpl
+    def crmkit_register_fields(self) -> list[FieldSpec]:
+        return [
+            FieldSpec("tier", choices=("bronze", "silver", "gold"), default="bronze"),
+            FieldSpec("score", "integer", index=True),
+            FieldSpec("joined_on", "date"),
+            FieldSpec("vip", "boolean"),
+            FieldSpec("medical_notes", "text", personal=True),
+            FieldSpec("balance", "decimal"),
+            FieldSpec("last_seen", "datetime"),
+        ]
+
+    @hookimpl
+    def crmkit_register_models(self) -> list[Any]:
+        return [ProbeNote]
+
+    @hookimpl
+    def crmkit_register_stages(self) -> list[StageSpec]:
+        return [
+            StageSpec("trial", parent="lead", initial=True),
+            StageSpec("at_risk", parent="active"),
+        ]
+
+    @hookimpl
+    def crmkit_register_transitions(self) -> list[TransitionSpec]:
+        return [
+            TransitionSpec("trial", "active"),
+            TransitionSpec("active", "at_risk"),
+            TransitionSpec("at_risk", "active"),
+            TransitionSpec("at_risk", "lost"),
+        ]
+
+    @hookimpl
+    def crmkit_register_activity_kinds(self) -> list[ActivityKindSpec]:
+        return [
+            ActivityKindSpec(
+                "session",
+                channel="in_person",
+                required=("owner_id", "room"),
+                data_fields=(FieldSpec("room", choices=("a", "b"), required=True), FieldSpec("weight", "decimal")),
+                calendar=True,
+            )
+        ]
+
+    @hookimpl
+    def crmkit_register_triggers(self) -> list[Named]:
+        return [Named("probe.ping")]
+
+    @hookimpl
+    def crmkit_register_reports(self) -> list[Named]:
+        return [Named("probe.summary")]
+
+    @hookimpl
+    def crmkit_register_template_dirs(self) -> list[Path]:
+        return [HERE / "templates"]
+
+    @hookimpl
+    def crmkit_register_migrations(self) -> Path:
+        return HERE / "migrations"
+
+    @hookimpl
+    def crmkit_customer_created(self, tx: Any, customer: Any) -> None:
+        if customer["name"] == "VETO":
+            raise RuntimeError("probe vetoed this customer")
+        tx.session.add(ProbeNote(customer_id=customer["id"], body=f"welcome {customer['name']}"))
+        self.events.append(("created", customer["id"]))
+        tx.after_commit(lambda: self.sent.append(f"welcome email to {customer['name']}"))
+
+    @hookimpl
+    def crmkit_customer_updated(self, customer: Any, changes: Any) -> None:
+        if changes.get("score") == 666:
+            raise RuntimeError("probe vetoed this update")
+        self.events.append(("updated", (customer["id"], dict(changes))))
+
+    @hookimpl
+    def crmkit_stage_changed(self, change: Any) -> None:
+        if change.target == "lost" and change.cause == "VETO":
+            raise RuntimeError("probe vetoed this move")
+        self.events.append(("stage", (change.source, change.target, change.cause)))
+
+    @hookimpl
+    def crmkit_activity_logged(self, activity: Any) -> None:
+        if activity.get("subject") == "VETO":
+            raise RuntimeError("probe vetoed this activity")
+        self.events.append(("activity", activity["id"]))
+
+    @hookimpl
+    def crmkit_activities_ingested(self, count: int, kinds: Any) -> None:
+        if "note" in kinds:
+            raise RuntimeError("probe refuses notes in bulk")
+        self.events.append(("ingested", (count, dict(kinds))))
+
+    @hookimpl
+    def crmkit_customers_merged(self, survivor_id: int, merged_id: int) -> None:
+        self.events.append(("merged", (survivor_id, merged_id)))
+
+    @hookimpl
+    def crmkit_normalize_phone(self, raw: str) -> str | None:
+        return raw.lower() if raw.lower().startswith("ext-") else None
+
+    def of(self, kind: str) -> list[Any]:
+        return [payload for name, payload in self.events if name == kind]
