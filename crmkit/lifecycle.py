@@ -67,6 +67,10 @@ class Lifecycle:
             if customer is None:
                 raise NotFound("customer", customer_id)
             self.check(customer.stage, target, cause)
+            if at is not None and at < customer.stage_changed_at:
+                raise TransitionError(
+                    customer.stage, target, f"a move cannot be dated before the last one ({customer.stage_changed_at})"
+                )
             return self.record(t, customer, customer.stage, target, cause=cause, actor_id=actor_id or t.actor_id, at=at)
 
     def record(

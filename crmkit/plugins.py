@@ -159,7 +159,9 @@ def _check_hook_names(obj: object, name: str) -> None:
 def _each(pm: pluggy.PluginManager, hook: str) -> Iterable[tuple[str, Any]]:
     """Call a declaration hook plugin by plugin, so every result is attributed to its plugin."""
     caller = getattr(pm.hook, hook)
-    for impl in reversed(caller.get_hookimpls()):  # registration order: entry points, code, core
+    impls = caller.get_hookimpls()  # registration order: entry points, code, then the core
+    # the core's declarations come first, so a clash is blamed on the plugin, not on the core
+    for impl in sorted(impls, key=lambda i: i.plugin_name != CORE_PLUGIN):
         try:
             result = impl.function()
         except Exception as exc:
@@ -201,7 +203,7 @@ def _stamp(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 def collect(pm: pluggy.PluginManager) -> Registry:
     """Call every declaration hook and validate the declarations together."""
-    names = tuple(n for n, _ in pm.list_name_plugin() if n != CORE_PLUGIN)
+    names = tuple(n for n, p in pm.list_name_plugin() if p is not None and n != CORE_PLUGIN)
 
     fields = _unique(
         _stamp(_specs(pm, "crmkit_register_fields", FieldSpec)),

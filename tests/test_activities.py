@@ -1,0 +1,202 @@
+"""Activities and tasks: per-kind rules, bulk ingest, calendar conflicts, next actions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from probe import Probe
+from sqlalchemy import func, select
+
+from crmkit import CRM, CalendarConflictError, NotFound, ValidationError
+from crmkit.db import Activity
+
+T0 = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+@pytest.fixture
+def pcrm(crm_factory: Any, probe: Probe) -> CRM:
+    return crm_factory([probe])
+
+
+@pytest.fixture
+def people(pcrm: CRM) -> dict[str, Any]:
+    agent = pcrm.users.create({"name": "Agent", "role": "manager"})
+    other = pcrm.users.create({"name": "Other", "role": "operator"})
+    anna = pcrm.customers.create({"name": "Anna"})
+    ben = pcrm.customers.create({"name": "Ben"})
+    contact = pcrm.customers.add_contact(anna["id"], {"name": "Anna's husband"})
+    return {"agent": agent["id"], "other": other["id"], "anna": anna["id"], "ben": ben["id"], "contact": contact["id"]}
+
+
+def n_activities(crm: CRM) -> int:
+    with crm.session() as s:
+        return s.scalar(select(func.count()).select_from(Activity)) or 0
+
+
+def meeting(p: dict[str, Any], at: dt.datetime = T0, **over: Any) -> dict[str, Any]:
+    return {"customer_id": p["anna"], "kind": "meeting", "occurred_at": at.isoformat(), "contact_id": p["contact"],
+            "subject": "Viewing", "result": "wants a second viewing", "owner_id": p["agent"], **over}
+
+
+def test_log_a_call_with_defaults(pcrm: CRM, people: dict[str, Any], probe: Probe) -> None:
+    call = pcrm.activities.log({"customer_id": people["anna"], "kind": "call", "direction": "outbound",
+                                "status": "in_progress", "result": "call back at 5"})
+    assert (call["channel"], call["status"], call["direction"]) == ("phone", "in_progress", "outbound")
+    assert call["occurred_at"] is not None
+    assert probe.of("activity") == [call["id"]]
+
+
+def test_a_meeting_needs_date_contact_topic_and_result(pcrm: CRM, people: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as err:
+        pcrm.activities.log({"customer_id": people["anna"], "kind": "meeting"})
+    assert set(err.value.errors) == {"occurred_at", "contact_id", "subject", "result"}
+    assert pcrm.activities.log(meeting(people))["kind"] == "meeting"
+
+
+def test_statuses_and_kinds_come_from_short_lists(pcrm: CRM, people: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as err:
+        pcrm.activities.log({"customer_id": people["anna"], "kind": "telepathy", "status": "kinda done"})
+    assert set(err.value.errors) == {"kind", "status"}
+
+
+def test_purchases_need_amount_and_currency(pcrm: CRM, people: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as err:
+        pcrm.activities.log({"customer_id": people["anna"], "kind": "purchase", "currency": "euro"})
+    assert set(err.value.errors) == {"amount", "currency"}
+    sale = pcrm.activities.log({"customer_id": people["anna"], "kind": "purchase", "amount": "49.90",
+                                "currency": "EUR"})
+    assert (sale["amount"], sale["currency"]) == ("49.90", "EUR")
+
+
+def test_plugin_kind_validates_its_data_fields(pcrm: CRM, people: dict[str, Any]) -> None:
+    base = {"customer_id": people["anna"], "kind": "session", "occurred_at": T0.isoformat()}
+    with pytest.raises(ValidationError) as err:
+        pcrm.activities.log({**base, "data": {"room": "z", "weight": "heavy", "colour": "red"}})
+    assert set(err.value.errors) == {"owner_id", "data.room", "data.weight", "data.colour"}
+    ok = pcrm.activities.log({**base, "owner_id": people["agent"], "data": {"room": "a", "weight": 12.5}})
+    assert ok["data"] == {"room": "a", "weight": 12.5}
+
+
+def test_references_must_exist_and_contacts_belong_to_the_customer(pcrm: CRM, people: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="no customer with id 999"):
+        pcrm.activities.log({"customer_id": 999, "kind": "note"})
+    with pytest.raises(ValidationError, match="does not belong"):
+        pcrm.activities.log(meeting(people, customer_id=people["ben"]))
+    with pytest.raises(ValidationError, match="no user"):
+        pcrm.activities.log({"customer_id": people["anna"], "kind": "note", "owner_id": 999})
+    assert n_activities(pcrm) == 0
+
+
+def test_hook_that_raises_rolls_back_the_activity(pcrm: CRM, people: dict[str, Any]) -> None:
+    with pytest.raises(RuntimeError):
+        pcrm.activities.log({"customer_id": people["anna"], "kind": "note", "subject": "VETO"})
+    assert n_activities(pcrm) == 0
+
+
+def test_overlapping_meetings_of_one_owner_conflict(pcrm: CRM, people: dict[str, Any]) -> None:
+    first = pcrm.activities.log(meeting(people, duration_min=60))
+    with pytest.raises(CalendarConflictError) as err:
+        pcrm.activities.log({"customer_id": people["ben"], "kind": "visit", "owner_id": people["agent"],
+                             "occurred_at": (T0 + dt.timedelta(minutes=30)).isoformat(), "status": "planned"})
+    assert err.value.conflicting_ids == [first["id"]]
+    # back to back is not a conflict; another owner, a cancelled booking and a phone call are not either
+    pcrm.activities.log({"customer_id": people["ben"], "kind": "visit", "owner_id": people["agent"],
+                         "occurred_at": (T0 + dt.timedelta(minutes=60)).isoformat(), "duration_min": 30})
+    pcrm.activities.log({"customer_id": people["ben"], "kind": "visit", "owner_id": people["other"],
+                         "occurred_at": T0.isoformat()})
+    pcrm.activities.log({"customer_id": people["ben"], "kind": "visit", "owner_id": people["agent"],
+                         "occurred_at": T0.isoformat(), "status": "cancelled"})
+    pcrm.activities.log({"customer_id": people["ben"], "kind": "call", "owner_id": people["agent"],
+                         "direction": "outbound", "occurred_at": T0.isoformat()})
+    booked = pcrm.activities.log(meeting(people, subject="Overbooked"), allow_conflict=True)
+    clashes = pcrm.activities.conflicts(people["agent"], T0, T0 + dt.timedelta(minutes=15))
+    assert [c["id"] for c in clashes] == [first["id"], booked["id"]]
+
+
+def test_bulk_ingest_keeps_good_rows_and_reports_every_bad_one(pcrm: CRM, people: dict[str, Any],
+                                                               probe: Probe) -> None:
+    rows = [
+        {"customer_id": people["anna"], "kind": "visit", "occurred_at": (T0 + dt.timedelta(days=i)).isoformat()}
+        for i in range(7)
+    ]
+    rows.insert(2, {"customer_id": 999, "kind": "visit"})
+    rows.insert(5, {"customer_id": people["anna"], "kind": "visit", "occurred_at": "yesterday"})
+    rows.append({"kind": "purchase", "customer_id": people["ben"], "amount": "-5", "currency": "EUR"})
+    report = pcrm.activities.ingest(rows, batch_size=3)
+    assert report.inserted == 7
+    assert [(r.index, sorted(r.errors)) for r in report.rejected] == [
+        (2, ["customer_id"]), (5, ["occurred_at"]), (9, ["amount"])
+    ]
+    assert n_activities(pcrm) == 7
+    assert sum(c for c, _ in probe.of("ingested")) == 7
+    assert all(k == {"visit": k["visit"]} for _, k in probe.of("ingested"))
+
+
+def test_bulk_ingest_all_or_nothing(pcrm: CRM, people: dict[str, Any]) -> None:
+    rows = [{"customer_id": people["anna"], "kind": "visit"}, {"customer_id": 999, "kind": "visit"}]
+    with pytest.raises(ValidationError, match="1 rows rejected, nothing written"):
+        pcrm.activities.ingest(rows, all_or_nothing=True)
+    assert n_activities(pcrm) == 0
+
+
+def test_hook_that_raises_aborts_the_whole_ingest(pcrm: CRM, people: dict[str, Any]) -> None:
+    rows = [{"customer_id": people["anna"], "kind": "visit"}] * 3 + [{"customer_id": people["anna"], "kind": "note"}]
+    with pytest.raises(RuntimeError, match="refuses notes"):
+        pcrm.activities.ingest(rows, batch_size=3)
+    assert n_activities(pcrm) == 0
+
+
+def test_ingest_accepts_a_generator_and_stores_every_column(pcrm: CRM, people: dict[str, Any]) -> None:
+    def rows() -> Any:
+        for i in range(25):
+            yield {"customer_id": people["ben"], "kind": "payment", "amount": f"{i}.50", "currency": "USD",
+                   "occurred_at": (T0 - dt.timedelta(hours=i)).isoformat(), "data": {"receipt": i}}
+
+    assert pcrm.activities.ingest(rows(), batch_size=10).inserted == 25
+    latest = pcrm.activities.for_customer(people["ben"], limit=2)
+    assert [(a["amount"], a["data"]) for a in latest] == [("0.50", {"receipt": 0}), ("1.50", {"receipt": 1})]
+    assert latest[0]["occurred_at"] == T0.isoformat()
+
+
+def test_tasks_rank_by_priority_then_due_time(pcrm: CRM, people: dict[str, Any]) -> None:
+    make = pcrm.tasks.create
+    later = make({"title": "later", "assignee_id": people["agent"], "due_at": (T0 + dt.timedelta(days=2)).isoformat()})
+    undated = make({"title": "someday", "assignee_id": people["agent"]})
+    urgent = make({"title": "urgent", "assignee_id": people["agent"], "priority": 90, "customer_id": people["anna"],
+                   "reason": "2 sessions left", "source": "trigger", "source_id": "probe.ping"})
+    sooner = make({"title": "sooner", "assignee_id": people["agent"], "due_at": T0.isoformat()})
+    make({"title": "not mine", "assignee_id": people["other"]})
+    assert [t["id"] for t in pcrm.tasks.open(assignee_id=people["agent"])] == [
+        urgent["id"], sooner["id"], later["id"], undated["id"]
+    ]
+    pcrm.tasks.complete(sooner["id"])
+    assert pcrm.tasks.get(sooner["id"])["status"] == "done"
+    with pytest.raises(ValidationError, match="already done"):
+        pcrm.tasks.complete(sooner["id"])
+    assert pcrm.tasks.open(customer_id=people["anna"])[0]["reason"] == "2 sessions left"
+
+
+def test_task_input_is_validated(pcrm: CRM, people: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError) as err:
+        pcrm.tasks.create({"title": "", "priority": 1000, "due_at": "soon"})
+    assert set(err.value.errors) == {"title", "priority", "due_at"}
+    with pytest.raises(ValidationError) as err:
+        pcrm.tasks.create({"title": "x", "customer_id": 999, "assignee_id": 999})
+    assert set(err.value.errors) == {"customer_id", "assignee_id"}
+    with pytest.raises(NotFound):
+        pcrm.tasks.complete(12345)
+
+
+def test_reminders_due_respect_as_of(pcrm: CRM, people: dict[str, Any]) -> None:
+    task = pcrm.tasks.create({"title": "follow up", "remind_at": T0.isoformat()})
+    assert pcrm.tasks.reminders_due(as_of=T0 - dt.timedelta(seconds=1)) == []
+    assert [t["id"] for t in pcrm.tasks.reminders_due(as_of=T0)] == [task["id"]]
+    pcrm.tasks.cancel(task["id"])
+    assert pcrm.tasks.reminders_due(as_of=T0) == []

@@ -1,0 +1,215 @@
+"""Customers: validated writes, flat records, run-time fields, duplicates, transactions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from probe import Probe, ProbeNote
+from sqlalchemy import func, select
+
+from crmkit import CRM, DuplicateCustomerError, FieldSpec, NotFound, ValidationError
+from crmkit.customers import normalize_email
+from crmkit.db import Customer, StageHistory
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+@pytest.fixture
+def pcrm(crm_factory: Any, probe: Probe) -> CRM:
+    return crm_factory([probe])
+
+
+def count(crm: CRM, model: Any) -> int:
+    with crm.session() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_create_returns_one_flat_record_with_plugin_fields(pcrm: CRM) -> None:
+    anna = pcrm.customers.create(
+        {"name": "Anna", "email": " Anna@Example.COM ", "phone": "(415) 555-0100", "birthday": "1990-05-01",
+         "source": "instagram", "tier": "gold", "score": 7, "balance": "12.50", "vip": True,
+         "last_seen": "2026-01-02T03:04:05+02:00"}
+    )
+    assert anna["email"] == "Anna@Example.COM"
+    assert anna["email_normalized"] == "anna@example.com"
+    assert anna["phone"] == "(415) 555-0100" and anna["phone_normalized"] == "+14155550100"
+    assert anna["birthday"] == "1990-05-01"
+    assert anna["stage"] == "lead" and anna["lifecycle"] == "lead"
+    assert (anna["tier"], anna["score"], anna["balance"], anna["vip"]) == ("gold", 7, "12.50", True)
+    assert anna["last_seen"] == "2026-01-02T01:04:05+00:00"
+    assert pcrm.customers.get(anna["id"]) == anna
+
+
+def test_plugin_defaults_apply_on_create(pcrm: CRM) -> None:
+    assert pcrm.customers.create({"name": "Ben"})["tier"] == "bronze"
+
+
+def test_bad_input_lists_every_problem_and_writes_nothing(pcrm: CRM) -> None:
+    with pytest.raises(ValidationError) as err:
+        pcrm.customers.create(
+            {"name": "", "email": "not-an-email", "phone": "12", "tier": "platinum", "score": "many",
+             "birthday": "31/12/1990", "stage": "lost", "colour": "red"}
+        )
+    assert set(err.value.errors) == {"name", "email", "phone", "tier", "score", "birthday", "stage", "colour"}
+    assert "platinum" not in str(err.value) or "Must be one of" in str(err.value)
+    assert count(pcrm, Customer) == 0
+
+
+def test_name_is_required(crm: CRM) -> None:
+    with pytest.raises(ValidationError) as err:
+        crm.customers.create({"email": "x@example.com"})
+    assert "name" in err.value.errors
+
+
+def test_non_mapping_input_is_a_validation_error(crm: CRM) -> None:
+    with pytest.raises(ValidationError):
+        crm.customers.create(["Anna"])  # type: ignore[arg-type]
+
+
+def test_update_changes_only_given_fields(pcrm: CRM, probe: Probe) -> None:
+    anna = pcrm.customers.create({"name": "Anna", "tier": "silver", "score": 1})
+    updated = pcrm.customers.update(anna["id"], {"score": 5, "branch": "north"})
+    assert (updated["score"], updated["tier"], updated["branch"]) == (5, "silver", "north")
+    assert probe.of("updated") == [(anna["id"], {"score": 5, "branch": "north"})]
+
+
+def test_update_validates_and_refuses_stage_changes(pcrm: CRM) -> None:
+    anna = pcrm.customers.create({"name": "Anna"})
+    with pytest.raises(ValidationError, match="lifecycle.move"):
+        pcrm.customers.update(anna["id"], {"stage": "active"})
+    with pytest.raises(ValidationError) as err:
+        pcrm.customers.update(anna["id"], {"tier": "nope", "name": None})
+    assert set(err.value.errors) == {"tier", "name"}
+    with pytest.raises(NotFound):
+        pcrm.customers.update(999, {"score": 1})
+
+
+def test_hook_that_raises_rolls_back_the_whole_create(pcrm: CRM, probe: Probe) -> None:
+    with pytest.raises(RuntimeError, match="vetoed"):
+        pcrm.customers.create({"name": "VETO", "tier": "gold"})
+    assert count(pcrm, Customer) == 0
+    assert count(pcrm, StageHistory) == 0
+    assert count(pcrm, pcrm.extension_tables["probe"]) == 0
+    assert probe.sent == []
+
+
+def test_hook_that_raises_rolls_back_an_update(pcrm: CRM) -> None:
+    anna = pcrm.customers.create({"name": "Anna", "score": 1})
+    with pytest.raises(RuntimeError):
+        pcrm.customers.update(anna["id"], {"score": 666, "name": "Changed"})
+    assert pcrm.customers.get(anna["id"])["name"] == "Anna"
+    assert pcrm.customers.get(anna["id"])["score"] == 1
+
+
+def test_event_hooks_write_in_the_same_transaction_and_effects_wait_for_commit(pcrm: CRM, probe: Probe) -> None:
+    anna = pcrm.customers.create({"name": "Anna"})
+    with pcrm.session() as s:
+        assert s.scalars(select(ProbeNote.body)).all() == ["welcome Anna"]
+    assert probe.sent == ["welcome email to Anna"]
+    assert probe.of("stage") == [(None, "lead", "created")]
+    assert probe.of("created") == [anna["id"]]
+
+
+def test_writes_in_one_caller_transaction_commit_together(pcrm: CRM, probe: Probe) -> None:
+    with pytest.raises(ValidationError), pcrm.transaction() as tx:
+        pcrm.customers.create({"name": "Anna"}, tx=tx)
+        assert probe.sent == []  # not before commit
+        pcrm.customers.create({"name": "Ben", "tier": "bad"}, tx=tx)
+    assert count(pcrm, Customer) == 0
+    assert probe.sent == []
+
+
+def test_a_failed_call_inside_a_caller_transaction_keeps_earlier_writes(pcrm: CRM) -> None:
+    with pcrm.transaction() as tx:
+        pcrm.customers.create({"name": "Anna", "email": "anna@example.com"}, tx=tx)
+        with pytest.raises(DuplicateCustomerError):
+            pcrm.customers.create({"name": "Anna again", "email": "ANNA@example.com"}, tx=tx)
+        with pytest.raises(RuntimeError):
+            pcrm.customers.create({"name": "VETO"}, tx=tx)
+    assert [c["name"] for c in pcrm.customers.iter()] == ["Anna"]
+
+
+def test_duplicates_are_refused_on_normalised_email_and_phone(crm: CRM) -> None:
+    anna = crm.customers.create({"name": "Anna", "email": "anna@example.com", "phone": "+1 415 555 0100"})
+    with pytest.raises(DuplicateCustomerError) as err:
+        crm.customers.create({"name": "A. B.", "email": "ANNA@example.com ", "phone": "(415) 555-0100"})
+    assert err.value.existing_ids == [anna["id"]] and err.value.matched_on == ["email", "phone"]
+    ben = crm.customers.create({"name": "Ben", "phone": "415.555.0100"}, allow_duplicate=True)
+    assert crm.customers.find_duplicates(phone="+14155550100") == [anna["id"], ben["id"]]
+    groups = crm.customers.duplicate_groups()
+    assert [(g.matched_on, g.customer_ids) for g in groups] == [("phone", (anna["id"], ben["id"]))]
+    with pytest.raises(DuplicateCustomerError):
+        crm.customers.update(ben["id"], {"email": "anna@EXAMPLE.com"})
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.emails())
+def test_email_normalisation_is_idempotent_and_case_blind(email: str) -> None:
+    once = normalize_email(f"  {email.upper()} ")
+    assert once == normalize_email(once) == email.lower()
+
+
+def test_runtime_fields_are_validated_and_stored_as_json(crm: CRM) -> None:
+    crm.fields.define(FieldSpec("shoe_size", "integer"))
+    crm.fields.define(FieldSpec("channel_pref", choices=("sms", "email")))
+    crm.fields.define(FieldSpec("first_visit", "date"))
+    c = crm.customers.create({"name": "Anna", "shoe_size": "38", "channel_pref": "sms", "first_visit": "2026-02-01"})
+    assert (c["shoe_size"], c["channel_pref"], c["first_visit"]) == (38, "sms", "2026-02-01")
+    with crm.session() as s:
+        assert s.get(Customer, c["id"]).extra == {"shoe_size": 38, "channel_pref": "sms", "first_visit": "2026-02-01"}
+    with pytest.raises(ValidationError) as err:
+        crm.customers.create({"name": "Ben", "channel_pref": "fax", "shoe_size": "big"})
+    assert set(err.value.errors) == {"channel_pref", "shoe_size"}
+    updated = crm.customers.update(c["id"], {"shoe_size": 39})
+    assert (updated["shoe_size"], updated["channel_pref"]) == (39, "sms")
+
+
+def test_runtime_fields_survive_a_new_crm_on_the_same_database(crm: CRM) -> None:
+    crm.fields.define(FieldSpec("nickname"))
+    again = CRM(engine=crm.engine, load_entry_points=False)
+    assert [f.name for f in again.fields.runtime()] == ["nickname"]
+    assert again.customers.create({"name": "Anna", "nickname": "Annie"})["nickname"] == "Annie"
+
+
+def test_runtime_field_names_may_not_clash(pcrm: CRM) -> None:
+    for name in ("email", "tier"):
+        with pytest.raises(ValidationError, match="already exists"):
+            pcrm.fields.define(FieldSpec(name))
+    pcrm.fields.define(FieldSpec("nickname"))
+    with pytest.raises(ValidationError):
+        pcrm.fields.define(FieldSpec("nickname", "integer"))
+
+
+def test_iter_streams_customers_in_id_order_with_filters(pcrm: CRM) -> None:
+    for name in ("A", "B", "C"):
+        pcrm.customers.create({"name": name, "stage": "trial" if name != "B" else "lead"})
+    assert [c["name"] for c in pcrm.customers.iter(batch_size=1)] == ["A", "B", "C"]
+    assert [c["name"] for c in pcrm.customers.iter(stage="trial")] == ["A", "C"]
+    assert [c["name"] for c in pcrm.customers.iter(lifecycle="lead")] == ["A", "B", "C"]
+    assert pcrm.customers.count() == 3
+
+
+def test_select_exposes_plugin_fields_for_custom_sql(pcrm: CRM) -> None:
+    pcrm.customers.create({"name": "Rich", "balance": "100.00"})
+    pcrm.customers.create({"name": "Poor", "balance": "1.00"})
+    query = pcrm.customers.select()
+    with pcrm.engine.connect() as conn:
+        rows = conn.execute(query.where(query.selected_columns.balance > 50)).all()
+    assert [(r.name, r.balance) for r in rows] == [("Rich", Decimal("100.00"))]
+
+
+def test_contacts_belong_to_a_customer(crm: CRM) -> None:
+    acme = crm.customers.create({"name": "Acme Ltd"})
+    contact = crm.customers.add_contact(acme["id"], {"name": "Office manager", "email": "om@acme.test"})
+    assert contact["customer_id"] == acme["id"]
+    with pytest.raises(NotFound):
+        crm.customers.add_contact(999, {"name": "Nobody"})
+    with pytest.raises(ValidationError):
+        crm.customers.add_contact(acme["id"], {"name": ""})
