@@ -46,16 +46,36 @@ def run(url: str, echo: Callable[[str], None] = print) -> CRM:
     ids = []
     for name, email, phone, stage, membership in PEOPLE:
         record = crm.customers.create(
-            {"name": name, "email": email, "phone": phone, "stage": stage, "membership": membership,
-             "owner_id": coach["id"], "source": "instagram"}
+            {
+                "name": name,
+                "email": email,
+                "phone": phone,
+                "stage": stage,
+                "membership": membership,
+                "owner_id": coach["id"],
+                "source": "instagram",
+            }
         )
         ids.append(record["id"])
-        crm.activities.log({"customer_id": record["id"], "kind": "visit", "owner_id": coach["id"],
-                            "occurred_at": dt.datetime(2026, 1, 5, 18, len(ids) * 10, tzinfo=dt.UTC)},
-                           allow_conflict=True)
+        crm.activities.log(
+            {
+                "customer_id": record["id"],
+                "kind": "visit",
+                "owner_id": coach["id"],
+                "occurred_at": dt.datetime(2026, 1, 5, 18, len(ids) * 10, tzinfo=dt.UTC),
+            },
+            allow_conflict=True,
+        )
     crm.lifecycle.move(ids[0], "active", cause="bought a monthly pass", actor_id=coach["id"])
-    crm.tasks.create({"title": "Welcome call", "reason": "new monthly member", "customer_id": ids[0],
-                      "assignee_id": coach["id"], "due_at": "2026-01-06T10:00:00Z"})
+    crm.tasks.create(
+        {
+            "title": "Welcome call",
+            "reason": "new monthly member",
+            "customer_id": ids[0],
+            "assignee_id": coach["id"],
+            "due_at": "2026-01-06T10:00:00Z",
+        }
+    )
     echo(f"{'customer':<12} {'stage':<8} {'lifecycle':<10} membership")
     for c in crm.customers.iter():
         echo(f"{c['name']:<12} {c['stage']:<8} {c['lifecycle']:<10} {c['membership']}")

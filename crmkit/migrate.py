@@ -71,6 +71,14 @@ def current(crm: CRM) -> set[str]:
         return set(ctx.get_current_heads())
 
 
+def up_to_date(crm: CRM) -> bool:
+    """Whether every branch's head is applied (a plugin's revision implies the core ones it depends on,
+    so the version table may list fewer revisions than there are heads)."""
+    script = ScriptDirectory.from_config(config(crm))
+    applied = {r.revision for r in script.get_all_current(tuple(current(crm)))}
+    return heads(crm) <= applied
+
+
 def revision(crm: CRM, message: str, *, branch: str, autogenerate: bool = True) -> None:
     """Write a new revision on ``branch`` (``crmkit`` or a plugin's name), comparing the database with
     that branch's tables only. A plugin's first revision starts its branch and depends on the core's

@@ -130,9 +130,7 @@ def check_plugin(crm: CRM, name: str) -> None:
     if name in crm.extension_tables:
         assert crm.extension_tables[name].name in existing
     initial = next(s.name for s in reg.stages.values() if s.initial)
-    required = {
-        f.name: _sample(f.type, f.choices) for f in reg.fields.values() if f.required and f.owner == name
-    }
+    required = {f.name: _sample(f.type, f.choices) for f in reg.fields.values() if f.required and f.owner == name}
     record = crm.customers.create({"name": "Contract check", "stage": initial, **required}, allow_duplicate=True)
     for field in reg.fields_of(name):
         assert field.name in record, f"field {field.name!r} is missing from the customer record"

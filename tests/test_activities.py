@@ -41,13 +41,28 @@ def n_activities(crm: CRM) -> int:
 
 
 def meeting(p: dict[str, Any], at: dt.datetime = T0, **over: Any) -> dict[str, Any]:
-    return {"customer_id": p["anna"], "kind": "meeting", "occurred_at": at.isoformat(), "contact_id": p["contact"],
-            "subject": "Viewing", "result": "wants a second viewing", "owner_id": p["agent"], **over}
+    return {
+        "customer_id": p["anna"],
+        "kind": "meeting",
+        "occurred_at": at.isoformat(),
+        "contact_id": p["contact"],
+        "subject": "Viewing",
+        "result": "wants a second viewing",
+        "owner_id": p["agent"],
+        **over,
+    }
 
 
 def test_log_a_call_with_defaults(pcrm: CRM, people: dict[str, Any], probe: Probe) -> None:
-    call = pcrm.activities.log({"customer_id": people["anna"], "kind": "call", "direction": "outbound",
-                                "status": "in_progress", "result": "call back at 5"})
+    call = pcrm.activities.log(
+        {
+            "customer_id": people["anna"],
+            "kind": "call",
+            "direction": "outbound",
+            "status": "in_progress",
+            "result": "call back at 5",
+        }
+    )
     assert (call["channel"], call["status"], call["direction"]) == ("phone", "in_progress", "outbound")
     assert call["occurred_at"] is not None
     assert probe.of("activity") == [call["id"]]
@@ -70,8 +85,9 @@ def test_purchases_need_amount_and_currency(pcrm: CRM, people: dict[str, Any]) -
     with pytest.raises(ValidationError) as err:
         pcrm.activities.log({"customer_id": people["anna"], "kind": "purchase", "currency": "euro"})
     assert set(err.value.errors) == {"amount", "currency"}
-    sale = pcrm.activities.log({"customer_id": people["anna"], "kind": "purchase", "amount": "49.90",
-                                "currency": "EUR"})
+    sale = pcrm.activities.log(
+        {"customer_id": people["anna"], "kind": "purchase", "amount": "49.90", "currency": "EUR"}
+    )
     assert (sale["amount"], sale["currency"]) == ("49.90", "EUR")
 
 
@@ -103,25 +119,53 @@ def test_hook_that_raises_rolls_back_the_activity(pcrm: CRM, people: dict[str, A
 def test_overlapping_meetings_of_one_owner_conflict(pcrm: CRM, people: dict[str, Any]) -> None:
     first = pcrm.activities.log(meeting(people, duration_min=60))
     with pytest.raises(CalendarConflictError) as err:
-        pcrm.activities.log({"customer_id": people["ben"], "kind": "visit", "owner_id": people["agent"],
-                             "occurred_at": (T0 + dt.timedelta(minutes=30)).isoformat(), "status": "planned"})
+        pcrm.activities.log(
+            {
+                "customer_id": people["ben"],
+                "kind": "visit",
+                "owner_id": people["agent"],
+                "occurred_at": (T0 + dt.timedelta(minutes=30)).isoformat(),
+                "status": "planned",
+            }
+        )
     assert err.value.conflicting_ids == [first["id"]]
     # back to back is not a conflict; another owner, a cancelled booking and a phone call are not either
-    pcrm.activities.log({"customer_id": people["ben"], "kind": "visit", "owner_id": people["agent"],
-                         "occurred_at": (T0 + dt.timedelta(minutes=60)).isoformat(), "duration_min": 30})
-    pcrm.activities.log({"customer_id": people["ben"], "kind": "visit", "owner_id": people["other"],
-                         "occurred_at": T0.isoformat()})
-    pcrm.activities.log({"customer_id": people["ben"], "kind": "visit", "owner_id": people["agent"],
-                         "occurred_at": T0.isoformat(), "status": "cancelled"})
-    pcrm.activities.log({"customer_id": people["ben"], "kind": "call", "owner_id": people["agent"],
-                         "direction": "outbound", "occurred_at": T0.isoformat()})
+    pcrm.activities.log(
+        {
+            "customer_id": people["ben"],
+            "kind": "visit",
+            "owner_id": people["agent"],
+            "occurred_at": (T0 + dt.timedelta(minutes=60)).isoformat(),
+            "duration_min": 30,
+        }
+    )
+    pcrm.activities.log(
+        {"customer_id": people["ben"], "kind": "visit", "owner_id": people["other"], "occurred_at": T0.isoformat()}
+    )
+    pcrm.activities.log(
+        {
+            "customer_id": people["ben"],
+            "kind": "visit",
+            "owner_id": people["agent"],
+            "occurred_at": T0.isoformat(),
+            "status": "cancelled",
+        }
+    )
+    pcrm.activities.log(
+        {
+            "customer_id": people["ben"],
+            "kind": "call",
+            "owner_id": people["agent"],
+            "direction": "outbound",
+            "occurred_at": T0.isoformat(),
+        }
+    )
     booked = pcrm.activities.log(meeting(people, subject="Overbooked"), allow_conflict=True)
     clashes = pcrm.activities.conflicts(people["agent"], T0, T0 + dt.timedelta(minutes=15))
     assert [c["id"] for c in clashes] == [first["id"], booked["id"]]
 
 
-def test_bulk_ingest_keeps_good_rows_and_reports_every_bad_one(pcrm: CRM, people: dict[str, Any],
-                                                               probe: Probe) -> None:
+def test_bulk_ingest_keeps_good_rows_and_reports_every_bad_one(pcrm: CRM, people: dict[str, Any], probe: Probe) -> None:
     rows = [
         {"customer_id": people["anna"], "kind": "visit", "occurred_at": (T0 + dt.timedelta(days=i)).isoformat()}
         for i in range(7)
@@ -132,7 +176,9 @@ def test_bulk_ingest_keeps_good_rows_and_reports_every_bad_one(pcrm: CRM, people
     report = pcrm.activities.ingest(rows, batch_size=3)
     assert report.inserted == 7
     assert [(r.index, sorted(r.errors)) for r in report.rejected] == [
-        (2, ["customer_id"]), (5, ["occurred_at"]), (9, ["amount"])
+        (2, ["customer_id"]),
+        (5, ["occurred_at"]),
+        (9, ["amount"]),
     ]
     assert n_activities(pcrm) == 7
     assert sum(c for c, _ in probe.of("ingested")) == 7
@@ -156,8 +202,14 @@ def test_hook_that_raises_aborts_the_whole_ingest(pcrm: CRM, people: dict[str, A
 def test_ingest_accepts_a_generator_and_stores_every_column(pcrm: CRM, people: dict[str, Any]) -> None:
     def rows() -> Any:
         for i in range(25):
-            yield {"customer_id": people["ben"], "kind": "payment", "amount": f"{i}.50", "currency": "USD",
-                   "occurred_at": (T0 - dt.timedelta(hours=i)).isoformat(), "data": {"receipt": i}}
+            yield {
+                "customer_id": people["ben"],
+                "kind": "payment",
+                "amount": f"{i}.50",
+                "currency": "USD",
+                "occurred_at": (T0 - dt.timedelta(hours=i)).isoformat(),
+                "data": {"receipt": i},
+            }
 
     assert pcrm.activities.ingest(rows(), batch_size=10).inserted == 25
     latest = pcrm.activities.for_customer(people["ben"], limit=2)
@@ -169,12 +221,24 @@ def test_tasks_rank_by_priority_then_due_time(pcrm: CRM, people: dict[str, Any])
     make = pcrm.tasks.create
     later = make({"title": "later", "assignee_id": people["agent"], "due_at": (T0 + dt.timedelta(days=2)).isoformat()})
     undated = make({"title": "someday", "assignee_id": people["agent"]})
-    urgent = make({"title": "urgent", "assignee_id": people["agent"], "priority": 90, "customer_id": people["anna"],
-                   "reason": "2 sessions left", "source": "trigger", "source_id": "probe.ping"})
+    urgent = make(
+        {
+            "title": "urgent",
+            "assignee_id": people["agent"],
+            "priority": 90,
+            "customer_id": people["anna"],
+            "reason": "2 sessions left",
+            "source": "trigger",
+            "source_id": "probe.ping",
+        }
+    )
     sooner = make({"title": "sooner", "assignee_id": people["agent"], "due_at": T0.isoformat()})
     make({"title": "not mine", "assignee_id": people["other"]})
     assert [t["id"] for t in pcrm.tasks.open(assignee_id=people["agent"])] == [
-        urgent["id"], sooner["id"], later["id"], undated["id"]
+        urgent["id"],
+        sooner["id"],
+        later["id"],
+        undated["id"],
     ]
     pcrm.tasks.complete(sooner["id"])
     assert pcrm.tasks.get(sooner["id"])["status"] == "done"

@@ -33,9 +33,18 @@ def count(crm: CRM, model: Any) -> int:
 
 def test_create_returns_one_flat_record_with_plugin_fields(pcrm: CRM) -> None:
     anna = pcrm.customers.create(
-        {"name": "Anna", "email": " Anna@Example.COM ", "phone": "(415) 555-0100", "birthday": "1990-05-01",
-         "source": "instagram", "tier": "gold", "score": 7, "balance": "12.50", "vip": True,
-         "last_seen": "2026-01-02T03:04:05+02:00"}
+        {
+            "name": "Anna",
+            "email": " Anna@Example.COM ",
+            "phone": "(415) 555-0100",
+            "birthday": "1990-05-01",
+            "source": "instagram",
+            "tier": "gold",
+            "score": 7,
+            "balance": "12.50",
+            "vip": True,
+            "last_seen": "2026-01-02T03:04:05+02:00",
+        }
     )
     assert anna["email"] == "Anna@Example.COM"
     assert anna["email_normalized"] == "anna@example.com"
@@ -54,8 +63,16 @@ def test_plugin_defaults_apply_on_create(pcrm: CRM) -> None:
 def test_bad_input_lists_every_problem_and_writes_nothing(pcrm: CRM) -> None:
     with pytest.raises(ValidationError) as err:
         pcrm.customers.create(
-            {"name": "", "email": "not-an-email", "phone": "12", "tier": "platinum", "score": "many",
-             "birthday": "31/12/1990", "stage": "lost", "colour": "red"}
+            {
+                "name": "",
+                "email": "not-an-email",
+                "phone": "12",
+                "tier": "platinum",
+                "score": "many",
+                "birthday": "31/12/1990",
+                "stage": "lost",
+                "colour": "red",
+            }
         )
     assert set(err.value.errors) == {"name", "email", "phone", "tier", "score", "birthday", "stage", "colour"}
     assert "platinum" not in str(err.value) or "Must be one of" in str(err.value)

@@ -27,7 +27,11 @@ def test_core_path_lead_active_loyal_lost_and_win_back(crm: CRM) -> None:
         crm.lifecycle.move(c["id"], target, cause=f"to {target}")
     crm.lifecycle.move(c["id"], "active", cause="win-back offer accepted")
     assert [(h["from_stage"], h["to_stage"]) for h in crm.lifecycle.history(c["id"])] == [
-        (None, "lead"), ("lead", "active"), ("active", "loyal"), ("loyal", "lost"), ("lost", "active"),
+        (None, "lead"),
+        ("lead", "active"),
+        ("active", "loyal"),
+        ("loyal", "lost"),
+        ("lost", "active"),
     ]
     assert crm.customers.get(c["id"])["stage"] == "active"
 

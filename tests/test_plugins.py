@@ -128,8 +128,11 @@ def _fields_plugin(name: str, *specs: FieldSpec) -> object:
 
 
 def test_unknown_hook_fails_with_a_suggestion() -> None:
-    with pytest.raises(PluginError, match=r"plugin 'typo': unknown hook 'crmkit_register_feilds' \(did you mean "
-                       r"'crmkit_register_fields'\?\)"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'typo': unknown hook 'crmkit_register_feilds' \(did you mean "
+        r"'crmkit_register_fields'\?\)",
+    ):
         make(Typo())
 
 

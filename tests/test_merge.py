@@ -1,0 +1,83 @@
+"""Merging duplicates: every related row moves to the survivor, and the merge is recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from probe import Probe, ProbeNote
+from sqlalchemy import select
+
+from crmkit import CRM, FieldSpec, NotFound, ValidationError
+from crmkit.db import Activity, Contact, Customer, Merge, StageHistory, Task
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+@pytest.fixture
+def pcrm(crm_factory: Any, probe: Probe) -> CRM:
+    crm = crm_factory([probe])
+    crm.fields.define(FieldSpec("nickname"))
+    return crm
+
+
+def test_merge_moves_everything_and_fills_gaps(pcrm: CRM, probe: Probe) -> None:
+    agent = pcrm.users.create({"name": "Agent"})
+    keep = pcrm.customers.create({"name": "Anna Berg", "email": "anna@example.com", "tier": "gold"})
+    dupe = pcrm.customers.create(
+        {
+            "name": "A. Berg",
+            "email": "other@example.com",
+            "phone": "+1 415 555 0100",
+            "birthday": "1990-01-02",
+            "tier": "silver",
+            "score": 9,
+            "nickname": "Annie",
+        }
+    )
+    pcrm.lifecycle.move(dupe["id"], "active", cause="bought")
+    contact = pcrm.customers.add_contact(dupe["id"], {"name": "Husband"})
+    pcrm.activities.log({"customer_id": dupe["id"], "kind": "note", "subject": "likes mornings"})
+    pcrm.activities.log({"customer_id": keep["id"], "kind": "note", "subject": "first"})
+    pcrm.tasks.create({"title": "call", "customer_id": dupe["id"], "assignee_id": agent["id"]})
+
+    merged = pcrm.customers.merge(keep["id"], dupe["id"], actor_id=agent["id"])
+
+    assert merged["email"] == "anna@example.com"  # the survivor's values win
+    assert merged["phone_normalized"] == "+14155550100" and merged["birthday"] == "1990-01-02"  # gaps filled
+    assert (merged["tier"], merged["score"], merged["nickname"]) == ("gold", 9, "Annie")
+    with pcrm.session() as s:
+        assert s.get(Customer, dupe["id"]) is None
+        for model in (Activity, Task, StageHistory, Contact, ProbeNote):
+            owners = set(s.scalars(select(model.customer_id)))
+            assert owners == {keep["id"]}, model.__name__
+        assert s.get(Contact, contact["id"]).customer_id == keep["id"]
+        record = s.scalars(select(Merge)).one()
+        assert (record.survivor_id, record.merged_id, record.actor_id) == (keep["id"], dupe["id"], agent["id"])
+        assert record.snapshot["name"] == "A. Berg" and record.snapshot["tier"] == "silver"
+        assert record.moved["crm_activities.customer_id"] == 1
+        assert record.moved["probe_notes.customer_id"] == 1
+    assert len(pcrm.activities.for_customer(keep["id"])) == 2
+    assert probe.of("merged") == [(keep["id"], dupe["id"])]
+    assert pcrm.customers.duplicate_groups() == []
+
+
+def test_merging_into_itself_or_a_missing_customer_fails(pcrm: CRM) -> None:
+    anna = pcrm.customers.create({"name": "Anna"})
+    with pytest.raises(ValidationError):
+        pcrm.customers.merge(anna["id"], anna["id"])
+    with pytest.raises(NotFound):
+        pcrm.customers.merge(anna["id"], 999)
+    assert pcrm.customers.count() == 1
+
+
+def test_a_chain_of_merges_keeps_pointing_at_the_final_survivor(pcrm: CRM) -> None:
+    a, b, c = (pcrm.customers.create({"name": n}) for n in "ABC")
+    pcrm.customers.merge(b["id"], c["id"])
+    pcrm.customers.merge(a["id"], b["id"])
+    with pcrm.session() as s:
+        assert set(s.scalars(select(Merge.survivor_id))) == {a["id"]}
+        assert sorted(s.scalars(select(Merge.merged_id))) == [b["id"], c["id"]]
