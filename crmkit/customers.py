@@ -10,7 +10,7 @@ import attrs
 from sqlalchemy import Select, Table, func, insert, or_, select, update
 
 from crmkit import fields as fieldmod
-from crmkit.db.models import Contact, Customer
+from crmkit.db.models import Contact, Customer, User
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
 from crmkit.merge import merge_customers
 from crmkit.schemas import load
@@ -68,6 +68,7 @@ class Customers:
                 extra=self._runtime_values(values),
             )
             self._normalise(customer)
+            self._check_owner(t, customer.owner_id)
             if not allow_duplicate:
                 self._refuse_duplicates(t, customer)
             t.session.add(customer)
@@ -101,6 +102,7 @@ class Customers:
             customer = t.session.get(Customer, customer_id, with_for_update=True)
             if customer is None:
                 raise NotFound("customer", customer_id)
+            self._check_owner(t, values.get("owner_id"))
             for key in _CORE_INPUT:
                 if key in values:
                     setattr(customer, key, values[key])
@@ -245,6 +247,10 @@ class Customers:
     def _normalise(self, customer: Customer) -> None:
         customer.email_normalized = normalize_email(customer.email)
         customer.phone_normalized = self._crm.normalize_phone(customer.phone) if customer.phone else None
+
+    def _check_owner(self, t: Transaction, owner_id: int | None) -> None:
+        if owner_id is not None and t.session.get(User, owner_id) is None:
+            raise ValidationError({"owner_id": [f"no user with id {owner_id}"]}, "invalid customer")
 
     def _refuse_duplicates(self, t: Transaction, customer: Customer, exclude: int | None = None) -> None:
         checks = []

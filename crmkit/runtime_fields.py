@@ -15,6 +15,9 @@ from crmkit.unit import Transaction, use_transaction
 if TYPE_CHECKING:
     from crmkit.app import CRM
 
+#: Core customer columns that hold personal data.
+CORE_PERSONAL_FIELDS: tuple[str, ...] = ("name", "email", "email_normalized", "phone", "phone_normalized", "birthday")
+
 
 class RuntimeFields:
     """``crm.fields``: every customer field this CRM knows, and the run-time ones an admin adds.
@@ -30,6 +33,12 @@ class RuntimeFields:
     def declared(self) -> dict[str, FieldSpec]:
         """Fields declared by plugins, by name."""
         return dict(self._crm.registry.fields)
+
+    def personal(self) -> list[str]:
+        """Names of every customer field flagged as personal data: core, plugin and run-time. Export,
+        erasure and masking work from this list, never from scanning tables."""
+        declared = [f.name for f in [*self._crm.registry.fields.values(), *self.runtime()] if f.personal]
+        return [*CORE_PERSONAL_FIELDS, *declared]
 
     def runtime(self) -> list[FieldSpec]:
         """Fields added at run time, read from the database once and cached."""

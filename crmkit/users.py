@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from crmkit.db.models import User
-from crmkit.errors import NotFound
+from crmkit.errors import NotFound, ValidationError
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
 
@@ -25,6 +25,8 @@ class Users:
     def create(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
         values = load(self._crm.schemas.user_in, data, message="invalid user")
         with use_transaction(self._crm, self._crm.session_factory, tx) as t:
+            if values.get("email") and t.session.scalar(select(User.id).where(User.email == values["email"])):
+                raise ValidationError({"email": [f"a user with email {values['email']} exists"]}, "invalid user")
             user = User(**values)
             t.session.add(user)
             t.session.flush()

@@ -230,3 +230,30 @@ def test_contacts_belong_to_a_customer(crm: CRM) -> None:
         crm.customers.add_contact(999, {"name": "Nobody"})
     with pytest.raises(ValidationError):
         crm.customers.add_contact(acme["id"], {"name": ""})
+
+
+def test_owner_must_be_a_known_user(crm: CRM) -> None:
+    with pytest.raises(ValidationError, match="no user with id 42"):
+        crm.customers.create({"name": "Anna", "owner_id": 42})
+    boss = crm.users.create({"name": "Boss", "email": "boss@example.com", "role": "manager", "branch": "north"})
+    anna = crm.customers.create({"name": "Anna", "owner_id": boss["id"]})
+    with pytest.raises(ValidationError, match="no user with id 43"):
+        crm.customers.update(anna["id"], {"owner_id": 43})
+    assert crm.customers.count() == 1
+
+
+def test_users_are_validated(crm: CRM) -> None:
+    crm.users.create({"name": "Boss", "email": "boss@example.com", "role": "manager"})
+    with pytest.raises(ValidationError, match="exists"):
+        crm.users.create({"name": "Boss 2", "email": "boss@example.com"})
+    with pytest.raises(ValidationError) as err:
+        crm.users.create({"name": "", "role": "king"})
+    assert set(err.value.errors) == {"name", "role"}
+    assert [u["name"] for u in crm.users.list()] == ["Boss"]
+
+
+def test_personal_data_fields_come_from_declarations(pcrm: CRM) -> None:
+    pcrm.fields.define(FieldSpec("passport_no", personal=True))
+    personal = pcrm.fields.personal()
+    assert {"name", "email", "phone", "birthday", "medical_notes", "passport_no"} <= set(personal)
+    assert "tier" not in personal
