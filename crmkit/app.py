@@ -16,9 +16,11 @@ from crmkit.activities import Activities
 from crmkit.customers import Customers
 from crmkit.db.schema import build_metadata
 from crmkit.lifecycle import Lifecycle
+from crmkit.outbox import Outbox
 from crmkit.plugins import Registry, collect, create_plugin_manager
 from crmkit.runtime_fields import RuntimeFields
 from crmkit.tasks import Tasks
+from crmkit.triggers.engine import Triggers
 from crmkit.unit import open_transaction
 from crmkit.users import Users
 
@@ -59,6 +61,7 @@ class CRM:
         self.extension_tables: dict[str, Table]
         self.metadata, self.extension_tables = build_metadata(self.registry)
         self.session_factory: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_engine = self.engine.execution_options(crmkit_write=True)
 
         self.fields = RuntimeFields(self)
         self.lifecycle = Lifecycle(self)
@@ -67,6 +70,8 @@ class CRM:
         self.tasks = Tasks(self)
         self.users = Users(self)
         self.schemas = Schemas(self)
+        self.outbox = Outbox(self)
+        self.triggers = Triggers(self)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -83,6 +88,11 @@ class CRM:
     def transaction(self, *, actor_id: int | None = None) -> Any:
         """Open a unit of work: pass it as ``tx=`` to several calls and they commit (or not) together."""
         return open_transaction(self, self.session_factory, actor_id)
+
+    @property
+    def write_engine(self) -> Engine:
+        """The engine as used by write transactions (on SQLite they begin with ``BEGIN IMMEDIATE``)."""
+        return self._write_engine
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -184,4 +194,6 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # writers take the write lock up front: two deferred transactions that both read and then write
+        # would otherwise deadlock and fail at once instead of waiting for each other
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("crmkit_write") else "BEGIN")

@@ -24,7 +24,7 @@ docstrings below and a test fails if a hook is undocumented.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
 
     from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
+    from crmkit.triggers import Firing, Trigger
     from crmkit.unit import StageChange, Transaction
 
 PROJECT = "crmkit"
@@ -111,10 +112,13 @@ def crmkit_register_activity_kinds() -> Iterable[ActivityKindSpec]:
 
 
 @hookspec
-def crmkit_register_triggers() -> Iterable[Any]:
-    """Declare retention triggers (objects with a unique ``name``).
+def crmkit_register_triggers() -> Iterable[Trigger]:
+    """Declare retention triggers (:class:`crmkit.triggers.Trigger`).
 
-    Collected and checked for duplicate names when the CRM is built; the trigger engine evaluates them.
+    A trigger's condition is a SQLAlchemy expression built from a :class:`~crmkit.triggers.TriggerQuery`
+    (plugin fields, activity counts and recency relative to ``as_of``); ``crm.triggers.run()`` evaluates it
+    for all customers in one statement. Names must be unique (``<plugin>.<what>``); stages, the target
+    stage, goal kinds and templates are checked when the CRM is built. See ``docs/triggers.md``.
 
     .. versionadded:: 0.1
     """
@@ -221,6 +225,18 @@ def crmkit_customers_merged(tx: Transaction, survivor_id: int, merged_id: int) -
     """
 
 
+@hookspec
+def crmkit_trigger_fired(tx: Transaction, trigger: Trigger, firings: Sequence[Firing]) -> None:
+    """Called after a trigger's actions ran for a batch of firings, inside the run's transaction.
+
+    ``firings`` carry the customer record and the trigger's evidence. Held-out firings (the control
+    group) are not passed: nothing is done for them. Raise to roll back the batch; crmkit then retries the
+    firings one by one and rolls back only those that fail, reporting them in the run's errors.
+
+    .. versionadded:: 0.1
+    """
+
+
 # -- decisions ----------------------------------------------------------------------------------------
 
 
@@ -231,6 +247,19 @@ def crmkit_normalize_phone(raw: str, region: str) -> str | None:
     ``region`` is the CRM's default region (ISO country code) for numbers written without ``+``. The core
     returns the E.164 form (``+14155550100``) and raises ``ValueError`` for text that cannot be a phone
     number. Override it for local conventions (internal extensions, short codes).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def crmkit_send_message(message: Mapping[str, Any]) -> bool | None:
+    """Deliver one outbox message; return ``True`` when sent, ``None`` when it is not your channel.
+
+    Called after commit by ``crm.outbox.deliver()`` with ``id``, ``channel`` (``"sms"``, ``"email"``...),
+    ``customer_id``, ``subject``, ``body``, ``source`` and ``source_id``. Raise on a gateway error: the
+    message stays pending and is retried on the next delivery, up to a limit. crmkit ships no gateway;
+    the app or a plugin implements this for the channels it has.
 
     .. versionadded:: 0.1
     """

@@ -24,6 +24,7 @@ from sqlalchemy import Table
 from crmkit import hookspecs
 from crmkit.errors import PluginError
 from crmkit.specs import CORE_STAGES, ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
+from crmkit.triggers.spec import Trigger
 
 ENTRY_POINT_GROUP = "crmkit.plugins"
 CORE_PLUGIN = "crmkit"
@@ -67,7 +68,7 @@ class Registry:
     transitions: dict[tuple[str, str], TransitionSpec]
     activity_kinds: dict[str, ActivityKindSpec]
     tables: dict[str, tuple[str, Table]]
-    triggers: dict[str, Any]
+    triggers: dict[str, Trigger]
     reports: dict[str, Any]
     template_dirs: tuple[tuple[str, Path], ...]
     migrations: dict[str, Path]
@@ -240,7 +241,7 @@ def collect(pm: pluggy.PluginManager) -> Registry:
     )
 
     tables = _collect_tables(pm)
-    triggers = _unique(_named(pm, "crmkit_register_triggers"), lambda t: t.name, "trigger")
+    triggers = _unique(_stamp(_specs(pm, "crmkit_register_triggers", Trigger)), lambda t: t.name, "trigger")
     reports = _unique(_named(pm, "crmkit_register_reports"), lambda r: r.name, "report")
     template_dirs = tuple(
         (owner, _existing_dir(owner, path, "template folder"))

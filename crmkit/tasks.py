@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, select
+from sqlalchemy import case, func, or_, select
 
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
@@ -63,6 +63,43 @@ class Tasks:
         query = query.order_by(Task.priority.desc(), case((Task.due_at.is_(None), 1), else_=0), Task.due_at, Task.id)
         with self._crm.session() as s:
             return self._crm.schemas.task_out.dump(s.scalars(query), many=True)
+
+    def next_actions(
+        self, *, as_of: dt.datetime | None = None, assignee_id: int | None = None, limit: int = 20
+    ) -> dict[int | None, list[dict[str, Any]]]:
+        """What each member of staff should do today: open tasks due by the end of ``as_of``'s day (overdue
+        included) or undated, ranked by priority, then due time; at most ``limit`` per person.
+
+        Ranked and cut by the database (a window function), whatever the number of tasks.
+        """
+        as_of = as_of or utcnow()
+        end_of_day = dt.datetime.combine(as_of.date() + dt.timedelta(days=1), dt.time(), tzinfo=as_of.tzinfo or dt.UTC)
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=Task.assignee_id,
+                order_by=(Task.priority.desc(), case((Task.due_at.is_(None), 1), else_=0), Task.due_at, Task.id),
+            )
+            .label("rank")
+        )
+        ranked = (
+            select(Task.id, rank)
+            .where(Task.status == "open", or_(Task.due_at.is_(None), Task.due_at < end_of_day))
+            .subquery()
+        )
+        query = (
+            select(Task, ranked.c.rank)
+            .join(ranked, ranked.c.id == Task.id)
+            .where(ranked.c.rank <= limit)
+            .order_by(Task.assignee_id, ranked.c.rank)
+        )
+        if assignee_id is not None:
+            query = query.where(Task.assignee_id == assignee_id)
+        out: dict[int | None, list[dict[str, Any]]] = {}
+        with self._crm.session() as s:
+            for task, _rank in s.execute(query):
+                out.setdefault(task.assignee_id, []).append(self._crm.schemas.task_out.dump(task))
+        return out
 
     def reminders_due(self, as_of: dt.datetime | None = None) -> list[dict[str, Any]]:
         """Open tasks whose reminder time has come by ``as_of`` (now by default)."""

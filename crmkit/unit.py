@@ -46,7 +46,7 @@ class Transaction:
 
 @contextmanager
 def open_transaction(crm: CRM, factory: sessionmaker[Session], actor_id: int | None = None) -> Iterator[Transaction]:
-    session = factory()
+    session = factory(bind=crm.write_engine)
     tx = Transaction(crm=crm, session=session, actor_id=actor_id)
     try:
         yield tx

@@ -13,6 +13,8 @@ from sqlalchemy import inspect
 from crmkit import CRM, migrate
 from crmkit.cli import main
 
+CORE_HEAD = "0002"
+
 
 def _diff(crm: CRM) -> list[Any]:
     with crm.engine.connect() as conn:
@@ -27,14 +29,14 @@ def _diff(crm: CRM) -> list[Any]:
 def test_core_migrations_match_the_models(crm_factory: Any) -> None:
     crm = crm_factory(create_schema=False)
     migrate.upgrade(crm)
-    assert migrate.current(crm) == migrate.heads(crm) == {"0001"}
+    assert migrate.current(crm) == migrate.heads(crm) == {CORE_HEAD}
     assert _diff(crm) == []
 
 
 def test_plugin_branch_upgrades_with_the_core_and_matches_its_models(crm_factory: Any) -> None:
     crm = crm_factory([Probe()], create_schema=False)
     migrate.upgrade(crm)
-    assert migrate.heads(crm) == {"0001", "p0001"}
+    assert migrate.heads(crm) == {CORE_HEAD, "p0001"}
     assert migrate.up_to_date(crm)
     assert _diff(crm) == []
     crm.customers.create({"name": "Anna", "tier": "gold"})
@@ -47,7 +49,7 @@ def test_plugin_branch_downgrades_on_its_own(crm_factory: Any) -> None:
     assert not migrate.up_to_date(crm)
     tables = set(inspect(crm.engine).get_table_names())
     assert "probe_customer" not in tables and "crm_customers" in tables
-    assert migrate.current(crm) == {"0001"}
+    assert migrate.current(crm) == {CORE_HEAD}
 
 
 def test_create_schema_stamps_heads_so_upgrade_is_a_no_op(crm_factory: Any) -> None:
@@ -61,6 +63,6 @@ def test_cli_db_upgrade(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     result = CliRunner().invoke(main, ["db", "upgrade", "--url", url, "--no-plugins"])
     assert result.exit_code == 0, result.output
-    assert "at 0001" in result.output
+    assert f"at {CORE_HEAD}" in result.output
     result = CliRunner().invoke(main, ["db", "current", "--url", url, "--no-plugins"])
-    assert "current: 0001" in result.output
+    assert f"current: {CORE_HEAD}" in result.output

@@ -14,6 +14,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, inspect
 from crmkit import CRM, FieldSpec, PluginError, StageSpec, TransitionSpec, hookimpl
 from crmkit.hookspecs import HOOK_NAMES
 from crmkit.testing import check_plugin
+from crmkit.triggers import Trigger
 
 
 def make(*plugins: object, **kwargs: Any) -> CRM:
@@ -41,6 +42,7 @@ def test_declarations_are_collected_and_stamped_with_their_plugin() -> None:
     assert reg.activity_kinds["session"].owner == "probe"
     assert reg.activity_kinds["meeting"].owner == "crmkit"
     assert set(reg.triggers) == {"probe.ping"} and set(reg.reports) == {"probe.summary"}
+    assert reg.triggers["probe.ping"].owner == "probe"
     assert reg.template_dirs[0][0] == "probe" and reg.template_dirs[0][1].is_dir()
     assert "probe" in reg.migrations
     assert set(crm.extension_tables) == {"probe"}
@@ -242,7 +244,7 @@ def test_duplicate_trigger_names_fail() -> None:
 
         @hookimpl
         def crmkit_register_triggers(self) -> list[Any]:
-            return [types.SimpleNamespace(name="probe.ping")]
+            return [Trigger("probe.ping", condition=lambda q: q.customer.c.id > 0)]
 
     with pytest.raises(PluginError, match="trigger 'probe.ping' is already declared by plugin 'probe'"):
         make(Probe(), A())

@@ -203,4 +203,57 @@ class CustomField(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class TriggerRun(Base):
+    """One evaluation of the triggers, for the record and for backfills."""
+
+    __tablename__ = "crm_trigger_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+
+
+class TriggerFiring(Base):
+    """A trigger matched a customer. The unique key (trigger, customer, cooldown window) makes a repeated
+    or concurrent run fire nothing twice."""
+
+    __tablename__ = "crm_trigger_firings"
+    __table_args__ = (
+        UniqueConstraint("trigger", "customer_id", "window_key"),
+        Index("ix_crm_trigger_firings_trigger_customer_as_of", "trigger", "customer_id", "as_of"),
+        Index("ix_crm_trigger_firings_run_id", "run_id", "trigger"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(100))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"))
+    window_key: Mapped[int] = mapped_column(BigId)
+    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    goal_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    held_out: Mapped[bool] = mapped_column(default=False)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("crm_trigger_runs.id", ondelete="SET NULL"))
+
+
+class OutboxMessage(Base):
+    """A message waiting to leave the system; delivered after the transaction that wrote it commits."""
+
+    __tablename__ = "crm_outbox"
+    __table_args__ = (Index("ix_crm_outbox_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"))
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(100))
+    source_id: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 CORE_TABLES = tuple(Base.metadata.sorted_tables)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from crmkit import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec, hookimpl
 from crmkit.db import Base
+from crmkit.triggers import TaskAction, Trigger
 
 HERE = Path(__file__).parent
 
@@ -80,8 +81,14 @@ class Probe:
         ]
 
     @hookimpl
-    def crmkit_register_triggers(self) -> list[Named]:
-        return [Named("probe.ping")]
+    def crmkit_register_triggers(self) -> list[Trigger]:
+        return [
+            Trigger(
+                "probe.ping",
+                condition=lambda q: q.field("score") >= 10,
+                task=TaskAction("Ping {{ customer.name }}", "score {{ customer.score }}"),
+            )
+        ]
 
     @hookimpl
     def crmkit_register_reports(self) -> list[Named]:
@@ -130,6 +137,21 @@ class Probe:
     @hookimpl
     def crmkit_customers_merged(self, survivor_id: int, merged_id: int) -> None:
         self.events.append(("merged", (survivor_id, merged_id)))
+
+    @hookimpl
+    def crmkit_trigger_fired(self, trigger: Any, firings: Any) -> None:
+        if any(f.customer["name"] == "VETO-TRIGGER" for f in firings):
+            raise RuntimeError("probe vetoed this firing")
+        self.events.append(("fired", (trigger.name, [f.customer["id"] for f in firings])))
+
+    @hookimpl
+    def crmkit_send_message(self, message: Any) -> bool | None:
+        if message["channel"] != "sms":
+            return None
+        if "FAIL" in message["body"]:
+            raise ConnectionError("sms gateway down")
+        self.sent.append(f"sms to {message['customer_id']}: {message['body']}")
+        return True
 
     @hookimpl
     def crmkit_normalize_phone(self, raw: str) -> str | None:

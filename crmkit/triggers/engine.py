@@ -1,0 +1,410 @@
+"""Running triggers: one ``INSERT ... SELECT`` per trigger finds and records every match, then the actions
+run over the new firings in batches.
+
+Idempotency comes from the database, not from Python bookkeeping: a firing's unique key is (trigger,
+customer, cooldown window), inserted with ``ON CONFLICT DO NOTHING``, and a customer who fired within the
+cooldown is excluded by the query itself. A second run, or a concurrent one on PostgreSQL (it waits on the
+unique index, then inserts nothing), fires nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from sqlalchemy import case, delete, exists, false, func, literal, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crmkit.db.models import Activity, Customer, OutboxMessage, Task, TriggerFiring, TriggerRun
+from crmkit.db.types import BigId, UTCDateTime, utcnow
+from crmkit.errors import NotFound, PluginError
+from crmkit.triggers.query import TriggerQuery, holdout_sql
+from crmkit.triggers.spec import Effectiveness, Firing, RunReport, Trigger, TriggerResult
+from crmkit.unit import Transaction
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+Progress = Callable[[Trigger, TriggerResult], None]
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _days_since(value: Any, as_of: dt.datetime) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return (as_of - _aware(value)).days
+    return (as_of.date() - value).days
+
+
+class Triggers:
+    """``crm.triggers``: the declared triggers, their runs and their effectiveness."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        self._triggers: dict[str, Trigger] = {}
+        for trigger in crm.registry.triggers.values():
+            self._add(trigger)
+
+    # -- declarations --------------------------------------------------------------------------------
+
+    def register(self, trigger: Trigger) -> None:
+        """Add a trigger in code (an app's own, or a test's). Same checks as a plugin's."""
+        if trigger.name in self._triggers:
+            raise PluginError(trigger.owner or "app", f"trigger {trigger.name!r} is already declared")
+        self._add(trigger)
+
+    def _add(self, trigger: Trigger) -> None:
+        owner = trigger.owner or "app"
+        if not isinstance(trigger, Trigger):
+            raise PluginError(owner, f"{trigger!r} is not a crmkit.triggers.Trigger")
+        reg = self._crm.registry
+        for stage in trigger.stages:
+            if stage not in reg.stages:
+                raise PluginError(owner, f"trigger {trigger.name!r}: unknown stage {stage!r}")
+        if trigger.move_to is not None and trigger.move_to not in reg.stages:
+            raise PluginError(owner, f"trigger {trigger.name!r}: cannot move to unknown stage {trigger.move_to!r}")
+        if trigger.goal is not None:
+            for kind in trigger.goal.kinds:
+                if kind not in reg.activity_kinds:
+                    raise PluginError(owner, f"trigger {trigger.name!r}: goal kind {kind!r} is not an activity kind")
+        for source in self._templates(trigger):
+            try:
+                self.env.parse(source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise PluginError(owner, f"trigger {trigger.name!r}: bad template {source!r}: {exc}") from exc
+        self._triggers[trigger.name] = trigger
+
+    @staticmethod
+    def _templates(trigger: Trigger) -> list[str]:
+        out = []
+        if trigger.task:
+            out += [trigger.task.title, trigger.task.reason]
+        if trigger.message:
+            out += [trigger.message.body, trigger.message.subject]
+        return out
+
+    def all(self) -> list[Trigger]:
+        """Every trigger, highest priority first."""
+        return sorted(self._triggers.values(), key=lambda t: (-t.priority, t.name))
+
+    def get(self, name: str) -> Trigger:
+        try:
+            return self._triggers[name]
+        except KeyError:
+            raise NotFound("trigger", name) from None
+
+    # -- evaluation ------------------------------------------------------------------------------------
+
+    def matching(self, name: str, as_of: dt.datetime) -> Any:
+        """The ``SELECT`` of customer ids the trigger would fire for at ``as_of`` (cooldown applied)."""
+        trigger = self.get(name)
+        as_of = _aware(as_of)
+        q = TriggerQuery(self._crm, as_of)
+        condition = trigger.condition(q)
+        c = q.customer
+        recent = exists().where(
+            TriggerFiring.trigger == trigger.name,
+            TriggerFiring.customer_id == c.c.id,
+            TriggerFiring.as_of > q.ago(trigger.cooldown),
+            TriggerFiring.as_of < q.ahead(trigger.cooldown),
+        )
+        query = select(c.c.id.label("customer_id")).select_from(q.from_clause()).where(condition, ~recent)
+        if trigger.stages:
+            query = query.where(q.stage_filter(trigger.stages))
+        return query
+
+    def run(
+        self,
+        as_of: dt.datetime | None = None,
+        *,
+        names: Iterable[str] | None = None,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        progress: Progress | None = None,
+    ) -> RunReport:
+        """Evaluate the triggers for ``as_of`` (now by default) and act on the new matches.
+
+        ``dry_run`` only counts who would fire. Each trigger commits on its own: an action that raises rolls
+        back that one firing (reported in ``errors``), the rest of the trigger and the other triggers
+        complete.
+        """
+        crm = self._crm
+        as_of = _aware(as_of or utcnow())
+        triggers = [self.get(n) for n in names] if names is not None else self.all()
+        run_id = None
+        if not dry_run:
+            with crm.transaction() as tx:
+                run = TriggerRun(as_of=as_of)
+                tx.session.add(run)
+                tx.session.flush()
+                run_id = run.id
+        results = []
+        for trigger in triggers:
+            result = self._count(trigger, as_of) if dry_run else self._fire(trigger, as_of, run_id, batch_size)
+            results.append(result)
+            if progress is not None:
+                progress(trigger, result)
+        report = RunReport(as_of, dry_run, tuple(results))
+        if run_id is not None:
+            with crm.transaction() as tx:
+                run = tx.session.get(TriggerRun, run_id)
+                assert run is not None
+                run.finished_at = utcnow()
+                run.summary = {
+                    r.trigger: {"fired": r.fired, "held_out": r.held_out, "failed": r.failed} for r in results
+                }
+        return report
+
+    def _count(self, trigger: Trigger, as_of: dt.datetime) -> TriggerResult:
+        query = self.matching(trigger.name, as_of).subquery()
+        with self._crm.session() as s:
+            matched = s.scalar(select(func.count()).select_from(query)) or 0
+        return TriggerResult(trigger.name, matched=matched)
+
+    def _fire(self, trigger: Trigger, as_of: dt.datetime, run_id: int | None, batch_size: int) -> TriggerResult:
+        crm = self._crm
+        errors: list[str] = []
+        with crm.transaction() as tx:
+            self._insert_firings(tx, trigger, as_of, run_id)
+            counts = dict(
+                tx.session.execute(
+                    select(TriggerFiring.held_out, func.count())
+                    .where(TriggerFiring.run_id == run_id, TriggerFiring.trigger == trigger.name)
+                    .group_by(TriggerFiring.held_out)
+                ).all()
+            )
+            last_id = 0
+            while True:
+                batch = tx.session.execute(
+                    select(TriggerFiring.id, TriggerFiring.customer_id)
+                    .where(
+                        TriggerFiring.run_id == run_id,
+                        TriggerFiring.trigger == trigger.name,
+                        TriggerFiring.held_out.is_(False),
+                        TriggerFiring.id > last_id,
+                    )
+                    .order_by(TriggerFiring.id)
+                    .limit(batch_size)
+                ).all()
+                if not batch:
+                    break
+                last_id = batch[-1].id
+                errors.extend(self._act_isolated(tx, trigger, as_of, [(r.id, r.customer_id) for r in batch]))
+        fired = counts.get(False, 0) - len(errors)
+        return TriggerResult(
+            trigger.name,
+            matched=fired + counts.get(True, 0) + len(errors),
+            fired=fired,
+            held_out=counts.get(True, 0),
+            failed=len(errors),
+            errors=tuple(errors),
+        )
+
+    def _insert_firings(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, run_id: int | None) -> None:
+        matches = self.matching(trigger.name, as_of).subquery()
+        window_key = int(as_of.timestamp() // trigger.cooldown.total_seconds())
+        goal_until = as_of + trigger.goal.window if trigger.goal else None
+        held_out: Any = (
+            holdout_sql(trigger.name, matches.c.customer_id) < round(trigger.holdout * 10000)
+            if trigger.holdout
+            else false()
+        )
+        source = select(
+            literal(trigger.name).label("trigger"),
+            matches.c.customer_id,
+            literal(window_key, BigId).label("window_key"),
+            literal(as_of, UTCDateTime()).label("as_of"),
+            literal(goal_until, UTCDateTime()).label("goal_until"),
+            case((held_out, True), else_=False).label("held_out"),
+            literal(run_id, BigId).label("run_id"),
+        ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT, or it misparses
+        dialect = tx.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        columns = ["trigger", "customer_id", "window_key", "as_of", "goal_until", "held_out", "run_id"]
+        statement = (
+            insert(TriggerFiring)
+            .from_select(columns, source)
+            .on_conflict_do_nothing(index_elements=["trigger", "customer_id", "window_key"])
+        )
+        tx.session.execute(statement)
+
+    # -- actions -------------------------------------------------------------------------------------
+
+    def _act_isolated(
+        self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, firings: list[tuple[int, int]]
+    ) -> list[str]:
+        """Act on a batch in one savepoint; if that fails, retry one firing per savepoint so only the
+        failing ones are rolled back (and their firing rows deleted, so they may fire again later)."""
+        session = tx.session
+        try:
+            with session.begin_nested():
+                self._act(tx, trigger, as_of, firings)
+            return []
+        except Exception:
+            if len(firings) == 1:
+                return self._drop(tx, firings[0], trigger)
+        errors: list[str] = []
+        for firing in firings:
+            try:
+                with session.begin_nested():
+                    self._act(tx, trigger, as_of, [firing])
+            except Exception:
+                errors.extend(self._drop(tx, firing, trigger))
+        return errors
+
+    def _drop(self, tx: Transaction, firing: tuple[int, int], trigger: Trigger) -> list[str]:
+        exc = sys.exc_info()[1]
+        tx.session.execute(delete(TriggerFiring).where(TriggerFiring.id == firing[0]))
+        return [f"customer {firing[1]}: {type(exc).__name__}: {exc}"]
+
+    def _act(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, firings: list[tuple[int, int]]) -> None:
+        crm = self._crm
+        session = tx.session
+        ids = [cid for _, cid in firings]
+        records = self._records(session, ids)
+        evidence = self._evidence(session, trigger, as_of, ids)
+        items = [
+            Firing(fid, trigger.name, records[cid], evidence.get(cid, {}), as_of, held_out=False)
+            for fid, cid in firings
+        ]
+        if trigger.task is not None:
+            action = trigger.task
+            rows = []
+            for f in items:
+                ctx = self._context(f)
+                rows.append(
+                    {
+                        "title": self._render(action.title, ctx)[:300],
+                        "reason": self._render(action.reason, ctx) or None,
+                        "customer_id": f.customer["id"],
+                        "assignee_id": action.assignee_id or f.customer.get("owner_id"),
+                        "due_at": as_of + action.due_in,
+                        "remind_at": None,
+                        "status": "open",
+                        "priority": trigger.priority,
+                        "source": f"trigger:{trigger.name}",
+                        "source_id": str(f.id),
+                        "created_at": utcnow(),
+                    }
+                )
+            session.execute(Task.__table__.insert(), rows)
+        if trigger.move_to is not None:
+            self._move(tx, trigger, as_of, ids)
+        if trigger.message is not None:
+            message = trigger.message
+            rows = []
+            for f in items:
+                ctx = self._context(f)
+                rows.append(
+                    {
+                        "channel": message.channel,
+                        "customer_id": f.customer["id"],
+                        "subject": self._render(message.subject, ctx) or None,
+                        "body": self._render(message.body, ctx),
+                        "source": f"trigger:{trigger.name}",
+                        "source_id": str(f.id),
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_at": utcnow(),
+                    }
+                )
+            session.execute(OutboxMessage.__table__.insert(), rows)
+            tx.after_commit(crm.outbox.deliver)
+        if trigger.call is not None:
+            for f in items:
+                trigger.call(tx, f)
+        crm.hook.crmkit_trigger_fired(tx=tx, trigger=trigger, firings=items)
+        session.flush()
+
+    def _move(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, ids: list[int]) -> None:
+        target = trigger.move_to
+        assert target is not None
+        sources = [
+            s for (s, t), spec in self._crm.registry.transitions.items() if t == target and not spec.requires_reason
+        ]
+        movable = tx.session.scalars(select(Customer).where(Customer.id.in_(ids), Customer.stage.in_(sources)))
+        for customer in movable:
+            # a backfill never dates a move before the customer's previous one
+            at = max(as_of, customer.stage_changed_at)
+            self._crm.lifecycle.record(
+                tx, customer, customer.stage, target, cause=f"trigger {trigger.name}", actor_id=None, at=at
+            )
+
+    def _records(self, session: Any, ids: list[int]) -> dict[int, dict[str, Any]]:
+        customers = self._crm.customers
+        query = customers.select().where(Customer.__table__.c.id.in_(ids))
+        return {row["id"]: customers._flat(row) for row in session.execute(query).mappings()}
+
+    def _evidence(
+        self, session: Any, trigger: Trigger, as_of: dt.datetime, ids: list[int]
+    ) -> dict[int, dict[str, Any]]:
+        if not trigger.evidence:
+            return {}
+        q = TriggerQuery(self._crm, as_of)
+        columns = [build(q).label(name) for name, build in trigger.evidence.items()]
+        query = select(q.customer.c.id, *columns).select_from(q.from_clause()).where(q.customer.c.id.in_(ids))
+        out = {}
+        for row in session.execute(query).mappings():
+            values = dict(row)
+            out[values.pop("id")] = values
+        return out
+
+    def _context(self, firing: Firing) -> dict[str, Any]:
+        as_of = firing.as_of
+        return {
+            "customer": firing.customer,
+            **firing.evidence,
+            "evidence": firing.evidence,
+            "as_of": as_of,
+            "trigger": firing.trigger,
+            "days_since": lambda value: _days_since(value, as_of),
+        }
+
+    def _render(self, source: str, context: dict[str, Any]) -> str:
+        return self.env.from_string(source).render(context).strip() if source else ""
+
+    # -- effectiveness ---------------------------------------------------------------------------------
+
+    def effectiveness(
+        self, *, names: Iterable[str] | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> list[Effectiveness]:
+        """Per trigger with a goal: firings and conversions of the contacted and of the held-out group.
+
+        A firing converts when the customer has a goal activity after the firing and within the goal's
+        window. Computed by the database, one statement per trigger.
+        """
+        wanted = [self.get(n) for n in names] if names is not None else self.all()
+        out = []
+        with self._crm.session() as s:
+            for trigger in wanted:
+                if trigger.goal is None:
+                    continue
+                converted = exists().where(
+                    Activity.customer_id == TriggerFiring.customer_id,
+                    Activity.kind.in_(list(trigger.goal.kinds)),
+                    Activity.status == "done",
+                    Activity.occurred_at > TriggerFiring.as_of,
+                    Activity.occurred_at <= TriggerFiring.goal_until,
+                )
+                query = select(
+                    TriggerFiring.held_out,
+                    func.count(),
+                    func.coalesce(func.sum(case((converted, 1), else_=0)), 0),
+                ).where(TriggerFiring.trigger == trigger.name)
+                if since is not None:
+                    query = query.where(TriggerFiring.as_of >= literal(_aware(since), UTCDateTime()))
+                if until is not None:
+                    query = query.where(TriggerFiring.as_of < literal(_aware(until), UTCDateTime()))
+                rows = {bool(h): (n, c) for h, n, c in s.execute(query.group_by(TriggerFiring.held_out))}
+                fired, conv = rows.get(False, (0, 0))
+                held, held_conv = rows.get(True, (0, 0))
+                out.append(Effectiveness(trigger.name, fired, int(conv), held, int(held_conv)))
+        return out

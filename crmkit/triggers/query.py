@@ -1,0 +1,187 @@
+"""Building blocks for trigger conditions: plugin fields, activity aggregates, time relative to ``as_of``.
+
+Every helper returns a SQLAlchemy expression correlated to the customer row, so a condition such as
+``q.field("sessions_left") <= 2`` or ``q.count("visit", within=days(14)) == 0`` is evaluated by the database
+for all customers in one statement. Times are bound as parameters computed from ``as_of`` in Python, so
+the same SQL runs on SQLite and PostgreSQL without dialect date arithmetic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import BigInteger, ColumnElement, Date, String, Table, exists, func, literal, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from crmkit.db.models import Activity, Customer
+from crmkit.db.types import UTCDateTime
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+#: Activity statuses that count as something that happened.
+HAPPENED = ("done",)
+
+
+class month_day(FunctionElement[str]):
+    """``'MM-DD'`` of a date, portable across SQLite and PostgreSQL."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(month_day)
+def _month_day_default(element: month_day, compiler: Any, **kw: Any) -> str:
+    return f"to_char({compiler.process(element.clauses, **kw)}, 'MM-DD')"
+
+
+@compiles(month_day, "sqlite")
+def _month_day_sqlite(element: month_day, compiler: Any, **kw: Any) -> str:
+    return f"strftime('%m-%d', {compiler.process(element.clauses, **kw)})"
+
+
+def _kinds(kinds: str | Iterable[str]) -> list[str]:
+    return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+class TriggerQuery:
+    """What a trigger's condition is written against. One is built per trigger and run."""
+
+    def __init__(self, crm: CRM, as_of: dt.datetime) -> None:
+        self.crm = crm
+        self.as_of = as_of
+        self.customer: Table = Customer.__table__  # type: ignore[assignment]
+        self._joined: dict[str, Table] = {}
+
+    # -- the customer -------------------------------------------------------------------------------
+
+    def field(self, name: str) -> ColumnElement[Any]:
+        """A plugin field of the customer (its extension table is joined for you)."""
+        spec = self.crm.registry.fields.get(name)
+        if spec is None:
+            raise KeyError(f"no plugin field named {name!r}")
+        table = self.crm.extension_tables[spec.owner]
+        self._joined[spec.owner] = table
+        return table.c[name]
+
+    def table(self, name: str) -> Table:
+        """A plugin's own table, for a correlated subquery of your own (``.where(t.c.customer_id ==
+        q.customer.c.id)``)."""
+        return self.crm.metadata.tables[name]
+
+    def in_stage_since(self, delta: dt.timedelta) -> ColumnElement[bool]:
+        """The customer has been in the current stage for at least ``delta``."""
+        return self.customer.c.stage_changed_at <= self.ago(delta)
+
+    def birthday_within(self, days: int) -> ColumnElement[bool]:
+        """The birthday falls within the next ``days`` days (today included), across a year end."""
+        start = self.as_of.date()
+        dates = {(start + dt.timedelta(days=i)).strftime("%m-%d") for i in range(days + 1)}
+        return month_day(self.customer.c.birthday).in_(sorted(dates))
+
+    # -- time ---------------------------------------------------------------------------------------
+
+    def at(self, moment: dt.datetime) -> ColumnElement[dt.datetime]:
+        return literal(moment, UTCDateTime())
+
+    def ago(self, delta: dt.timedelta) -> ColumnElement[dt.datetime]:
+        """``as_of - delta`` as a bound parameter."""
+        return self.at(self.as_of - delta)
+
+    def ahead(self, delta: dt.timedelta) -> ColumnElement[dt.datetime]:
+        return self.at(self.as_of + delta)
+
+    def today(self, delta: dt.timedelta = dt.timedelta(0)) -> ColumnElement[dt.date]:
+        """The ``as_of`` date (plus ``delta``), for comparing with date fields."""
+        return literal((self.as_of + delta).date(), Date())
+
+    # -- activity aggregates (correlated, so they use the customer/kind/time index) -------------------
+
+    def _activities(
+        self,
+        kinds: str | Iterable[str],
+        within: dt.timedelta | None,
+        until: dt.timedelta,
+        statuses: Iterable[str],
+    ) -> list[ColumnElement[bool]]:
+        conditions = [
+            Activity.customer_id == self.customer.c.id,
+            Activity.kind.in_(_kinds(kinds)),
+            Activity.status.in_(list(statuses)),
+            Activity.occurred_at <= self.ago(until),
+        ]
+        if within is not None:
+            conditions.append(Activity.occurred_at > self.ago(within))
+        return conditions
+
+    def count(
+        self,
+        kinds: str | Iterable[str],
+        within: dt.timedelta | None = None,
+        *,
+        until: dt.timedelta = dt.timedelta(0),
+        statuses: Iterable[str] = HAPPENED,
+    ) -> ColumnElement[int]:
+        """Activities of ``kinds`` in ``(as_of - within, as_of - until]``; all before ``as_of`` when
+        ``within`` is ``None``."""
+        where = self._activities(kinds, within, until, statuses)
+        return select(func.count(Activity.id)).where(*where).scalar_subquery()
+
+    def total(
+        self, kinds: str | Iterable[str], within: dt.timedelta | None = None, *, statuses: Iterable[str] = HAPPENED
+    ) -> ColumnElement[Any]:
+        """Sum of ``amount`` of those activities (0 when none)."""
+        where = self._activities(kinds, within, dt.timedelta(0), statuses)
+        return select(func.coalesce(func.sum(Activity.amount), 0)).where(*where).scalar_subquery()
+
+    def has(
+        self, kinds: str | Iterable[str], within: dt.timedelta | None = None, *, statuses: Iterable[str] = HAPPENED
+    ) -> ColumnElement[bool]:
+        """Whether any such activity exists."""
+        return exists().where(*self._activities(kinds, within, dt.timedelta(0), statuses))
+
+    def last(self, kinds: str | Iterable[str], *, statuses: Iterable[str] = HAPPENED) -> ColumnElement[dt.datetime]:
+        """Time of the latest such activity up to ``as_of`` (NULL when none)."""
+        where = self._activities(kinds, None, dt.timedelta(0), statuses)
+        return select(func.max(Activity.occurred_at)).where(*where).scalar_subquery()
+
+    def planned(self, kinds: str | Iterable[str], within: dt.timedelta | None = None) -> ColumnElement[bool]:
+        """Whether a future activity is booked (within ``within`` after ``as_of``, if given)."""
+        conditions = [
+            Activity.customer_id == self.customer.c.id,
+            Activity.kind.in_(_kinds(kinds)),
+            Activity.status == "planned",
+            Activity.occurred_at > self.at(self.as_of),
+        ]
+        if within is not None:
+            conditions.append(Activity.occurred_at <= self.ahead(within))
+        return exists().where(*conditions)
+
+    # -- assembling ---------------------------------------------------------------------------------
+
+    def stage_filter(self, stages: Iterable[str]) -> ColumnElement[bool]:
+        names = list(stages)
+        return or_(self.customer.c.stage.in_(names), self.customer.c.lifecycle.in_(names))
+
+    def from_clause(self) -> Any:
+        joined: Any = self.customer
+        for table in self._joined.values():
+            joined = joined.outerjoin(table, table.c.customer_id == self.customer.c.id)
+        return joined
+
+
+def holdout_bucket(trigger: str, customer_id: int) -> int:
+    """The customer's bucket (0-9999) for a trigger; the SQL in :func:`holdout_sql` computes the same."""
+    return ((customer_id * 2654435761 + _salt(trigger)) % 1000003) % 10000
+
+
+def holdout_sql(trigger: str, customer_id: ColumnElement[int]) -> ColumnElement[int]:
+    return ((customer_id * literal(2654435761, BigInteger()) + _salt(trigger)) % 1000003) % 10000
+
+
+def _salt(trigger: str) -> int:
+    return zlib.crc32(trigger.encode()) % 1000003

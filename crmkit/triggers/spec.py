@@ -1,0 +1,162 @@
+"""Trigger declarations: what to look for, how often, and what to do about it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
+
+    from crmkit.triggers.query import TriggerQuery
+    from crmkit.unit import Transaction
+
+_TRIGGER_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+
+def _trigger_name(instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+    if not isinstance(value, str) or not _TRIGGER_NAME.match(value) or len(value) > 100:
+        raise ValueError(f"trigger name must look like 'plugin.what_happens', got {value!r}")
+
+
+def _share(instance: object, attribute: attrs.Attribute, value: float) -> None:  # type: ignore[type-arg]
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{attribute.name} must be a share in [0, 1), got {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: dt.timedelta) -> None:  # type: ignore[type-arg]
+    if value <= dt.timedelta(0):
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+@attrs.frozen
+class TaskAction:
+    """Create a task. ``title`` and ``reason`` are jinja2 templates rendered with ``customer`` (the flat
+    record, plugin fields included), the trigger's ``evidence`` values, ``as_of`` and ``trigger``.
+    The task goes to the customer's owner unless ``assignee_id`` is given."""
+
+    title: str
+    reason: str = ""
+    due_in: dt.timedelta = dt.timedelta(days=1)
+    assignee_id: int | None = None
+
+
+@attrs.frozen
+class MessageAction:
+    """Emit a message on a channel. It is written to the outbox in the firing's transaction and handed
+    to the ``crmkit_send_message`` hook after commit; the gateway is the app's or a plugin's."""
+
+    channel: str
+    body: str
+    subject: str = ""
+
+
+@attrs.frozen
+class Goal:
+    """What counts as success after a firing: an activity of one of ``kinds`` within ``window``."""
+
+    kinds: tuple[str, ...] = attrs.field(converter=tuple)
+    window: dt.timedelta = attrs.field(default=dt.timedelta(days=30), validator=_positive)
+
+
+@attrs.frozen
+class Trigger:
+    """A retention trigger.
+
+    ``condition`` receives a :class:`~crmkit.triggers.query.TriggerQuery` and returns a SQLAlchemy boolean
+    expression over the customer, its plugin fields and activity aggregates; it is evaluated by the
+    database for all customers at once. ``stages`` limits it to customers in those stages (a core stage
+    includes its sub-stages). A customer fires at most once per ``cooldown``. ``holdout`` keeps that share
+    of the matches as a control group: the firing is recorded, no action is taken.
+
+    Actions, all optional: ``task``, ``move_to`` (a stage; customers whose stage cannot move there are
+    left alone), ``message``, and ``call`` (a Python callable ``call(tx, firing)`` for anything else).
+    ``evidence`` names extra expressions (``q.last("visit")``...) computed for the matched customers and
+    passed to the templates, so every task explains itself.
+    """
+
+    name: str = attrs.field(validator=_trigger_name)
+    condition: Callable[[TriggerQuery], ColumnElement[bool]]
+    description: str = ""
+    stages: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    cooldown: dt.timedelta = attrs.field(default=dt.timedelta(days=7), validator=_positive)
+    priority: int = 50
+    task: TaskAction | None = None
+    move_to: str | None = None
+    message: MessageAction | None = None
+    call: Callable[[Transaction, Firing], None] | None = None
+    evidence: Mapping[str, Callable[[TriggerQuery], Any]] = attrs.field(factory=dict)
+    holdout: float = attrs.field(default=0.0, validator=_share)
+    goal: Goal | None = None
+    owner: str = ""
+
+
+@attrs.frozen
+class Firing:
+    """One customer matched by one trigger in one run, as the actions see it."""
+
+    id: int
+    trigger: str
+    customer: dict[str, Any]
+    evidence: dict[str, Any]
+    as_of: dt.datetime
+    held_out: bool
+
+
+@attrs.frozen
+class TriggerResult:
+    """What a run did with one trigger."""
+
+    trigger: str
+    matched: int = 0
+    fired: int = 0
+    held_out: int = 0
+    failed: int = 0
+    errors: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class RunReport:
+    as_of: dt.datetime
+    dry_run: bool
+    results: tuple[TriggerResult, ...]
+
+    @property
+    def fired(self) -> int:
+        return sum(r.fired for r in self.results)
+
+    def __getitem__(self, name: str) -> TriggerResult:
+        for r in self.results:
+            if r.trigger == name:
+                return r
+        raise KeyError(name)
+
+
+@attrs.frozen
+class Effectiveness:
+    """Per trigger: how many fired and converted, against the held-out control group."""
+
+    trigger: str
+    fired: int
+    converted: int
+    held_out: int
+    held_out_converted: int
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.converted / self.fired if self.fired else None
+
+    @property
+    def held_out_rate(self) -> float | None:
+        return self.held_out_converted / self.held_out if self.held_out else None
+
+    @property
+    def uplift(self) -> float | None:
+        """Conversion rate of the contacted minus that of the control group, in percentage points / 100."""
+        if self.conversion_rate is None or self.held_out_rate is None:
+            return None
+        return self.conversion_rate - self.held_out_rate
