@@ -50,6 +50,7 @@ class Triggers:
         self._crm = crm
         self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
         self._triggers: dict[str, Trigger] = {}
+        self._compiled: dict[str, jinja2.Template] = {}
         for trigger in crm.registry.triggers.values():
             self._add(trigger)
 
@@ -182,7 +183,7 @@ class Triggers:
                 ).all()
             )
             last_id = 0
-            while True:
+            while self._has_actions(trigger):
                 batch = tx.session.execute(
                     select(TriggerFiring.id, TriggerFiring.customer_id)
                     .where(
@@ -207,6 +208,11 @@ class Triggers:
             failed=len(errors),
             errors=tuple(errors),
         )
+
+    def _has_actions(self, trigger: Trigger) -> bool:
+        """Whether firings need any per-customer work (without it, recording them is all there is to do)."""
+        listening = bool(self._crm.hook.crmkit_trigger_fired.get_hookimpls())
+        return listening or any((trigger.task, trigger.move_to, trigger.message, trigger.call))
 
     def _insert_firings(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, run_id: int | None) -> None:
         matches = self.matching(trigger.name, as_of).subquery()
@@ -369,7 +375,12 @@ class Triggers:
         }
 
     def _render(self, source: str, context: dict[str, Any]) -> str:
-        return self.env.from_string(source).render(context).strip() if source else ""
+        if not source:
+            return ""
+        template = self._compiled.get(source)
+        if template is None:  # compile once per template, not once per firing
+            template = self._compiled[source] = self.env.from_string(source)
+        return template.render(context).strip()
 
     # -- effectiveness ---------------------------------------------------------------------------------
 
