@@ -62,5 +62,9 @@ class RuntimeFields:
         with use_transaction(self._crm, self._crm.session_factory, tx) as t:
             t.session.add(CustomField(name=spec.name, spec=spec.to_dict()))
             t.session.flush()
-        self.reload()
+            # usable at once, in this unit of work too; forgotten again if it rolls back
+            assert self._runtime is not None
+            self._runtime[spec.name] = spec
+            self._crm.schemas.invalidate()
+            t.after_rollback(self.reload)
         return spec

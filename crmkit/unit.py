@@ -7,6 +7,7 @@ open one with ``crm.transaction()`` and pass it as ``tx=``; otherwise each call 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+
+log = logging.getLogger("crmkit")
 
 
 @attrs.frozen
@@ -38,10 +41,25 @@ class Transaction:
     session: Session
     actor_id: int | None = None
     _after_commit: list[Callable[[], None]] = attrs.field(factory=list, alias="_after_commit")
+    _after_rollback: list[Callable[[], None]] = attrs.field(factory=list, alias="_after_rollback")
 
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once the transaction has committed; dropped if it rolls back."""
+        """Run ``callback`` once the transaction has committed; dropped if it (or the part of it that
+        registered the callback) rolls back. Callbacks are best-effort: one that raises is logged and the
+        others still run. For delivery that must not be lost, write to the outbox instead."""
         self._after_commit.append(callback)
+
+    def after_rollback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` if the work that registered it is rolled back (to forget a cache, say)."""
+        self._after_rollback.append(callback)
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # the data is committed: one failing side effect must not hide the others
+            log.exception("crmkit: callback %r failed after the transaction ended", callback)
 
 
 @contextmanager
@@ -53,11 +71,11 @@ def open_transaction(crm: CRM, factory: sessionmaker[Session], actor_id: int | N
         session.commit()
     except BaseException:
         session.rollback()
+        _run_all(tx._after_rollback)
         raise
     finally:
         session.close()
-    for callback in tx._after_commit:
-        callback()
+    _run_all(tx._after_commit)
 
 
 @contextmanager
@@ -67,11 +85,20 @@ def use_transaction(
     """Join the caller's transaction, or run a unit of work of our own.
 
     In a joined transaction a failing call rolls back to a savepoint, so the caller's earlier writes
-    survive the error and the caller decides whether to commit.
+    survive the error and the caller decides whether to commit; the callbacks the failed call registered
+    are dropped with it.
     """
     if tx is None:
         with open_transaction(crm, factory, actor_id) as own:
             yield own
         return
-    with tx.session.begin_nested():
-        yield tx
+    committed, rolled_back = len(tx._after_commit), len(tx._after_rollback)
+    try:
+        with tx.session.begin_nested():
+            yield tx
+    except BaseException:
+        del tx._after_commit[committed:]
+        undo = tx._after_rollback[rolled_back:]
+        del tx._after_rollback[rolled_back:]
+        _run_all(undo)
+        raise

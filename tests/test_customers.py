@@ -257,3 +257,32 @@ def test_personal_data_fields_come_from_declarations(pcrm: CRM) -> None:
     personal = pcrm.fields.personal()
     assert {"name", "email", "phone", "birthday", "medical_notes", "passport_no"} <= set(personal)
     assert "tier" not in personal
+
+
+def test_callbacks_of_a_rolled_back_call_are_dropped(pcrm: CRM, probe: Probe) -> None:
+    with pcrm.transaction() as tx:
+        with pytest.raises(RuntimeError):
+            pcrm.customers.create({"name": "VETO"}, tx=tx)
+        pcrm.customers.create({"name": "Anna"}, tx=tx)
+    assert probe.sent == ["welcome email to Anna"]
+
+
+def test_a_failing_after_commit_callback_does_not_stop_the_others(crm: CRM) -> None:
+    ran: list[str] = []
+    with crm.transaction() as tx:
+        tx.after_commit(lambda: 1 / 0)
+        tx.after_commit(lambda: ran.append("second"))
+    assert ran == ["second"]
+
+
+def test_runtime_field_defined_in_a_unit_of_work_is_usable_there_and_forgotten_on_rollback(crm: CRM) -> None:
+    with crm.transaction() as tx:
+        crm.fields.define(FieldSpec("nickname"), tx=tx)
+        anna = crm.customers.create({"name": "Anna", "nickname": "Annie"}, tx=tx)
+    assert crm.customers.get(anna["id"])["nickname"] == "Annie"
+    with pytest.raises(ValidationError), crm.transaction() as tx:
+        crm.fields.define(FieldSpec("shoe"), tx=tx)
+        crm.customers.create({"name": "Ben", "shoe": 40}, tx=tx)  # a string field: 40 is not a string
+    assert [f.name for f in crm.fields.runtime()] == ["nickname"]
+    with pytest.raises(ValidationError):
+        crm.customers.create({"name": "Ben", "shoe": "40"})
