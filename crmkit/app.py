@@ -47,10 +47,15 @@ class CRM:
         region: str = "US",
         engine_options: Mapping[str, Any] | None = None,
         template_dirs: Iterable[str | Path] = (),
+        related_tables: Iterable[Table] = (),
     ) -> None:
         if engine is not None and url is not None:
             raise TypeError("pass either url or engine, not both")
-        self.engine: Engine = engine or _make_engine(url or DEFAULT_URL, dict(engine_options or {}))
+        self.engine: Engine = engine or create_engine(url or DEFAULT_URL, **dict(engine_options or {}))
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(self.engine)
+        #: The app's own tables with a foreign key to ``crm_customers.id``: a merge re-points them too.
+        self.related_tables = tuple(related_tables)
         self.region = region
         self.template_dirs = tuple(Path(p) for p in template_dirs)
         self.plugin_manager: pluggy.PluginManager = create_plugin_manager(
@@ -171,29 +176,26 @@ class Schemas:
         return self._cache["customer_out"]
 
 
-def _make_engine(url: str, options: dict[str, Any]) -> Engine:
-    engine = create_engine(url, **options)
-    if engine.dialect.name == "sqlite":
-        _sqlite_pragmas(engine)
-    return engine
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    # writers take the write lock up front: two deferred transactions that both read and then write
+    # would otherwise deadlock and fail at once instead of waiting for each other
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("crmkit_write") else "BEGIN")
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
     """Foreign keys on, and let SQLAlchemy own BEGIN so savepoints and transactional DDL work.
 
-    See SQLAlchemy's "Serializable isolation / Savepoints / Transactional DDL" notes for pysqlite.
+    See SQLAlchemy's "Serializable isolation / Savepoints / Transactional DDL" notes for pysqlite. Applied
+    to an engine the caller passes in too (once), since crmkit's cascades and savepoints rely on it.
     """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # writers take the write lock up front: two deferred transactions that both read and then write
-        # would otherwise deadlock and fail at once instead of waiting for each other
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("crmkit_write") else "BEGIN")
+    if not event.contains(engine, "connect", _sqlite_on_connect):
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)

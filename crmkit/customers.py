@@ -7,10 +7,11 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import Select, Table, func, insert, or_, select, update
+from sqlalchemy import Select, Table, func, insert, or_, select
 
 from crmkit import fields as fieldmod
 from crmkit.db.models import Contact, Customer, User
+from crmkit.db.schema import write_extension
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
 from crmkit.merge import merge_customers
 from crmkit.schemas import load
@@ -114,8 +115,7 @@ class Customers:
                 self._refuse_duplicates(t, customer, exclude=customer.id)
             for plugin, table in crm.extension_tables.items():
                 row = {f.name: values[f.name] for f in crm.registry.fields_of(plugin) if f.name in values}
-                if row:
-                    t.session.execute(update(table).where(table.c.customer_id == customer_id).values(**row))
+                write_extension(t.session, table, customer_id, row)
             t.session.flush()
             record = self._read(t.session, customer_id)
             crm.hook.crmkit_customer_updated(tx=t, customer=record, changes=values)

@@ -47,8 +47,9 @@ class Lifecycle:
         spec = self.transitions.get((source, target))
         if spec is None:
             raise TransitionError(source, target)
-        if spec.requires_reason and not (cause and cause.strip()):
-            raise TransitionError(source, target, "this move goes backwards and needs a cause")
+        if not (cause and cause.strip()):
+            reason = "this move goes backwards and needs a cause" if spec.requires_reason else "a move needs a cause"
+            raise TransitionError(source, target, reason)
         return spec
 
     def move(

@@ -14,6 +14,7 @@ from sqlalchemy import Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from crmkit.db.models import Customer, Merge
+from crmkit.db.schema import write_extension
 from crmkit.errors import CRMError, NotFound, ValidationError
 from crmkit.unit import Transaction
 
@@ -37,7 +38,8 @@ def customer_references(tables: list[Table], skip: set[str]) -> list[tuple[Table
         if table.name in skip:
             continue
         for fk in table.foreign_keys:
-            if fk.column.table.name == "crm_customers" and fk.column.name == "id":
+            # by name: an app's table may live in a MetaData that does not hold crm_customers
+            if fk.target_fullname.rsplit(".", 2)[-2:] == ["crm_customers", "id"]:
                 out.append((table, fk.parent.name))
     return out
 
@@ -66,7 +68,8 @@ def merge_customers(t: Transaction, survivor_id: int, duplicate_id: int, *, acto
 
     moved: dict[str, Any] = {}
     skip = {"crm_customers", "crm_merges", *(t.name for t in crm.extension_tables.values())}
-    for table, column in customer_references(list(crm.metadata.sorted_tables), skip):
+    tables = [*crm.metadata.sorted_tables, *crm.related_tables]
+    for table, column in customer_references(tables, skip):
         try:
             with session.begin_nested():
                 result = session.execute(
@@ -98,6 +101,4 @@ def _fill_extension(session: Any, table: Table, names: list[str], survivor_id: i
     if gone is None:
         return
     fill = {n: getattr(gone, n) for n in names if (keep is None or getattr(keep, n) is None)}
-    fill = {k: v for k, v in fill.items() if v is not None}
-    if fill:
-        session.execute(update(table).where(table.c.customer_id == survivor_id).values(**fill))
+    write_extension(session, table, survivor_id, {k: v for k, v in fill.items() if v is not None})

@@ -10,12 +10,12 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, pre_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, post_load, pre_load, validate, validates_schema
 from marshmallow import fields as mf
 
-from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, CHANNELS, TASK_STATUSES, USER_ROLES
+from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, TASK_STATUSES, USER_ROLES
 from crmkit.fields import marshmallow_field
-from crmkit.specs import ActivityKindSpec, FieldSpec
+from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
 
 Normalizer = Callable[[str], str | None]
 
@@ -141,11 +141,22 @@ def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
             for key, msgs in problems.items():
                 errors[f"data.{key}"] = msgs
             for name in kind.required:
+                if name in sub.fields and sub.fields[name].required:
+                    continue  # the data check above already reports it
+                if name == "result" and values.get("status") == "planned":
+                    continue  # a planned meeting has no result yet
                 present = data.get(name) if name in sub.fields else values.get(name)
                 if present is None or present == "":
                     errors.setdefault(name, []).append(f"required for a {kind.name}")
             if errors:
                 raise ValidationError(errors)
+
+        @post_load
+        def _typed_data(self, values: dict[str, Any], **_: Any) -> dict[str, Any]:
+            kind = kinds[values["kind"]]
+            if kind.data_fields:  # store converted values and defaults, not the raw input
+                values["data"] = data_schemas[kind.name].load(values.get("data") or {})
+            return values
 
     return ActivityIn
 

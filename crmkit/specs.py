@@ -101,6 +101,9 @@ class TransitionSpec:
     owner: str = ""
 
 
+#: Channels an activity can come through.
+CHANNELS: tuple[str, ...] = ("phone", "email", "sms", "chat", "in_person", "app", "web", "pos", "other")
+
 ACTIVITY_COLUMNS: tuple[str, ...] = (
     "contact_id",
     "subject",
@@ -135,6 +138,8 @@ class ActivityKindSpec:
     owner: str = ""
 
     def __attrs_post_init__(self) -> None:
+        if self.channel is not None and self.channel not in CHANNELS:
+            raise ValueError(f"ActivityKindSpec {self.name!r}: channel {self.channel!r} is not one of {list(CHANNELS)}")
         data_names = {f.name for f in self.data_fields}
         unknown = [r for r in self.required if r not in ACTIVITY_COLUMNS and r not in data_names]
         if unknown:

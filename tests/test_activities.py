@@ -264,3 +264,43 @@ def test_reminders_due_respect_as_of(pcrm: CRM, people: dict[str, Any]) -> None:
     assert [t["id"] for t in pcrm.tasks.reminders_due(as_of=T0)] == [task["id"]]
     pcrm.tasks.cancel(task["id"])
     assert pcrm.tasks.reminders_due(as_of=T0) == []
+
+
+def test_kind_data_is_stored_converted_with_defaults(crm_factory: Any) -> None:
+    from crmkit import ActivityKindSpec, FieldSpec, hookimpl
+
+    class Salon:
+        plugin_name = "salon_x"
+
+        @hookimpl
+        def crmkit_register_activity_kinds(self) -> list[ActivityKindSpec]:
+            return [
+                ActivityKindSpec(
+                    "colour",
+                    required=("grams",),
+                    data_fields=(FieldSpec("grams", "integer", required=True), FieldSpec("brand", default="Wella")),
+                )
+            ]
+
+    crm = crm_factory([Salon()])
+    anna = crm.customers.create({"name": "Anna"})
+    logged = crm.activities.log({"customer_id": anna["id"], "kind": "colour", "data": {"grams": "40"}})
+    assert logged["data"] == {"grams": 40, "brand": "Wella"}
+    with pytest.raises(ValidationError) as err:
+        crm.activities.log({"customer_id": anna["id"], "kind": "colour"})
+    assert err.value.errors == {"data.grams": ["Missing data for required field."]}  # reported once
+
+
+def test_a_planned_meeting_needs_no_result_yet(pcrm: CRM, people: dict[str, Any]) -> None:
+    planned = meeting(people, status="planned")
+    del planned["result"]
+    assert pcrm.activities.log(planned)["status"] == "planned"
+    with pytest.raises(ValidationError, match="result"):
+        pcrm.activities.log({**planned, "status": "done", "occurred_at": (T0 + dt.timedelta(days=1)).isoformat()})
+
+
+def test_activity_kind_channels_come_from_the_list() -> None:
+    from crmkit import ActivityKindSpec
+
+    with pytest.raises(ValueError, match="telefax"):
+        ActivityKindSpec("fax", channel="telefax")

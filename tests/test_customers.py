@@ -286,3 +286,14 @@ def test_runtime_field_defined_in_a_unit_of_work_is_usable_there_and_forgotten_o
     assert [f.name for f in crm.fields.runtime()] == ["nickname"]
     with pytest.raises(ValidationError):
         crm.customers.create({"name": "Ben", "shoe": "40"})
+
+
+def test_plugin_fields_of_a_customer_created_before_the_plugin_are_kept(crm: CRM, crm_factory: Any) -> None:
+    anna = crm.customers.create({"name": "Anna"})
+    other = crm.customers.create({"name": "Other"})
+    with_probe = CRM(engine=crm.engine, plugins=[Probe()], load_entry_points=False)
+    with_probe.create_schema()  # adds the plugin's tables next to the existing customers
+    assert with_probe.customers.update(anna["id"], {"score": 4})["score"] == 4
+    with_probe.customers.update(other["id"], {"tier": "gold"})
+    merged = with_probe.customers.merge(anna["id"], other["id"])
+    assert (merged["score"], merged["tier"]) == (4, "gold")

@@ -99,3 +99,9 @@ def test_stage_hook_that_raises_rolls_back_the_move(pcrm: CRM) -> None:
 def test_moving_a_missing_customer(crm: CRM) -> None:
     with pytest.raises(NotFound):
         crm.lifecycle.move(404, "active", cause="?")
+
+
+def test_every_move_needs_a_cause(crm: CRM) -> None:
+    c = crm.customers.create({"name": "Anna"})
+    with pytest.raises(TransitionError, match="needs a cause"):
+        crm.lifecycle.move(c["id"], "active", cause=" ")

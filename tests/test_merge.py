@@ -81,3 +81,42 @@ def test_a_chain_of_merges_keeps_pointing_at_the_final_survivor(pcrm: CRM) -> No
     with pcrm.session() as s:
         assert set(s.scalars(select(Merge.survivor_id))) == {a["id"]}
         assert sorted(s.scalars(select(Merge.merged_id))) == [b["id"], c["id"]]
+
+
+def test_merge_re_points_the_apps_own_tables(crm_factory: Any) -> None:
+    from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, insert
+
+    app_tables = MetaData()
+    Customer.__table__.to_metadata(app_tables)  # what the app's own foreign key points at
+    orders = Table(
+        "shop_orders",
+        app_tables,
+        Column("id", Integer, primary_key=True),
+        Column("customer_id", Integer, ForeignKey("crm_customers.id"), nullable=False),
+    )
+    crm = crm_factory()
+    crm_with_app = CRM(engine=crm.engine, load_entry_points=False, related_tables=[orders])
+    orders.create(crm.engine)
+    keep, dupe = (crm_with_app.customers.create({"name": n}) for n in ("Keep", "Dupe"))
+    with crm.engine.begin() as conn:
+        conn.execute(insert(orders), [{"customer_id": dupe["id"]}, {"customer_id": keep["id"]}])
+    crm_with_app.customers.merge(keep["id"], dupe["id"])
+    with crm.engine.connect() as conn:
+        assert set(conn.execute(select(orders.c.customer_id)).scalars()) == {keep["id"]}
+    orders.drop(crm.engine)
+
+
+def test_ids_of_merged_customers_are_never_reused(pcrm: CRM) -> None:
+    a, b = (pcrm.customers.create({"name": n}) for n in "AB")
+    pcrm.customers.merge(a["id"], b["id"])
+    assert pcrm.customers.create({"name": "C"})["id"] > b["id"]
+
+
+def test_a_sqlite_engine_passed_in_enforces_foreign_keys(tmp_path: Any) -> None:
+    from sqlalchemy import create_engine, text
+
+    crm = CRM(engine=create_engine(f"sqlite:///{tmp_path / 'e.db'}"), load_entry_points=False)
+    crm.create_schema()
+    with crm.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    CRM(engine=crm.engine, load_entry_points=False)  # a second CRM on it does not add the hooks twice

@@ -66,3 +66,30 @@ def test_cli_db_upgrade(tmp_path: Any) -> None:
     assert f"at {CORE_HEAD}" in result.output
     result = CliRunner().invoke(main, ["db", "current", "--url", url, "--no-plugins"])
     assert f"current: {CORE_HEAD}" in result.output
+
+
+def test_revision_for_a_plugin_whose_name_has_an_underscore(crm_factory: Any, tmp_path: Any) -> None:
+    from crmkit import FieldSpec, hookimpl
+
+    folder = tmp_path / "versions"
+    folder.mkdir()
+
+    class Dental:
+        plugin_name = "dental_clinic"
+
+        @hookimpl
+        def crmkit_register_fields(self) -> list[FieldSpec]:
+            return [FieldSpec("insurer")]
+
+        @hookimpl
+        def crmkit_register_migrations(self) -> Any:
+            return folder
+
+    crm = crm_factory([Dental()], create_schema=False)
+    migrate.upgrade(crm)  # the core only: the plugin's branch has no revision yet
+    migrate.revision(crm, "dental tables", branch="dental_clinic")
+    [script] = folder.glob("*.py")
+    text = script.read_text()
+    assert "create_table('dental_clinic_customer'" in text and "create_table('crm_" not in text
+    migrate.upgrade(crm)
+    assert migrate.up_to_date(crm) and _diff(crm) == []

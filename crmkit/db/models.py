@@ -35,7 +35,6 @@ NAMING_CONVENTION = {
 USER_ROLES = ("admin", "manager", "operator", "viewer")
 ACTIVITY_STATUSES = ("planned", "in_progress", "done", "cancelled", "missed")
 ACTIVITY_DIRECTIONS = ("inbound", "outbound", "internal")
-CHANNELS = ("phone", "email", "sms", "chat", "in_person", "app", "web", "pos", "other")
 TASK_STATUSES = ("open", "done", "cancelled")
 
 
@@ -71,6 +70,8 @@ class Customer(Base):
         Index("ix_crm_customers_stage", "stage"),
         Index("ix_crm_customers_lifecycle_created", "lifecycle", "created_at"),
         Index("ix_crm_customers_owner_id", "owner_id"),
+        # never reuse the id of a merged or erased customer: crm_merges and audit trails point at it
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -7,7 +7,9 @@ customer, one real typed column per field, so SQL can filter and index them.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, MetaData, Table
+from typing import Any
+
+from sqlalchemy import Column, ForeignKey, MetaData, Table, insert, update
 
 from crmkit.db.models import CORE_TABLES, NAMING_CONVENTION
 from crmkit.fields import column_for
@@ -42,3 +44,12 @@ def build_metadata(registry: Registry) -> tuple[MetaData, dict[str, Table]]:
             comment=f"Customer fields declared by plugin {plugin!r}",
         )
     return metadata, extensions
+
+
+def write_extension(session: Any, table: Table, customer_id: int, values: dict[str, Any]) -> None:
+    """Set plugin field values of one customer, creating the row if the customer predates the plugin."""
+    if not values:
+        return
+    result = session.execute(update(table).where(table.c.customer_id == customer_id).values(**values))
+    if result.rowcount == 0:
+        session.execute(insert(table).values(customer_id=customer_id, **values))

@@ -14,9 +14,14 @@ branch = config.attributes.get("branch")
 
 
 def owner_of(table_name: str) -> str:
+    """The branch a table belongs to: the core, or the plugin that declared it (names may hold ``_``)."""
     if table_name.startswith("crm_"):
         return "crmkit"
-    return table_name.split("_", 1)[0]
+    for plugin, table in crm.extension_tables.items():
+        if table.name == table_name:
+            return plugin
+    declared = crm.registry.tables.get(table_name)
+    return declared[0] if declared else ""
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

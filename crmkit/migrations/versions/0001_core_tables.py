@@ -64,7 +64,8 @@ def upgrade() -> None:
     sa.Column('updated_at', crmkit.db.types.UTCDateTime(), nullable=False),
     sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.ForeignKeyConstraint(['owner_id'], ['crm_users.id'], name=op.f('fk_crm_customers_owner_id_crm_users'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_crm_customers'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_crm_customers')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('crm_customers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_crm_customers_branch'), ['branch'], unique=False)
