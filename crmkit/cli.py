@@ -201,6 +201,30 @@ def triggers_effectiveness(crm: CRM, since: str | None, until: str | None) -> No
         )
 
 
+@main.group()
+def tasks() -> None:
+    """Tasks and next best actions."""
+
+
+@tasks.command("next")
+@crm_options
+@click.option("--as-of", "as_of", default=None, help="The day to plan (ISO date; default today, UTC).")
+@click.option("--limit", default=10, show_default=True, help="At most this many tasks per person.")
+def tasks_next(crm: CRM, as_of: str | None, limit: int) -> None:
+    """What each member of staff should do today, most important first."""
+    users = {u["id"]: u["name"] for u in crm.users.list()}
+    actions = crm.tasks.next_actions(as_of=_as_of(as_of), limit=limit)
+    if not actions:
+        click.echo("nothing to do")
+    for assignee, items in actions.items():
+        click.echo(f"{users.get(assignee, 'unassigned') if assignee else 'unassigned'}:")
+        for task in items:
+            due = task["due_at"][:16].replace("T", " ") if task["due_at"] else "no due date"
+            click.echo(f"  [{task['priority']:>3}] {due}  {task['title']}")
+            if task["reason"]:
+                click.echo(f"        {task['reason']}")
+
+
 def run() -> None:  # pragma: no cover - console entry point wrapper
     try:
         main(standalone_mode=True)

@@ -452,6 +452,9 @@ def test_cli_lists_runs_and_reports(crm: CRM) -> None:
     assert row.split() == ["probe.ping", "1", "0", "0"]
     eff = runner.invoke(main, ["triggers", "effectiveness", *args])
     assert eff.exit_code == 0, eff.output
+    todo = runner.invoke(main, ["tasks", "next", *args, "--as-of", "2026-06-16"])
+    assert todo.exit_code == 0, todo.output
+    assert "unassigned:" in todo.output and "Ping Champion" in todo.output and "score 15" in todo.output
     bad = runner.invoke(main, ["triggers", "run", *args, "--as-of", "tomorrow"])
     assert bad.exit_code == 2 and "not an ISO date" in bad.output
 
