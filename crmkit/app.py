@@ -19,6 +19,7 @@ from crmkit.lifecycle import Lifecycle
 from crmkit.outbox import Outbox
 from crmkit.plugins import Registry, collect, create_plugin_manager
 from crmkit.runtime_fields import RuntimeFields
+from crmkit.targets import Targets
 from crmkit.tasks import Tasks
 from crmkit.triggers.engine import Triggers
 from crmkit.unit import open_transaction
@@ -76,6 +77,7 @@ class CRM:
         self.users = Users(self)
         self.schemas = Schemas(self)
         self.outbox = Outbox(self)
+        self.targets = Targets(self)
         self.triggers = Triggers(self)
 
     # -- plumbing ---------------------------------------------------------------------------------

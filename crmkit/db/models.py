@@ -257,4 +257,24 @@ class OutboxMessage(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+TARGET_METRICS = ("contacts", "meetings", "deals")
+
+
+class Target(Base):
+    """A plan for one member of staff: how many contacts, meetings or deals in a period."""
+
+    __tablename__ = "crm_targets"
+    __table_args__ = (
+        UniqueConstraint("user_id", "metric", "period_start"),
+        _in("metric", TARGET_METRICS),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("crm_users.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(20))
+    period_start: Mapped[dt.date]
+    period_end: Mapped[dt.date]
+    planned: Mapped[int]
+
+
 CORE_TABLES = tuple(Base.metadata.sorted_tables)

@@ -13,10 +13,9 @@ import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, ColumnElement, Date, String, Table, exists, func, literal, or_, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import BigInteger, ColumnElement, Date, Table, exists, func, literal, or_, select
 
+from crmkit.db.functions import month_day
 from crmkit.db.models import Activity, Customer
 from crmkit.db.types import UTCDateTime
 
@@ -25,23 +24,6 @@ if TYPE_CHECKING:
 
 #: Activity statuses that count as something that happened.
 HAPPENED = ("done",)
-
-
-class month_day(FunctionElement[str]):
-    """``'MM-DD'`` of a date, portable across SQLite and PostgreSQL."""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(month_day)
-def _month_day_default(element: month_day, compiler: Any, **kw: Any) -> str:
-    return f"to_char({compiler.process(element.clauses, **kw)}, 'MM-DD')"
-
-
-@compiles(month_day, "sqlite")
-def _month_day_sqlite(element: month_day, compiler: Any, **kw: Any) -> str:
-    return f"strftime('%m-%d', {compiler.process(element.clauses, **kw)})"
 
 
 def _kinds(kinds: str | Iterable[str]) -> list[str]:

@@ -1,0 +1,92 @@
+"""Report declarations: parameters, columns, charts, and the function that yields the rows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+ParamType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
+ColumnType = Literal["string", "integer", "number", "percent", "money", "date", "datetime", "hours"]
+ChartKind = Literal["bar", "line", "heatmap"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+
+def _report_name(instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(f"report name must look like 'plugin.what' or 'what', got {value!r}")
+
+
+@attrs.frozen
+class Param:
+    """A report parameter, validated with marshmallow before the data function sees it.
+
+    A ``default`` may be a callable taking the CRM's "now" (aware UTC datetime), so "this month" works.
+    """
+
+    name: str
+    type: ParamType = "string"
+    default: Any = None
+    required: bool = False
+    choices: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    help: str = ""
+
+
+@attrs.frozen
+class Column:
+    """A column of a report's rows: how to label and format it."""
+
+    name: str
+    label: str = ""
+    type: ColumnType = "string"
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+
+@attrs.frozen
+class Chart:
+    """A chart drawn as inline SVG from the rows.
+
+    ``bar``/``line``: ``x`` is the category column, ``y`` the value columns (one series each).
+    ``heatmap``: ``x`` and ``y`` are the two category columns and ``value`` the cell value.
+    """
+
+    kind: ChartKind
+    x: str
+    y: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    value: str | None = None
+    title: str = ""
+
+
+DataFunction = Callable[["CRM", Mapping[str, Any]], Iterable[Mapping[str, Any]]]
+
+
+@attrs.frozen
+class Report:
+    """A report: ``data(crm, params)`` returns rows (mappings keyed by column name) computed in SQL."""
+
+    name: str = attrs.field(validator=_report_name)
+    title: str
+    data: DataFunction
+    columns: tuple[Column, ...] = attrs.field(converter=tuple)
+    params: tuple[Param, ...] = attrs.field(default=(), converter=tuple)
+    charts: tuple[Chart, ...] = attrs.field(default=(), converter=tuple)
+    description: str = ""
+    template: str | None = None
+    owner: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        names = {c.name for c in self.columns}
+        for chart in self.charts:
+            used = [chart.x, *chart.y, *([chart.value] if chart.value else [])]
+            missing = [n for n in used if n not in names]
+            if missing:
+                raise ValueError(f"report {self.name!r}: chart uses unknown columns {missing}")

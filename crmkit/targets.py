@@ -1,0 +1,78 @@
+"""Plans per member of staff (10 meetings this month), the "plan" of plan-vs-fact reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from marshmallow import Schema, validate, validates_schema
+from marshmallow import ValidationError as MarshmallowError
+from marshmallow import fields as mf
+from sqlalchemy import select
+
+from crmkit.db.models import TARGET_METRICS, Target, User
+from crmkit.errors import ValidationError
+from crmkit.schemas import load
+from crmkit.unit import Transaction, use_transaction
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+
+class TargetIn(Schema):
+    user_id = mf.Integer(required=True)
+    metric = mf.String(required=True, validate=validate.OneOf(TARGET_METRICS))
+    period_start = mf.Date(required=True)
+    period_end = mf.Date(required=True)
+    planned = mf.Integer(required=True, validate=validate.Range(min=0))
+
+    @validates_schema
+    def _period(self, values: dict[str, Any], **_: Any) -> None:
+        if values["period_end"] < values["period_start"]:
+            raise MarshmallowError({"period_end": ["must not be before period_start"]})
+
+
+class TargetOut(Schema):
+    id = mf.Integer()
+    user_id = mf.Integer()
+    metric = mf.String()
+    period_start = mf.Date()
+    period_end = mf.Date()
+    planned = mf.Integer()
+
+
+class Targets:
+    """``crm.targets``: set and read plans. One plan per user, metric and period start."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._in = TargetIn()
+        self._out = TargetOut()
+
+    def set(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
+        """Create or replace the plan for ``user_id``, ``metric`` and ``period_start`` (inclusive dates)."""
+        values = load(self._in, data, message="invalid target")
+        with use_transaction(self._crm, self._crm.session_factory, tx) as t:
+            if t.session.get(User, values["user_id"]) is None:
+                raise ValidationError({"user_id": [f"no user with id {values['user_id']}"]}, "invalid target")
+            target = t.session.scalar(
+                select(Target).where(
+                    Target.user_id == values["user_id"],
+                    Target.metric == values["metric"],
+                    Target.period_start == values["period_start"],
+                )
+            )
+            if target is None:
+                target = Target(**values)
+                t.session.add(target)
+            else:
+                target.period_end, target.planned = values["period_end"], values["planned"]
+            t.session.flush()
+            return self._out.dump(target)
+
+    def list(self, *, user_id: int | None = None) -> list[dict[str, Any]]:
+        query = select(Target).order_by(Target.period_start, Target.user_id, Target.metric)
+        if user_id is not None:
+            query = query.where(Target.user_id == user_id)
+        with self._crm.session() as s:
+            return self._out.dump(s.scalars(query), many=True)
