@@ -18,6 +18,7 @@ from crmkit.db.schema import build_metadata
 from crmkit.lifecycle import Lifecycle
 from crmkit.outbox import Outbox
 from crmkit.plugins import Registry, collect, create_plugin_manager
+from crmkit.reports.engine import Reports
 from crmkit.runtime_fields import RuntimeFields
 from crmkit.targets import Targets
 from crmkit.tasks import Tasks
@@ -79,6 +80,7 @@ class CRM:
         self.outbox = Outbox(self)
         self.targets = Targets(self)
         self.triggers = Triggers(self)
+        self.reports = Reports(self)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ import pluggy
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
+    from crmkit.reports import Report
     from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
     from crmkit.triggers import Firing, Trigger
     from crmkit.unit import StageChange, Transaction
@@ -125,10 +126,14 @@ def crmkit_register_triggers() -> Iterable[Trigger]:
 
 
 @hookspec
-def crmkit_register_reports() -> Iterable[Any]:
-    """Declare report definitions (objects with a unique ``name``).
+def crmkit_register_reports() -> Iterable[Report]:
+    """Declare reports (:class:`crmkit.reports.Report`).
 
-    Collected and checked for duplicate names when the CRM is built; the report engine renders them.
+    A report has a name (``<plugin>.<what>``), a title, typed parameters (validated with marshmallow,
+    defaults may depend on the date), columns, optional charts, and a data function
+    ``data(crm, params)`` that returns rows computed in SQL. The core renders it with the first template
+    found for it (``reports/<name>.html``, then ``reports/default.html``) in the user's folders, the
+    plugins' and the core's. Names must be unique.
 
     .. versionadded:: 0.1
     """

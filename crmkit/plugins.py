@@ -23,6 +23,7 @@ from sqlalchemy import Table
 
 from crmkit import hookspecs
 from crmkit.errors import PluginError
+from crmkit.reports.spec import Report
 from crmkit.specs import CORE_STAGES, ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
 from crmkit.triggers.spec import Trigger
 
@@ -69,7 +70,7 @@ class Registry:
     activity_kinds: dict[str, ActivityKindSpec]
     tables: dict[str, tuple[str, Table]]
     triggers: dict[str, Trigger]
-    reports: dict[str, Any]
+    reports: dict[str, Report]
     template_dirs: tuple[tuple[str, Path], ...]
     migrations: dict[str, Path]
 
@@ -242,7 +243,7 @@ def collect(pm: pluggy.PluginManager) -> Registry:
 
     tables = _collect_tables(pm)
     triggers = _unique(_stamp(_specs(pm, "crmkit_register_triggers", Trigger)), lambda t: t.name, "trigger")
-    reports = _unique(_named(pm, "crmkit_register_reports"), lambda r: r.name, "report")
+    reports = _unique(_stamp(_specs(pm, "crmkit_register_reports", Report)), lambda r: r.name, "report")
     template_dirs = tuple(
         (owner, _existing_dir(owner, path, "template folder"))
         for owner, path in _paths(pm, "crmkit_register_template_dirs")
@@ -279,16 +280,6 @@ def _collect_tables(pm: pluggy.PluginManager) -> dict[str, tuple[str, Table]]:
             if table.name in out:
                 raise PluginError(owner, f"table {table.name!r} is declared twice")
             out[table.name] = (owner, table)
-    return out
-
-
-def _named(pm: pluggy.PluginManager, hook: str) -> list[tuple[str, Any]]:
-    out = []
-    for owner, result in _each(pm, hook):
-        for item in result:
-            if not isinstance(getattr(item, "name", None), str):
-                raise PluginError(owner, f"{hook} returned {item!r}, which has no name")
-            out.append((owner, item))
     return out
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import attrs
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crmkit import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec, hookimpl
 from crmkit.db import Base
+from crmkit.reports import Chart, Column, Param, Report
 from crmkit.triggers import TaskAction, Trigger
 
 HERE = Path(__file__).parent
@@ -24,9 +24,16 @@ class ProbeNote(Base):
     body: Mapped[str] = mapped_column(String(200))
 
 
-@attrs.frozen
-class Named:
-    name: str
+def tiers(crm: Any, params: Any) -> Any:
+    table = crm.extension_tables["probe"]
+    query = (
+        select(table.c.tier, func.count().label("customers"))
+        .where(func.coalesce(table.c.score, 0) >= params["min_score"])
+        .group_by(table.c.tier)
+        .order_by(table.c.tier)
+    )
+    with crm.engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
 
 
 class Probe:
@@ -91,8 +98,17 @@ class Probe:
         ]
 
     @hookimpl
-    def crmkit_register_reports(self) -> list[Named]:
-        return [Named("probe.summary")]
+    def crmkit_register_reports(self) -> list[Report]:
+        return [
+            Report(
+                "probe.summary",
+                "Customers by tier",
+                data=tiers,
+                columns=[Column("tier"), Column("customers", type="integer")],
+                params=[Param("min_score", "integer", default=0)],
+                charts=[Chart("bar", x="tier", y=("customers",), title="Customers by tier")],
+            )
+        ]
 
     @hookimpl
     def crmkit_register_template_dirs(self) -> list[Path]:

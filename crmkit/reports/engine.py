@@ -1,0 +1,228 @@
+"""``crm.reports``: the registered reports, their parameters, and rendering to HTML, Markdown, CSV, JSON."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import jinja2
+from marshmallow import RAISE, Schema, validate
+from marshmallow import fields as mf
+
+from crmkit.db.types import utcnow
+from crmkit.errors import NotFound, PluginError
+from crmkit.reports.charts import render_chart
+from crmkit.reports.spec import Column, Param, Report
+from crmkit.schemas import load
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+FORMATS = ("html", "md", "csv", "json")
+CORE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@attrs.frozen
+class ReportResult:
+    """A report's rows for one set of validated parameters."""
+
+    report: Report
+    params: dict[str, Any]
+    rows: list[dict[str, Any]]
+    generated_at: dt.datetime
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return self.report.columns
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows
+
+
+def _param_field(param: Param) -> mf.Field:
+    kwargs: dict[str, Any] = {"required": param.required, "allow_none": not param.required}
+    if param.choices:
+        kwargs["validate"] = validate.OneOf(param.choices)
+    return {
+        "string": mf.String,
+        "integer": mf.Integer,
+        "number": mf.Float,
+        "boolean": mf.Boolean,
+        "date": mf.Date,
+        "datetime": lambda **kw: mf.AwareDateTime(default_timezone=dt.UTC, **kw),
+    }[param.type](**kwargs)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def format_cell(value: Any, column: Column) -> str:
+    """How a value reads in HTML and Markdown: percentages, money and hours formatted, None as a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    kind = column.type
+    if kind in ("number", "money", "percent", "hours") and isinstance(value, (int, float, Decimal)):
+        number = float(value)
+        text = f"{number:,.2f}" if kind != "number" or number != int(number) else f"{number:,.0f}"
+        return {"percent": f"{text}%", "hours": f"{text} h"}.get(kind, text)
+    if kind == "integer" and isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _csv_safe(value: Any) -> Any:
+    """Spreadsheets run text starting with = + - @ as a formula: customer data must never do that."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return _json_value(value)
+
+
+def _md(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+
+
+class Reports:
+    """The reports of a CRM: the core's, the plugins', and any registered in code."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._reports: dict[str, Report] = {}
+        self._schemas: dict[str, Schema] = {}
+        self._env: jinja2.Environment | None = None
+        for report in crm.registry.reports.values():
+            self._add(report)
+
+    def register(self, report: Report) -> None:
+        if report.name in self._reports:
+            raise PluginError(report.owner or "app", f"report {report.name!r} is already declared")
+        self._add(report)
+
+    def _add(self, report: Report) -> None:
+        if not isinstance(report, Report):
+            raise PluginError(getattr(report, "owner", "") or "app", f"{report!r} is not a crmkit.reports.Report")
+        self._reports[report.name] = report
+
+    def all(self) -> list[Report]:
+        return sorted(self._reports.values(), key=lambda r: r.name)
+
+    def get(self, name: str) -> Report:
+        try:
+            return self._reports[name]
+        except KeyError:
+            raise NotFound("report", name) from None
+
+    # -- data ------------------------------------------------------------------------------------------
+
+    def params(self, name: str, raw: Mapping[str, Any] | None = None, *, now: dt.datetime | None = None) -> dict:
+        """Validate parameters (strings from a command line are fine); fill defaults."""
+        report = self.get(name)
+        schema = self._schemas.get(name)
+        if schema is None:
+            schema = self._schemas[name] = Schema.from_dict(
+                {p.name: _param_field(p) for p in report.params}, name=f"{name}Params"
+            )(unknown=RAISE)
+        values = load(schema, dict(raw or {}), message=f"invalid parameters for report {name!r}")
+        now = now or utcnow()
+        for param in report.params:
+            if values.get(param.name) is None and param.default is not None:
+                values[param.name] = param.default(now) if callable(param.default) else param.default
+        return values
+
+    def run(
+        self, name: str, params: Mapping[str, Any] | None = None, *, now: dt.datetime | None = None
+    ) -> ReportResult:
+        """Validate the parameters and compute the rows (in SQL, by the report's data function)."""
+        report = self.get(name)
+        values = self.params(name, params, now=now)
+        rows = [dict(row) for row in report.data(self._crm, values)]
+        return ReportResult(report, values, rows, now or utcnow())
+
+    # -- rendering -------------------------------------------------------------------------------------
+
+    @property
+    def env(self) -> jinja2.Environment:
+        """Templates from the user's folders, then the plugins', then the core's; autoescaped HTML."""
+        if self._env is None:
+            folders = [
+                *self._crm.template_dirs,
+                *(path for _owner, path in self._crm.registry.template_dirs),
+                CORE_TEMPLATES,
+            ]
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader([str(f) for f in folders]),
+                autoescape=jinja2.select_autoescape(["html", "htm", "xml", "svg"]),
+                undefined=jinja2.StrictUndefined,
+                trim_blocks=True,
+                lstrip_blocks=True,
+            )
+            env.filters["cell"] = format_cell
+            env.filters["md"] = _md
+            env.globals["chart"] = render_chart
+            self._env = env
+        return self._env
+
+    def render(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        format: str = "html",
+        now: dt.datetime | None = None,
+    ) -> str:
+        """The report as a self-contained document in ``format`` (html, md, csv or json)."""
+        if format not in FORMATS:
+            raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        result = self.run(name, params, now=now)
+        return self.render_result(result, format=format)
+
+    def render_result(self, result: ReportResult, *, format: str = "html") -> str:
+        if format == "json":
+            return json.dumps(
+                {
+                    "report": result.report.name,
+                    "title": result.report.title,
+                    "params": {k: _json_value(v) for k, v in result.params.items()},
+                    "generated_at": result.generated_at.isoformat(),
+                    "columns": [{"name": c.name, "label": c.title, "type": c.type} for c in result.columns],
+                    "rows": [{c.name: _json_value(row.get(c.name)) for c in result.columns} for row in result.rows],
+                },
+                indent=2,
+            )
+        if format == "csv":
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow([c.name for c in result.columns])
+            for row in result.rows:
+                writer.writerow([_csv_safe(row.get(c.name)) for c in result.columns])
+            return out.getvalue()
+        report = result.report
+        candidates = [report.template] if report.template else []
+        candidates += [f"reports/{report.name}.{format}", f"reports/default.{format}"]
+        template = self.env.select_template([c for c in candidates if c and c.endswith(f".{format}")])
+        labels = {c.name: c.title for c in report.columns}
+        return template.render(
+            report=report,
+            result=result,
+            rows=result.rows,
+            columns=report.columns,
+            params=result.params,
+            labels=labels,
+            generated_at=result.generated_at,
+        )
