@@ -201,6 +201,36 @@ def triggers_effectiveness(crm: CRM, since: str | None, until: str | None) -> No
         )
 
 
+@main.command("report")
+@crm_options
+@click.argument("name")
+@click.option("--param", "params", multiple=True, metavar="K=V", help="A report parameter (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "csv", "json"]), default="html", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here, not to stdout.")
+def report_cmd(crm: CRM, name: str, params: tuple[str, ...], fmt: str, output: str | None) -> None:
+    """Render report NAME, or list the reports with `crmkit report list`."""
+    if name == "list":
+        for report in crm.reports.all():
+            spec = ", ".join(f"{p.name}:{p.type}" for p in report.params) or "no parameters"
+            click.echo(f"{report.name:<32} {report.title}  ({spec})")
+        return
+    values: dict[str, str] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not k=v", param_hint="--param")
+        values[key.strip()] = value.strip()
+    try:
+        text = crm.reports.render(name, values, format=fmt)
+    except CRMError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
 @main.group()
 def tasks() -> None:
     """Tasks and next best actions."""
