@@ -14,7 +14,7 @@ from marshmallow import RAISE, Schema, ValidationError, post_load, pre_load, val
 from marshmallow import fields as mf
 
 from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, TASK_STATUSES, USER_ROLES
-from crmkit.fields import marshmallow_field
+from crmkit.fields import marshmallow_field, to_json_value
 from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
 
 Normalizer = Callable[[str], str | None]
@@ -155,7 +155,9 @@ def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
         def _typed_data(self, values: dict[str, Any], **_: Any) -> dict[str, Any]:
             kind = kinds[values["kind"]]
             if kind.data_fields:  # store converted values and defaults, not the raw input
-                values["data"] = data_schemas[kind.name].load(values.get("data") or {})
+                loaded = data_schemas[kind.name].load(values.get("data") or {})
+                specs = {f.name: f for f in kind.data_fields}
+                values["data"] = {k: to_json_value(specs[k], v) for k, v in loaded.items()}
             return values
 
     return ActivityIn

@@ -92,6 +92,14 @@ def use_transaction(
         with open_transaction(crm, factory, actor_id) as own:
             yield own
         return
+    with savepoint(tx):
+        yield tx
+
+
+@contextmanager
+def savepoint(tx: Transaction) -> Iterator[Transaction]:
+    """Run part of a unit of work in a savepoint: if it raises, its writes and the callbacks it
+    registered are undone, and the rest of the unit of work goes on."""
     committed, rolled_back = len(tx._after_commit), len(tx._after_rollback)
     try:
         with tx.session.begin_nested():

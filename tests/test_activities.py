@@ -278,7 +278,11 @@ def test_kind_data_is_stored_converted_with_defaults(crm_factory: Any) -> None:
                 ActivityKindSpec(
                     "colour",
                     required=("grams",),
-                    data_fields=(FieldSpec("grams", "integer", required=True), FieldSpec("brand", default="Wella")),
+                    data_fields=(
+                        FieldSpec("grams", "integer", required=True),
+                        FieldSpec("brand", default="Wella"),
+                        FieldSpec("patch_test_on", "date"),
+                    ),
                 )
             ]
 
@@ -286,6 +290,14 @@ def test_kind_data_is_stored_converted_with_defaults(crm_factory: Any) -> None:
     anna = crm.customers.create({"name": "Anna"})
     logged = crm.activities.log({"customer_id": anna["id"], "kind": "colour", "data": {"grams": "40"}})
     assert logged["data"] == {"grams": 40, "brand": "Wella"}
+    dated = crm.activities.log(
+        {"customer_id": anna["id"], "kind": "colour", "data": {"grams": 30, "patch_test_on": "2026-05-01"}}
+    )
+    assert dated["data"]["patch_test_on"] == "2026-05-01"  # kept as ISO text in the JSON column
+    report = crm.activities.ingest(
+        [{"customer_id": anna["id"], "kind": "colour", "data": {"grams": 1, "patch_test_on": "2026-05-02"}}]
+    )
+    assert report.inserted == 1
     with pytest.raises(ValidationError) as err:
         crm.activities.log({"customer_id": anna["id"], "kind": "colour"})
     assert err.value.errors == {"data.grams": ["Missing data for required field."]}  # reported once

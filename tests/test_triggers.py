@@ -291,7 +291,10 @@ def test_an_action_that_raises_rolls_back_only_its_firing(crm: CRM, probe: Probe
     good = [customer(crm, f"Good{i}", score=1) for i in range(5)]
     bad = customer(crm, "Bad", score=1)
 
+    mailed: list[str] = []
+
     def issue_coupon(tx: Any, firing: Any) -> None:
+        tx.after_commit(lambda: mailed.append(firing.customer["name"]))
         if firing.customer["name"] == "Bad":
             raise ValueError("coupon service refused")
 
@@ -310,6 +313,7 @@ def test_an_action_that_raises_rolls_back_only_its_firing(crm: CRM, probe: Probe
     with crm.session() as s:
         assert sorted(s.scalars(select(Task.customer_id))) == good
     assert sorted(i for _, ids in probe.of("fired") for i in ids) == good
+    assert sorted(mailed) == sorted(f"Good{i}" for i in range(5))  # once each, nothing for the rolled-back one
 
 
 def test_a_trigger_that_fails_does_not_stop_the_others(crm: CRM) -> None:

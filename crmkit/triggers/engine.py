@@ -23,7 +23,7 @@ from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError
 from crmkit.triggers.query import TriggerQuery, holdout_sql
 from crmkit.triggers.spec import Effectiveness, Firing, RunReport, Trigger, TriggerResult
-from crmkit.unit import Transaction
+from crmkit.unit import Transaction, savepoint
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
@@ -249,9 +249,8 @@ class Triggers:
     ) -> list[str]:
         """Act on a batch in one savepoint; if that fails, retry one firing per savepoint so only the
         failing ones are rolled back (and their firing rows deleted, so they may fire again later)."""
-        session = tx.session
         try:
-            with session.begin_nested():
+            with savepoint(tx):
                 self._act(tx, trigger, as_of, firings)
             return []
         except Exception:
@@ -260,7 +259,7 @@ class Triggers:
         errors: list[str] = []
         for firing in firings:
             try:
-                with session.begin_nested():
+                with savepoint(tx):
                     self._act(tx, trigger, as_of, [firing])
             except Exception:
                 errors.extend(self._drop(tx, firing, trigger))
