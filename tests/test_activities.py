@@ -16,16 +16,6 @@ T0 = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def probe() -> Probe:
-    return Probe()
-
-
-@pytest.fixture
-def pcrm(crm_factory: Any, probe: Probe) -> CRM:
-    return crm_factory([probe])
-
-
-@pytest.fixture
 def people(pcrm: CRM) -> dict[str, Any]:
     agent = pcrm.users.create({"name": "Agent", "role": "manager"})
     other = pcrm.users.create({"name": "Other", "role": "operator"})

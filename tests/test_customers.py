@@ -16,16 +16,6 @@ from crmkit.customers import normalize_email
 from crmkit.db import Customer, StageHistory
 
 
-@pytest.fixture
-def probe() -> Probe:
-    return Probe()
-
-
-@pytest.fixture
-def pcrm(crm_factory: Any, probe: Probe) -> CRM:
-    return crm_factory([probe])
-
-
 def count(crm: CRM, model: Any) -> int:
     with crm.session() as s:
         return s.scalar(select(func.count()).select_from(model)) or 0

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 from probe import Probe
 
 from crmkit import CRM, NotFound, TransitionError
-
-
-@pytest.fixture
-def probe() -> Probe:
-    return Probe()
-
-
-@pytest.fixture
-def pcrm(crm_factory: Any, probe: Probe) -> CRM:
-    return crm_factory([probe])
 
 
 def test_core_path_lead_active_loyal_lost_and_win_back(crm: CRM) -> None:

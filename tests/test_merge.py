@@ -13,11 +13,6 @@ from crmkit.db import Activity, Contact, Customer, Merge, StageHistory, Task
 
 
 @pytest.fixture
-def probe() -> Probe:
-    return Probe()
-
-
-@pytest.fixture
 def pcrm(crm_factory: Any, probe: Probe) -> CRM:
     crm = crm_factory([probe])
     crm.fields.define(FieldSpec("nickname"))

@@ -22,11 +22,6 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
 @pytest.fixture
-def probe() -> Probe:
-    return Probe()
-
-
-@pytest.fixture
 def crm(crm_factory: Any, probe: Probe) -> CRM:
     return crm_factory([probe])
 

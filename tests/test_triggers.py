@@ -23,11 +23,6 @@ DAY = dt.timedelta(days=1)
 
 
 @pytest.fixture
-def probe() -> Probe:
-    return Probe()
-
-
-@pytest.fixture
 def crm(crm_factory: Any, probe: Probe) -> CRM:
     return crm_factory([probe])
 
