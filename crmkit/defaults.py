@@ -5,6 +5,8 @@ from __future__ import annotations
 import phonenumbers
 
 from crmkit.plugins import hookimpl
+from crmkit.reports.core import core_reports
+from crmkit.reports.spec import Report
 from crmkit.specs import ActivityKindSpec, StageSpec, TransitionSpec
 
 plugin_name = "crmkit"
@@ -53,6 +55,11 @@ def crmkit_register_activity_kinds() -> list[ActivityKindSpec]:
         ActivityKindSpec("payment", "Payment", channel="pos", required=("amount", "currency")),
         ActivityKindSpec("note", "Note", channel="other"),
     ]
+
+
+@hookimpl
+def crmkit_register_reports() -> list[Report]:
+    return core_reports()
 
 
 @hookimpl(trylast=True)

@@ -41,7 +41,8 @@ def test_declarations_are_collected_and_stamped_with_their_plugin() -> None:
     assert reg.transitions[("trial", "active")].owner == "probe"
     assert reg.activity_kinds["session"].owner == "probe"
     assert reg.activity_kinds["meeting"].owner == "crmkit"
-    assert set(reg.triggers) == {"probe.ping"} and set(reg.reports) == {"probe.summary"}
+    assert set(reg.triggers) == {"probe.ping"}
+    assert reg.reports["probe.summary"].owner == "probe" and reg.reports["crm.average_check"].owner == "crmkit"
     assert reg.triggers["probe.ping"].owner == "probe"
     assert reg.template_dirs[0][0] == "probe" and reg.template_dirs[0][1].is_dir()
     assert "probe" in reg.migrations

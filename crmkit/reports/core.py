@@ -1,0 +1,204 @@
+"""The core's reports: the KPI library and trigger effectiveness, declared like any plugin's reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from crmkit.reports import kpis
+from crmkit.reports.spec import Chart, Column, Param, Report
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
+
+
+def _first_of_month(day: dt.date, months_back: int = 0) -> dt.date:
+    index = day.year * 12 + day.month - 1 - months_back
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def year_ago(now: dt.datetime) -> dt.date:
+    """The first day of the month eleven months back: with ``until`` below, the last twelve months."""
+    return _first_of_month(now.date(), 11)
+
+
+def next_month(now: dt.datetime) -> dt.date:
+    return _first_of_month(now.date(), -1)
+
+
+PERIOD = (
+    Param("since", "date", default=year_ago, help="first day of the period"),
+    Param("until", "date", default=next_month, help="first day after the period"),
+)
+
+
+def _period(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {"since": params["since"], "until": params["until"]}
+
+
+def _leads_to_deals(crm: CRM, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    by = params["by"]
+    rows = kpis.leads_to_deals(crm, by=by, **_period(params))
+    return [{"group": row[by], **{k: v for k, v in row.items() if k != by}} for row in rows]
+
+
+def _plan_vs_fact(crm: CRM, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = kpis.plan_vs_fact(crm, **_period(params))
+    return [{"label": f"{row['user']} · {row['metric']} · {row['period_start']}", **row} for row in rows]
+
+
+def _effectiveness(crm: CRM, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def pct(value: float | None) -> float | None:
+        return None if value is None else round(value * 100, 2)
+
+    start = dt.datetime.combine(params["since"], dt.time(), dt.UTC)
+    end = dt.datetime.combine(params["until"], dt.time(), dt.UTC)
+    return [
+        {
+            "trigger": e.trigger,
+            "fired": e.fired,
+            "converted": e.converted,
+            "conversion_pct": pct(e.conversion_rate),
+            "held_out": e.held_out,
+            "held_out_converted": e.held_out_converted,
+            "held_out_pct": pct(e.held_out_rate),
+            "uplift_pp": pct(e.uplift),
+        }
+        for e in crm.triggers.effectiveness(since=start, until=end)
+    ]
+
+
+def core_reports() -> list[Report]:
+    return [
+        Report(
+            "crm.leads_to_deals",
+            "Leads to deals",
+            data=_leads_to_deals,
+            params=[*PERIOD, Param("by", default="source", choices=kpis.GROUPINGS)],
+            columns=[
+                Column("group", "Group"),
+                Column("leads", type="integer"),
+                Column("deals", type="integer"),
+                Column("per_100", "Deals per 100 leads", "number"),
+            ],
+            charts=[Chart("bar", x="group", y=("per_100",), title="Deals per 100 leads")],
+            description="Customers created in the period (leads) who reached the active stage before its end.",
+        ),
+        Report(
+            "crm.average_check",
+            "Average check",
+            data=lambda crm, p: kpis.average_check(crm, period=p["period"], currency=p.get("currency"), **_period(p)),
+            params=[*PERIOD, Param("period", default="month", choices=("month", "year")), Param("currency")],
+            columns=[
+                Column("period"),
+                Column("revenue", type="money"),
+                Column("purchases", type="integer"),
+                Column("paying_customers", "Paying customers", "integer"),
+                Column("average_check", "Average check", "money"),
+                Column("avg_ticket", "Average ticket", "money"),
+            ],
+            charts=[Chart("bar", x="period", y=("average_check", "avg_ticket"), title="Average check and ticket")],
+            description="Purchase revenue per paying customer (average check) and per purchase (average ticket).",
+        ),
+        Report(
+            "crm.customer_growth",
+            "Customer base growth",
+            data=lambda crm, p: kpis.customer_growth(crm, **_period(p)),
+            params=PERIOD,
+            columns=[
+                Column("month"),
+                Column("start", "At start", "integer"),
+                Column("new", type="integer"),
+                Column("end", "At end", "integer"),
+                Column("growth_pct", "Growth", "percent"),
+            ],
+            charts=[
+                Chart("line", x="month", y=("end",), title="Customers at the end of the month"),
+                Chart("bar", x="month", y=("growth_pct",), title="Growth % per month"),
+            ],
+        ),
+        Report(
+            "crm.lead_processing_time",
+            "Lead processing time",
+            data=lambda crm, p: kpis.lead_processing_time(crm, **_period(p)),
+            params=PERIOD,
+            columns=[
+                Column("owner", "Manager"),
+                Column("leads", type="integer"),
+                Column("contacted", type="integer"),
+                Column("avg_hours", "Average time to first contact", "hours"),
+            ],
+            charts=[Chart("bar", x="owner", y=("avg_hours",), title="Hours from creation to first outbound contact")],
+        ),
+        Report(
+            "crm.plan_vs_fact",
+            "Plan vs fact",
+            data=_plan_vs_fact,
+            params=PERIOD,
+            columns=[
+                Column("user", "Manager"),
+                Column("metric"),
+                Column("period_start", "From", "date"),
+                Column("period_end", "To", "date"),
+                Column("planned", type="integer"),
+                Column("done", type="integer"),
+                Column("progress_pct", "Progress", "percent"),
+                Column("label"),
+            ],
+            charts=[Chart("bar", x="label", y=("planned", "done"), title="Planned and done")],
+        ),
+        Report(
+            "crm.lifecycle_funnel",
+            "Lifecycle funnel",
+            data=lambda crm, p: kpis.lifecycle_funnel(crm, **_period(p)),
+            params=PERIOD,
+            columns=[Column("stage"), Column("customers", type="integer"), Column("pct", "Share", "percent")],
+            charts=[Chart("bar", x="stage", y=("customers",), title="Customers who reached each stage")],
+        ),
+        Report(
+            "crm.stage_durations",
+            "Time in stage",
+            data=lambda crm, p: kpis.stage_durations(crm, **_period(p)),
+            params=PERIOD,
+            columns=[Column("stage"), Column("stays", type="integer"), Column("avg_days", "Average days", "number")],
+            charts=[Chart("bar", x="stage", y=("avg_days",), title="Average days in stage")],
+        ),
+        Report(
+            "crm.cohort_retention",
+            "Retention by monthly cohort",
+            data=lambda crm, p: kpis.cohort_retention(crm, months=p["months"], **_period(p)),
+            params=[*PERIOD, Param("months", "integer", default=6)],
+            columns=[
+                Column("cohort"),
+                Column("size", type="integer"),
+                Column("month", "Month", "integer"),
+                Column("retained", type="integer"),
+                Column("retention_pct", "Retention", "percent"),
+                Column("churn_pct", "Churn", "percent"),
+            ],
+            charts=[Chart("heatmap", x="month", y=("cohort",), value="retention_pct", title="Retention %")],
+        ),
+        Report(
+            "crm.trigger_effectiveness",
+            "Trigger effectiveness",
+            data=_effectiveness,
+            params=PERIOD,
+            columns=[
+                Column("trigger"),
+                Column("fired", "Contacted", "integer"),
+                Column("converted", type="integer"),
+                Column("conversion_pct", "Conversion", "percent"),
+                Column("held_out", "Held out", "integer"),
+                Column("held_out_converted", "Held out converted", "integer"),
+                Column("held_out_pct", "Held-out conversion", "percent"),
+                Column("uplift_pp", "Uplift (pp)", "number"),
+            ],
+            charts=[
+                Chart(
+                    "bar", x="trigger", y=("conversion_pct", "held_out_pct"), title="Conversion: contacted vs held out"
+                )
+            ],
+            description="Firings of triggers with a goal, and how many reached it, against the control group.",
+        ),
+    ]
