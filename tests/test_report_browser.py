@@ -101,3 +101,16 @@ def test_html_report_opens_cleanly_with_its_charts(crm_factory: Any, tmp_path: P
     assert len(summary["boxes"]) == 1 and summary["marks"] == 3  # one bar per tier
     assert len(visits_page["boxes"]) == 2 and visits_page["marks"] == 6 + 6  # 6 heatmap cells, 6 points
     assert visits_page["title"] == 'Visits by "hour" <& weekday>'  # escaped in the page, intact for the reader
+
+
+def test_the_example_report_in_docs_is_current_and_opens_cleanly(tmp_path: Path) -> None:
+    import importlib.util
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    spec = importlib.util.spec_from_file_location("gen_example_report", docs / "gen_example_report.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--check"]) == 0, "run python docs/gen_example_report.py"
+    result = open_in_browser(docs / "example-report.html", tmp_path / "example.png")
+    assert result["problems"] == [] and len(result["boxes"]) == 1 and result["marks"] == 12  # 6 months x 2
