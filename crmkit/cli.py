@@ -77,15 +77,22 @@ def main() -> None:
 
 @main.command()
 @click.option("--db", "path", default="crmkit-demo.db", show_default=True, help="SQLite file to create.")
-def demo(path: str) -> None:
-    """Create a SQLite CRM with a small studio plugin and print customers and their stages."""
-    from crmkit import demo as demo_mod
+@click.option("--size", default=2000, show_default=True, help="How many customers an edition's demo generates.")
+@click.option("--no-plugins", is_flag=True, help="Ignore installed plugins: run the core's small demo.")
+def demo(path: str, size: int, no_plugins: bool) -> None:
+    """Create a demo SQLite database and show what crmkit does with it.
+
+    An installed edition (such as crmkit-fitness) runs its own demo; otherwise the core's small studio
+    demo prints customers and their stages.
+    """
+    from crmkit.plugins import create_plugin_manager
 
     target = Path(path)
-    if target.exists():
-        target.unlink()
-    crm = demo_mod.run(f"sqlite:///{target}", echo=click.echo)
-    crm.close()
+    for stale in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
+        if stale.exists():
+            stale.unlink()
+    pm = create_plugin_manager(load_entry_points=not no_plugins)
+    pm.hook.crmkit_run_demo(path=target, echo=click.echo, size=size)
     click.echo(f"database written to {target}")
 
 

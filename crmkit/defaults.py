@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import phonenumbers
 
 from crmkit.plugins import hookimpl
@@ -60,6 +63,14 @@ def crmkit_register_activity_kinds() -> list[ActivityKindSpec]:
 @hookimpl
 def crmkit_register_reports() -> list[Report]:
     return core_reports()
+
+
+@hookimpl(trylast=True)
+def crmkit_run_demo(path: Path, echo: Callable[[str], None], size: int) -> bool:
+    from crmkit import demo
+
+    demo.run(f"sqlite:///{path}", echo=echo).close()
+    return True
 
 
 @hookimpl(trylast=True)

@@ -24,7 +24,7 @@ docstrings below and a test fails if a hook is undocumented.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -252,6 +252,18 @@ def crmkit_normalize_phone(raw: str, region: str) -> str | None:
     ``region`` is the CRM's default region (ISO country code) for numbers written without ``+``. The core
     returns the E.164 form (``+14155550100``) and raises ``ValueError`` for text that cannot be a phone
     number. Override it for local conventions (internal extensions, short codes).
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def crmkit_run_demo(path: Path, echo: Callable[[str], None], size: int) -> bool | None:
+    """Run the ``crmkit demo`` command: build a demo database at ``path`` (SQLite) and print with ``echo``.
+
+    An industry edition implements it to show itself off (a gym with a year of check-ins); ``size`` is a
+    hint of how many customers to generate. Return ``True`` when you ran it. The first plugin that does
+    wins; the core's small studio demo runs when no plugin does.
 
     .. versionadded:: 0.1
     """

@@ -101,16 +101,21 @@ def create_plugin_manager(
     pm.add_hookspecs(hookspecs)
     for name in disabled:
         pm.set_blocked(name)
+    in_code = list(plugins)
+    # a plugin passed in code (configured by the app) replaces the installed one of the same name
+    code_names = {plugin_name(obj) for obj in in_code}
     if load_entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+            if pm.is_blocked(ep.name) or pm.has_plugin(ep.name) or ep.name in code_names:
                 continue
             try:
                 obj = ep.load()
+                if inspect.isclass(obj):  # an entry point may name the plugin class: use its defaults
+                    obj = obj()
             except Exception as exc:
                 raise PluginError(ep.name, f"entry point {ep.value!r} cannot be loaded: {exc}") from exc
             _register(pm, obj, ep.name)
-    for obj in plugins:
+    for obj in in_code:
         name = plugin_name(obj)
         if pm.is_blocked(name) or pm.is_registered(obj):
             continue

@@ -12,7 +12,7 @@ from crmkit.cli import main
 
 def test_demo_creates_a_database_and_prints_customers_and_stages(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
-    result = CliRunner().invoke(main, ["demo", "--db", str(db)])
+    result = CliRunner().invoke(main, ["demo", "--db", str(db), "--no-plugins"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["customer", "stage", "lifecycle", "membership"]
@@ -22,7 +22,7 @@ def test_demo_creates_a_database_and_prints_customers_and_stages(tmp_path: Path)
     crm = CRM(f"sqlite:///{db}", load_entry_points=False)
     assert crm.customers.count() == 4
     # a second run starts from a fresh file instead of failing on duplicates
-    assert CliRunner().invoke(main, ["demo", "--db", str(db)]).exit_code == 0
+    assert CliRunner().invoke(main, ["demo", "--db", str(db), "--no-plugins"]).exit_code == 0
 
 
 def test_plugins_lists_core_declarations(tmp_path: Path) -> None:

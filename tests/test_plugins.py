@@ -84,6 +84,9 @@ def test_entry_point_plugins_are_loaded_and_can_be_disabled(monkeypatch: pytest.
     assert "badge" in CRM("sqlite://").registry.fields
     assert CRM("sqlite://", load_entry_points=False).plugins == ()
     assert CRM("sqlite://", disabled_plugins=["vertical"]).plugins == ()
+    configured = _fields_plugin("vertical", FieldSpec("configured_badge"))
+    replaced = CRM("sqlite://", plugins=[configured])  # the app's configured instance wins over the installed one
+    assert replaced.plugins == ("vertical",) and "configured_badge" in replaced.registry.fields
 
 
 def test_entry_point_that_fails_to_import_names_the_plugin(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -170,6 +170,11 @@ class Probe:
         return True
 
     @hookimpl
+    def crmkit_run_demo(self, path: Path, size: int) -> bool | None:
+        self.events.append(("demo", (str(path), size)))
+        return None  # not this plugin's demo: the next implementation (the core's) runs
+
+    @hookimpl
     def crmkit_normalize_phone(self, raw: str) -> str | None:
         return raw.lower() if raw.lower().startswith("ext-") else None
 
