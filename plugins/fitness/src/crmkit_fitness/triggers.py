@@ -1,0 +1,314 @@
+"""The fitness retention triggers and the automatic stage moves, built from a club's configuration."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import and_, exists, or_
+
+from crmkit.triggers import Goal, TaskAction, Trigger, TriggerQuery
+from crmkit_fitness.config import FitnessConfig
+from crmkit_fitness.models import Membership
+
+DAY = dt.timedelta(days=1)
+RENEWAL = ("purchase",)
+VISIT = ("checkin",)
+
+
+def _memberships(q: TriggerQuery) -> Any:
+    return q.table(Membership.__tablename__)
+
+
+def valid_membership(q: TriggerQuery, *, on: Any = None) -> Any:
+    """A membership that is not cancelled and covers ``on`` (the as_of date by default)."""
+    m = _memberships(q)
+    day = on if on is not None else q.today()
+    return exists().where(
+        m.c.customer_id == q.customer.c.id, m.c.status != "cancelled", m.c.starts_on <= day, m.c.ends_on >= day
+    )
+
+
+def last_visit(q: TriggerQuery) -> Any:
+    return q.last(VISIT)
+
+
+def sessions_left(q: TriggerQuery) -> Any:
+    """Sessions left on the current membership (NULL for unlimited or none)."""
+    from sqlalchemy import select
+
+    m = _memberships(q)
+    return (
+        select(m.c.sessions_left)
+        .where(
+            m.c.customer_id == q.customer.c.id,
+            m.c.status == "active",
+            m.c.starts_on <= q.today(),
+            m.c.ends_on >= q.today(),
+        )
+        .order_by(m.c.ends_on.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def current_end(q: TriggerQuery) -> Any:
+    from sqlalchemy import func, select
+
+    m = _memberships(q)
+    return (
+        select(func.max(m.c.ends_on))
+        .where(m.c.customer_id == q.customer.c.id, m.c.status != "cancelled", m.c.starts_on <= q.today())
+        .scalar_subquery()
+    )
+
+
+def retention_triggers(config: FitnessConfig) -> list[Trigger]:
+    c = config
+    goal_renewal = Goal(RENEWAL, window=c.goal_window_days * DAY)
+    goal_visit = Goal(VISIT, window=c.goal_window_days * DAY)
+    evidence = {"last_visit": last_visit}
+
+    def low_balance(q: TriggerQuery) -> Any:
+        return sessions_left(q) <= c.low_balance_sessions
+
+    def expiring(q: TriggerQuery) -> Any:
+        m = _memberships(q)
+        ends_soon = exists().where(
+            m.c.customer_id == q.customer.c.id,
+            m.c.status == "active",
+            m.c.ends_on >= q.today(),
+            m.c.ends_on <= q.today(c.expiring_days * DAY),
+        )
+        renewed = exists().where(
+            m.c.customer_id == q.customer.c.id,
+            m.c.status != "cancelled",
+            m.c.ends_on > q.today(c.expiring_days * DAY),
+        )
+        return and_(ends_soon, ~renewed)
+
+    def frequency_drop(q: TriggerQuery) -> Any:
+        recent = q.count(VISIT, within=c.frequency_recent_days * DAY)
+        baseline = q.count(
+            VISIT,
+            within=(c.frequency_recent_days + c.frequency_baseline_days) * DAY,
+            until=c.frequency_recent_days * DAY,
+        )
+        # recent <= share * (baseline scaled to the recent window's length), in integers
+        scale = c.frequency_baseline_days / c.frequency_recent_days
+        return and_(baseline > 0, recent * scale <= baseline * c.frequency_drop_share, valid_membership(q))
+
+    def absent(days: int, *, stage: str | None = None, not_stage: str | None = None) -> Any:
+        def condition(q: TriggerQuery) -> Any:
+            # a member for at least `days` (so a new joiner is not "absent") who has not come in `days`
+            m = _memberships(q)
+            member_long_enough = exists().where(
+                m.c.customer_id == q.customer.c.id,
+                m.c.status == "active",
+                m.c.starts_on <= q.today(-days * DAY),
+                m.c.ends_on >= q.today(),
+            )
+            parts = [~q.has(VISIT, within=days * DAY), member_long_enough]
+            if stage is not None:
+                parts.append(q.customer.c.stage == stage)
+            if not_stage is not None:
+                parts.append(q.customer.c.stage != not_stage)
+            return and_(*parts)
+
+        return condition
+
+    def freeze_ending(q: TriggerQuery) -> Any:
+        m = _memberships(q)
+        return exists().where(
+            m.c.customer_id == q.customer.c.id,
+            m.c.status == "frozen",
+            m.c.frozen_until >= q.today(),
+            m.c.frozen_until <= q.today(c.freeze_ending_days * DAY),
+        )
+
+    def trial_ended(q: TriggerQuery) -> Any:
+        m = _memberships(q)
+        bought = exists().where(m.c.customer_id == q.customer.c.id)
+        return and_(q.field("trial_ends_on") < q.today(), ~bought)
+
+    def task(title: str, reason: str, hours: int = 24) -> TaskAction:
+        return TaskAction(title, reason, due_in=dt.timedelta(hours=hours))
+
+    days_ago = "{% if last_visit %}last visit {{ days_since(last_visit) }} days ago{% else %}no visit yet{% endif %}"
+    return [
+        Trigger(
+            "fitness.sessions_low",
+            description=f"{c.low_balance_sessions} or fewer sessions left on the membership",
+            stages=("active",),
+            condition=low_balance,
+            evidence={**evidence, "sessions_left": sessions_left},
+            priority=80,
+            cooldown=14 * DAY,
+            task=task(
+                "Renewal call: {{ customer.name }}",
+                "{{ customer.name }}: {{ sessions_left }} sessions left, " + days_ago,
+            ),
+            holdout=c.holdout,
+            goal=goal_renewal,
+        ),
+        Trigger(
+            "fitness.membership_expiring",
+            description=f"Membership ends within {c.expiring_days} days and no renewal is bought",
+            stages=("active",),
+            condition=expiring,
+            evidence={**evidence, "ends_on": current_end},
+            priority=85,
+            cooldown=c.expiring_days * DAY,
+            task=task(
+                "Offer renewal: {{ customer.name }}",
+                "{{ customer.name }}: membership ends {{ ends_on }}, no renewal yet, " + days_ago,
+            ),
+            holdout=c.holdout,
+            goal=goal_renewal,
+        ),
+        Trigger(
+            "fitness.frequency_drop",
+            description="Visits in the last 2 weeks at or below half the previous 6 weeks' average",
+            stages=("active",),
+            condition=frequency_drop,
+            evidence={**evidence, "recent": lambda q: q.count(VISIT, within=c.frequency_recent_days * DAY)},
+            priority=60,
+            cooldown=14 * DAY,
+            task=task(
+                "Check in with {{ customer.name }}",
+                "{{ customer.name }}: {{ recent }} visits in the last "
+                f"{c.frequency_recent_days} days, down from usual; " + days_ago,
+            ),
+            holdout=c.holdout,
+            goal=goal_visit,
+        ),
+        Trigger(
+            "fitness.adaptation_absent",
+            description=f"No visit for {c.adaptation_absent_days} days during the adaptation period",
+            stages=("adaptation",),
+            condition=absent(c.adaptation_absent_days, stage="adaptation"),
+            evidence=evidence,
+            priority=75,
+            cooldown=c.adaptation_absent_days * DAY,
+            task=task("New member missing: {{ customer.name }}", "{{ customer.name }}: new member, " + days_ago, 8),
+            holdout=c.holdout,
+            goal=goal_visit,
+        ),
+        Trigger(
+            "fitness.active_absent",
+            description=f"No visit for {c.active_absent_days} days",
+            stages=("active",),
+            condition=absent(c.active_absent_days, not_stage="adaptation"),
+            evidence=evidence,
+            priority=70,
+            cooldown=c.active_absent_days * DAY,
+            task=task("We miss {{ customer.name }}", "{{ customer.name }}: " + days_ago),
+            holdout=c.holdout,
+            goal=goal_visit,
+        ),
+        Trigger(
+            "fitness.freeze_ending",
+            description=f"A freeze ends within {c.freeze_ending_days} days",
+            condition=freeze_ending,
+            evidence=evidence,
+            priority=50,
+            cooldown=7 * DAY,
+            task=task("Welcome back soon: {{ customer.name }}", "{{ customer.name }}: freeze ends in a few days"),
+            holdout=c.holdout,
+            goal=goal_visit,
+        ),
+        Trigger(
+            "fitness.birthday",
+            description=f"Birthday within {c.birthday_days} days",
+            stages=("active", "lead"),
+            condition=lambda q: q.birthday_within(c.birthday_days),
+            priority=30,
+            cooldown=300 * DAY,
+            task=task("Congratulate {{ customer.name }}", "{{ customer.name }}: birthday on {{ customer.birthday }}"),
+            holdout=c.holdout,
+            goal=goal_visit,
+        ),
+        Trigger(
+            "fitness.trial_no_purchase",
+            description="The trial ended without a membership purchase",
+            stages=("lead",),
+            condition=trial_ended,
+            evidence=evidence,
+            priority=90,
+            cooldown=30 * DAY,
+            task=task(
+                "Trial follow-up: {{ customer.name }}",
+                "{{ customer.name }}: trial ended {{ customer.trial_ends_on }} without a purchase, " + days_ago,
+            ),
+            holdout=c.holdout,
+            goal=goal_renewal,
+        ),
+    ]
+
+
+def stage_triggers(config: FitnessConfig) -> list[Trigger]:
+    """Evidence moves members through the fitness stages; these triggers only move, they create no task."""
+    c = config
+    return [
+        Trigger(
+            "fitness.stage_joined",
+            description="A lead or trial with a valid membership starts the adaptation period",
+            stages=("lead", "trial"),
+            condition=valid_membership,
+            move_to="adaptation",
+            priority=99,
+            cooldown=DAY,
+        ),
+        Trigger(
+            "fitness.stage_adapted",
+            description=f"{c.adaptation_days} days in adaptation with {c.adaptation_visits}+ visits: an active member",
+            stages=("adaptation",),
+            condition=lambda q: and_(
+                q.in_stage_since(c.adaptation_days * DAY),
+                q.count(VISIT, within=c.adaptation_days * DAY) >= c.adaptation_visits,
+            ),
+            move_to="active",
+            priority=98,
+            cooldown=DAY,
+        ),
+        Trigger(
+            "fitness.stage_at_risk",
+            description="No visit for the absence limit of the stage: at risk",
+            stages=("adaptation", "active"),
+            condition=lambda q: or_(
+                and_(
+                    q.customer.c.stage == "adaptation",
+                    ~q.has(VISIT, within=c.adaptation_absent_days * DAY),
+                    q.in_stage_since(c.adaptation_absent_days * DAY),
+                ),
+                and_(
+                    q.customer.c.stage == "active",
+                    ~q.has(VISIT, within=c.active_absent_days * DAY),
+                    q.in_stage_since(c.active_absent_days * DAY),
+                ),
+            ),
+            move_to="at_risk",
+            priority=97,
+            cooldown=DAY,
+        ),
+        Trigger(
+            "fitness.stage_recovered",
+            description="An at-risk member visited again in the last 7 days",
+            stages=("at_risk",),
+            condition=lambda q: q.has(VISIT, within=7 * DAY),
+            move_to="active",
+            priority=96,
+            cooldown=DAY,
+        ),
+        Trigger(
+            "fitness.stage_lapsed",
+            description=f"No valid membership and no visit for {c.lapsed_days} days: lapsed",
+            stages=("active",),
+            condition=lambda q: and_(
+                ~valid_membership(q), ~q.has(VISIT, within=c.lapsed_days * DAY), q.in_stage_since(c.lapsed_days * DAY)
+            ),
+            move_to="lapsed",
+            priority=95,
+            cooldown=DAY,
+        ),
+    ]
