@@ -280,47 +280,44 @@ class Triggers:
             Firing(fid, trigger.name, records[cid], evidence.get(cid, {}), as_of, held_out=False)
             for fid, cid in firings
         ]
+        contexts = [self._context(f) for f in items]  # rendered by the task and the message alike
+        now = utcnow()
+        source = {"source": f"trigger:{trigger.name}", "created_at": now}
         if trigger.task is not None:
-            action = trigger.task
-            rows = []
-            for f in items:
-                ctx = self._context(f)
-                rows.append(
-                    {
-                        "title": self._render(action.title, ctx)[:300],
-                        "reason": self._render(action.reason, ctx) or None,
-                        "customer_id": f.customer["id"],
-                        "assignee_id": action.assignee_id or f.customer.get("owner_id"),
-                        "due_at": as_of + action.due_in,
-                        "remind_at": None,
-                        "status": "open",
-                        "priority": trigger.priority,
-                        "source": f"trigger:{trigger.name}",
-                        "source_id": str(f.id),
-                        "created_at": utcnow(),
-                    }
-                )
+            task = trigger.task
+            rows = [
+                {
+                    "title": self._render(task.title, ctx)[:300],
+                    "reason": self._render(task.reason, ctx) or None,
+                    "customer_id": f.customer["id"],
+                    "assignee_id": task.assignee_id or f.customer.get("owner_id"),
+                    "due_at": as_of + task.due_in,
+                    "remind_at": None,
+                    "status": "open",
+                    "priority": trigger.priority,
+                    "source_id": str(f.id),
+                    **source,
+                }
+                for f, ctx in zip(items, contexts, strict=True)
+            ]
             session.execute(Task.__table__.insert(), rows)
         if trigger.move_to is not None:
             self._move(tx, trigger, as_of, ids)
         if trigger.message is not None:
             message = trigger.message
-            rows = []
-            for f in items:
-                ctx = self._context(f)
-                rows.append(
-                    {
-                        "channel": message.channel,
-                        "customer_id": f.customer["id"],
-                        "subject": self._render(message.subject, ctx) or None,
-                        "body": self._render(message.body, ctx),
-                        "source": f"trigger:{trigger.name}",
-                        "source_id": str(f.id),
-                        "status": "pending",
-                        "attempts": 0,
-                        "created_at": utcnow(),
-                    }
-                )
+            rows = [
+                {
+                    "channel": message.channel,
+                    "customer_id": f.customer["id"],
+                    "subject": self._render(message.subject, ctx) or None,
+                    "body": self._render(message.body, ctx),
+                    "status": "pending",
+                    "attempts": 0,
+                    "source_id": str(f.id),
+                    **source,
+                }
+                for f, ctx in zip(items, contexts, strict=True)
+            ]
             session.execute(OutboxMessage.__table__.insert(), rows)
             tx.after_commit(crm.outbox.deliver)
         if trigger.call is not None:
