@@ -14,6 +14,7 @@ from sqlalchemy import and_, insert, select
 from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
+from crmkit.fastpath import activity_checker
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
 
@@ -67,6 +68,7 @@ class Activities:
 
     def __init__(self, crm: CRM) -> None:
         self._crm = crm
+        self._fast = activity_checker(crm.registry.activity_kinds)
 
     def log(
         self,
@@ -115,6 +117,7 @@ class Activities:
         """
         crm = self._crm
         schema = crm.schemas.activity_in
+        fast = self._fast
         table = Activity.__table__
         inserted = 0
         rejected: list[RowError] = []
@@ -124,8 +127,9 @@ class Activities:
             while batch := list(islice(iterator, batch_size)):
                 good: list[tuple[int, dict[str, Any]]] = []
                 for i, row in enumerate(batch, start=offset):
+                    values = fast(row)  # typed rows skip marshmallow; anything doubtful goes through it
                     try:
-                        good.append((i, self._prepare(load(schema, row))))
+                        good.append((i, self._prepare(values if values is not None else load(schema, row))))
                     except ValidationError as exc:
                         rejected.append(RowError(i, exc.errors))
                 offset += len(batch)
