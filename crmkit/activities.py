@@ -9,8 +9,9 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, select
 
+from crmkit.db.bulk import bulk_insert
 from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
@@ -140,8 +141,7 @@ class Activities:
                 if good:
                     now = utcnow()
                     values = [{**v, "created_at": now} for _, v in good]
-                    t.session.execute(insert(table), values)
-                    inserted += len(values)
+                    inserted += bulk_insert(t.session.connection(), table, (*_COLUMNS, "created_at"), values)
                     crm.hook.crmkit_activities_ingested(
                         tx=t, count=len(values), kinds=dict(Counter(v["kind"] for v in values))
                     )
