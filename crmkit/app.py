@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from crmkit.runtime_fields import RuntimeFields
 from crmkit.targets import Targets
 from crmkit.tasks import Tasks
 from crmkit.triggers.engine import Triggers
-from crmkit.unit import open_transaction
+from crmkit.unit import Transaction, open_transaction
 from crmkit.users import Users
 
 DEFAULT_URL = "sqlite:///crmkit.db"
@@ -94,7 +94,7 @@ class CRM:
         """Names of the loaded plugins, the core excluded."""
         return self.registry.plugins
 
-    def transaction(self, *, actor_id: int | None = None) -> Any:
+    def transaction(self, *, actor_id: int | None = None) -> AbstractContextManager[Transaction]:
         """Open a unit of work: pass it as ``tx=`` to several calls and they commit (or not) together."""
         return open_transaction(self, self.session_factory, actor_id)
 
