@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import and_, exists, or_
+from sqlalchemy import and_, exists, func, or_, select
 
+from crmkit.db import StageHistory
 from crmkit.triggers import Goal, TaskAction, Trigger, TriggerQuery
 from crmkit_fitness.config import FitnessConfig
 from crmkit_fitness.models import Membership
@@ -33,10 +35,18 @@ def last_visit(q: TriggerQuery) -> Any:
     return q.last(VISIT)
 
 
+def new_member(q: TriggerQuery) -> Any:
+    """In adaptation, or moved from adaptation to ``at_risk`` (by ``fitness.stage_at_risk``, which runs
+    before the retention triggers): a new member either way, until they recover or lapse."""
+    h = StageHistory.__table__
+    c = q.customer.c
+    # the history is append-only: its last row is the move into the current stage
+    came_from = select(h.c.from_stage).where(h.c.customer_id == c.id).order_by(h.c.id.desc()).limit(1).scalar_subquery()
+    return or_(c.stage == "adaptation", and_(c.stage == "at_risk", came_from == "adaptation"))
+
+
 def sessions_left(q: TriggerQuery) -> Any:
     """Sessions left on the current membership (NULL for unlimited or none)."""
-    from sqlalchemy import select
-
     m = _memberships(q)
     return (
         select(m.c.sessions_left)
@@ -53,8 +63,6 @@ def sessions_left(q: TriggerQuery) -> Any:
 
 
 def current_end(q: TriggerQuery) -> Any:
-    from sqlalchemy import func, select
-
     m = _memberships(q)
     return (
         select(func.max(m.c.ends_on))
@@ -70,7 +78,12 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
     evidence = {"last_visit": last_visit}
 
     def low_balance(q: TriggerQuery) -> Any:
-        return sessions_left(q) <= c.low_balance_sessions
+        m = _memberships(q)
+        # the next membership is already bought: nothing to renew
+        bought_ahead = exists().where(
+            m.c.customer_id == q.customer.c.id, m.c.status != "cancelled", m.c.starts_on > q.today()
+        )
+        return and_(sessions_left(q) <= c.low_balance_sessions, ~bought_ahead)
 
     def expiring(q: TriggerQuery) -> Any:
         m = _memberships(q)
@@ -94,11 +107,16 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
             within=(c.frequency_recent_days + c.frequency_baseline_days) * DAY,
             until=c.frequency_recent_days * DAY,
         )
-        # recent <= share * (baseline scaled to the recent window's length), in integers
-        scale = c.frequency_baseline_days / c.frequency_recent_days
-        return and_(baseline > 0, recent * scale <= baseline * c.frequency_drop_share, valid_membership(q))
+        # recent <= share * baseline * recent_days / baseline_days, in integers so the boundary is exact
+        share = Fraction(str(c.frequency_drop_share))
+        return and_(
+            baseline > 0,
+            recent * (c.frequency_baseline_days * share.denominator)
+            <= baseline * (c.frequency_recent_days * share.numerator),
+            valid_membership(q),
+        )
 
-    def absent(days: int, *, stage: str | None = None, not_stage: str | None = None) -> Any:
+    def absent(days: int, *, new: bool) -> Any:
         def condition(q: TriggerQuery) -> Any:
             # a member for at least `days` (so a new joiner is not "absent") who has not come in `days`
             m = _memberships(q)
@@ -108,12 +126,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
                 m.c.starts_on <= q.today(-days * DAY),
                 m.c.ends_on >= q.today(),
             )
-            parts = [~q.has(VISIT, within=days * DAY), member_long_enough]
-            if stage is not None:
-                parts.append(q.customer.c.stage == stage)
-            if not_stage is not None:
-                parts.append(q.customer.c.stage != not_stage)
-            return and_(*parts)
+            return and_(~q.has(VISIT, within=days * DAY), member_long_enough, new_member(q) if new else ~new_member(q))
 
         return condition
 
@@ -134,7 +147,11 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
     def task(title: str, reason: str, hours: int = 24) -> TaskAction:
         return TaskAction(title, reason, due_in=dt.timedelta(hours=hours))
 
-    days_ago = "{% if last_visit %}last visit {{ days_since(last_visit) }} days ago{% else %}no visit yet{% endif %}"
+    days_ago = (
+        "{% if last_visit %}{% set days = days_since(last_visit) %}last visit "
+        "{% if days == 0 %}today{% elif days == 1 %}yesterday{% else %}{{ days }} days ago{% endif %}"
+        "{% else %}no visit yet{% endif %}"
+    )
     return [
         Trigger(
             "fitness.sessions_low",
@@ -146,7 +163,8 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
             cooldown=14 * DAY,
             task=task(
                 "Renewal call: {{ customer.name }}",
-                "{{ customer.name }}: {{ sessions_left }} sessions left, " + days_ago,
+                "{{ customer.name }}: {{ sessions_left }} session{{ '' if sessions_left == 1 else 's' }} left, "
+                + days_ago,
             ),
             holdout=c.holdout,
             goal=goal_renewal,
@@ -176,7 +194,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
             cooldown=14 * DAY,
             task=task(
                 "Check in with {{ customer.name }}",
-                "{{ customer.name }}: {{ recent }} visits in the last "
+                "{{ customer.name }}: {{ recent }} visit{{ '' if recent == 1 else 's' }} in the last "
                 f"{c.frequency_recent_days} days, down from usual; " + days_ago,
             ),
             holdout=c.holdout,
@@ -185,8 +203,8 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         Trigger(
             "fitness.adaptation_absent",
             description=f"No visit for {c.adaptation_absent_days} days during the adaptation period",
-            stages=("adaptation",),
-            condition=absent(c.adaptation_absent_days, stage="adaptation"),
+            stages=("adaptation", "at_risk"),
+            condition=absent(c.adaptation_absent_days, new=True),
             evidence=evidence,
             priority=75,
             cooldown=c.adaptation_absent_days * DAY,
@@ -198,7 +216,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
             "fitness.active_absent",
             description=f"No visit for {c.active_absent_days} days",
             stages=("active",),
-            condition=absent(c.active_absent_days, not_stage="adaptation"),
+            condition=absent(c.active_absent_days, new=False),
             evidence=evidence,
             priority=70,
             cooldown=c.active_absent_days * DAY,
@@ -249,6 +267,18 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
 def stage_triggers(config: FitnessConfig) -> list[Trigger]:
     """Evidence moves members through the fitness stages; these triggers only move, they create no task."""
     c = config
+
+    def lapsed(q: TriggerQuery) -> Any:
+        m = _memberships(q)
+        # valid today or already bought for later: the membership is not over
+        not_over = exists().where(
+            m.c.customer_id == q.customer.c.id, m.c.status != "cancelled", m.c.ends_on >= q.today()
+        )
+        # at risk means the absence already counts; in another stage, a member who just arrived there (a sale
+        # starting later, a manual move) has had no chance to come yet
+        settled = or_(q.customer.c.stage == "at_risk", q.in_stage_since(c.lapsed_days * DAY))
+        return and_(~not_over, ~q.has(VISIT, within=c.lapsed_days * DAY), settled)
+
     return [
         Trigger(
             "fitness.stage_joined",
@@ -304,9 +334,7 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
             "fitness.stage_lapsed",
             description=f"No valid membership and no visit for {c.lapsed_days} days: lapsed",
             stages=("active",),
-            condition=lambda q: and_(
-                ~valid_membership(q), ~q.has(VISIT, within=c.lapsed_days * DAY), q.in_stage_since(c.lapsed_days * DAY)
-            ),
+            condition=lapsed,
             move_to="lapsed",
             priority=95,
             cooldown=DAY,
