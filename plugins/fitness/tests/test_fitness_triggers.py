@@ -443,7 +443,7 @@ def test_freeze_ending_fires_three_days_ahead_not_four(club: CRM) -> None:
     assert run(club, "fitness.freeze_ending") == ["Three", "Today"]
     task = task_of(club, three)
     assert task["title"] == "Welcome back soon: Three"
-    assert task["reason"] == "Three: freeze ends in a few days"
+    assert task["reason"] == "Three: freeze ends Thu 18 Jun; plan the first session back"
 
 
 def test_freeze_ending_window_is_the_clubs(club_factory: Callable[..., CRM]) -> None:
@@ -469,7 +469,7 @@ def test_birthday_fires_seven_days_ahead_not_eight(club: CRM) -> None:
     assert run(club, "fitness.birthday") == ["Anna", "Lead", "Today", "Trial"]
     task = task_of(club, anna)
     assert task["title"] == "Congratulate Anna"
-    assert task["reason"] == "Anna: birthday on 1990-06-22"
+    assert task["reason"] == "Anna: birthday on 22 June, turns 36"
 
 
 def test_birthday_crosses_the_year_end_and_skips_lost_members(club: CRM) -> None:

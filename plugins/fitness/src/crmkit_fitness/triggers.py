@@ -62,6 +62,18 @@ def sessions_left(q: TriggerQuery) -> Any:
     )
 
 
+def frozen_until(q: TriggerQuery) -> Any:
+    """The end of the member's freeze that is running or about to end (the earliest still ahead)."""
+    from sqlalchemy import func, select
+
+    m = _memberships(q)
+    return (
+        select(func.min(m.c.frozen_until))
+        .where(m.c.customer_id == q.customer.c.id, m.c.status == "frozen", m.c.frozen_until >= q.today())
+        .scalar_subquery()
+    )
+
+
 def current_end(q: TriggerQuery) -> Any:
     m = _memberships(q)
     return (
@@ -228,10 +240,13 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
             "fitness.freeze_ending",
             description=f"A freeze ends within {c.freeze_ending_days} days",
             condition=freeze_ending,
-            evidence=evidence,
+            evidence={**evidence, "frozen_until": frozen_until},
             priority=50,
             cooldown=7 * DAY,
-            task=task("Welcome back soon: {{ customer.name }}", "{{ customer.name }}: freeze ends in a few days"),
+            task=task(
+                "Welcome back soon: {{ customer.name }}",
+                "{{ customer.name }}: freeze ends {{ frozen_until.strftime('%a %d %b') }}; plan the first session back",
+            ),
             holdout=c.holdout,
             goal=goal_visit,
         ),
@@ -242,7 +257,11 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
             condition=lambda q: q.birthday_within(c.birthday_days),
             priority=30,
             cooldown=300 * DAY,
-            task=task("Congratulate {{ customer.name }}", "{{ customer.name }}: birthday on {{ customer.birthday }}"),
+            task=task(
+                "Congratulate {{ customer.name }}",
+                "{% set b = customer.birthday %}{{ customer.name }}: birthday on {{ b.strftime('%d %B') }}, turns"
+                " {{ as_of.year - b.year + (1 if (b.month, b.day) < (as_of.month, as_of.day) else 0) }}",
+            ),
             holdout=c.holdout,
             goal=goal_visit,
         ),
