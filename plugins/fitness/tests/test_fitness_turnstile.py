@@ -90,3 +90,21 @@ def test_batches_stream_and_line_numbers_stay_right(club: CRM, members: dict[str
 def test_unknown_time_zone_is_an_error(club: CRM) -> None:
     with pytest.raises(ValueError, match="unknown time zone"):
         import_turnstile(club, io.StringIO(EXPORT), tz="Mars/Olympus")
+
+
+def test_check_ins_use_up_sessions_of_the_covering_membership(club: CRM, members: dict[str, int]) -> None:
+    from crmkit_fitness import fitness
+
+    club_ops = fitness(club)
+    eight = club_ops.create_plan({"name": "8 sessions", "duration_days": 30, "price": "49", "sessions": 8})
+    unlimited = club_ops.create_plan({"name": "Unlimited", "duration_days": 30, "price": "79"})
+    anna = club_ops.sell({"customer_id": members["A-100"], "plan_id": eight, "starts_on": "2026-06-01"})
+    club_ops.sell({"customer_id": members["B-200"], "plan_id": unlimited, "starts_on": "2026-06-01"})
+    visits = (("01", "07:00"), ("02", "07:00"), ("02", "18:30"), ("03", "07:00"))
+    export = "card,time\n" + "".join(f"A-100,2026-06-{d} {h}\n" for d, h in visits) + "A-100,2026-07-02 07:00\n"
+    export += "B-200,2026-06-02 07:00\nA-100,bad\n"
+    report = import_turnstile(club, io.StringIO(export))
+    assert report.imported == 6 and len(report.rejected) == 1
+    sessions = {m["id"]: m["sessions_left"] for c in members.values() for m in club_ops.memberships(c)}
+    assert sessions[anna] == 8 - 4  # the July visit is outside the membership; the bad line used nothing
+    assert set(sessions.values()) == {4, None}  # unlimited stays unlimited

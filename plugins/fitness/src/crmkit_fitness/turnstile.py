@@ -1,5 +1,6 @@
 """Check-ins from a turnstile export: CSV in, validated check-in activities out, every bad line reported.
 
+Each check-in uses up a session of the membership covering its day when that membership counts sessions.
 The file needs a header with ``card`` (or ``card_number``), ``time`` (or ``timestamp``) and optionally
 ``door`` and ``club``. Times without a zone are read in the club's time zone (``tz``). Lines are streamed
 in batches: cards are matched to members with one query per batch, check-ins go in through the core's
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -17,9 +19,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
-from sqlalchemy import select
+from sqlalchemy import Integer, bindparam, case, select, update
 
 from crmkit.db import Activity
+from crmkit_fitness.models import Membership
 
 if TYPE_CHECKING:
     from crmkit import CRM
@@ -127,14 +130,42 @@ def _import(crm: CRM, handle: TextIO, club: str, zone: dt.tzinfo, batch_size: in
                 continue
             seen.add(key)  # the same line twice in one file is a duplicate too
             fresh.append((line, cid, moment, data))
-        report = crm.activities.ingest(
-            {"customer_id": cid, "kind": "checkin", "occurred_at": moment, "data": data}
-            for _, cid, moment, data in fresh
-        )
+        with crm.transaction() as tx:  # the check-ins and the sessions they use up go in together
+            report = crm.activities.ingest(
+                (
+                    {"customer_id": cid, "kind": "checkin", "occurred_at": moment, "data": data}
+                    for _, cid, moment, data in fresh
+                ),
+                tx=tx,
+            )
+            failed = {r.index for r in report.rejected}
+            _use_sessions(tx.session, [(cid, moment) for i, (_, cid, moment, _) in enumerate(fresh) if i not in failed])
         imported += report.inserted
         rejected.extend(LineError(fresh[r.index][0], _reason(r.errors)) for r in report.rejected)
     rejected.sort(key=lambda e: e.line)
     return TurnstileReport(imported, duplicates, tuple(rejected))
+
+
+def _use_sessions(session: Any, visits: list[tuple[int, dt.datetime]]) -> None:
+    """Each check-in uses a session of the membership that covers its day, if that membership counts
+    sessions; one UPDATE per batch (executemany), never below zero."""
+    per_day = Counter((cid, moment.date()) for cid, moment in visits)
+    if not per_day:
+        return
+    m = Membership.__table__
+    n = bindparam("n", type_=Integer())
+    statement = (
+        update(m)
+        .where(
+            m.c.customer_id == bindparam("cid"),
+            m.c.starts_on <= bindparam("day"),
+            m.c.ends_on >= bindparam("day"),
+            m.c.status != "cancelled",
+            m.c.sessions_left.is_not(None),
+        )
+        .values(sessions_left=case((m.c.sessions_left > n, m.c.sessions_left - n), else_=0))
+    )
+    session.connection().execute(statement, [{"cid": c, "day": d, "n": k} for (c, d), k in per_day.items()])
 
 
 def _reason(errors: dict[str, Any]) -> str:
