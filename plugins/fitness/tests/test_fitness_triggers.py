@@ -648,3 +648,14 @@ def test_stage_moves_ignore_the_holdout(club_factory: Callable[..., CRM]) -> Non
 
     assert (report["fitness.stage_recovered"].fired, report["fitness.stage_recovered"].held_out) == (10, 0)
     assert {crm.customers.get(cid)["stage"] for cid in ids} == {"active"}
+
+
+def test_a_member_whose_freeze_ended_is_seen_again_without_a_status_change(club: CRM) -> None:
+    back = member(club, "Back")
+    membership = sell(club, back, starts_on=TODAY - 40 * DAY, days=60, sessions=2, freeze_days=30)
+    fitness(club).freeze(membership, start=TODAY - 20 * DAY, days=10)  # ended 11 days ago, status still frozen
+    still = member(club, "Still")
+    frozen = sell(club, still, starts_on=TODAY - 40 * DAY, days=60, sessions=2, freeze_days=30)
+    fitness(club).freeze(frozen, start=TODAY - 5 * DAY, days=10)  # frozen until after today
+
+    assert run(club, "fitness.sessions_low") == ["Back"]

@@ -22,6 +22,12 @@ def _memberships(q: TriggerQuery) -> Any:
     return q.table(Membership.__tablename__)
 
 
+def in_force(q: TriggerQuery, m: Any) -> Any:
+    """The membership row is in use: active, or frozen with a freeze that has already ended (nothing needs
+    to flip the status back for the triggers to see the member again)."""
+    return or_(m.c.status == "active", and_(m.c.status == "frozen", m.c.frozen_until < q.today()))
+
+
 def valid_membership(q: TriggerQuery, *, on: Any = None) -> Any:
     """A membership that is not cancelled and covers ``on`` (the as_of date by default)."""
     m = _memberships(q)
@@ -52,7 +58,7 @@ def sessions_left(q: TriggerQuery) -> Any:
         select(m.c.sessions_left)
         .where(
             m.c.customer_id == q.customer.c.id,
-            m.c.status == "active",
+            in_force(q, m),
             m.c.starts_on <= q.today(),
             m.c.ends_on >= q.today(),
         )
@@ -101,7 +107,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         m = _memberships(q)
         ends_soon = exists().where(
             m.c.customer_id == q.customer.c.id,
-            m.c.status == "active",
+            in_force(q, m),
             m.c.ends_on >= q.today(),
             m.c.ends_on <= q.today(c.expiring_days * DAY),
         )
@@ -134,7 +140,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
             m = _memberships(q)
             member_long_enough = exists().where(
                 m.c.customer_id == q.customer.c.id,
-                m.c.status == "active",
+                in_force(q, m),
                 m.c.starts_on <= q.today(-days * DAY),
                 m.c.ends_on >= q.today(),
             )
