@@ -48,10 +48,16 @@ def _plan_vs_fact(crm: CRM, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"label": f"{row['user']} · {row['metric']} · {row['period_start']}", **row} for row in rows]
 
 
-def _effectiveness(crm: CRM, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def effectiveness_rows(
+    crm: CRM, params: Mapping[str, Any], *, prefix: str = "", only_fired: bool = False
+) -> list[dict[str, Any]]:
+    """Rows of ``crm.triggers.effectiveness`` (computed by the database) for triggers with a goal whose
+    name starts with ``prefix``, firings in ``[since, until)``; rates as percentages."""
+
     def pct(value: float | None) -> float | None:
         return None if value is None else round(value * 100, 2)
 
+    names = [t.name for t in crm.triggers.all() if t.name.startswith(prefix) and t.goal is not None]
     start = dt.datetime.combine(params["since"], dt.time(), dt.UTC)
     end = dt.datetime.combine(params["until"], dt.time(), dt.UTC)
     return [
@@ -65,8 +71,24 @@ def _effectiveness(crm: CRM, params: Mapping[str, Any]) -> list[dict[str, Any]]:
             "held_out_pct": pct(e.held_out_rate),
             "uplift_pp": pct(e.uplift),
         }
-        for e in crm.triggers.effectiveness(since=start, until=end)
+        for e in crm.triggers.effectiveness(names=names, since=start, until=end)
+        if not only_fired or e.fired or e.held_out
     ]
+
+
+EFFECTIVENESS_COLUMNS = (
+    Column("trigger"),
+    Column("fired", "Contacted", "integer"),
+    Column("converted", type="integer"),
+    Column("conversion_pct", "Conversion", "percent"),
+    Column("held_out", "Held out", "integer"),
+    Column("held_out_converted", "Held out converted", "integer"),
+    Column("held_out_pct", "Held-out conversion", "percent"),
+    Column("uplift_pp", "Uplift (pp)", "number"),
+)
+EFFECTIVENESS_CHARTS = (
+    Chart("bar", x="trigger", y=("conversion_pct", "held_out_pct"), title="Conversion: contacted vs held out"),
+)
 
 
 def core_reports() -> list[Report]:
@@ -182,23 +204,10 @@ def core_reports() -> list[Report]:
         Report(
             "crm.trigger_effectiveness",
             "Trigger effectiveness",
-            data=_effectiveness,
+            data=effectiveness_rows,
             params=PERIOD,
-            columns=[
-                Column("trigger"),
-                Column("fired", "Contacted", "integer"),
-                Column("converted", type="integer"),
-                Column("conversion_pct", "Conversion", "percent"),
-                Column("held_out", "Held out", "integer"),
-                Column("held_out_converted", "Held out converted", "integer"),
-                Column("held_out_pct", "Held-out conversion", "percent"),
-                Column("uplift_pp", "Uplift (pp)", "number"),
-            ],
-            charts=[
-                Chart(
-                    "bar", x="trigger", y=("conversion_pct", "held_out_pct"), title="Conversion: contacted vs held out"
-                )
-            ],
+            columns=EFFECTIVENESS_COLUMNS,
+            charts=EFFECTIVENESS_CHARTS,
             description="Firings of triggers with a goal, and how many reached it, against the control group.",
         ),
     ]

@@ -41,7 +41,7 @@ from crmkit.db.models import User
 from crmkit.db.types import UTCDateTime
 from crmkit.errors import ValidationError
 from crmkit.reports import Chart, Column, Param, Report
-from crmkit.reports.core import PERIOD
+from crmkit.reports.core import EFFECTIVENESS_CHARTS, EFFECTIVENESS_COLUMNS, PERIOD, effectiveness_rows
 from crmkit_fitness.models import GymClass, Membership, Trainer
 
 if TYPE_CHECKING:
@@ -453,27 +453,7 @@ def trigger_effectiveness(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
     ``fitness.*`` triggers that fired in ``[since, until)``: contacted and held-out firings, how many
     reached the trigger's goal within its window, and the uplift of contacting over not contacting."""
     _check("fitness.trigger_effectiveness", params)
-
-    def pct(value: float | None) -> float | None:
-        return None if value is None else round(value * 100, 2)
-
-    names = [t.name for t in crm.triggers.all() if t.name.startswith("fitness.") and t.goal is not None]
-    start = dt.datetime.combine(params["since"], dt.time(), dt.UTC)
-    end = dt.datetime.combine(params["until"], dt.time(), dt.UTC)
-    return [
-        {
-            "trigger": e.trigger,
-            "fired": e.fired,
-            "converted": e.converted,
-            "conversion_pct": pct(e.conversion_rate),
-            "held_out": e.held_out,
-            "held_out_converted": e.held_out_converted,
-            "held_out_pct": pct(e.held_out_rate),
-            "uplift_pp": pct(e.uplift),
-        }
-        for e in crm.triggers.effectiveness(names=names, since=start, until=end)
-        if e.fired or e.held_out
-    ]
+    return effectiveness_rows(crm, params, prefix="fitness.", only_fired=True)
 
 
 # -- the declarations -----------------------------------------------------------------------------------
@@ -574,21 +554,8 @@ def fitness_reports() -> list[Report]:
             "Fitness trigger effectiveness",
             data=trigger_effectiveness,
             params=PERIOD,
-            columns=[
-                Column("trigger"),
-                Column("fired", "Contacted", "integer"),
-                Column("converted", type="integer"),
-                Column("conversion_pct", "Conversion", "percent"),
-                Column("held_out", "Held out", "integer"),
-                Column("held_out_converted", "Held out converted", "integer"),
-                Column("held_out_pct", "Held-out conversion", "percent"),
-                Column("uplift_pp", "Uplift (pp)", "number"),
-            ],
-            charts=[
-                Chart(
-                    "bar", x="trigger", y=("conversion_pct", "held_out_pct"), title="Conversion: contacted vs held out"
-                )
-            ],
+            columns=EFFECTIVENESS_COLUMNS,
+            charts=EFFECTIVENESS_CHARTS,
             description="The club's retention triggers that fired in the period: how many members reached the "
             "trigger's goal (a visit or a purchase within its window), against the held-out control group.",
         ),
