@@ -31,12 +31,10 @@ from sqlalchemy import (
     union_all,
     values,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 
 from crmkit.db import Activity, Customer
-from crmkit.db.functions import year_month
+from crmkit.db.functions import day_number, hour_of_day, iso_weekday, year_month
 from crmkit.db.models import User
 from crmkit.db.types import UTCDateTime
 from crmkit.errors import ValidationError
@@ -59,63 +57,6 @@ _users: Table = User.__table__  # type: ignore[assignment]
 _memberships: Table = Membership.__table__  # type: ignore[assignment]
 _trainers: Table = Trainer.__table__  # type: ignore[assignment]
 _classes: Table = GymClass.__table__  # type: ignore[assignment]
-
-
-# -- dialect-specific SQL ---------------------------------------------------------------------------------
-
-
-class day_number(FunctionElement[int]):
-    """Days since 1970-01-01 of a date or a (naive UTC) timestamp: whole days, so date arithmetic is integer
-    arithmetic on both databases."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(day_number)
-def _day_number_default(element: day_number, compiler: Any, **kw: Any) -> str:
-    return f"(CAST({compiler.process(element.clauses, **kw)} AS DATE) - DATE '1970-01-01')"
-
-
-@compiles(day_number, "sqlite")
-def _day_number_sqlite(element: day_number, compiler: Any, **kw: Any) -> str:
-    # julianday() of a date is at noon (x.5); days after 1970 are positive, so CAST truncates like floor
-    return f"CAST(julianday({compiler.process(element.clauses, **kw)}) - 2440587.5 AS INTEGER)"
-
-
-class iso_weekday(FunctionElement[int]):
-    """The weekday of a timestamp, 0 = Monday to 6 = Sunday (Python's ``date.weekday()``)."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(iso_weekday)
-def _iso_weekday_default(element: iso_weekday, compiler: Any, **kw: Any) -> str:
-    return f"(CAST(EXTRACT(ISODOW FROM {compiler.process(element.clauses, **kw)}) AS INTEGER) - 1)"
-
-
-@compiles(iso_weekday, "sqlite")
-def _iso_weekday_sqlite(element: iso_weekday, compiler: Any, **kw: Any) -> str:
-    # strftime('%w') counts from Sunday = 0
-    return f"((CAST(strftime('%w', {compiler.process(element.clauses, **kw)}) AS INTEGER) + 6) % 7)"
-
-
-class hour_of_day(FunctionElement[int]):
-    """The hour (0-23) of a timestamp."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(hour_of_day)
-def _hour_of_day_default(element: hour_of_day, compiler: Any, **kw: Any) -> str:
-    return f"CAST(EXTRACT(HOUR FROM {compiler.process(element.clauses, **kw)}) AS INTEGER)"
-
-
-@compiles(hour_of_day, "sqlite")
-def _hour_of_day_sqlite(element: hour_of_day, compiler: Any, **kw: Any) -> str:
-    return f"CAST(strftime('%H', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
 
 
 # -- shared helpers -------------------------------------------------------------------------------------
