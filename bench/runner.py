@@ -1,0 +1,334 @@
+"""``python -m bench``: build (or reuse) the club, time every workload through crmkit and its baseline in
+the same run, print the table, optionally write the figures as JSON.
+
+Each workload runs ``--repeat`` times per side, the sides alternating so drift in the machine's speed
+hits both; the table shows medians. A workload whose crmkit and baseline results differ fails the run
+(exit 1): the ratio of two different computations means nothing. A missed target does not fail it:
+benchmarks measure, they do not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from bench import data, memory
+from bench.common import AS_OF, Workload
+from bench.rss import peak_mb, reset_peak
+
+
+@attrs.frozen
+class Goal:
+    """A target from the issue: crmkit at most ``max_ratio`` times the baseline, or at least ``min_speedup``
+    times faster than it."""
+
+    text: str
+    max_ratio: float | None = None
+    min_speedup: float | None = None
+
+    def met(self, ratio: float) -> bool:
+        if self.max_ratio is not None:
+            return ratio <= self.max_ratio
+        assert self.min_speedup is not None
+        return ratio > 0 and 1 / ratio >= self.min_speedup
+
+
+INGEST = Goal("<= 1.3x", max_ratio=1.3)
+TRIGGERS = Goal("<= 1.5x", max_ratio=1.5)
+LOOP = Goal(">= 100x faster", min_speedup=100)
+REPORTS = Goal("<= 1.5x", max_ratio=1.5)
+MEMORY = Goal("<= 1.5x", max_ratio=1.5)
+
+
+@attrs.frozen
+class Timing:
+    workload: str
+    baseline_kind: str
+    crmkit_s: float
+    baseline_s: float
+    ratio: float
+    goal: str
+    met: bool
+    crmkit_peak_mb: float
+    baseline_peak_mb: float
+    same: bool
+    runs: int
+
+
+def _timed(call: Callable[[], Any], reset: Callable[[], None] | None) -> tuple[float, float, Any]:
+    if reset is not None:
+        reset()
+    gc.collect()
+    reset_peak()
+    started = time.perf_counter()
+    result = call()
+    elapsed = time.perf_counter() - started
+    return elapsed, peak_mb(), result
+
+
+def measure(workload: Workload, goal: Goal, repeat: int) -> Timing:
+    ours: list[float] = []
+    theirs: list[float] = []
+    peaks = [0.0, 0.0]
+    results: list[Any] = [None, None]
+    for i in range(repeat):
+        sides = [(0, workload.crmkit), (1, workload.baseline)]
+        for side, call in sides if i % 2 == 0 else reversed(sides):
+            elapsed, peak, result = _timed(call, workload.reset)
+            (ours if side == 0 else theirs).append(elapsed)
+            peaks[side] = max(peaks[side], peak)
+            if i == 0:
+                results[side] = result
+    if workload.reset is not None:
+        workload.reset()
+    crmkit_s = statistics.median(ours)
+    baseline_s = statistics.median(theirs) * workload.baseline_scale
+    ratio = crmkit_s / baseline_s if baseline_s else float("inf")
+    return Timing(
+        workload=workload.name,
+        baseline_kind=workload.baseline_kind,
+        crmkit_s=crmkit_s,
+        baseline_s=baseline_s,
+        ratio=ratio,
+        goal=goal.text,
+        met=goal.met(ratio),
+        crmkit_peak_mb=round(peaks[0], 1),
+        baseline_peak_mb=round(peaks[1], 1),
+        same=bool(workload.same(results[0], results[1])),
+        runs=repeat,
+    )
+
+
+@attrs.frozen
+class MemoryFigure:
+    task: str
+    small_customers: int
+    large_customers: int
+    small: dict[str, float]
+    large: dict[str, float]
+    ratio: float
+    goal: str
+    met: bool
+
+
+# -- the table ----------------------------------------------------------------------------------------
+
+
+def _seconds(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f} s"
+    if value >= 1:
+        return f"{value:.2f} s"
+    return f"{value * 1000:.1f} ms"
+
+
+def _ratio(t: Timing) -> str:
+    if t.goal.endswith("faster"):
+        return f"{1 / t.ratio:,.0f}x faster" if t.ratio else "inf"
+    return f"{t.ratio:.2f}x"
+
+
+def format_timings(timings: list[Timing]) -> str:
+    header = ("workload", "crmkit", "baseline", "ratio", "target", "", "peak RSS crmkit / baseline", "baseline is")
+    rows = [
+        (
+            t.workload,
+            _seconds(t.crmkit_s),
+            _seconds(t.baseline_s),
+            _ratio(t),
+            t.goal,
+            ("met" if t.met else "MISSED") + ("" if t.same else " RESULTS DIFFER"),
+            f"{t.crmkit_peak_mb:,.0f} / {t.baseline_peak_mb:,.0f} MB",
+            t.baseline_kind,
+        )
+        for t in timings
+    ]
+    return _table(header, rows)
+
+
+def format_memory(figures: list[MemoryFigure]) -> str:
+    if not figures:
+        return ""
+    small, large = figures[0].small_customers, figures[0].large_customers
+    header = ("peak RSS, fresh process", f"{small:,} customers", f"{large:,} customers", "ratio", "target", "")
+    rows = [
+        (
+            f.task,
+            f"{f.small['peak_mb']:,.0f} MB (+{f.small['peak_mb'] - f.small['start_mb']:,.0f})",
+            f"{f.large['peak_mb']:,.0f} MB (+{f.large['peak_mb'] - f.large['start_mb']:,.0f})",
+            f"{f.ratio:.2f}x",
+            f.goal,
+            "met" if f.met else "MISSED",
+        )
+        for f in figures
+    ]
+    return _table(header, rows)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    numeric = {1, 2, 3}
+
+    def line(cells: tuple[str, ...]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in pairs)
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header).rstrip(), rule, *(line(r).rstrip() for r in rows)])
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+WORKLOADS = ("ingest", "triggers", "reports", "memory")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="crmkit against a hand-written baseline on the same database."
+    )
+    parser.add_argument("--url", help="a PostgreSQL URL (default: SQLite files in --work-dir)")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--visits", type=int, default=2_000_000, help="check-ins (about: the generator decides)")
+    parser.add_argument("--payments", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--sample", type=int, default=10_000, help="customers the per-customer ORM loop runs on")
+    parser.add_argument("--memory-small", type=int, help="the smaller club for memory (default: customers / 10)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per side; the table shows medians")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}")
+    parser.add_argument("--work-dir", type=Path, default=Path(".bench"), help="SQLite files and kept clubs")
+    parser.add_argument("--prefix", default="crmkit_bench", help="PostgreSQL schema prefix")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    only = set(args.only.split(","))
+    target = data.Target(args.url, args.work_dir, args.prefix)
+    sizes = data.Sizes(args.customers, args.visits, args.payments, args.seed)
+    echo = data.log
+    crm = data.club(target, sizes, echo)
+    counts = _counts(crm)
+    echo(
+        f"club: {counts['customers']:,} customers, {counts['checkins']:,} check-ins, {counts['payments']:,} payments"
+        f" on {target.dialect}; {args.repeat} runs per side"
+    )
+    timings: list[Timing] = []
+
+    def run(workload: Workload, goal: Goal) -> None:
+        echo(f"  {workload.name} ...")
+        timings.append(measure(workload, goal, args.repeat))
+
+    if "ingest" in only:
+        from bench.ingest import ingest_workload
+
+        visits = data.visits(crm, args.visits)
+        ingest = data.ingest_database(target, crm)
+        run(ingest_workload(ingest, visits), INGEST)
+        del visits
+        ingest.close()
+        target.drop("ingest")
+    if "triggers" in only:
+        from bench.triggers import trigger_workloads
+
+        sql, loop = trigger_workloads(crm, AS_OF, sample=min(args.sample, args.customers))
+        run(sql, TRIGGERS)
+        run(loop, LOOP)
+    if "reports" in only:
+        from bench.reports import report_workloads
+
+        first = len(timings)
+        for workload in report_workloads(crm, AS_OF):
+            run(workload, REPORTS)
+        if len(timings) - first > 1:
+            timings.append(_total(timings[first:]))
+    crm.close()
+    figures = _memory(target, sizes, args, echo) if "memory" in only else []
+
+    print(f"\ncrmkit bench on {target.dialect}: {counts['customers']:,} customers, {counts['checkins']:,} check-ins,"
+          f" {counts['payments']:,} payments; medians of {args.repeat} runs per side\n")  # fmt: skip
+    if timings:
+        print(format_timings(timings))
+    if figures:
+        print()
+        print(format_memory(figures))
+    if args.json:
+        payload = {
+            "database": target.dialect,
+            "sizes": attrs.asdict(sizes),
+            "counts": counts,
+            "repeat": args.repeat,
+            "timings": [attrs.asdict(t) for t in timings],
+            "memory": [attrs.asdict(f) for f in figures],
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+    differ = [t.workload for t in timings if not t.same]
+    if differ:
+        print(f"\ncrmkit and the baseline disagree on: {', '.join(differ)}")
+        return 1
+    return 0
+
+
+def _total(reports: list[Timing]) -> Timing:
+    crmkit_s = sum(t.crmkit_s for t in reports)
+    baseline_s = sum(t.baseline_s for t in reports)
+    ratio = crmkit_s / baseline_s
+    return Timing(
+        workload=f"all {len(reports)} reports",
+        baseline_kind="hand-written SQL",
+        crmkit_s=crmkit_s,
+        baseline_s=baseline_s,
+        ratio=ratio,
+        goal=REPORTS.text,
+        met=REPORTS.met(ratio),
+        crmkit_peak_mb=max(t.crmkit_peak_mb for t in reports),
+        baseline_peak_mb=max(t.baseline_peak_mb for t in reports),
+        same=all(t.same for t in reports),
+        runs=reports[0].runs,
+    )
+
+
+def _counts(crm: Any) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from crmkit.db.models import Activity, Customer
+
+    with crm.session() as s:
+        kinds = dict(s.execute(select(Activity.kind, func.count()).group_by(Activity.kind)).all())
+        customers = s.scalar(select(func.count()).select_from(Customer)) or 0
+    return {"customers": customers, "checkins": kinds.get("checkin", 0), "payments": kinds.get("payment", 0)}
+
+
+def _memory(target: data.Target, sizes: data.Sizes, args: argparse.Namespace, echo: Any) -> list[MemoryFigure]:
+    small_customers = args.memory_small or max(1, sizes.customers // 10)
+    factor = small_customers / sizes.customers
+    small = attrs.evolve(
+        sizes,
+        customers=small_customers,
+        visits=max(1, round(sizes.visits * factor)),
+        payments=round(sizes.payments * factor),
+    )
+    data.club(target, small, echo).close()
+    figures = []
+    for task in memory.TASKS:
+        echo(f"  memory: {task} ...")
+        low = memory.measure(target, f"club_{small.key}", task)
+        high = memory.measure(target, f"club_{sizes.key}", task)
+        ratio = high["peak_mb"] / low["peak_mb"]
+        label = {"triggers": "trigger evaluation", "reports": "report rendering (all, HTML)"}[task]
+        figures.append(
+            MemoryFigure(label, small.customers, sizes.customers, low, high, ratio, MEMORY.text, MEMORY.met(ratio))
+        )
+    return figures
