@@ -21,11 +21,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from crmkit.db.models import Activity, Customer, OutboxMessage, Task, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError
-from crmkit.triggers.query import TriggerQuery, holdout_sql
+from crmkit.triggers.query import TriggerQuery, exists_where, holdout_sql
 from crmkit.triggers.spec import Effectiveness, Firing, RunReport, Trigger, TriggerResult
 from crmkit.unit import Transaction, savepoint
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from crmkit.app import CRM
 
 Progress = Callable[[Trigger, TriggerResult], None]
@@ -111,16 +113,16 @@ class Triggers:
         q = TriggerQuery(self._crm, as_of)
         condition = trigger.condition(q)
         c = q.customer
-        recent = exists().where(
+        recent = exists_where(
             TriggerFiring.trigger == trigger.name,
             TriggerFiring.customer_id == c.c.id,
             TriggerFiring.as_of > q.ago(trigger.cooldown),
             TriggerFiring.as_of < q.ahead(trigger.cooldown),
         )
-        query = select(c.c.id.label("customer_id")).select_from(q.from_clause()).where(condition, ~recent)
-        if trigger.stages:
-            query = query.where(q.stage_filter(trigger.stages))
-        return query
+        # SQLite tests the terms in the order written: the cheap stage columns first, so the condition's
+        # subqueries only run for customers in the stages, and the cooldown last, for the few still matching
+        where = [q.stage_filter(trigger.stages)] if trigger.stages else []
+        return select(c.c.id.label("customer_id")).select_from(q.from_clause()).where(*where, condition, ~recent)
 
     def run(
         self,
@@ -147,12 +149,12 @@ class Triggers:
                 tx.session.add(run)
                 tx.session.flush()
                 run_id = run.id
-        results = []
-        for trigger in triggers:
-            result = self._count(trigger, as_of) if dry_run else self._fire(trigger, as_of, run_id, batch_size)
-            results.append(result)
-            if progress is not None:
-                progress(trigger, result)
+        if dry_run:
+            # only reads: one session for every trigger rather than a transaction each
+            with crm.session() as s:
+                results = self._each(triggers, lambda t: self._count(s, t, as_of), progress)
+        else:
+            results = self._each(triggers, lambda t: self._fire(t, as_of, run_id, batch_size), progress)
         report = RunReport(as_of, dry_run, tuple(results))
         if run_id is not None:
             with crm.transaction() as tx:
@@ -164,10 +166,21 @@ class Triggers:
                 }
         return report
 
-    def _count(self, trigger: Trigger, as_of: dt.datetime) -> TriggerResult:
+    @staticmethod
+    def _each(
+        triggers: list[Trigger], evaluate: Callable[[Trigger], TriggerResult], progress: Progress | None
+    ) -> list[TriggerResult]:
+        results = []
+        for trigger in triggers:
+            result = evaluate(trigger)
+            results.append(result)
+            if progress is not None:
+                progress(trigger, result)
+        return results
+
+    def _count(self, session: Session, trigger: Trigger, as_of: dt.datetime) -> TriggerResult:
         query = self.matching(trigger.name, as_of).subquery()
-        with self._crm.session() as s:
-            matched = s.scalar(select(func.count()).select_from(query)) or 0
+        matched = session.scalar(select(func.count()).select_from(query)) or 0
         return TriggerResult(trigger.name, matched=matched)
 
     def _fire(self, trigger: Trigger, as_of: dt.datetime, run_id: int | None, batch_size: int) -> TriggerResult:

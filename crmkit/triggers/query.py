@@ -10,10 +10,23 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, ColumnElement, Date, Table, exists, func, literal, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Date,
+    Exists,
+    Select,
+    Table,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 
 from crmkit.db.functions import month_day
 from crmkit.db.models import Activity, Customer
@@ -28,6 +41,15 @@ HAPPENED = ("done",)
 
 def _kinds(kinds: str | Iterable[str]) -> list[str]:
     return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def exists_where(*conditions: ColumnElement[bool]) -> Exists:
+    """``EXISTS (SELECT 1 FROM ... WHERE conditions)``.
+
+    Not ``exists().where(...)``: its ``SELECT *`` makes SQLite read every matching row from the table even
+    when an index holds all the columns the conditions use, which costs a lookup per customer.
+    """
+    return exists(literal_column("1")).where(*conditions)
 
 
 class TriggerQuery:
@@ -49,6 +71,19 @@ class TriggerQuery:
         table = self.crm.extension_tables[spec.owner]
         self._joined[spec.owner] = table
         return table.c[name]
+
+    def exists(self, *conditions: ColumnElement[bool]) -> Exists:
+        """A correlated ``EXISTS`` over your own conditions, e.g. on a plugin table (see :func:`exists_where`)."""
+        return exists_where(*conditions)
+
+    def among(self, customer_ids: Select[Any]) -> ColumnElement[bool]:
+        """The customer is one of ``customer_ids``: a ``SELECT`` of customer ids, not correlated.
+
+        Better than a correlated :meth:`exists` when few rows qualify on their own (frozen memberships, those
+        ending this week): the database runs the select once and looks the customers up in its result, where
+        SQLite would search the table once per customer for an ``EXISTS``.
+        """
+        return self.customer.c.id.in_(customer_ids)
 
     def table(self, name: str) -> Table:
         """A plugin's own table, for a correlated subquery of your own (``.where(t.c.customer_id ==
@@ -124,7 +159,25 @@ class TriggerQuery:
         self, kinds: str | Iterable[str], within: dt.timedelta | None = None, *, statuses: Iterable[str] = HAPPENED
     ) -> ColumnElement[bool]:
         """Whether any such activity exists."""
-        return exists().where(*self._activities(kinds, within, dt.timedelta(0), statuses))
+        return exists_where(*self._activities(kinds, within, dt.timedelta(0), statuses))
+
+    def aggregate(
+        self,
+        kinds: str | Iterable[str],
+        within: dt.timedelta | None,
+        build: Callable[[Table], ColumnElement[Any]],
+        *,
+        statuses: Iterable[str] = HAPPENED,
+    ) -> ColumnElement[Any]:
+        """``build(activities)``, an aggregate expression, over the activities of ``kinds`` in ``(as_of - within,
+        as_of]``.
+
+        For several figures of one window, such as two counts split at :meth:`ago` and compared: the rows are
+        read once, where a :meth:`count` each reads them once per count.
+        """
+        where = self._activities(kinds, within, dt.timedelta(0), statuses)
+        activities: Table = Activity.__table__  # type: ignore[assignment]
+        return select(build(activities)).where(*where).scalar_subquery()
 
     def last(self, kinds: str | Iterable[str], *, statuses: Iterable[str] = HAPPENED) -> ColumnElement[dt.datetime]:
         """Time of the latest such activity up to ``as_of`` (NULL when none)."""
@@ -141,7 +194,7 @@ class TriggerQuery:
         ]
         if within is not None:
             conditions.append(Activity.occurred_at <= self.ahead(within))
-        return exists().where(*conditions)
+        return exists_where(*conditions)
 
     # -- assembling ---------------------------------------------------------------------------------
 

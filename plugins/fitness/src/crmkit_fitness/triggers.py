@@ -6,7 +6,7 @@ import datetime as dt
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select
 
 from crmkit.db import StageHistory
 from crmkit.triggers import Goal, TaskAction, Trigger, TriggerQuery
@@ -32,7 +32,7 @@ def valid_membership(q: TriggerQuery, *, on: Any = None) -> Any:
     """A membership that is not cancelled and covers ``on`` (the as_of date by default)."""
     m = _memberships(q)
     day = on if on is not None else q.today()
-    return exists().where(
+    return q.exists(
         m.c.customer_id == q.customer.c.id, m.c.status != "cancelled", m.c.starts_on <= day, m.c.ends_on >= day
     )
 
@@ -98,20 +98,30 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
     def low_balance(q: TriggerQuery) -> Any:
         m = _memberships(q)
         # the next membership is already bought: nothing to renew
-        bought_ahead = exists().where(
+        bought_ahead = q.exists(
             m.c.customer_id == q.customer.c.id, m.c.status != "cancelled", m.c.starts_on > q.today()
         )
-        return and_(sessions_left(q) <= c.low_balance_sessions, ~bought_ahead)
+        # few members run low: one pass over the memberships finds those who might, so the current membership
+        # is only looked up for them (the current one being low implies one of them is)
+        low_somewhere = q.among(
+            select(m.c.customer_id).where(
+                m.c.sessions_left <= c.low_balance_sessions,
+                in_force(q, m),
+                m.c.starts_on <= q.today(),
+                m.c.ends_on >= q.today(),
+            )
+        )
+        return and_(low_somewhere, sessions_left(q) <= c.low_balance_sessions, ~bought_ahead)
 
     def expiring(q: TriggerQuery) -> Any:
         m = _memberships(q)
-        ends_soon = exists().where(
-            m.c.customer_id == q.customer.c.id,
-            in_force(q, m),
-            m.c.ends_on >= q.today(),
-            m.c.ends_on <= q.today(c.expiring_days * DAY),
+        # few memberships end within the days: found in one pass, not looked for customer by customer
+        ends_soon = q.among(
+            select(m.c.customer_id).where(
+                in_force(q, m), m.c.ends_on >= q.today(), m.c.ends_on <= q.today(c.expiring_days * DAY)
+            )
         )
-        renewed = exists().where(
+        renewed = q.exists(
             m.c.customer_id == q.customer.c.id,
             m.c.status != "cancelled",
             m.c.ends_on > q.today(c.expiring_days * DAY),
@@ -119,26 +129,28 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         return and_(ends_soon, ~renewed)
 
     def frequency_drop(q: TriggerQuery) -> Any:
-        recent = q.count(VISIT, within=c.frequency_recent_days * DAY)
-        baseline = q.count(
-            VISIT,
-            within=(c.frequency_recent_days + c.frequency_baseline_days) * DAY,
-            until=c.frequency_recent_days * DAY,
-        )
-        # recent <= share * baseline * recent_days / baseline_days, in integers so the boundary is exact
+        split = q.ago(c.frequency_recent_days * DAY)
         share = Fraction(str(c.frequency_drop_share))
-        return and_(
-            baseline > 0,
-            recent * (c.frequency_baseline_days * share.denominator)
-            <= baseline * (c.frequency_recent_days * share.numerator),
-            valid_membership(q),
-        )
+
+        def dropped(a: Table) -> Any:
+            # both windows counted in one pass over the visits: recent after the split, the baseline before it
+            recent = func.count().filter(a.c.occurred_at > split)
+            baseline = func.count().filter(a.c.occurred_at <= split)
+            # recent <= share * baseline * recent_days / baseline_days, in integers so the boundary is exact
+            return and_(
+                baseline > 0,
+                recent * (c.frequency_baseline_days * share.denominator)
+                <= baseline * (c.frequency_recent_days * share.numerator),
+            )
+
+        window = (c.frequency_recent_days + c.frequency_baseline_days) * DAY
+        return and_(q.aggregate(VISIT, window, dropped), valid_membership(q))
 
     def absent(days: int, *, new: bool) -> Any:
         def condition(q: TriggerQuery) -> Any:
             # a member for at least `days` (so a new joiner is not "absent") who has not come in `days`
             m = _memberships(q)
-            member_long_enough = exists().where(
+            member_long_enough = q.exists(
                 m.c.customer_id == q.customer.c.id,
                 in_force(q, m),
                 m.c.starts_on <= q.today(-days * DAY),
@@ -150,16 +162,18 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
 
     def freeze_ending(q: TriggerQuery) -> Any:
         m = _memberships(q)
-        return exists().where(
-            m.c.customer_id == q.customer.c.id,
-            m.c.status == "frozen",
-            m.c.frozen_until >= q.today(),
-            m.c.frozen_until <= q.today(c.freeze_ending_days * DAY),
+        # a handful of freezes end in the days: found in one pass, not looked for customer by customer
+        return q.among(
+            select(m.c.customer_id).where(
+                m.c.status == "frozen",
+                m.c.frozen_until >= q.today(),
+                m.c.frozen_until <= q.today(c.freeze_ending_days * DAY),
+            )
         )
 
     def trial_ended(q: TriggerQuery) -> Any:
         m = _memberships(q)
-        bought = exists().where(m.c.customer_id == q.customer.c.id)
+        bought = q.exists(m.c.customer_id == q.customer.c.id)
         return and_(q.field("trial_ends_on") < q.today(), ~bought)
 
     def task(title: str, reason: str, hours: int = 24) -> TaskAction:
@@ -296,9 +310,7 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
     def lapsed(q: TriggerQuery) -> Any:
         m = _memberships(q)
         # valid today or already bought for later: the membership is not over
-        not_over = exists().where(
-            m.c.customer_id == q.customer.c.id, m.c.status != "cancelled", m.c.ends_on >= q.today()
-        )
+        not_over = q.exists(m.c.customer_id == q.customer.c.id, m.c.status != "cancelled", m.c.ends_on >= q.today())
         # at risk means the absence already counts; in another stage, a member who just arrived there (a sale
         # starting later, a manual move) has had no chance to come yet
         settled = or_(q.customer.c.stage == "at_risk", q.in_stage_since(c.lapsed_days * DAY))
