@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     case,
     cast,
     column,
@@ -38,13 +39,14 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
-    values,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import CTE, Subquery
+from sqlalchemy.sql.selectable import CTE, Subquery, TextualSelect
+from sqlalchemy.types import TypeEngine
 
 from crmkit.db.functions import seconds_between, year_month
 from crmkit.db.models import Activity, Customer, StageHistory, Target, User
@@ -153,10 +155,34 @@ def _calendar(since: dt.date, until: dt.date, period: Literal["month", "year"] =
     return out
 
 
-def _values(name: str, columns: Sequence[tuple[str, Any]], rows: Sequence[tuple[Any, ...]]) -> CTE:
+class _BoundValues(TextualSelect):
+    """``VALUES (...), ...`` of bound parameters, named like the columns of a ``WITH name(cols)``."""
+
+    name_cte_columns = True
+    inherit_cache = True
+
+
+def values_cte(name: str, columns: Sequence[tuple[str, TypeEngine[Any]]], rows: Sequence[tuple[Any, ...]]) -> CTE:
     """A small constant table (months, stages) as ``WITH name(cols) AS (VALUES ...)``; ``rows`` must not be
-    empty."""
-    return values(*(column(n, t) for n, t in columns), name=name).data(list(rows)).cte(name)
+    empty.
+
+    Not SQLAlchemy's ``values()``: a statement holding one is never cached, so every run would compile the
+    whole KPI again (milliseconds, as long as a small report's query). Written as text with a bound
+    parameter per cell, the statement is compiled once per number of rows and the rows are only bound.
+    """
+    binds: list[BindParameter[Any]] = []
+    tuples = []
+    for i, row in enumerate(rows):
+        keys = [f"{name}_{i}_{j}" for j in range(len(columns))]
+        binds += [bindparam(k, v, type_=t) for k, v, (_, t) in zip(keys, row, columns, strict=True)]
+        tuples.append("(" + ", ".join(f":{k}" for k in keys) + ")")
+    clause = text(f"VALUES {', '.join(tuples)}").bindparams(*binds)
+    return _BoundValues(clause, [column(n, t) for n, t in columns]).cte(name)
+
+
+def _keys(name: str, calendar: Sequence[tuple[str, dt.date]]) -> CTE:
+    """The keys of a period's months (or years) as the constant table ``name(idx, key)``, ``idx`` in order."""
+    return values_cte(name, [("idx", Integer()), ("key", String())], [(i, k) for i, (k, _) in enumerate(calendar)])
 
 
 def _pct(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
@@ -240,15 +266,20 @@ def leads_to_deals(
     )
     deal = case((is_deal, 1), else_=0)
 
-    def counted(*group: ColumnElement[Any]) -> Any:
-        return select(
-            *group,
-            func.count().label("leads"),
-            func.coalesce(func.sum(deal), 0).label("deals"),
-        ).where(_created_in(start, end))
-
-    groups = counted(c.c[by].label("key"), literal(0).label("is_total")).group_by(c.c[by])
-    total = counted(literal(None, String()).label("key"), literal(1).label("is_total"))
+    grouped = (
+        select(c.c[by].label("key"), func.count().label("leads"), func.sum(deal).label("deals"))
+        .where(_created_in(start, end))
+        .group_by(c.c[by])
+        .cte("grouped")
+    )
+    # the total adds up the groups: counting the leads again would run the EXISTS for each one twice
+    groups = select(grouped.c.key, literal(0).label("is_total"), grouped.c.leads, grouped.c.deals)
+    total = select(
+        literal(None, String()).label("key"),
+        literal(1).label("is_total"),
+        func.coalesce(func.sum(grouped.c.leads), 0).label("leads"),
+        func.coalesce(func.sum(grouped.c.deals), 0).label("deals"),
+    )
     both = union_all(groups, total).subquery("counts")
     query = select(both, _pct(both.c.deals, both.c.leads).label("per_100"))
     rows = [
@@ -299,7 +330,7 @@ def average_check(
     calendar = _calendar(since, until, period)
     if not calendar:
         return []
-    periods = _values("periods", [("idx", Integer()), ("key", String())], [(i, k) for i, (k, _) in enumerate(calendar)])
+    periods = _keys("periods", calendar)
     a = _activities
     key = year_month(a.c.occurred_at)
     if period == "year":
@@ -367,7 +398,7 @@ def customer_growth(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
     calendar = _calendar(since, until)
     if not calendar:
         return []
-    months = _values("months", [("idx", Integer()), ("key", String())], [(i, k) for i, (k, _) in enumerate(calendar)])
+    months = _keys("months", calendar)
     c = _customers
     key = year_month(c.c.created_at)
     new = select(key.label("key"), func.count().label("n")).where(_created_in(start, end)).group_by(key).subquery()
@@ -551,7 +582,7 @@ def plan_vs_fact(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
 
 
 def _stages() -> CTE:
-    return _values("stages", [("idx", Integer()), ("stage", String())], list(enumerate(CORE_STAGES)))
+    return values_cte("stages", [("idx", Integer()), ("stage", String())], list(enumerate(CORE_STAGES)))
 
 
 def lifecycle_funnel(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
@@ -630,6 +661,30 @@ def stage_durations(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
 # -- 7. cohort retention -----------------------------------------------------------------------------
 
 
+def _lost_stays(members: CTE) -> Subquery:
+    """The members' stays in ``lost``, counted by cohort and by the months (``'YYYY-MM'``) they began and
+    ended in; ``ended`` is NULL for a stay not over. A stay runs from a history row to ``lost`` up to the
+    customer's next row (by ``at``, ``id``)."""
+    h, n = _history, _history.alias("next_row")
+    until = (
+        select(func.min(n.c.at))
+        .where(n.c.customer_id == h.c.customer_id, n.c.at >= h.c.at, or_(n.c.at > h.c.at, n.c.id > h.c.id))
+        .scalar_subquery()
+    )
+    stays = (
+        select(members.c.cohort, h.c.at, until.label("until"))
+        .select_from(members.join(h, h.c.customer_id == members.c.customer_id))
+        .where(h.c.to_lifecycle == "lost")
+        .subquery("stays")
+    )
+    began, ended = year_month(stays.c.at), year_month(stays.c.until)
+    return (
+        select(stays.c.cohort, began.label("began"), ended.label("ended"), func.count().label("n"))
+        .group_by(stays.c.cohort, began, ended)
+        .subquery("lost")
+    )
+
+
 def cohort_retention(
     crm: CRM, *, since: dt.date, until: dt.date, months: int = 6, as_of: dt.datetime | None = None
 ) -> list[Row]:
@@ -653,44 +708,60 @@ def cohort_retention(
     as_of = as_of or utcnow()
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
+    # (cohort, offset, the month after the offset's month): the offset's month ends when that one begins
     grid = [
-        (key, k, _midnight(_add_months(first, k + 1)))
+        (key, k, f"{after.year:04d}-{after.month:02d}")
         for key, first in _calendar(since, until)
         for k in range(months)
-        if _midnight(_add_months(first, k + 1)) <= as_of
+        if _midnight(after := _add_months(first, k + 1)) <= as_of
     ]
     if not grid:
         return []
-    offsets = _values("offsets", [("cohort", String()), ("k", Integer()), ("ends", UTCDateTime())], grid)
+    offsets = values_cte("offsets", [("cohort", String()), ("k", Integer()), ("after", String())], grid)
     h = _history
-    first_active = (
-        select(h.c.customer_id, func.min(h.c.at).label("first_at"))
+    first_at = func.min(h.c.at)
+    members = (
+        select(h.c.customer_id, year_month(first_at).label("cohort"))
         .where(h.c.to_lifecycle == "active")
         .group_by(h.c.customer_id)
-        .having(and_(func.min(h.c.at) >= _at(start), func.min(h.c.at) < _at(end)))
-        .subquery("first_active")
+        .having(and_(first_at >= _at(start), first_at < _at(end)))
+        .cte("members")
     )
-    members = select(first_active.c.customer_id, year_month(first_active.c.first_at).label("cohort")).subquery(
-        "members"
-    )
-    stage_then = (
-        select(h.c.to_lifecycle)
-        .where(h.c.customer_id == members.c.customer_id, h.c.at < offsets.c.ends)
-        .order_by(h.c.at.desc(), h.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    retained = func.sum(case((stage_then != "lost", 1), else_=0))
-    counts = (
-        select(offsets.c.cohort, offsets.c.k, func.count().label("size"), retained.label("retained"))
-        .select_from(members.join(offsets, offsets.c.cohort == members.c.cohort))
+    sizes = select(members.c.cohort, func.count().label("size")).group_by(members.c.cohort).subquery("sizes")
+    # A member is lost at a month end when the history row in force then (the latest before it) is 'lost',
+    # i.e. the month end falls in a stay in lost: after the stay began and no later than it ended. Month
+    # ends are midnights starting a month, so that compares month keys: the stay began in a month before
+    # ``after`` and ended in ``after`` or later. Matching the few lost stays, bucketed by month, to the
+    # month ends is far cheaper than reading every member's stage at every month end.
+    lost = _lost_stays(members)
+    churned = (
+        select(offsets.c.cohort, offsets.c.k, func.sum(lost.c.n).label("n"))
+        .select_from(
+            lost.join(
+                offsets,
+                and_(
+                    offsets.c.cohort == lost.c.cohort,
+                    lost.c.began < offsets.c.after,
+                    or_(lost.c.ended.is_(None), lost.c.ended >= offsets.c.after),
+                ),
+            )
+        )
         .group_by(offsets.c.cohort, offsets.c.k)
-        .subquery("counts")
+        .subquery("churned")
     )
+    size = sizes.c.size
+    retained = size - func.coalesce(churned.c.n, 0)
     query = select(
-        counts,
-        _pct(counts.c.retained, counts.c.size).label("retention_pct"),
-        _pct(counts.c.size - counts.c.retained, counts.c.size).label("churn_pct"),
+        offsets.c.cohort,
+        offsets.c.k,
+        size,
+        retained.label("retained"),
+        _pct(retained, size).label("retention_pct"),
+        _pct(size - retained, size).label("churn_pct"),
+    ).select_from(
+        offsets.join(sizes, sizes.c.cohort == offsets.c.cohort).outerjoin(
+            churned, and_(churned.c.cohort == offsets.c.cohort, churned.c.k == offsets.c.k)
+        )
     )
     rows = [
         {

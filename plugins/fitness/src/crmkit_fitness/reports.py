@@ -22,14 +22,12 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    column,
     exists,
     func,
     literal,
     or_,
     select,
     union_all,
-    values,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -40,6 +38,7 @@ from crmkit.db.types import UTCDateTime
 from crmkit.errors import ValidationError
 from crmkit.reports import Chart, Column, Param, Report
 from crmkit.reports.core import EFFECTIVENESS_CHARTS, EFFECTIVENESS_COLUMNS, PERIOD, effectiveness_rows
+from crmkit.reports.kpis import values_cte
 from crmkit_fitness.models import GymClass, Membership, Trainer
 
 if TYPE_CHECKING:
@@ -143,25 +142,33 @@ def renewal_rate(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
         n.c.starts_on > m.c.starts_on,
         day_number(n.c.starts_on) <= day_number(m.c.ends_on) + days,
     )
-    is_renewed = case((renewed, 1), else_=0)
-    is_pending = case((and_(~renewed, day_number(m.c.ends_on) + days >= _day(params["as_of"])), 1), else_=0)
-    ending = (
-        select(
-            year_month(m.c.ends_on).label("key"),
-            func.count().label("ending"),
-            func.sum(is_renewed).label("renewed"),
-            func.sum(is_pending).label("pending"),
-        )
+    is_renewed = case((renewed, 1), else_=0).label("renewed")
+    is_open = case((day_number(m.c.ends_on) + days >= _day(params["as_of"]), 1), else_=0).label("open")
+    key = year_month(m.c.ends_on).label("key")
+    # grouped by the outcome first, so the renewal EXISTS runs once per membership; summing "renewed" and
+    # "not renewed but open" straight from it would repeat the subquery in both sums
+    outcomes = (
+        select(key, is_renewed, is_open, func.count().label("n"))
         .where(
             m.c.status != "cancelled",
             m.c.ends_on >= literal(since, Date()),
             m.c.ends_on < literal(until, Date()),
         )
-        .group_by(year_month(m.c.ends_on))
+        .group_by(key, is_renewed, is_open)
+        .subquery("outcomes")
+    )
+    o = outcomes.c
+    ending = (
+        select(
+            o.key,
+            func.sum(o.n).label("ending"),
+            func.sum(case((o.renewed == 1, o.n), else_=0)).label("renewed"),
+            func.sum(case((and_(o.renewed == 0, o.open == 1), o.n), else_=0)).label("pending"),
+        )
+        .group_by(o.key)
         .subquery("ending")
     )
-    months = values(column("idx", Integer()), column("key", String()), name="months").data(list(enumerate(keys)))
-    months_cte = months.cte("months")
+    months_cte = values_cte("months", [("idx", Integer()), ("key", String())], list(enumerate(keys)))
     total = func.coalesce(ending.c.ending, 0)
     done = func.coalesce(ending.c.renewed, 0)
     pending = func.coalesce(ending.c.pending, 0)
