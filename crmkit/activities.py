@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain, islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, select
+from sqlalchemy import Dialect, and_, select
 
-from crmkit.db.bulk import bulk_insert
+from crmkit.db.bulk import BulkInsert
 from crmkit.db.models import Activity, Contact, Customer, User
-from crmkit.db.types import utcnow
+from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
-from crmkit.fastpath import activity_checker
+from crmkit.fastpath import activity_fast_check
 from crmkit.schemas import load
+from crmkit.specs import ActivityKindSpec
 from crmkit.unit import Transaction, use_transaction
 
 if TYPE_CHECKING:
@@ -42,6 +44,13 @@ _COLUMNS = (
     "owner_id",
     "data",
 )
+_INSERT_COLUMNS = (*_COLUMNS, "created_at")
+#: The columns of an ingested row's driver values that the reference check and the hook look at.
+_CUSTOMER, _CONTACT, _OWNER, _KIND = (
+    itemgetter(_INSERT_COLUMNS.index(name)) for name in ("customer_id", "contact_id", "owner_id", "kind")
+)
+#: Ids per ``IN (...)`` of the reference check, well under SQLite's limit of bound parameters.
+_IN_CHUNK = 10_000
 
 
 @attrs.frozen
@@ -69,7 +78,7 @@ class Activities:
 
     def __init__(self, crm: CRM) -> None:
         self._crm = crm
-        self._fast = activity_checker(crm.registry.activity_kinds)
+        self._writers: dict[Dialect, _RowWriter] = {}
 
     def log(
         self,
@@ -115,36 +124,45 @@ class Activities:
         index and reason; the good ones are kept, unless ``all_or_nothing``, in which case any bad row
         means nothing is written and ``ValidationError`` lists them all. Calendar conflicts are not
         checked: ingestion records what already happened.
+
+        Rows whose values already have their types (ints, aware datetimes, plain strings, data of the
+        kind's declared types) are checked without marshmallow and go in several times faster; any other
+        row goes through marshmallow. Both ways accept, reject and store exactly the same (see
+        ``crmkit.fastpath``).
         """
         crm = self._crm
-        schema = crm.schemas.activity_in
-        fast = self._fast
-        table = Activity.__table__
         inserted = 0
         rejected: list[RowError] = []
-        iterator = iter(rows)
-        offset = 0
         with use_transaction(crm, crm.session_factory, tx) as t:
-            while batch := list(islice(iterator, batch_size)):
-                good: list[tuple[int, dict[str, Any]]] = []
-                for i, row in enumerate(batch, start=offset):
-                    values = fast(row)  # typed rows skip marshmallow; anything doubtful goes through it
-                    try:
-                        good.append((i, self._prepare(values if values is not None else load(schema, row))))
-                    except ValidationError as exc:
-                        rejected.append(RowError(i, exc.errors))
-                offset += len(batch)
-                good, missing = self._split_known(t.session, good)
-                rejected.extend(missing)
+            connection = t.session.connection()
+            writer = self._writer(connection.dialect)
+            typed, validated = writer.typed, writer.validated
+            for batch in _batches(rows, batch_size):
+                now = utcnow()
+                created = writer.created(now)  # the same for the whole batch: converted once
+                good: list[tuple[Any, ...]] = []
+                positions: list[int] = []
+                for i, row in batch:
+                    values = typed(row, created)  # typed rows skip marshmallow; anything doubtful goes through it
+                    if values is None:
+                        try:
+                            values = validated(row, now)
+                        except ValidationError as exc:
+                            rejected.append(RowError(i, exc.errors))
+                            continue
+                    good.append(values)
+                    positions.append(i)
+                unknown = _unknown_references(
+                    t.session, [*map(_CUSTOMER, good)], [*map(_CONTACT, good)], [*map(_OWNER, good)]
+                )
+                if unknown:
+                    rejected.extend(RowError(positions[k], errors) for k, errors in unknown.items())
+                    good = [values for k, values in enumerate(good) if k not in unknown]
                 if all_or_nothing and rejected:
                     continue
                 if good:
-                    now = utcnow()
-                    values = [{**v, "created_at": now} for _, v in good]
-                    inserted += bulk_insert(t.session.connection(), table, (*_COLUMNS, "created_at"), values)
-                    crm.hook.crmkit_activities_ingested(
-                        tx=t, count=len(values), kinds=dict(Counter(v["kind"] for v in values))
-                    )
+                    inserted += writer.insert.execute(connection, good)
+                    crm.hook.crmkit_activities_ingested(tx=t, count=len(good), kinds=dict(Counter(map(_KIND, good))))
             if all_or_nothing and rejected:
                 raise ValidationError(
                     {str(r.index): r.errors for r in rejected}, f"{len(rejected)} rows rejected, nothing written"
@@ -186,12 +204,14 @@ class Activities:
         values["occurred_at"] = values.get("occurred_at") or utcnow()
         if values.get("channel") is None:
             values["channel"] = kind.channel
-        duration = values.get("duration_min")
-        if duration is None and kind.calendar:
-            duration = DEFAULT_CALENDAR_MINUTES
-        values["ends_at"] = values["occurred_at"] + dt.timedelta(minutes=duration) if duration else None
+        values["ends_at"] = _ends_at(kind, values["occurred_at"], values.get("duration_min"))
         # every row carries every column, so a batch is one executemany with one statement shape
         return {column: values.get(column) for column in _COLUMNS}
+
+    def _writer(self, dialect: Dialect) -> _RowWriter:
+        if dialect not in self._writers:
+            self._writers[dialect] = _RowWriter(self, dialect)
+        return self._writers[dialect]
 
     def _overlapping(
         self, session: Any, owner_id: int, start: dt.datetime, end: dt.datetime | None, exclude_id: int | None = None
@@ -209,41 +229,147 @@ class Activities:
         return list(session.scalars(query.order_by(Activity.occurred_at)))
 
     def _check_references(self, session: Any, rows: list[dict[str, Any]]) -> None:
-        _, missing = self._split_known(session, list(enumerate(rows)))
-        if missing:
-            raise ValidationError(missing[0].errors, "invalid activity")
-
-    def _split_known(
-        self, session: Any, rows: list[tuple[int, dict[str, Any]]]
-    ) -> tuple[list[tuple[int, dict[str, Any]]], list[RowError]]:
-        """Keep rows whose customer, contact and owner exist (one query per referenced table)."""
-        if not rows:
-            return [], []
-        customers = _existing(session, Customer.id, {v["customer_id"] for _, v in rows})
-        owners = _existing(session, User.id, {v["owner_id"] for _, v in rows if v.get("owner_id")})
-        contact_ids = {v["contact_id"] for _, v in rows if v.get("contact_id")}
-        contacts: dict[int, int] = {}
-        if contact_ids:
-            contacts = dict(
-                session.execute(select(Contact.id, Contact.customer_id).where(Contact.id.in_(contact_ids))).all()
-            )
-        good, bad = [], []
-        for i, v in rows:
-            errors: dict[str, list[str]] = {}
-            if v["customer_id"] not in customers:
-                errors["customer_id"] = [f"no customer with id {v['customer_id']}"]
-            if v.get("owner_id") and v["owner_id"] not in owners:
-                errors["owner_id"] = [f"no user with id {v['owner_id']}"]
-            if v.get("contact_id") and contacts.get(v["contact_id"]) != v["customer_id"]:
-                errors["contact_id"] = [f"contact {v['contact_id']} does not belong to customer {v['customer_id']}"]
-            if errors:
-                bad.append(RowError(i, errors))
-            else:
-                good.append((i, v))
-        return good, bad
+        unknown = _unknown_references(
+            session,
+            [v["customer_id"] for v in rows],
+            [v.get("contact_id") for v in rows],
+            [v.get("owner_id") for v in rows],
+        )
+        if unknown:
+            raise ValidationError(next(iter(unknown.values())), "invalid activity")
 
 
-def _existing(session: Any, column: Any, ids: set[int]) -> set[int]:
-    if not ids:
-        return set()
-    return set(session.scalars(select(column).where(column.in_(ids))))
+class _RowWriter:
+    """Turns ingest rows into rows of driver values for one dialect's ``INSERT`` of ``_INSERT_COLUMNS``.
+
+    ``typed`` does it in one step for rows the fast check accepts (see ``crmkit.fastpath``) and returns
+    ``None`` for any other, which ``validated`` takes through marshmallow and SQLAlchemy's bind processors.
+    Both give the same values for a row both accept; ``tests/test_fastpath.py`` checks it.
+    """
+
+    def __init__(self, activities: Activities, dialect: Dialect) -> None:
+        self._activities = activities
+        self.insert = BulkInsert(Activity.__table__, _INSERT_COLUMNS, dialect)  # type: ignore[arg-type]
+        self._processors = dict(zip(self.insert.columns, self.insert.processors, strict=True))
+        kinds = activities._crm.registry.activity_kinds
+        self.typed = _typed_rows(kinds, self._processors, dialect) or _never
+
+    def created(self, now: dt.datetime) -> Any:
+        """The driver value of ``created_at`` for a batch created ``now``."""
+        process = self._processors["created_at"]
+        return now if process is None else process(now)
+
+    def validated(self, row: Mapping[str, Any], now: dt.datetime) -> tuple[Any, ...]:
+        """``row`` validated by marshmallow (``ValidationError`` when it is wrong), as driver values."""
+        values = self._activities._prepare(load(self._activities._crm.schemas.activity_in, row))
+        values["created_at"] = now
+        return self.insert.driver_values(values)
+
+
+TypedRow = Callable[[Mapping[str, Any], Any], "tuple[Any, ...] | None"]
+
+
+def _never(row: Mapping[str, Any], created: Any) -> None:
+    return None
+
+
+def _typed_rows(
+    kinds: Mapping[str, ActivityKindSpec], processors: Mapping[str, Any], dialect: Dialect
+) -> TypedRow | None:
+    """The one-step conversion of typed rows: checked, defaulted (as ``_prepare`` does) and converted to
+    driver values in a single function; ``None`` when this dialect converts values it passes on as they are."""
+    as_is = [c for c in _COLUMNS if c not in ("occurred_at", "ends_at", "amount", "data")]
+    if any(processors[c] is not None for c in as_is) or any(
+        processors[c] is not None and processors[c](None) is not None for c in ("amount", "ends_at")
+    ):
+        return None
+    check = activity_fast_check(kinds)
+    at = UTCDateTime().aware_binder(dialect)
+    to_json = processors["data"] or (lambda data: data)
+
+    def typed(row: Mapping[str, Any], created: Any) -> tuple[Any, ...] | None:
+        checked = check(row)
+        if checked is None:
+            return None
+        kind, status, data = checked
+        get = row.get
+        occurred = get("occurred_at") or utcnow()
+        duration = get("duration_min")
+        ends = _ends_at(kind, occurred, duration)
+        channel = get("channel")
+        # in _INSERT_COLUMNS order; the fast check only accepts rows without an amount
+        return (
+            get("customer_id"),
+            get("contact_id"),
+            kind.name,
+            kind.channel if channel is None else channel,
+            get("direction"),
+            status,
+            get("subject"),
+            get("result"),
+            at(occurred),
+            None if ends is None else at(ends),
+            duration,
+            None,
+            get("currency"),
+            get("owner_id"),
+            to_json(data),
+            created,
+        )
+
+    return typed
+
+
+def _batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[Iterator[tuple[int, Mapping[str, Any]]]]:
+    """``rows`` numbered and cut into batches of ``size``, each read lazily: a row is freed once converted
+    instead of living as long as its batch (held rows make the garbage collector scan the heap more often)."""
+    numbered = enumerate(rows)
+    for first in numbered:
+        yield chain((first,), islice(numbered, size - 1))
+
+
+def _ends_at(kind: ActivityKindSpec, occurred: dt.datetime, duration: int | None) -> dt.datetime | None:
+    if duration is None and kind.calendar:
+        duration = DEFAULT_CALENDAR_MINUTES
+    return occurred + dt.timedelta(minutes=duration) if duration else None
+
+
+def _unknown_references(
+    session: Any, customer_ids: Sequence[int], contact_ids: Sequence[int | None], owner_ids: Sequence[int | None]
+) -> dict[int, dict[str, list[str]]]:
+    """The rows (given as their customer, contact and owner ids) that point at something missing, or at a
+    contact of another customer: their position and why. One query per referenced table."""
+    customers, contacts, owners = set(customer_ids), set(contact_ids), set(owner_ids)
+    contacts.discard(None)
+    owners.discard(None)
+    missing_customers = customers - _existing(session, Customer.id, customers)
+    missing_owners = owners - _existing(session, User.id, owners)
+    contact_of: dict[int, int] = {}
+    for chunk in _chunks(contacts):
+        contact_of.update(session.execute(select(Contact.id, Contact.customer_id).where(Contact.id.in_(chunk))).all())
+    if not missing_customers and not missing_owners and not contacts:
+        return {}  # the usual batch: no row to look at one by one
+    unknown: dict[int, dict[str, list[str]]] = {}
+    for i, (customer_id, contact_id, owner_id) in enumerate(zip(customer_ids, contact_ids, owner_ids, strict=True)):
+        errors: dict[str, list[str]] = {}
+        if customer_id in missing_customers:
+            errors["customer_id"] = [f"no customer with id {customer_id}"]
+        if owner_id in missing_owners:
+            errors["owner_id"] = [f"no user with id {owner_id}"]
+        if contact_id is not None and contact_of.get(contact_id) != customer_id:
+            errors["contact_id"] = [f"contact {contact_id} does not belong to customer {customer_id}"]
+        if errors:
+            unknown[i] = errors
+    return unknown
+
+
+def _existing(session: Any, column: Any, ids: set[Any]) -> set[Any]:
+    found: set[Any] = set()
+    for chunk in _chunks(ids):
+        found.update(session.scalars(select(column).where(column.in_(chunk))))
+    return found
+
+
+def _chunks(ids: set[Any]) -> Iterable[list[Any]]:
+    values = list(ids)
+    return (values[start : start + _IN_CHUNK] for start in range(0, len(values), _IN_CHUNK))

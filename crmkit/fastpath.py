@@ -2,12 +2,13 @@
 
 Bulk ingestion (a year of turnstile check-ins, a PBX's call log) sends millions of rows whose values are
 already Python objects of the right type: ints, aware datetimes, short strings. Running each through
-marshmallow costs more than inserting it. :func:`activity_checker` builds, from the same declarations the
-marshmallow schema is built from, a checker that accepts such a row only when it is *certain* marshmallow
+marshmallow costs more than inserting it. :func:`activity_fast_check` builds, from the same declarations
+the marshmallow schema is built from, a check that accepts such a row only when it is *certain* marshmallow
 would accept it and produce the same values; for anything else (a string to parse, a Decimal to round, a
 suspicious value) it returns ``None`` and the caller validates that row with marshmallow as usual. So a
 row is never accepted here that marshmallow would reject, and every rejection message comes from
-marshmallow. ``tests/test_fastpath.py`` checks this equivalence on generated rows.
+marshmallow. ``tests/test_fastpath.py`` checks this equivalence on generated rows, both for the values
+(:func:`activity_checker`) and for what bulk ingest stores from them.
 """
 
 from __future__ import annotations
@@ -20,28 +21,17 @@ from typing import Any
 from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES
 from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
 
+#: What the fast check learns about an accepted row: its kind, its status (``"done"`` when not given) and
+#: its data as marshmallow would load it (converted, defaults added, keys in declaration order). Every other
+#: value of an accepted row is stored exactly as given.
+Checked = tuple[ActivityKindSpec, str, dict[str, Any]]
+FastCheck = Callable[[Mapping[str, Any]], "Checked | None"]
 Checker = Callable[[Mapping[str, Any]], "dict[str, Any] | None"]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_KEYS = frozenset(
-    {
-        "customer_id",
-        "kind",
-        "channel",
-        "direction",
-        "status",
-        "subject",
-        "result",
-        "occurred_at",
-        "duration_min",
-        "amount",
-        "currency",
-        "owner_id",
-        "contact_id",
-        "data",
-    }
-)
-_MISSING = object()
+_STATUSES = frozenset(ACTIVITY_STATUSES)
+_CHANNELS = frozenset(CHANNELS)
+_DIRECTIONS = frozenset(ACTIVITY_DIRECTIONS)
 
 
 def _plain_str(value: Any, max_length: int | None = None) -> bool:
@@ -50,101 +40,142 @@ def _plain_str(value: Any, max_length: int | None = None) -> bool:
 
 
 def _int(value: Any) -> bool:
-    return type(value) is int
+    return type(value) is int  # not bool, not a float that happens to be whole: marshmallow's business
 
 
-def _optional(value: Any, check: Callable[[Any], bool]) -> bool:
-    return value is _MISSING or value is None or check(value)
+#: The checks of the optional columns a typed row may carry; ``None`` passes for all of them.
+_COLUMN_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "channel": lambda v: type(v) is str and v in _CHANNELS,
+    "direction": lambda v: type(v) is str and v in _DIRECTIONS,
+    "subject": lambda v: _plain_str(v, 300),
+    "result": _plain_str,
+    "duration_min": lambda v: _int(v) and 0 <= v <= 24 * 60,
+    "currency": lambda v: _plain_str(v) and bool(_CURRENCY.match(v)),
+    "owner_id": _int,
+    "contact_id": _int,
+}
+#: Keys checked one by one in the check itself, always looked at.
+_CORE_KEYS = frozenset({"customer_id", "kind", "status", "occurred_at", "amount", "data"})
+_KEYS = _CORE_KEYS | _COLUMN_CHECKS.keys()
 
 
-def _data_checker(kind: ActivityKindSpec) -> Callable[[Any], dict[str, Any] | None]:
-    specs: dict[str, FieldSpec] = {f.name: f for f in kind.data_fields}
+def _aware(value: dt.datetime) -> bool:
+    # a tzinfo whose utcoffset() is None makes a naive datetime: marshmallow gives it the default zone
+    return value.tzinfo is not None and value.utcoffset() is not None
 
-    def value_ok(spec: FieldSpec, value: Any) -> bool:
-        if value is None:
-            return not spec.required
-        if spec.type == "string":
-            return _plain_str(value, spec.max_length) and (not spec.choices or value in spec.choices)
-        if spec.type == "text":
-            return _plain_str(value)
-        if spec.type == "integer":
-            return _int(value)
-        if spec.type == "boolean":
-            return type(value) is bool
-        return False  # dates, datetimes and decimals: marshmallow converts them
+
+def _value_check(spec: FieldSpec) -> Callable[[Any], bool]:
+    """The check of one non-None data value; ``False`` sends the row to marshmallow. One call per value:
+    millions of rows go through these."""
+    limit = spec.max_length
+    if spec.type == "string" and spec.choices:
+        choices = frozenset(spec.choices)
+        return lambda v: type(v) is str and v in choices and len(v) <= limit and v == v.strip()
+    if spec.type == "string":
+        return lambda v: type(v) is str and len(v) <= limit and v == v.strip()
+    if spec.type == "text":
+        return _plain_str
+    if spec.type == "integer":
+        return _int
+    if spec.type == "boolean":
+        return lambda v: type(v) is bool
+    return lambda v: False  # dates, datetimes and decimals: marshmallow converts them
+
+
+def _data_check(kind: ActivityKindSpec) -> Callable[[Any], dict[str, Any] | None]:
+    """The check of a kind's ``data``; returns the data as marshmallow loads it, possibly ``data`` itself."""
+    if not kind.data_fields:  # free JSON: any mapping with string keys
+        return lambda data: data if type(data) is dict and all(type(k) is str for k in data) else None
+    fields = {f.name: (i, f.required, _value_check(f)) for i, f in enumerate(kind.data_fields)}
+    names = fields.keys()
+    required = frozenset(f.name for f in kind.data_fields if f.required)
+    defaults = {f.name: f.default for f in kind.data_fields if f.default is not None}
+    if any(not fields[name][2](value) for name, value in defaults.items()):
+        return lambda data: None  # a default marshmallow would reject: leave every row to it
 
     def check(data: Any) -> dict[str, Any] | None:
-        if type(data) is not dict:
+        if type(data) is not dict or not data.keys() <= names or not required <= data.keys():
             return None
-        if not specs:
-            return data if all(type(k) is str for k in data) else None
-        out: dict[str, Any] = {}
+        last, ordered = -1, True
         for key, value in data.items():
-            spec = specs.get(key)
-            if spec is None or not value_ok(spec, value):
-                return None
-            out[key] = value
-        for name, spec in specs.items():
-            if name in out:
-                continue
-            if spec.required:
-                return None
-            if spec.default is not None:
-                if not value_ok(spec, spec.default):
+            position, needed, value_ok = fields[key]
+            if value is None:
+                if needed:
                     return None
-                out[name] = spec.default
-        return out
+            elif not value_ok(value):
+                return None
+            ordered = ordered and position > last
+            last = position
+        if ordered and defaults.keys() <= data.keys():
+            return data
+        # marshmallow's output has the defaults filled in and the declaration's key order
+        return {
+            name: data[name] if name in data else defaults[name] for name in names if name in data or name in defaults
+        }
+
+    return check
+
+
+def activity_fast_check(kinds: Mapping[str, ActivityKindSpec]) -> FastCheck:
+    """The fast check for activity rows of these kinds; see the module's docstring for the contract."""
+    data_checks = {name: _data_check(kind) for name, kind in kinds.items()}
+    # the kind's required names that its data check does not already enforce
+    required = {
+        name: tuple((r, r in {f.name for f in kind.data_fields}) for r in kind.required) for name, kind in kinds.items()
+    }
+
+    def check(row: Mapping[str, Any]) -> Checked | None:
+        if type(row) is not dict:
+            return None
+        keys = row.keys()
+        if not keys <= _KEYS:
+            return None  # an unknown key: marshmallow names it
+        get = row.get
+        kind_name = get("kind")
+        kind = kinds.get(kind_name) if type(kind_name) is str else None
+        if kind is None or type(get("customer_id")) is not int:
+            return None
+        status = get("status", "done")
+        if type(status) is not str or status not in _STATUSES:
+            return None
+        occurred = get("occurred_at")
+        if occurred is not None and (
+            type(occurred) is not dt.datetime or (occurred.tzinfo is not dt.UTC and not _aware(occurred))
+        ):
+            return None  # text to parse, or a naive datetime marshmallow gives a zone
+        if get("amount") is not None:
+            return None  # a Decimal marshmallow rounds to cents
+        if not keys <= _CORE_KEYS:  # the optional columns this row has, usually none
+            for key in keys - _CORE_KEYS:
+                value = row[key]
+                if value is not None and not _COLUMN_CHECKS[key](value):
+                    return None
+        data = data_checks[kind_name](get("data", {}))
+        if data is None:
+            return None
+        for name, in_data in required[kind_name]:
+            if name == "result" and status == "planned":
+                continue
+            present = data.get(name) if in_data else get(name)
+            if present is None or present == "":
+                return None
+        return kind, status, data
 
     return check
 
 
 def activity_checker(kinds: Mapping[str, ActivityKindSpec]) -> Checker:
-    """The fast check for activity rows of these kinds; see the module's docstring for the contract."""
-    data_checks = {name: _data_checker(kind) for name, kind in kinds.items()}
-    data_names = {name: frozenset(f.name for f in kind.data_fields) for name, kind in kinds.items()}
+    """The fast check returning the values marshmallow would load: the row with its status and data."""
+    fast = activity_fast_check(kinds)
 
     def check(row: Mapping[str, Any]) -> dict[str, Any] | None:
-        if type(row) is not dict or not _KEYS.issuperset(row):
+        checked = fast(row)
+        if checked is None:
             return None
-        get = row.get
-        kind_name = get("kind")
-        kind = kinds.get(kind_name) if type(kind_name) is str else None
-        if kind is None or not _int(get("customer_id")):
-            return None
-        status = get("status", _MISSING)
-        if status is _MISSING:
-            status = "done"
-        elif type(status) is not str or status not in ACTIVITY_STATUSES:
-            return None
-        occurred = get("occurred_at")
-        if occurred is not None and (type(occurred) is not dt.datetime or occurred.tzinfo is None):
-            return None
-        if not (
-            _optional(get("channel", _MISSING), lambda v: type(v) is str and v in CHANNELS)
-            and _optional(get("direction", _MISSING), lambda v: type(v) is str and v in ACTIVITY_DIRECTIONS)
-            and _optional(get("subject", _MISSING), lambda v: _plain_str(v, 300))
-            and _optional(get("result", _MISSING), _plain_str)
-            and _optional(get("duration_min", _MISSING), lambda v: _int(v) and 0 <= v <= 24 * 60)
-            and _optional(get("currency", _MISSING), lambda v: _plain_str(v) and bool(_CURRENCY.match(v)))
-            and _optional(get("owner_id", _MISSING), _int)
-            and _optional(get("contact_id", _MISSING), _int)
-        ):
-            return None
-        if get("amount") is not None:
-            return None  # a Decimal is rounded to cents by marshmallow
-        raw_data = get("data", _MISSING)
-        data = data_checks[kind.name]({} if raw_data is _MISSING else raw_data)
-        if data is None:
-            return None
-        for name in kind.required:
-            if name == "result" and status == "planned":
-                continue
-            present = data.get(name) if name in data_names[kind.name] else get(name)
-            if present is None or present == "":
-                return None
+        _, status, data = checked
         values = dict(row)
         values["status"] = status
-        values["data"] = data
+        values["data"] = dict(data)
         return values
 
     return check

@@ -207,6 +207,80 @@ def test_ingest_accepts_a_generator_and_stores_every_column(pcrm: CRM, people: d
     assert latest[0]["occurred_at"] == T0.isoformat()
 
 
+def test_typed_rows_are_stored_as_their_text_form_would_be(pcrm: CRM, people: dict[str, Any]) -> None:
+    """The fast path (typed values) and marshmallow (the same activity as text) store the same thing."""
+    zone = dt.timezone(dt.timedelta(hours=2))
+    typed = [
+        {
+            "customer_id": people["anna"],
+            "kind": "visit",
+            "occurred_at": T0.astimezone(zone),
+            "owner_id": people["agent"],
+        },
+        {"customer_id": people["anna"], "kind": "call", "direction": "inbound", "occurred_at": T0, "duration_min": 5},
+        {"customer_id": people["anna"], "kind": "session", "owner_id": people["agent"], "data": {"room": "b"}}
+        | {"occurred_at": T0.replace(microsecond=0)},
+        {"customer_id": people["anna"], "kind": "chat", "occurred_at": T0, "data": {"b": 1, "a": [True, None]}},
+    ]
+    as_text = [
+        {**row, "occurred_at": row["occurred_at"].isoformat(), "customer_id": str(people["ben"])} for row in typed
+    ]
+    assert pcrm.activities.ingest(typed).inserted == 4
+    assert pcrm.activities.ingest(as_text).inserted == 4
+
+    def stored(customer_id: int) -> list[dict[str, Any]]:
+        rows = pcrm.activities.for_customer(customer_id)
+        return [{k: v for k, v in a.items() if k not in ("id", "created_at", "customer_id")} for a in rows]
+
+    assert stored(people["anna"]) == stored(people["ben"])
+    visit = next(a for a in pcrm.activities.for_customer(people["anna"]) if a["kind"] == "visit")
+    assert (visit["occurred_at"], visit["ends_at"], visit["channel"]) == (
+        T0.isoformat(),
+        (T0 + dt.timedelta(minutes=60)).isoformat(),
+        "in_person",
+    )
+
+
+def test_typed_rows_get_the_reference_check_across_batches(pcrm: CRM, people: dict[str, Any], probe: Probe) -> None:
+    def row(**over: Any) -> dict[str, Any]:
+        return {"customer_id": people["anna"], "kind": "chat", "occurred_at": T0, **over}
+
+    rows = [
+        row(),
+        row(customer_id=999),
+        row(kind="call", direction="outbound"),
+        row(owner_id=999),
+        row(kind="meeting", contact_id=people["contact"], subject="Viewing", result="ok", customer_id=people["ben"]),
+        row(kind="meeting", contact_id=people["contact"], subject="Viewing", result="ok"),
+        row(contact_id=999),
+    ]
+    report = pcrm.activities.ingest(rows, batch_size=2)
+    assert report.inserted == 3
+    assert [(r.index, sorted(r.errors)) for r in report.rejected] == [
+        (1, ["customer_id"]),
+        (3, ["owner_id"]),
+        (4, ["contact_id"]),
+        (6, ["contact_id"]),
+    ]
+    assert report.rejected[0].errors == {"customer_id": ["no customer with id 999"]}
+    assert [k for _, k in probe.of("ingested")] == [{"chat": 1}, {"call": 1}, {"meeting": 1}]
+    with pytest.raises(ValidationError, match="4 rows rejected, nothing written"):
+        pcrm.activities.ingest(rows, batch_size=2, all_or_nothing=True)
+    assert n_activities(pcrm) == 3
+
+
+def test_ingest_takes_one_batch_of_rows_as_one_insert(pcrm: CRM, people: dict[str, Any], probe: Probe) -> None:
+    rows = [
+        {"customer_id": people["ben"], "kind": "visit", "occurred_at": T0 + dt.timedelta(hours=i)} for i in range(7)
+    ]
+    report = pcrm.activities.ingest(rows, batch_size=3)
+    assert (report.inserted, report.rejected) == (7, ())
+    assert [c for c, _ in probe.of("ingested")] == [3, 3, 1]
+    with pcrm.session() as s:
+        created = s.execute(select(Activity.created_at).order_by(Activity.id)).scalars().all()
+    assert len(set(created[:3])) == 1  # one created_at per batch
+
+
 def test_tasks_rank_by_priority_then_due_time(pcrm: CRM, people: dict[str, Any]) -> None:
     make = pcrm.tasks.create
     later = make({"title": "later", "assignee_id": people["agent"], "due_at": (T0 + dt.timedelta(days=2)).isoformat()})
