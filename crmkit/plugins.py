@@ -44,6 +44,7 @@ CORE_CUSTOMER_FIELDS: frozenset[str] = frozenset(
         "campaign",
         "owner_id",
         "branch",
+        "country",
         "stage",
         "lifecycle",
         "stage_changed_at",

@@ -13,7 +13,7 @@ from sqlalchemy import inspect
 from crmkit import CRM, migrate
 from crmkit.cli import main
 
-CORE_HEAD = "0003"
+CORE_HEAD = "0004"
 
 
 def _diff(crm: CRM) -> list[Any]:

@@ -1,5 +1,27 @@
 """Storage: the core's models, column types and the per-CRM schema."""
 
-from crmkit.db.models import Activity, Base, Contact, Customer, CustomField, Merge, StageHistory, Task, User
+from crmkit.db.models import (
+    Activity,
+    Base,
+    Contact,
+    Customer,
+    CustomerClaim,
+    CustomField,
+    Merge,
+    StageHistory,
+    Task,
+    User,
+)
 
-__all__ = ["Activity", "Base", "Contact", "CustomField", "Customer", "Merge", "StageHistory", "Task", "User"]
+__all__ = [
+    "Activity",
+    "Base",
+    "Contact",
+    "CustomField",
+    "Customer",
+    "CustomerClaim",
+    "Merge",
+    "StageHistory",
+    "Task",
+    "User",
+]

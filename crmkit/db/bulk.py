@@ -15,7 +15,8 @@ What the driver is given is kept to what it needs, since it works per parameter 
   SQLite's driver with nine of sixteen columns empty);
 * JSON as text where the statement casts its placeholder (``%s::JSONB`` on PostgreSQL): the database
   parses it into the same value, and psycopg sends a string at C speed instead of serializing, in Python,
-  the wrapper object SQLAlchemy hands it for each row (a quarter of the client's time in a bulk ingest).
+  the wrapper object SQLAlchemy hands it for each row (about a quarter of the client's time in the ingest
+  benchmark, ``bench/ingest.py``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class BulkInsert:
         self._optional = tuple(i for i, name in enumerate(self.columns) if table.c[name].server_default is None)
 
     def driver_values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        """``row`` (Python values of every column) as the driver values SQLAlchemy would send."""
+        """``row`` (Python values of every column) as driver values: what SQLAlchemy's bind processors make
+        of them, but JSON as text where the statement casts it."""
         return tuple(
             row[name] if process is None else process(row[name])
             for name, process in zip(self.columns, self.processors, strict=True)

@@ -85,12 +85,34 @@ class Customer(Base):
     campaign: Mapped[str | None] = mapped_column(String(100))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
     branch: Mapped[str | None] = mapped_column(String(100), index=True)
+    #: ISO 3166 alpha-2 country of the customer: the region their phone number is read in.
+    country: Mapped[str | None] = mapped_column(String(2))
     stage: Mapped[str] = mapped_column(String(48))
     lifecycle: Mapped[str] = mapped_column(String(16))
     stage_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     extra: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+
+
+CLAIM_KINDS = ("email", "phone")
+
+
+class CustomerClaim(Base):
+    """A lock row per normalised email or phone: every write that sets one upserts its row first.
+
+    Two concurrent writers of the same value queue on this row (``INSERT ... ON CONFLICT DO UPDATE`` takes
+    its lock), so the duplicate check that follows sees the other's customer once it has committed. Keyed by
+    the value, not the customer (see the architecture notes on scaling out); ``customer_id`` is the last
+    writer, informative only.
+    """
+
+    __tablename__ = "crm_customer_claims"
+    __table_args__ = (_in("kind", CLAIM_KINDS), Index("ix_crm_customer_claims_customer_id", "customer_id"))
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    value: Mapped[str] = mapped_column(String(320), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId)
 
 
 class Contact(Base):
@@ -132,6 +154,9 @@ class Activity(Base):
         Index("ix_crm_activities_customer_kind_at", "customer_id", "kind", "occurred_at"),
         Index("ix_crm_activities_owner_at", "owner_id", "occurred_at"),
         Index("ix_crm_activities_kind_at", "kind", "occurred_at"),
+        # the idempotency key: an event from an integration is stored once per customer, however often it
+        # is sent; rows without an external id (NULL) never clash
+        Index("uq_crm_activities_source_key", "customer_id", "source", "external_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -150,6 +175,9 @@ class Activity(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
     data: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+    #: Where the activity came from (``turnstile``, ``pbx``...) and its id there: the idempotency key.
+    source: Mapped[str | None] = mapped_column(String(100))
+    external_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -188,6 +216,8 @@ class Merge(Base):
     merged_id: Mapped[int] = mapped_column(index=True)
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSONData)
     moved: Mapped[dict[str, Any]] = mapped_column(JSONData)
+    #: The duplicate's stage history, kept here so the survivor's own timeline stays its own.
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSONData, default=list)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -252,6 +282,10 @@ class OutboxMessage(Base):
     source_id: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
+    #: Not handed to a gateway before this time (backoff after a failed attempt); NULL means at once.
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: A deliverer claimed the message until then; past it, the claim has lapsed (the deliverer died).
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
