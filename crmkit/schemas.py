@@ -6,7 +6,6 @@ own HTTP layer: ``crm.schemas.customer_in`` validates exactly what ``crm.custome
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -14,7 +13,8 @@ from marshmallow import RAISE, Schema, ValidationError, post_load, pre_load, val
 from marshmallow import fields as mf
 
 from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, TASK_STATUSES, USER_ROLES
-from crmkit.fields import marshmallow_field, to_json_value
+from crmkit.fields import marshmallow_field, output_field, to_json_value
+from crmkit.limits import Day, Email, Int, JSONObject, Moment, Money, Text
 from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
 
 Normalizer = Callable[[str], str | None]
@@ -44,7 +44,7 @@ def _phone(normalize: Normalizer) -> Callable[[str], None]:
 
 
 def _str(max_length: int, **kwargs: Any) -> mf.String:
-    return mf.String(validate=validate.Length(max=max_length), allow_none=True, **kwargs)
+    return Text(max_length=max_length, allow_none=True, **kwargs)
 
 
 def customer_in(
@@ -52,20 +52,20 @@ def customer_in(
 ) -> type[Schema]:
     """The schema of customer input: core fields, plugin fields, run-time fields, all flat."""
     declared: dict[str, mf.Field] = {
-        "name": mf.String(required=True, validate=validate.Length(min=1, max=200)),
-        "email": mf.Email(allow_none=True, validate=validate.Length(max=320)),
-        "phone": mf.String(allow_none=True, validate=[validate.Length(max=50), _phone(normalize_phone)]),
-        "birthday": mf.Date(allow_none=True),
+        "name": Text(required=True, min_length=1, max_length=200),
+        "email": Email(allow_none=True, max_length=320),
+        "phone": Text(allow_none=True, max_length=50, validate=_phone(normalize_phone)),
+        "birthday": Day(allow_none=True, not_after_today=True),
         "source": _str(100),
         "campaign": _str(100),
-        "owner_id": mf.Integer(allow_none=True),
+        "owner_id": Int(allow_none=True),
         "branch": _str(100),
-        "stage": mf.String(validate=validate.OneOf(list(stages))),
+        "stage": Text(validate=validate.OneOf(list(stages))),
     }
     for spec in fields:
         declared[spec.name] = marshmallow_field(spec)
     for spec in runtime:
-        declared[spec.name] = marshmallow_field(spec, json_safe=True)
+        declared[spec.name] = marshmallow_field(spec)
     return _Strict.from_dict(declared, name="CustomerIn")
 
 
@@ -89,44 +89,32 @@ def customer_out(fields: Iterable[FieldSpec], runtime: Iterable[FieldSpec]) -> t
         "updated_at": mf.DateTime(),
     }
     for spec in [*fields, *runtime]:
-        declared[spec.name] = _out_field(spec)
+        declared[spec.name] = output_field(spec)
     return Schema.from_dict(declared, name="CustomerOut")
-
-
-def _out_field(spec: FieldSpec) -> mf.Field:
-    return {
-        "string": mf.String,
-        "text": mf.String,
-        "integer": mf.Integer,
-        "decimal": lambda: mf.Decimal(as_string=True),
-        "boolean": mf.Boolean,
-        "date": mf.Date,
-        "datetime": mf.DateTime,
-    }[spec.type]()
 
 
 def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
     """Activity input. Per-kind rules (required fields, kind data) are checked after the field checks."""
     data_schemas = {
-        name: _Strict.from_dict({f.name: marshmallow_field(f, json_safe=True) for f in kind.data_fields})()
+        name: _Strict.from_dict({f.name: marshmallow_field(f) for f in kind.data_fields})()
         for name, kind in kinds.items()
     }
 
     class ActivityIn(_Strict):
-        customer_id = mf.Integer(required=True)
-        kind = mf.String(required=True, validate=validate.OneOf(sorted(kinds)))
-        channel = mf.String(allow_none=True, validate=validate.OneOf(CHANNELS))
-        direction = mf.String(allow_none=True, validate=validate.OneOf(ACTIVITY_DIRECTIONS))
-        status = mf.String(load_default="done", validate=validate.OneOf(ACTIVITY_STATUSES))
+        customer_id = Int(required=True)
+        kind = Text(required=True, validate=validate.OneOf(sorted(kinds)))
+        channel = Text(allow_none=True, validate=validate.OneOf(CHANNELS))
+        direction = Text(allow_none=True, validate=validate.OneOf(ACTIVITY_DIRECTIONS))
+        status = Text(load_default="done", validate=validate.OneOf(ACTIVITY_STATUSES))
         subject = _str(300)
-        result = mf.String(allow_none=True)
-        occurred_at = mf.AwareDateTime(default_timezone=dt.UTC, allow_none=True)
-        duration_min = mf.Integer(allow_none=True, validate=validate.Range(min=0, max=24 * 60))
-        amount = mf.Decimal(places=2, allow_none=True, validate=validate.Range(min=0))
-        currency = mf.String(allow_none=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code"))
-        owner_id = mf.Integer(allow_none=True)
-        contact_id = mf.Integer(allow_none=True)
-        data = mf.Dict(keys=mf.String(), load_default=dict)
+        result = Text(allow_none=True)
+        occurred_at = Moment(allow_none=True)
+        duration_min = Int(allow_none=True, min=0, max=24 * 60)
+        amount = Money(14, 2, allow_none=True, validate=validate.Range(min=0))
+        currency = Text(allow_none=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code"))
+        owner_id = Int(allow_none=True)
+        contact_id = Int(allow_none=True)
+        data = JSONObject(load_default=dict)
 
         @validates_schema(skip_on_field_errors=False)
         def _kind_rules(self, values: dict[str, Any], **_: Any) -> None:
@@ -189,13 +177,13 @@ def activity_out() -> type[Schema]:
 
 
 class TaskIn(_Strict):
-    title = mf.String(required=True, validate=validate.Length(min=1, max=300))
-    reason = mf.String(allow_none=True)
-    customer_id = mf.Integer(allow_none=True)
-    assignee_id = mf.Integer(allow_none=True)
-    due_at = mf.AwareDateTime(default_timezone=dt.UTC, allow_none=True)
-    remind_at = mf.AwareDateTime(default_timezone=dt.UTC, allow_none=True)
-    priority = mf.Integer(load_default=0, validate=validate.Range(min=0, max=100))
+    title = Text(required=True, min_length=1, max_length=300)
+    reason = Text(allow_none=True)
+    customer_id = Int(allow_none=True)
+    assignee_id = Int(allow_none=True)
+    due_at = Moment(allow_none=True)
+    remind_at = Moment(allow_none=True)
+    priority = Int(load_default=0, min=0, max=100)
     source = _str(100)
     source_id = _str(100)
 
@@ -217,9 +205,9 @@ class TaskOut(Schema):
 
 
 class UserIn(_Strict):
-    name = mf.String(required=True, validate=validate.Length(min=1, max=200))
-    email = mf.Email(allow_none=True)
-    role = mf.String(load_default="operator", validate=validate.OneOf(USER_ROLES))
+    name = Text(required=True, min_length=1, max_length=200)
+    email = Email(allow_none=True, max_length=320)
+    role = Text(load_default="operator", validate=validate.OneOf(USER_ROLES))
     branch = _str(100)
     active = mf.Boolean(load_default=True)
 
@@ -234,9 +222,9 @@ class UserOut(Schema):
 
 
 class ContactIn(_Strict):
-    name = mf.String(required=True, validate=validate.Length(min=1, max=200))
+    name = Text(required=True, min_length=1, max_length=200)
     role = _str(100)
-    email = mf.Email(allow_none=True)
+    email = Email(allow_none=True, max_length=320)
     phone = _str(50)
 
 
