@@ -4,11 +4,11 @@ Bulk ingestion (a year of turnstile check-ins, a PBX's call log) sends millions 
 already Python objects of the right type: ints, aware datetimes, short strings. Running each through
 marshmallow costs more than inserting it. :func:`activity_fast_check` builds, from the same declarations
 the marshmallow schema is built from, a check that accepts such a row only when it is *certain* marshmallow
-would accept it and produce the same values; for anything else (a string to parse, a Decimal to round, a
-suspicious value) it returns ``None`` and the caller validates that row with marshmallow as usual. So a
-row is never accepted here that marshmallow would reject, and every rejection message comes from
-marshmallow. ``tests/test_fastpath.py`` checks this equivalence on generated rows, both for the values
-(:func:`activity_checker`) and for what bulk ingest stores from them.
+would accept it and produce the same values; for anything else (a string to parse, a Decimal to check, a
+value outside the storage limits of :mod:`crmkit.limits`) it returns ``None`` and the caller validates that
+row with marshmallow as usual. So a row is never accepted here that marshmallow would reject, and every
+rejection message comes from marshmallow. ``tests/test_fastpath.py`` checks this equivalence on generated
+rows, both for the values (:func:`activity_checker`) and for what bulk ingest stores from them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES
+from crmkit.limits import INT32, MAX_MOMENT, MIN_MOMENT, json_ok, text_problem
 from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
 
 #: What the fast check learns about an accepted row: its kind, its status (``"done"`` when not given) and
@@ -34,13 +35,27 @@ _CHANNELS = frozenset(CHANNELS)
 _DIRECTIONS = frozenset(ACTIVITY_DIRECTIONS)
 
 
+_INT_MIN, _INT_MAX = INT32
+
+
+def _storable(value: str) -> bool:
+    # no NUL, no lone surrogate (crmkit.limits.Text); ASCII text, the usual case, needs no encoding attempt
+    return "\x00" not in value and (value.isascii() or text_problem(value) is None)
+
+
 def _plain_str(value: Any, max_length: int | None = None) -> bool:
     # marshmallow trims text first; a value that trimming would change is left to it
-    return type(value) is str and value == value.strip() and (max_length is None or len(value) <= max_length)
+    return (
+        type(value) is str
+        and value == value.strip()
+        and (max_length is None or len(value) <= max_length)
+        and _storable(value)
+    )
 
 
 def _int(value: Any) -> bool:
-    return type(value) is int  # not bool, not a float that happens to be whole: marshmallow's business
+    # not bool, not a float that happens to be whole: marshmallow's business; within the INTEGER column
+    return type(value) is int and _INT_MIN <= value <= _INT_MAX
 
 
 #: The checks of the optional columns a typed row may carry; ``None`` passes for all of them.
@@ -70,9 +85,9 @@ def _value_check(spec: FieldSpec) -> Callable[[Any], bool]:
     limit = spec.max_length
     if spec.type == "string" and spec.choices:
         choices = frozenset(spec.choices)
-        return lambda v: type(v) is str and v in choices and len(v) <= limit and v == v.strip()
+        return lambda v: type(v) is str and v in choices and len(v) <= limit and v == v.strip() and _storable(v)
     if spec.type == "string":
-        return lambda v: type(v) is str and len(v) <= limit and v == v.strip()
+        return lambda v: _plain_str(v, limit)
     if spec.type == "text":
         return _plain_str
     if spec.type == "integer":
@@ -84,8 +99,8 @@ def _value_check(spec: FieldSpec) -> Callable[[Any], bool]:
 
 def _data_check(kind: ActivityKindSpec) -> Callable[[Any], dict[str, Any] | None]:
     """The check of a kind's ``data``; returns the data as marshmallow loads it, possibly ``data`` itself."""
-    if not kind.data_fields:  # free JSON: any mapping with string keys
-        return lambda data: data if type(data) is dict and all(type(k) is str for k in data) else None
+    if not kind.data_fields:  # free JSON that crmkit.limits.JSONObject loads unchanged
+        return lambda data: data if type(data) is dict and (not data or json_ok(data)) else None
     fields = {f.name: (i, f.required, _value_check(f)) for i, f in enumerate(kind.data_fields)}
     names = fields.keys()
     required = frozenset(f.name for f in kind.data_fields if f.required)
@@ -133,16 +148,18 @@ def activity_fast_check(kinds: Mapping[str, ActivityKindSpec]) -> FastCheck:
         get = row.get
         kind_name = get("kind")
         kind = kinds.get(kind_name) if type(kind_name) is str else None
-        if kind is None or type(get("customer_id")) is not int:
+        if kind is None or not _int(get("customer_id")):
             return None
         status = get("status", "done")
         if type(status) is not str or status not in _STATUSES:
             return None
         occurred = get("occurred_at")
         if occurred is not None and (
-            type(occurred) is not dt.datetime or (occurred.tzinfo is not dt.UTC and not _aware(occurred))
+            type(occurred) is not dt.datetime
+            or (occurred.tzinfo is not dt.UTC and not _aware(occurred))
+            or not MIN_MOMENT <= occurred < MAX_MOMENT
         ):
-            return None  # text to parse, or a naive datetime marshmallow gives a zone
+            return None  # text to parse, a naive datetime marshmallow gives a zone, or out of range
         if get("amount") is not None:
             return None  # a Decimal marshmallow rounds to cents
         if not keys <= _CORE_KEYS:  # the optional columns this row has, usually none

@@ -59,18 +59,50 @@ class NoOffset(dt.tzinfo):
         return None
 
 
-texts = st.one_of(st.none(), st.sampled_from(["", " x", "ok", "a" * 301, "A", "EUR", "eur", "phone", "done", "Wella!"]))
+#: Text a database cannot store as given: NUL, lone surrogates (alone, and after non-ASCII text).
+BAD_TEXT = ["a\x00", "\x00", "\ud800", "é\udfff", "Wel\x00"]
+texts = st.one_of(
+    st.none(),
+    st.sampled_from(["", " x", "ok", "a" * 301, "A", "EUR", "eur", "phone", "done", "Wella!", "Đặng", *BAD_TEXT]),
+)
 datetimes = st.sampled_from(
     [
         dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC),
         dt.datetime(2026, 1, 1, 10, 0, 0, 250, tzinfo=dt.timezone(dt.timedelta(hours=-7))),
         dt.datetime(2026, 1, 1, 10),
         dt.datetime(2026, 1, 1, 10, tzinfo=NoOffset()),
+        # out of crmkit.limits' range, some only once converted to UTC
+        dt.datetime(9999, 12, 31, 23, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(1900, 1, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+        dt.datetime(2199, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-2))),
+        dt.datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(1900, 1, 1, tzinfo=dt.UTC),
     ]
+)
+#: Whole numbers at and around the 32- and 64-bit limits.
+HUGE = [2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63, -(2**63) - 1, 10**30]
+#: Free JSON values, some of which a database changes or refuses.
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=5),
+    st.sampled_from([2**63, -(2**63), 1.5, 1e16, float("nan"), float("inf"), Decimal("1.5"), *BAD_TEXT, "ok"]),
+    st.just(dt.datetime(2026, 1, 1)),
+)
+free_json = st.recursive(
+    json_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=2),
+        st.dictionaries(st.sampled_from(["k", "ключ", "\x00", "\ud800"]), inner, max_size=2),
+        st.tuples(inner),
+    ),
+    max_leaves=5,
 )
 values = st.one_of(
     texts,
     st.integers(min_value=-5, max_value=2000),
+    st.sampled_from(HUGE),
     st.booleans(),
     st.just(Decimal("1.005")),
     datetimes,
@@ -81,7 +113,7 @@ data_keys = st.sampled_from(["room", "weight", "club", "x", "shade", "grams", "b
 data_values = st.one_of(values, st.sampled_from(["a", "z", "ash", "gold", "Wella", "Goldw"]))
 kinds = st.sampled_from(["note", "call", "meeting", "session", "purchase", "visit", "colour", "telepathy", " note"])
 rows = st.fixed_dictionaries(
-    {"customer_id": st.one_of(st.integers(1, 9), st.just("3"), st.just(True))},
+    {"customer_id": st.one_of(st.integers(1, 9), st.just("3"), st.just(True), st.sampled_from(HUGE))},
     optional={
         "kind": kinds,
         "status": st.sampled_from(["done", "planned", "maybe", None]),
@@ -95,7 +127,12 @@ rows = st.fixed_dictionaries(
         "currency": texts,
         "owner_id": values,
         "contact_id": values,
-        "data": st.one_of(st.dictionaries(data_keys, data_values, max_size=4), st.just("not a dict"), st.none()),
+        "data": st.one_of(
+            st.dictionaries(data_keys, data_values, max_size=4),
+            st.dictionaries(data_keys, free_json, max_size=3),
+            st.just("not a dict"),
+            st.none(),
+        ),
         "colour": st.just("red"),
     },
 )
@@ -108,30 +145,37 @@ def _shuffled(data: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict
 #: Data that is mostly right for each kind, so that many rows take the fast path.
 KIND_DATA = {
     "colour": st.fixed_dictionaries(
-        {"grams": st.sampled_from([0, 40, 7, "40", None])},
+        {"grams": st.sampled_from([0, 40, 7, "40", None, 2**31, -(2**31) - 1, 2**31 - 1])},
         optional={
             "shade": st.sampled_from(["ash", "gold", "gold", "red", None]),
-            "brand": st.sampled_from(["Wella", "Loral", "Goldwell", None]),
-            "notes": st.sampled_from(["short", "short", " x", None]),
+            "brand": st.sampled_from(["Wella", "Loral", "Goldwell", "W\x00", "\ud800", None]),
+            "notes": st.sampled_from(["short", "short", " x", "no\x00te", "é\ud800", None]),
             "patch": st.sampled_from([True, False, 1]),
             "on": st.sampled_from(["2026-05-01"]),
         },
     ),
     "session": st.fixed_dictionaries({"room": st.sampled_from(["a", "b", "z"])}, optional={"weight": st.just(12.5)}),
+    # kinds without declared data take free JSON
+    "note": st.dictionaries(st.sampled_from(["a", "b", "ключ", "\x00"]), free_json, max_size=3),
+    "call": st.dictionaries(st.sampled_from(["a", "b"]), free_json, max_size=2),
 }
 typed_rows = st.sampled_from(["visit", "call", "meeting", "session", "colour", "note", "purchase"]).flatmap(
     lambda kind: st.fixed_dictionaries(
-        {"customer_id": st.integers(1, 9), "kind": st.just(kind), "occurred_at": st.one_of(datetimes, st.none())},
+        {
+            "customer_id": st.one_of(st.integers(1, 9), st.sampled_from(HUGE)),
+            "kind": st.just(kind),
+            "occurred_at": st.one_of(datetimes, st.none()),
+        },
         optional={
             "status": st.sampled_from(["done", "planned", "cancelled"]),
             "channel": st.sampled_from(["phone", "in_person", None]),
             "direction": st.sampled_from(["inbound", "outbound", None]),
-            "subject": st.sampled_from(["Viewing", "", " pad", None]),
-            "result": st.sampled_from(["ok", None]),
+            "subject": st.sampled_from(["Viewing", "", " pad", "Ngô Thị", "Vi\x00", "\ud800", "é\udc00", None]),
+            "result": st.sampled_from(["ok", "\x00", "ok\ud800", None]),
             "duration_min": st.sampled_from([0, 30, 24 * 60, 24 * 60 + 1, None]),
             "currency": st.sampled_from(["EUR", None]),
-            "owner_id": st.sampled_from([1, 2, None]),
-            "contact_id": st.sampled_from([3, None]),
+            "owner_id": st.sampled_from([1, 2, None, 2**31, -(2**31) - 1]),
+            "contact_id": st.sampled_from([3, None, 2**40]),
             "data": _shuffled(KIND_DATA.get(kind, st.just({}))),
         },
     )
@@ -177,12 +221,9 @@ def test_ingest_stores_the_same_values_either_way(dialect: str, row: dict[str, A
 
 
 def _outcome(convert: Any, row: dict[str, Any], created: Any) -> Any:
-    """The driver values, or the error raised for data marshmallow accepts and JSON cannot hold (free data
-    with a Decimal in it): the same either way."""
-    try:
-        return convert(row, created)
-    except TypeError as exc:
-        return "TypeError", str(exc)
+    """The driver values; free data JSON cannot hold (a Decimal in it) is refused by both ways, never raised
+    from the JSON encoder."""
+    return convert(row, created)
 
 
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
@@ -224,6 +265,25 @@ def test_typical_bulk_rows_take_the_fast_path() -> None:
     assert CHECK({"customer_id": 1, "kind": "session", "owner_id": 2, "data": {"room": "z"}}) is None  # not a choice
     assert CHECK({"customer_id": "1", "kind": "visit"}) is None  # a string to convert: marshmallow's job
     assert CHECK({"customer_id": 1, "kind": "visit", "occurred_at": at.replace(tzinfo=NoOffset())}) is None
+
+
+def test_rows_outside_the_storage_limits_go_to_marshmallow() -> None:
+    at = dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
+    row = {"customer_id": 1, "kind": "session", "owner_id": 2, "occurred_at": at, "data": {"room": "a"}}
+    assert CHECK(row) is not None
+    for change in (
+        {"subject": "a\x00b"},
+        {"result": "\ud800"},
+        {"customer_id": 2**31},
+        {"owner_id": -(2**31) - 1},
+        {"occurred_at": dt.datetime(9999, 12, 31, tzinfo=dt.UTC)},
+        {"occurred_at": dt.datetime(1, 1, 2, tzinfo=dt.UTC)},
+        {"kind": "note", "data": {"x": float("nan")}},
+        {"kind": "note", "data": {"x": Decimal("1.5")}},
+        {"kind": "note", "data": {"x": ["\x00"]}},
+    ):
+        assert CHECK({**row, **change}) is None, change
+        assert _marshmallow({**row, **change}) is None, change
 
 
 def test_data_gets_defaults_and_the_declared_key_order() -> None:
