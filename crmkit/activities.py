@@ -17,6 +17,7 @@ from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
 from crmkit.fastpath import activity_fast_check
+from crmkit.limits import require_id
 from crmkit.schemas import load
 from crmkit.specs import ActivityKindSpec
 from crmkit.unit import Transaction, use_transaction
@@ -171,6 +172,7 @@ class Activities:
         return IngestReport(inserted, tuple(rejected))
 
     def get(self, activity_id: int) -> dict[str, Any]:
+        activity_id = require_id(activity_id, "activity", bits=64)
         with self._crm.session() as s:
             activity = s.get(Activity, activity_id)
             if activity is None:

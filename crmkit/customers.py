@@ -13,6 +13,7 @@ from crmkit import fields as fieldmod
 from crmkit.db.models import Contact, Customer, User
 from crmkit.db.schema import write_extension
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
+from crmkit.limits import require_id
 from crmkit.merge import merge_customers
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
@@ -126,6 +127,7 @@ class Customers:
     ) -> dict[str, Any]:
         """Add a person to a customer (the one a meeting was held with, say)."""
         crm = self._crm
+        customer_id = require_id(customer_id, "customer")
         values = load(crm.schemas.contact_in, data, message="invalid contact")
         with use_transaction(crm, crm.session_factory, tx) as t:
             if t.session.get(Customer, customer_id) is None:
@@ -147,6 +149,7 @@ class Customers:
     # -- reads -----------------------------------------------------------------------------------
 
     def get(self, customer_id: int) -> dict[str, Any]:
+        customer_id = require_id(customer_id, "customer")
         with self._crm.session() as s:
             return self._read(s, customer_id)
 

@@ -10,11 +10,16 @@ from sqlalchemy import select
 from crmkit.db.models import Customer, StageHistory
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, TransitionError
+from crmkit.limits import Moment, Text, check, require_id
 from crmkit.specs import StageSpec, TransitionSpec
 from crmkit.unit import StageChange, Transaction, use_transaction
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+
+
+_CAUSE = Text(max_length=200)
+_AT = Moment()
 
 
 class Lifecycle:
@@ -63,6 +68,12 @@ class Lifecycle:
         tx: Transaction | None = None,
     ) -> StageChange:
         """Move a customer to ``target``. Forbidden moves raise; every move lands in the history."""
+        customer_id = require_id(customer_id, "customer")
+        # the history's cause column is String(200); a blank cause is the transition's business (check())
+        if cause is not None:
+            cause = check(_CAUSE, cause, "cause", "invalid move")
+        if at is not None:
+            at = check(_AT, at, "at", "invalid move")
         with use_transaction(self._crm, self._crm.session_factory, tx, actor_id) as t:
             customer = t.session.get(Customer, customer_id, with_for_update=True)
             if customer is None:

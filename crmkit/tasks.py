@@ -11,6 +11,7 @@ from sqlalchemy import case, func, or_, select
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
+from crmkit.limits import Moment, check, require_id
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
 
@@ -47,6 +48,7 @@ class Tasks:
         return self._close(task_id, "cancelled", None, tx)
 
     def get(self, task_id: int) -> dict[str, Any]:
+        task_id = require_id(task_id, "task", bits=64)
         with self._crm.session() as s:
             task = s.get(Task, task_id)
             if task is None:
@@ -113,6 +115,9 @@ class Tasks:
             return self._crm.schemas.task_out.dump(s.scalars(query), many=True)
 
     def _close(self, task_id: int, status: str, at: dt.datetime | None, tx: Transaction | None) -> dict[str, Any]:
+        task_id = require_id(task_id, "task", bits=64)
+        if at is not None:
+            at = check(Moment(), at, "at", "cannot close task")
         with use_transaction(self._crm, self._crm.session_factory, tx) as t:
             task = t.session.get(Task, task_id, with_for_update=True)
             if task is None:

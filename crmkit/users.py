@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from crmkit.db.models import User
 from crmkit.errors import NotFound, ValidationError
+from crmkit.limits import require_id
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
 
@@ -33,6 +34,7 @@ class Users:
             return self._crm.schemas.user_out.dump(user)
 
     def get(self, user_id: int) -> dict[str, Any]:
+        user_id = require_id(user_id, "user")
         with self._crm.session() as s:
             user = s.get(User, user_id)
             if user is None:
