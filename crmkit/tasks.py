@@ -30,9 +30,9 @@ class Tasks:
         values = load(crm.schemas.task_in, data, message="invalid task")
         with use_transaction(crm, crm.session_factory, tx) as t:
             errors: dict[str, list[str]] = {}
-            if values.get("customer_id") and t.session.get(Customer, values["customer_id"]) is None:
+            if values.get("customer_id") is not None and t.session.get(Customer, values["customer_id"]) is None:
                 errors["customer_id"] = [f"no customer with id {values['customer_id']}"]
-            if values.get("assignee_id") and t.session.get(User, values["assignee_id"]) is None:
+            if values.get("assignee_id") is not None and t.session.get(User, values["assignee_id"]) is None:
                 errors["assignee_id"] = [f"no user with id {values['assignee_id']}"]
             if errors:
                 raise ValidationError(errors, "invalid task")
