@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from marshmallow import ValidationError as MarshmallowError
 from sqlalchemy import select
 
 from crmkit.db.models import CustomField
 from crmkit.errors import ValidationError
+from crmkit.fields import marshmallow_field
+from crmkit.limits import text_problem
 from crmkit.plugins import CORE_CUSTOMER_FIELDS
 from crmkit.specs import FieldSpec
 from crmkit.unit import Transaction, use_transaction
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+
+#: The longest text a run-time string field may declare: kept in JSON, it has no column to bound it.
+_MAX_RUNTIME_LENGTH = 10_000
 
 #: Core customer columns that hold personal data.
 CORE_PERSONAL_FIELDS: tuple[str, ...] = ("name", "email", "email_normalized", "phone", "phone_normalized", "birthday")
@@ -58,6 +64,9 @@ class RuntimeFields:
         taken = CORE_CUSTOMER_FIELDS | set(self._crm.registry.fields) | {f.name for f in self.runtime()}
         if spec.name in taken:
             raise ValidationError({"name": [f"field {spec.name!r} already exists"]}, "cannot add field")
+        problems = _spec_problems(spec)
+        if problems:
+            raise ValidationError(problems, "cannot add field")
         spec = FieldSpec.from_row({**spec.to_dict(), "owner": "runtime", "index": False})
         with use_transaction(self._crm, self._crm.session_factory, tx) as t:
             t.session.add(CustomField(name=spec.name, spec=spec.to_dict()))
@@ -68,3 +77,26 @@ class RuntimeFields:
             self._crm.schemas.invalidate()
             t.after_rollback(self.reload)
         return spec
+
+
+def _spec_problems(spec: FieldSpec) -> dict[str, list[str]]:
+    """What keeps ``spec`` from being stored as JSON on both databases, or from loading its own default."""
+    problems: dict[str, list[str]] = {}
+    for name in ("label", "description"):
+        problem = text_problem(getattr(spec, name))
+        if problem:
+            problems[name] = [problem]
+    bad_choices = [c for c in spec.choices if not isinstance(c, str) or text_problem(c)]
+    if bad_choices:
+        problems["choices"] = [f"{c!r} is not storable text" for c in bad_choices]
+    if type(spec.max_length) is not int or not 1 <= spec.max_length <= _MAX_RUNTIME_LENGTH:
+        problems["max_length"] = [f"must be an integer from 1 to {_MAX_RUNTIME_LENGTH}"]
+    if spec.default is not None and not problems:
+        if type(spec.default) not in (str, int, float, bool):  # kept in the field's JSON declaration
+            problems["default"] = ["must be text, a number or a boolean (a date as ISO text)"]
+        else:
+            try:
+                marshmallow_field(spec).deserialize(spec.default)
+            except MarshmallowError as exc:
+                problems["default"] = exc.messages if isinstance(exc.messages, list) else [str(exc.messages)]
+    return problems

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from crmkit.db.models import TARGET_METRICS, Target, User
 from crmkit.errors import ValidationError
+from crmkit.limits import Day, Int, Text
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
 
@@ -20,11 +21,11 @@ if TYPE_CHECKING:
 
 
 class TargetIn(Schema):
-    user_id = mf.Integer(required=True)
-    metric = mf.String(required=True, validate=validate.OneOf(TARGET_METRICS))
-    period_start = mf.Date(required=True)
-    period_end = mf.Date(required=True)
-    planned = mf.Integer(required=True, validate=validate.Range(min=0))
+    user_id = Int(required=True)
+    metric = Text(required=True, validate=validate.OneOf(TARGET_METRICS))
+    period_start = Day(required=True)
+    period_end = Day(required=True)
+    planned = Int(required=True, min=0)
 
     @validates_schema
     def _period(self, values: dict[str, Any], **_: Any) -> None:

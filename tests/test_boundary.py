@@ -760,3 +760,41 @@ def test_exceptions_other_than_crmkits_fail_the_property_tests() -> None:
         attempt(lambda: dt.date(9999, 12, 31) + dt.timedelta(days=1))
     with pytest.raises(InvalidOperation):
         attempt(lambda: Decimal("x"))
+
+
+@pytest.mark.parametrize(
+    ("data", "errors"),
+    [
+        ({"user_id": 2**40}, {"user_id": ["must be between -2147483648 and 2147483647"]}),
+        ({"planned": 2**31}, {"planned": ["must be between 0 and 2147483647"]}),
+        ({"period_start": "0001-01-01"}, {"period_start": ["must be between 1900-01-01 and 2199-12-31"]}),
+        ({"metric": "deals\x00"}, {"metric": ["must not contain NUL characters"]}),
+    ],
+)
+def test_targets_are_checked_against_their_columns(club: CRM, data: dict[str, Any], errors: dict[str, Any]) -> None:
+    plan = {"user_id": 1, "metric": "deals", "period_start": "2026-01-01", "period_end": "2026-01-31", "planned": 5}
+    _refused(lambda: club.targets.set({**plan, **data}), errors)
+    assert club.targets.list() == []
+    assert club.targets.set(plan)["planned"] == 5
+
+
+@pytest.mark.parametrize(
+    ("spec", "errors"),
+    [
+        (FieldSpec("shoe", label="Shoe\x00"), {"label": ["must not contain NUL characters"]}),
+        (FieldSpec("shoe", choices=("a", "\ud800")), {"choices": ["'\\ud800' is not storable text"]}),
+        (FieldSpec("shoe", max_length=0), {"max_length": ["must be an integer from 1 to 10000"]}),
+        (FieldSpec("shoe", "integer", default=2**40), {"default": ["must be between -2147483648 and 2147483647"]}),
+        (FieldSpec("shoe", "decimal", default="0.005"), {"default": ["has more than 2 decimal places"]}),
+        (
+            FieldSpec("shoe", "date", default=dt.date(2020, 1, 1)),
+            {"default": ["must be text, a number or a boolean (a date as ISO text)"]},
+        ),
+    ],
+)
+def test_run_time_field_declarations_are_storable(club: CRM, spec: FieldSpec, errors: dict[str, Any]) -> None:
+    before = [f.name for f in club.fields.runtime()]
+    with pytest.raises(ValidationError) as caught:
+        club.fields.define(spec)
+    assert caught.value.errors == errors
+    assert [f.name for f in club.fields.runtime()] == before
