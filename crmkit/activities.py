@@ -17,7 +17,7 @@ from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
 from crmkit.fastpath import activity_fast_check
-from crmkit.limits import require_id
+from crmkit.limits import id_filter, require_id
 from crmkit.schemas import load
 from crmkit.specs import ActivityKindSpec
 from crmkit.unit import Transaction, use_transaction
@@ -183,6 +183,8 @@ class Activities:
         self, customer_id: int, *, kinds: Iterable[str] | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """A customer's activities, newest first."""
+        if id_filter(customer_id, "customer") is None:
+            return []
         query = select(Activity).where(Activity.customer_id == customer_id)
         if kinds is not None:
             query = query.where(Activity.kind.in_(list(kinds)))

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from crmkit.db.models import Customer, StageHistory
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, TransitionError
-from crmkit.limits import Moment, Text, check, require_id
+from crmkit.limits import Moment, Text, check, id_filter, require_id
 from crmkit.specs import StageSpec, TransitionSpec
 from crmkit.unit import StageChange, Transaction, use_transaction
 
@@ -121,6 +121,8 @@ class Lifecycle:
 
     def history(self, customer_id: int) -> list[dict[str, Any]]:
         """Every move of a customer, oldest first."""
+        if id_filter(customer_id, "customer") is None:
+            return []
         with self._crm.session() as s:
             rows = s.execute(
                 select(StageHistory)

@@ -278,6 +278,15 @@ def require_id(value: object, kind: str, *, bits: int = 32) -> int:
     return number
 
 
+def id_filter(value: object, kind: str, *, bits: int = 32) -> int | None:
+    """``value`` as an id to filter a list by: ``ValidationError`` if it is not an int, ``None`` if it is
+    outside the column's range (the list is empty: no row can match)."""
+    try:
+        return require_id(value, kind, bits=bits)
+    except NotFound:
+        return None
+
+
 def check(field: mf.Field, value: Any, name: str, message: str = "invalid input") -> Any:
     """``value`` loaded by ``field`` for an argument that is not part of a schema (a move's cause, a task's
     completion time); crmkit's ``ValidationError`` naming ``name`` otherwise."""

@@ -11,7 +11,7 @@ from sqlalchemy import case, func, or_, select
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
-from crmkit.limits import Moment, check, require_id
+from crmkit.limits import Moment, check, id_filter, require_id
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
 
@@ -57,6 +57,10 @@ class Tasks:
 
     def open(self, *, assignee_id: int | None = None, customer_id: int | None = None) -> list[dict[str, Any]]:
         """Open tasks, most urgent first: higher priority, then earlier due time (undated last)."""
+        if (assignee_id is not None and id_filter(assignee_id, "assignee") is None) or (
+            customer_id is not None and id_filter(customer_id, "customer") is None
+        ):
+            return []
         query = select(Task).where(Task.status == "open")
         if assignee_id is not None:
             query = query.where(Task.assignee_id == assignee_id)

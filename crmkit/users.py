@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from crmkit.db.models import User
 from crmkit.errors import NotFound, ValidationError
-from crmkit.limits import require_id
+from crmkit.limits import Text, check, require_id
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
 
@@ -44,6 +44,7 @@ class Users:
     def list(self, *, branch: str | None = None) -> list[dict[str, Any]]:
         query = select(User).order_by(User.id)
         if branch is not None:
+            branch = check(Text(), branch, "branch", "invalid filter")
             query = query.where(User.branch == branch)
         with self._crm.session() as s:
             return self._crm.schemas.user_out.dump(s.execute(query).scalars(), many=True)

@@ -798,3 +798,16 @@ def test_run_time_field_declarations_are_storable(club: CRM, spec: FieldSpec, er
         club.fields.define(spec)
     assert caught.value.errors == errors
     assert [f.name for f in club.fields.runtime()] == before
+
+
+def test_list_filters_by_id_or_text_give_crmkit_errors_or_nothing(club: CRM) -> None:
+    club.activities.log({"customer_id": 1, "kind": "note"})
+    club.tasks.create({"title": "Call back", "customer_id": 1, "assignee_id": 1})
+    assert len(club.activities.for_customer(1)) == len(club.tasks.open(customer_id=1)) == 1
+    for read in (club.activities.for_customer, club.lifecycle.history):
+        _refused(lambda read=read: read("x"), {"customer_id": ["must be an integer id, got 'x'"]})
+        assert read(2**40) == []  # no customer can have it
+    _refused(lambda: club.tasks.open(assignee_id="1"), {"assignee_id": ["must be an integer id, got '1'"]})
+    assert club.tasks.open(customer_id=2**40) == club.tasks.open(assignee_id=-1) == []
+    _refused(lambda: club.users.list(branch="a\x00"), {"branch": ["must not contain NUL characters"]})
+    assert club.users.list(branch="nowhere") == []

@@ -29,6 +29,7 @@ from crmkit.limits import (
     Money,
     Text,
     check,
+    id_filter,
     json_ok,
     require_id,
 )
@@ -323,3 +324,11 @@ def test_check_names_the_argument() -> None:
     assert caught.value.errors == {"cause": ["longer than 200 characters"]}
     assert str(caught.value) == "invalid move: cause: longer than 200 characters"
     assert check(Moment(), "2026-01-01T00:00:00Z", "at") == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def test_id_filter_matches_nothing_outside_the_range() -> None:
+    assert id_filter(5, "customer") == 5
+    assert id_filter(2**40, "customer") is None
+    assert id_filter(0, "customer") is None
+    with pytest.raises(ValidationError):
+        id_filter("5", "customer")
