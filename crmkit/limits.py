@@ -36,6 +36,7 @@ MAX_MOMENT = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
+_INT64_MIN, _INT64_MAX = INT64
 #: How deep free JSON may nest: deep enough for any real payload, far from the databases' recursion limits.
 MAX_JSON_DEPTH = 20
 #: Floats at or above this magnitude are written in exponent form, which PostgreSQL reads back as an exact
@@ -238,22 +239,43 @@ def _json_object(value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
 
 def json_ok(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` is free JSON that :class:`JSONObject` loads unchanged: exact builtin types only
-    (a subclass, a tuple or a non-dict mapping is converted by the field, so it is not "unchanged")."""
+    (a subclass, a tuple or a non-dict mapping is converted by the field, so it is not "unchanged").
+
+    The quick form of the field, for bulk ingest: the usual flat object is checked in one loop."""
+    kind = type(value)
+    if kind is dict:
+        return depth < MAX_JSON_DEPTH and _json_items_ok(value, depth + 1)
+    if kind is list:
+        return depth < MAX_JSON_DEPTH and all(json_ok(item, depth + 1) for item in value)
+    return _json_leaf_ok(value)
+
+
+def _json_items_ok(value: dict[Any, Any], depth: int) -> bool:
+    for key, item in value.items():
+        if type(key) is not str or "\x00" in key or not (key.isascii() or text_problem(key) is None):
+            return False
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item or not (item.isascii() or text_problem(item) is None):
+                return False
+        elif kind is dict or kind is list:
+            if not json_ok(item, depth):
+                return False
+        elif not _json_leaf_ok(item):
+            return False
+    return True
+
+
+def _json_leaf_ok(value: Any) -> bool:
     kind = type(value)
     if kind is str:
         return "\x00" not in value and (value.isascii() or text_problem(value) is None)
     if value is None or kind is bool:
         return True
     if kind is int:
-        return INT64[0] <= value <= INT64[1]
+        return _INT64_MIN <= value <= _INT64_MAX
     if kind is float:
         return math.isfinite(value) and abs(value) < MAX_JSON_FLOAT
-    if depth >= MAX_JSON_DEPTH:
-        return False
-    if kind is list:
-        return all(json_ok(item, depth + 1) for item in value)
-    if kind is dict:
-        return all(type(k) is str and text_problem(k) is None and json_ok(v, depth + 1) for k, v in value.items())
     return False
 
 
