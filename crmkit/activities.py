@@ -17,7 +17,7 @@ from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
 from crmkit.fastpath import activity_fast_check
-from crmkit.limits import id_filter, require_id
+from crmkit.limits import Moment, check, id_filter, require_id
 from crmkit.schemas import load
 from crmkit.specs import ActivityKindSpec
 from crmkit.unit import Transaction, use_transaction
@@ -196,6 +196,11 @@ class Activities:
         self, owner_id: int, start: dt.datetime, end: dt.datetime, *, exclude_id: int | None = None
     ) -> list[dict[str, Any]]:
         """Calendar activities of ``owner_id`` that overlap ``[start, end)``."""
+        start, end = (
+            check(Moment(), value, name, "invalid period") for value, name in ((start, "start"), (end, "end"))
+        )
+        if id_filter(owner_id, "owner") is None:
+            return []
         with self._crm.session() as s:
             ids = self._overlapping(s, owner_id, start, end, exclude_id=exclude_id)
             rows = s.scalars(select(Activity).where(Activity.id.in_(ids)).order_by(Activity.occurred_at))

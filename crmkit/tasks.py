@@ -78,7 +78,9 @@ class Tasks:
 
         Ranked and cut by the database (a window function), whatever the number of tasks.
         """
-        as_of = as_of or utcnow()
+        as_of = utcnow() if as_of is None else check(Moment(), as_of, "as_of", "invalid as_of")
+        if assignee_id is not None and id_filter(assignee_id, "assignee") is None:
+            return {}
         end_of_day = dt.datetime.combine(as_of.date() + dt.timedelta(days=1), dt.time(), tzinfo=as_of.tzinfo or dt.UTC)
         rank = (
             func.row_number()
@@ -109,7 +111,7 @@ class Tasks:
 
     def reminders_due(self, as_of: dt.datetime | None = None) -> list[dict[str, Any]]:
         """Open tasks whose reminder time has come by ``as_of`` (now by default)."""
-        as_of = as_of or utcnow()
+        as_of = utcnow() if as_of is None else check(Moment(), as_of, "as_of", "invalid as_of")
         query = (
             select(Task)
             .where(Task.status == "open", Task.remind_at.is_not(None), Task.remind_at <= as_of)

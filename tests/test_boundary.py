@@ -811,3 +811,27 @@ def test_list_filters_by_id_or_text_give_crmkit_errors_or_nothing(club: CRM) -> 
     assert club.tasks.open(customer_id=2**40) == club.tasks.open(assignee_id=-1) == []
     _refused(lambda: club.users.list(branch="a\x00"), {"branch": ["must not contain NUL characters"]})
     assert club.users.list(branch="nowhere") == []
+
+
+@pytest.mark.parametrize("when", [dt.datetime(9999, 12, 31, 23, tzinfo=dt.UTC), dt.datetime(1, 1, 1, 0, 30), "x"])
+def test_times_given_to_reads_are_checked(club: CRM, when: Any) -> None:
+    club.tasks.create({"title": "Call back", "assignee_id": 1, "remind_at": "2026-01-01T09:00:00Z"})
+    with pytest.raises(ValidationError) as caught:
+        club.tasks.next_actions(as_of=when)
+    assert list(caught.value.errors) == ["as_of"]
+    with pytest.raises(ValidationError) as caught:
+        club.tasks.reminders_due(when)
+    assert list(caught.value.errors) == ["as_of"]
+    with pytest.raises(ValidationError) as caught:
+        club.activities.conflicts(1, when, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert list(caught.value.errors) == ["start"]
+    with pytest.raises(ValidationError) as caught:
+        club.lifecycle.move(1, "trial", cause="ok", at=when)
+    assert list(caught.value.errors) == ["at"]
+    [task] = club.tasks.open()
+    with pytest.raises(ValidationError) as caught:
+        club.tasks.complete(task["id"], at=when)
+    assert list(caught.value.errors) == ["at"]
+    assert club.tasks.open() == [task]  # nothing written
+    assert len(club.tasks.reminders_due(dt.datetime(2026, 1, 2, tzinfo=dt.UTC))) == 1
+    assert club.tasks.next_actions(as_of=dt.datetime(2026, 1, 2, tzinfo=dt.UTC), assignee_id=2**40) == {}
