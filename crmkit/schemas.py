@@ -114,7 +114,7 @@ def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
         currency = Text(allow_none=True, validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code"))
         owner_id = Int(allow_none=True)
         contact_id = Int(allow_none=True)
-        data = JSONObject(load_default=dict)
+        data = mf.Dict(keys=Text(), load_default=dict)
 
         @validates_schema(skip_on_field_errors=False)
         def _kind_rules(self, values: dict[str, Any], **_: Any) -> None:
@@ -128,6 +128,8 @@ def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
             problems = sub.validate(data) if kind.data_fields else {}
             for key, msgs in problems.items():
                 errors[f"data.{key}"] = msgs
+            if not kind.data_fields and (free := _free_json_problems(data)):
+                errors["data"] = free
             for name in kind.required:
                 if name in sub.fields and sub.fields[name].required:
                     continue  # the data check above already reports it
@@ -146,9 +148,23 @@ def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
                 loaded = data_schemas[kind.name].load(values.get("data") or {})
                 specs = {f.name: f for f in kind.data_fields}
                 values["data"] = {k: to_json_value(specs[k], v) for k, v in loaded.items()}
+            else:  # free JSON, as the database will hand it back (plain dicts and lists)
+                values["data"] = _FREE_JSON.deserialize(values.get("data") or {})
             return values
 
     return ActivityIn
+
+
+_FREE_JSON = JSONObject()
+
+
+def _free_json_problems(data: Any) -> list[str]:
+    """Why free activity data cannot be stored as JSON the same on both databases (empty if it can)."""
+    try:
+        _FREE_JSON.deserialize(data)
+    except ValidationError as exc:
+        return exc.messages if isinstance(exc.messages, list) else [str(exc.messages)]
+    return []
 
 
 def activity_out() -> type[Schema]:

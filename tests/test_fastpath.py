@@ -290,3 +290,10 @@ def test_data_gets_defaults_and_the_declared_key_order() -> None:
     checked = CHECK({"customer_id": 1, "kind": "colour", "data": {"notes": "short", "grams": 30}})
     assert checked is not None
     assert list(checked["data"].items()) == [("shade", "ash"), ("grams", 30), ("brand", "Wella"), ("notes", "short")]
+
+
+def test_declared_data_takes_python_values_and_free_data_comes_back_as_json() -> None:
+    # only free data is held to JSON types; a declared date field takes a date and stores its ISO text
+    loaded = load(SCHEMA, {"customer_id": 1, "kind": "colour", "data": {"grams": 3, "on": dt.date(2026, 1, 2)}})
+    assert loaded["data"]["on"] == "2026-01-02"
+    assert load(SCHEMA, {"customer_id": 1, "kind": "note", "data": {"x": (1, 2)}})["data"] == {"x": [1, 2]}
