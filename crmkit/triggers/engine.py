@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from crmkit.db.models import Activity, Customer, OutboxMessage, Task, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError
-from crmkit.triggers.query import TriggerQuery, exists_where, holdout_sql
+from crmkit.triggers.query import HOLDOUT_BUCKETS, TriggerQuery, exists_where, holdout_sql
 from crmkit.triggers.spec import Effectiveness, Firing, RunReport, Trigger, TriggerResult
 from crmkit.unit import Transaction, savepoint
 
@@ -232,7 +232,7 @@ class Triggers:
         window_key = int(as_of.timestamp() // trigger.cooldown.total_seconds())
         goal_until = as_of + trigger.goal.window if trigger.goal else None
         held_out: Any = (
-            holdout_sql(trigger.name, matches.c.customer_id) < round(trigger.holdout * 10000)
+            holdout_sql(trigger.name, matches.c.customer_id) < round(trigger.holdout * HOLDOUT_BUCKETS)
             if trigger.holdout
             else false()
         )
