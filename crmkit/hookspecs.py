@@ -283,10 +283,13 @@ def crmkit_run_demo(path: Path, echo: Callable[[str], None], size: int) -> bool 
 def crmkit_send_message(message: Mapping[str, Any]) -> bool | None:
     """Deliver one outbox message; return ``True`` when sent, ``None`` when it is not your channel.
 
-    Called after commit by ``crm.outbox.deliver()`` with ``id``, ``channel`` (``"sms"``, ``"email"``...),
-    ``customer_id``, ``subject``, ``body``, ``source`` and ``source_id``. Raise on a gateway error: the
-    message stays pending and is retried on the next delivery, up to a limit. crmkit ships no gateway;
-    the app or a plugin implements this for the channels it has.
+    Called after commit by ``crm.outbox.deliver()``, outside any transaction, with ``id``, ``channel``
+    (``"sms"``, ``"email"``...), ``customer_id``, ``subject``, ``body``, ``source`` and ``source_id``.
+    Raise on a gateway error. A message that raised, or that no implementation accepted, is retried by a
+    later delivery after a backoff (1 minute, doubling), and marked failed after ``MAX_ATTEMPTS`` (5)
+    attempts. Delivery is at least once (a deliverer that dies after sending but before recording it
+    leaves the message to be sent again), so make the gateway idempotent on ``id``. crmkit ships no
+    gateway; the app or a plugin implements this for the channels it has.
 
     .. versionadded:: 0.1
     """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -331,8 +332,11 @@ class Triggers:
                 }
                 for f, ctx in zip(items, contexts, strict=True)
             ]
-            session.execute(OutboxMessage.__table__.insert(), rows)
-            tx.after_commit(crm.outbox.deliver)
+            outbox = OutboxMessage.__table__
+            ids = list(session.scalars(outbox.insert().returning(outbox.c.id), rows))
+            # only the messages these firings wrote: others belong to their own writers' deliveries (or to
+            # the app's periodic crm.outbox.deliver())
+            tx.after_commit(partial(crm.outbox.deliver, ids, limit=len(ids)))
         if trigger.call is not None:
             for f in items:
                 trigger.call(tx, f)
