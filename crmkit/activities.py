@@ -64,6 +64,8 @@ _RECORD_POSITIONS = tuple(_INSERT_COLUMNS.index(c) for c in _RECORD_COLUMNS)
 #: Ids per ``IN (...)`` of the reference check, well under SQLite's limit of bound parameters.
 _IN_CHUNK = 10_000
 _CENT = Decimal("0.01")
+#: The PostgreSQL advisory lock keyed ingests take turns on: one per schema (one per CRM).
+_KEYED_INGEST_LOCK = "SELECT pg_advisory_xact_lock(1668442475, hashtext(current_schema()))"
 
 
 @attrs.frozen
@@ -168,7 +170,8 @@ class Activities:
         A row with an idempotency key (``source`` and ``external_id``) is stored only if the customer has
         no activity with that key yet (``INSERT ... ON CONFLICT DO NOTHING``, which also holds against a
         concurrent ingest of the same rows); otherwise it counts as ``skipped``. So an ingest can be run
-        again after a crash, or run twice by mistake, without storing anything twice. The hook
+        again after a crash, or run twice by mistake, without storing anything twice. On PostgreSQL
+        ingests with keyed rows take turns (an advisory lock held until the transaction ends). The hook
         ``crmkit_activities_ingested`` is told about the rows stored, never about skipped ones.
         """
         crm = self._crm
@@ -336,8 +339,12 @@ class _RowWriter:
         for row in rows:
             if row[_EXTERNAL_AT] is not None:
                 first.setdefault(_KEY(row), row)
-        # sorted, so concurrent ingests of overlapping keys take their row locks in the same order
         keyed = [first[key] for key in sorted(first)]
+        if self.insert.dialect.name == "postgresql":
+            # Two ingests of overlapping keys, each holding rows the other's later batch needs, would wait on
+            # each other in a circle (a deadlock PostgreSQL breaks by failing one). Keyed ingests therefore
+            # take turns, as every writer does on SQLite: this lock lasts until the transaction ends.
+            connection.exec_driver_sql(_KEYED_INGEST_LOCK)
         new = set(self.insert.insert_new(connection, keyed, _KEY_COLUMNS))
         self.insert.execute(connection, plain)
         return plain + [row for row in keyed if _KEY(row) in new]

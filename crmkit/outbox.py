@@ -22,7 +22,7 @@ the message ``id`` (most SMS and email APIs take a client reference for this).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -72,17 +72,15 @@ class Outbox:
         then, and sending, backoff and claims are dated by it. Messages are claimed ``CLAIM_SIZE`` at a time
         and sent outside any transaction; see the module's docstring for the steps and the guarantee.
         """
-        wanted = None if ids is None else sorted(set(ids))
-        if wanted is not None and not wanted:
-            return 0
         sent = handled = 0
-        while handled < limit:
-            claimed = self._claim(wanted, min(CLAIM_SIZE, limit - handled), now)
-            if not claimed:
-                break
-            for message in claimed:
-                sent += self._send(message, now)
-            handled += len(claimed)
+        for scope in self._scopes(ids):
+            while handled < limit:
+                claimed = self._claim(scope, min(CLAIM_SIZE, limit - handled), now)
+                if not claimed:
+                    break
+                for message in claimed:
+                    sent += self._send(message, now)
+                handled += len(claimed)
         return sent
 
     def pending(self) -> list[dict[str, Any]]:
@@ -106,6 +104,17 @@ class Outbox:
         }
 
     # -- the steps -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _scopes(ids: Iterable[int] | None) -> Iterator[list[int] | None]:
+        """What each claim may choose from: every message, or the ids asked for a slice at a time (an
+        ``IN`` list far below SQLite's limit of bound parameters)."""
+        if ids is None:
+            yield None
+            return
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), CLAIM_SIZE):
+            yield wanted[start : start + CLAIM_SIZE]
 
     def _claim(self, ids: list[int] | None, limit: int, now: dt.datetime | None) -> list[_Claimed]:
         """Claim up to ``limit`` due messages in a transaction of their own, committed on return."""

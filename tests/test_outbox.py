@@ -271,3 +271,19 @@ def test_concurrent_deliverers_send_each_message_exactly_once(crm: CRM, tmp_path
     assert sum(results) == 300
     with crm.session() as s:
         assert set(s.scalars(select(OutboxMessage.status))) == {"sent"}
+
+
+def test_many_ids_are_delivered_a_slice_at_a_time(crm_factory: Any) -> None:
+    gateway = Gateway()
+    crm = crm_factory([gateway])
+    anna = crm.customers.create({"name": "Anna"})["id"]
+    with crm.transaction() as tx:
+        tx.session.add_all(OutboxMessage(channel="sms", customer_id=anna, body=f"m{i}") for i in range(130))
+    with crm.session() as s:
+        ids = sorted(s.scalars(select(OutboxMessage.id)))
+    wanted = ids[5:125]  # more than one claim's worth, not all
+    assert crm.outbox.deliver(reversed(wanted), limit=1000, now=T0) == 120
+    assert gateway.calls == wanted
+    assert crm.outbox.deliver(ids, limit=7, now=T0) == 7  # the limit holds across slices
+    assert gateway.calls[120:] == ids[:5] + ids[125:127]
+    assert [m["id"] for m in crm.outbox.pending()] == ids[127:]
