@@ -202,7 +202,9 @@ def crmkit_stage_changed(tx: Transaction, change: StageChange) -> None:
 def crmkit_activity_logged(tx: Transaction, activity: Mapping[str, Any]) -> None:
     """Called after one activity is logged with ``crm.activities.log``, inside the same transaction.
 
-    Bulk ingestion does not call this per row (it would defeat the set-based insert); it calls
+    Not called when the activity's idempotency key (``source``, ``external_id``) is already stored: the
+    event was recorded before, and ``log()`` returns the stored activity without writing anything. Bulk
+    ingestion does not call this per row (it would defeat the set-based insert); it calls
     :func:`crmkit_activities_ingested` once per batch instead.
 
     .. versionadded:: 0.1
