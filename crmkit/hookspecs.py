@@ -202,7 +202,9 @@ def crmkit_stage_changed(tx: Transaction, change: StageChange) -> None:
 def crmkit_activity_logged(tx: Transaction, activity: Mapping[str, Any]) -> None:
     """Called after one activity is logged with ``crm.activities.log``, inside the same transaction.
 
-    Bulk ingestion does not call this per row (it would defeat the set-based insert); it calls
+    Not called when the activity's idempotency key (``source``, ``external_id``) is already stored: the
+    event was recorded before, and ``log()`` returns the stored activity without writing anything. Bulk
+    ingestion does not call this per row (it would defeat the set-based insert); it calls
     :func:`crmkit_activities_ingested` once per batch instead.
 
     .. versionadded:: 0.1
@@ -210,10 +212,20 @@ def crmkit_activity_logged(tx: Transaction, activity: Mapping[str, Any]) -> None
 
 
 @hookspec
-def crmkit_activities_ingested(tx: Transaction, count: int, kinds: Mapping[str, int]) -> None:
+def crmkit_activities_ingested(
+    tx: Transaction, count: int, kinds: Mapping[str, int], activities: Sequence[Mapping[str, Any]]
+) -> None:
     """Called once per inserted batch of ``crm.activities.ingest``, inside the ingest's transaction.
 
-    ``count`` rows were inserted; ``kinds`` counts them by kind. Raise to abort the whole ingest.
+    ``count`` rows were stored; ``kinds`` counts them by kind. Rows skipped because their idempotency key
+    was already stored are not among them, so an implementation never acts twice on one event.
+
+    ``activities`` are the stored rows, one dict each with every input column (``customer_id``, ``kind``,
+    ``status``, ``occurred_at`` and ``ends_at`` as aware UTC datetimes, ``data`` as a dict, ``source``,
+    ``external_id``...) but no ``id``. Building them costs time on big ingests, so crmkit builds them only
+    when a registered implementation names the ``activities`` argument; otherwise the list is empty.
+
+    Raise to abort the whole ingest.
 
     .. versionadded:: 0.1
     """
@@ -273,10 +285,13 @@ def crmkit_run_demo(path: Path, echo: Callable[[str], None], size: int) -> bool 
 def crmkit_send_message(message: Mapping[str, Any]) -> bool | None:
     """Deliver one outbox message; return ``True`` when sent, ``None`` when it is not your channel.
 
-    Called after commit by ``crm.outbox.deliver()`` with ``id``, ``channel`` (``"sms"``, ``"email"``...),
-    ``customer_id``, ``subject``, ``body``, ``source`` and ``source_id``. Raise on a gateway error: the
-    message stays pending and is retried on the next delivery, up to a limit. crmkit ships no gateway;
-    the app or a plugin implements this for the channels it has.
+    Called after commit by ``crm.outbox.deliver()``, outside any transaction, with ``id``, ``channel``
+    (``"sms"``, ``"email"``...), ``customer_id``, ``subject``, ``body``, ``source`` and ``source_id``.
+    Raise on a gateway error. A message that raised, or that no implementation accepted, is retried by a
+    later delivery after a backoff (1 minute, doubling), and marked failed after ``MAX_ATTEMPTS`` (5)
+    attempts. Delivery is at least once (a deliverer that dies after sending but before recording it
+    leaves the message to be sent again), so make the gateway idempotent on ``id``. crmkit ships no
+    gateway; the app or a plugin implements this for the channels it has.
 
     .. versionadded:: 0.1
     """

@@ -1,14 +1,32 @@
 """The outbox: messages leave the system only after the transaction that wrote them has committed.
 
 Delivery goes through the ``crmkit_send_message`` hook, implemented by the app or a plugin for each
-channel (crmkit ships no email or SMS gateway). A message nobody delivers stays pending, with the reason.
+channel (crmkit ships no email or SMS gateway). :meth:`Outbox.deliver` works in three steps, so that no
+transaction is open while a gateway is talking to the outside world:
+
+1. **claim**, in a short transaction: pending messages that are due (never tried, or their backoff is
+   over) and not claimed by a live deliverer get ``claimed_until = now + lease``. On PostgreSQL the rows
+   are locked ``FOR UPDATE SKIP LOCKED``, on SQLite write transactions run one at a time, so two
+   deliverers never claim the same message;
+2. **send** each claimed message through the hook, outside any transaction;
+3. **record** each outcome in a short transaction of its own: ``sent`` with ``sent_at``; or, when the
+   gateway raised or none accepted the message, one more attempt, the error, and
+   ``next_attempt_at = now + backoff(attempts)``; the message is ``failed`` once ``MAX_ATTEMPTS`` attempts
+   are spent.
+
+The guarantee is **at least once**: a deliverer that dies between sending and recording leaves a claim
+that lapses after the lease, and the message is sent again. Gateways should therefore be idempotent on
+the message ``id`` (most SMS and email APIs take a client reference for this).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+import attrs
+from sqlalchemy import or_, select, update
 
 from crmkit.db.models import OutboxMessage
 from crmkit.db.types import utcnow
@@ -16,8 +34,28 @@ from crmkit.db.types import utcnow
 if TYPE_CHECKING:
     from crmkit.app import CRM
 
-#: After this many failed attempts a message is marked failed and no longer retried.
+#: After this many failed attempts (a gateway error, or no gateway accepting the message) a message is
+#: marked failed and no longer retried.
 MAX_ATTEMPTS = 5
+#: The wait after the first failed attempt; it doubles with each further one, up to ``MAX_BACKOFF``.
+BACKOFF = dt.timedelta(minutes=1)
+MAX_BACKOFF = dt.timedelta(hours=1)
+#: How long a claim keeps other deliverers away; past it, the claim has lapsed (its deliverer died).
+LEASE = dt.timedelta(minutes=5)
+#: Messages claimed at a time: small, so that a claim's lease covers the sending of all its messages.
+CLAIM_SIZE = 50
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """The wait before the next try of a message that has failed ``attempts`` times (1 or more)."""
+    return min(BACKOFF * 2 ** min(attempts - 1, 30), MAX_BACKOFF)
+
+
+@attrs.frozen
+class _Claimed:
+    payload: dict[str, Any]
+    attempts: int
+    claimed_until: dt.datetime
 
 
 class Outbox:
@@ -26,44 +64,32 @@ class Outbox:
     def __init__(self, crm: CRM) -> None:
         self._crm = crm
 
-    def deliver(self, limit: int = 500) -> int:
-        """Hand pending messages to the channel hooks; return how many were sent.
+    def deliver(self, ids: Iterable[int] | None = None, *, limit: int = 500, now: dt.datetime | None = None) -> int:
+        """Hand due pending messages to the channel hooks (at most ``limit``, oldest first, or only those of
+        ``ids``); return how many were sent.
 
-        On PostgreSQL rows are locked with ``SKIP LOCKED`` so two deliverers never send one message twice.
+        ``now`` is the clock (the current time when ``None``): a message is due when its backoff is over by
+        then, and sending, backoff and claims are dated by it. Messages are claimed ``CLAIM_SIZE`` at a time
+        and sent outside any transaction; see the module's docstring for the steps and the guarantee.
         """
-        crm = self._crm
-        sent = 0
-        with crm.transaction() as tx:
-            query = (
-                select(OutboxMessage)
-                .where(OutboxMessage.status == "pending")
-                .order_by(OutboxMessage.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            for message in tx.session.scalars(query):
-                payload = self.payload(message)
-                message.attempts += 1
-                try:
-                    delivered = crm.hook.crmkit_send_message(message=payload)
-                except Exception as exc:
-                    message.error = f"{type(exc).__name__}: {exc}"
-                    if message.attempts >= MAX_ATTEMPTS:
-                        message.status = "failed"
-                    continue
-                if delivered:
-                    message.status = "sent"
-                    message.sent_at = utcnow()
-                    message.error = None
-                    sent += 1
-                else:
-                    message.error = f"no gateway delivered channel {message.channel!r}"
+        sent = handled = 0
+        for scope in self._scopes(ids):
+            while handled < limit:
+                claimed = self._claim(scope, min(CLAIM_SIZE, limit - handled), now)
+                if not claimed:
+                    break
+                for message in claimed:
+                    sent += self._send(message, now)
+                handled += len(claimed)
         return sent
 
     def pending(self) -> list[dict[str, Any]]:
         with self._crm.session() as s:
             rows = s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(OutboxMessage.id))
-            return [self.payload(m) | {"attempts": m.attempts, "error": m.error} for m in rows]
+            return [
+                self.payload(m) | {"attempts": m.attempts, "error": m.error, "next_attempt_at": m.next_attempt_at}
+                for m in rows
+            ]
 
     @staticmethod
     def payload(message: OutboxMessage) -> dict[str, Any]:
@@ -76,3 +102,74 @@ class Outbox:
             "source": message.source,
             "source_id": message.source_id,
         }
+
+    # -- the steps -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _scopes(ids: Iterable[int] | None) -> Iterator[list[int] | None]:
+        """What each claim may choose from: every message, or the ids asked for a slice at a time (an
+        ``IN`` list far below SQLite's limit of bound parameters)."""
+        if ids is None:
+            yield None
+            return
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), CLAIM_SIZE):
+            yield wanted[start : start + CLAIM_SIZE]
+
+    def _claim(self, ids: list[int] | None, limit: int, now: dt.datetime | None) -> list[_Claimed]:
+        """Claim up to ``limit`` due messages in a transaction of their own, committed on return."""
+        at = now or utcnow()
+        until = at + LEASE
+        query = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == "pending",
+                or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= at),
+                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= at),
+            )
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if ids is not None:
+            query = query.where(OutboxMessage.id.in_(ids))
+        with self._crm.transaction() as tx:
+            messages = list(tx.session.scalars(query))
+            for message in messages:
+                message.claimed_until = until
+            return [_Claimed(self.payload(m), m.attempts, until) for m in messages]
+
+    def _send(self, message: _Claimed, now: dt.datetime | None) -> int:
+        """Send one claimed message through the hook (no transaction is open) and record the outcome."""
+        payload = message.payload
+        try:
+            delivered = self._crm.hook.crmkit_send_message(message=dict(payload))
+        except Exception as exc:  # the gateway's failure is the message's, not the deliverer's
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            error = None if delivered else f"no gateway delivered channel {payload['channel']!r}"
+        at = now or utcnow()
+        if error is None:
+            values: dict[str, Any] = {"status": "sent", "sent_at": at, "error": None, "claimed_until": None}
+        else:
+            attempts = message.attempts + 1
+            values = {
+                "attempts": attempts,
+                "error": error,
+                "next_attempt_at": at + backoff(attempts),
+                "claimed_until": None,
+                "status": "failed" if attempts >= MAX_ATTEMPTS else "pending",
+            }
+        with self._crm.transaction() as tx:
+            # only while the claim is still ours: one that lapsed may have been taken over by another
+            # deliverer, whose outcome is then the one that counts
+            tx.session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == payload["id"],
+                    OutboxMessage.status == "pending",
+                    OutboxMessage.claimed_until == message.claimed_until,
+                )
+                .values(**values)
+            )
+        return 1 if error is None else 0

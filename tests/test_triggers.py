@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from probe import Probe
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, func, literal, select, union_all
 
 from crmkit import CRM, PluginError
 from crmkit.cli import main
 from crmkit.db import Customer, StageHistory, Task
 from crmkit.db.models import OutboxMessage, TriggerFiring
 from crmkit.triggers import Goal, MessageAction, TaskAction, Trigger
-from crmkit.triggers.query import holdout_bucket
+from crmkit.triggers.query import holdout_bucket, holdout_sql
 
 AS_OF = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -478,3 +479,78 @@ def test_customers_table_is_not_loaded_into_python(crm: CRM) -> None:
     touching = [s for s in statements if "crm_customers" in s]
     assert len(touching) == 1 and touching[0].lstrip().upper().startswith("INSERT INTO CRM_TRIGGER_FIRINGS")
     assert n_rows(crm, Customer) == 30 and n_rows(crm, StageHistory) == 30
+
+
+# -- holdout groups of different triggers ---------------------------------------------------------------
+
+#: The fitness edition's trigger names (retention and stage triggers), as in ``crmkit_fitness.triggers``.
+FITNESS_TRIGGERS = (
+    "fitness.sessions_low",
+    "fitness.membership_expiring",
+    "fitness.frequency_drop",
+    "fitness.adaptation_absent",
+    "fitness.active_absent",
+    "fitness.freeze_ending",
+    "fitness.birthday",
+    "fitness.trial_no_purchase",
+    "fitness.stage_joined",
+    "fitness.stage_adapted",
+    "fitness.stage_at_risk",
+    "fitness.stage_recovered",
+    "fitness.stage_lapsed",
+)
+CUSTOMERS = 20_000
+
+
+def _sql_buckets(crm: CRM, trigger: str, ids: Any) -> dict[int, int]:
+    """The buckets the database computes for ``ids`` (a one-column selectable of customer ids)."""
+    with crm.engine.connect() as conn:
+        return dict(conn.execute(select(ids.c.id, holdout_sql(trigger, ids.c.id))).all())
+
+
+def _numbers(n: int) -> Any:
+    """1..n as a table, in SQL: a recursive CTE both databases run."""
+    numbers = select(literal(1, BigInteger()).label("id")).cte("numbers", recursive=True)
+    return numbers.union_all(select(numbers.c.id + 1).where(numbers.c.id < n))
+
+
+def test_the_database_computes_the_holdout_bucket_python_computes(crm: CRM) -> None:
+    ids = _numbers(CUSTOMERS)
+    for trigger in ("t.hold", "fitness.birthday", "ünïcode trigger"):
+        in_sql = _sql_buckets(crm, trigger, ids)
+        assert len(in_sql) == CUSTOMERS
+        assert in_sql == {i: holdout_bucket(trigger, i) for i in range(1, CUSTOMERS + 1)}
+    # large ids: every bit pattern of a BIGINT, where SQLite would turn an overflowing product into a float
+    large = [2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**32 + 1, 2**40 + 12345, 2**53 + 1, 2**62 + 7, 2**63 - 1]
+    large += [(2**63 - 1) // k for k in (3, 7, 11, 1001, 65537)]
+    values = union_all(*(select(literal(i, BigInteger()).label("id")) for i in large)).subquery()
+    in_sql = _sql_buckets(crm, "fitness.birthday", values)
+    assert in_sql == {i: holdout_bucket("fitness.birthday", i) for i in large}
+    assert all(isinstance(b, int) and 0 <= b < 10_000 for b in in_sql.values())
+
+
+def test_holdout_groups_of_different_triggers_are_independent(crm: CRM) -> None:
+    """With a 10% holdout over 20,000 customers each group should hold about 2,000 and each pair of groups
+    share about 200, as independent draws would: a customer is in a group with probability p = 0.1, in both
+    with p**2 = 0.01. The counts are binomial, so the bounds are the mean plus or minus 6 standard
+    deviations (group: 2,000 +- 255; pair: 200 +- 84): an independent hash lands outside them with a
+    chance of about 1e-9 per count, while the old linear bucket gave pairs sharing 0 and 1,309. The hash is
+    fixed, so this test is deterministic."""
+    ids = _numbers(CUSTOMERS)
+    share = 0.1
+    groups = {}
+    for trigger in FITNESS_TRIGGERS:
+        buckets = _sql_buckets(crm, trigger, ids)
+        groups[trigger] = {i for i, b in buckets.items() if b < share * 10_000}
+        assert groups[trigger] == {i for i in range(1, CUSTOMERS + 1) if holdout_bucket(trigger, i) < 1000}
+    size_mean, size_sd = CUSTOMERS * share, (CUSTOMERS * share * (1 - share)) ** 0.5
+    both = share * share
+    pair_mean, pair_sd = CUSTOMERS * both, (CUSTOMERS * both * (1 - both)) ** 0.5
+    for trigger, group in groups.items():
+        assert abs(len(group) - size_mean) <= 6 * size_sd, (trigger, len(group))
+    overlaps = {(a, b): len(groups[a] & groups[b]) for a, b in itertools.combinations(FITNESS_TRIGGERS, 2)}
+    assert len(overlaps) == 78
+    outside = {pair: n for pair, n in overlaps.items() if abs(n - pair_mean) > 6 * pair_sd}
+    assert not outside, outside
+    # and not merely within bounds one by one: on average they are what independence predicts
+    assert abs(sum(overlaps.values()) / len(overlaps) - pair_mean) < 3 * pair_sd

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -21,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from crmkit.db.models import Activity, Customer, OutboxMessage, Task, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError
-from crmkit.triggers.query import TriggerQuery, exists_where, holdout_sql
+from crmkit.triggers.query import HOLDOUT_BUCKETS, TriggerQuery, exists_where, holdout_sql
 from crmkit.triggers.spec import Effectiveness, Firing, RunReport, Trigger, TriggerResult
 from crmkit.unit import Transaction, savepoint
 
@@ -232,7 +233,7 @@ class Triggers:
         window_key = int(as_of.timestamp() // trigger.cooldown.total_seconds())
         goal_until = as_of + trigger.goal.window if trigger.goal else None
         held_out: Any = (
-            holdout_sql(trigger.name, matches.c.customer_id) < round(trigger.holdout * 10000)
+            holdout_sql(trigger.name, matches.c.customer_id) < round(trigger.holdout * HOLDOUT_BUCKETS)
             if trigger.holdout
             else false()
         )
@@ -331,8 +332,11 @@ class Triggers:
                 }
                 for f, ctx in zip(items, contexts, strict=True)
             ]
-            session.execute(OutboxMessage.__table__.insert(), rows)
-            tx.after_commit(crm.outbox.deliver)
+            outbox = OutboxMessage.__table__
+            ids = list(session.scalars(outbox.insert().returning(outbox.c.id), rows))
+            # only the messages these firings wrote: others belong to their own writers' deliveries (or to
+            # the app's periodic crm.outbox.deliver())
+            tx.after_commit(partial(crm.outbox.deliver, ids, limit=len(ids)))
         if trigger.call is not None:
             for f in items:
                 trigger.call(tx, f)

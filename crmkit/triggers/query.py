@@ -18,6 +18,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Exists,
+    Integer,
     Select,
     Table,
     exists,
@@ -209,14 +210,59 @@ class TriggerQuery:
         return joined
 
 
+#: Holdout buckets: a share ``h`` of a trigger's matches is held out when the bucket is below ``h * 10000``.
+HOLDOUT_BUCKETS = 10_000
+_MASK = 0xFFFFFFFF
+_MULTIPLIER = 0x45D9F3B  # 27 bits: a 32-bit value times it stays below 2**59
+
+
 def holdout_bucket(trigger: str, customer_id: int) -> int:
-    """The customer's bucket (0-9999) for a trigger; the SQL in :func:`holdout_sql` computes the same."""
-    return ((customer_id * 2654435761 + _salt(trigger)) % 1000003) % 10000
+    """The customer's bucket (0-9999) for a trigger; the SQL of :func:`holdout_sql` computes the same.
+
+    A 32-bit hash of the customer id and the trigger's salt: a multiply and add, then two rounds of
+    xor-shift and multiply, each of which spreads every input bit over the higher output bits, and the
+    bucket taken from the top bits (``x * 10000 >> 32``, the best mixed ones). The held-out groups of two
+    triggers are then as independent as random draws (about ``share**2`` of the customers are in both), so
+    the uplift of one trigger is not confounded with another's; ``tests/test_triggers.py`` checks the
+    overlaps. Every intermediate value stays below 2**59, so SQLite (whose integers silently overflow into
+    floats) and PostgreSQL (which raises) compute exactly the same.
+    """
+    x = ((customer_id & _MASK) * _MULTIPLIER + _salt(trigger)) & _MASK
+    x = ((x >> 16) ^ x) * _MULTIPLIER & _MASK
+    x = ((x >> 16) ^ x) * _MULTIPLIER & _MASK
+    return (x * HOLDOUT_BUCKETS) >> 32
 
 
 def holdout_sql(trigger: str, customer_id: ColumnElement[int]) -> ColumnElement[int]:
-    return ((customer_id * literal(2654435761, BigInteger()) + _salt(trigger)) % 1000003) % 10000
+    """:func:`holdout_bucket` in SQL, the same on SQLite and PostgreSQL (integer ``+ * & | - >>`` only).
+
+    SQLite has no XOR operator, so ``a ^ b`` is written ``(a | b) - (a & b)``; that repeats its operands,
+    which is why the hash has two xor rounds and not more: the statement stays small."""
+    x = _and(_and(customer_id, _MASK) * _big(_MULTIPLIER) + _big(_salt(trigger)), _MASK)
+    x = _and(_xor(_shift(x, 16), x) * _big(_MULTIPLIER), _MASK)
+    x = _and(_xor(_shift(x, 16), x) * _big(_MULTIPLIER), _MASK)
+    return _shift(x * _big(HOLDOUT_BUCKETS), 32)
+
+
+def _big(value: int) -> ColumnElement[int]:
+    # BIGINT from the first step, so that PostgreSQL computes in 64 bits
+    return literal(value, BigInteger())
+
+
+def _and(x: ColumnElement[int], mask: int | ColumnElement[int]) -> ColumnElement[int]:
+    other = _big(mask) if isinstance(mask, int) else mask
+    return x.self_group().op("&", return_type=BigInteger())(other.self_group()).self_group()
+
+
+def _shift(x: ColumnElement[int], bits: int) -> ColumnElement[int]:
+    # PostgreSQL shifts a bigint by an integer only
+    return x.self_group().op(">>", return_type=BigInteger())(literal(bits, Integer())).self_group()
+
+
+def _xor(a: ColumnElement[int], b: ColumnElement[int]) -> ColumnElement[int]:
+    either = a.self_group().op("|", return_type=BigInteger())(b.self_group()).self_group()
+    return (either - _and(a, b)).self_group()
 
 
 def _salt(trigger: str) -> int:
-    return zlib.crc32(trigger.encode()) % 1000003
+    return zlib.crc32(trigger.encode())
