@@ -153,7 +153,14 @@ class Customers:
     def merge(
         self, survivor_id: int, duplicate_id: int, *, actor_id: int | None = None, tx: Transaction | None = None
     ) -> dict[str, Any]:
-        """Merge ``duplicate_id`` into ``survivor_id``; see :func:`crmkit.merge.merge_customers`."""
+        """Merge ``duplicate_id`` into ``survivor_id``; see :func:`crmkit.merge.merge_customers`.
+
+        Rows of the duplicate that the survivor already has under a unique key (the same trigger firing
+        in the same window, the same activity from one source) are dropped, the rest move; the
+        duplicate's stage history is kept in the merge record (:meth:`merges`), not in the survivor's.
+        """
+        _check_id(survivor_id)
+        _check_id(duplicate_id)
         crm = self._crm
         with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
             merge_customers(t, survivor_id, duplicate_id, actor_id=actor_id or t.actor_id)
