@@ -9,14 +9,19 @@ customer, and every other attempt at it is refused.
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import traceback
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from crmkit import CRM, DuplicateCustomerError
+from crmkit.app import SQLITE_BUSY_TIMEOUT
 from crmkit.db import Customer
+from crmkit.errors import DatabaseBusyError
 from crmkit.testing import database_of
 
 WORKERS = 4
@@ -156,3 +161,25 @@ def test_concurrent_updates_to_the_same_email_never_make_a_duplicate(crm: CRM) -
     assert crm.customers.duplicate_groups() == []
     emails = [e for e, _ in _values(crm) if e]
     assert sorted(emails) == sorted(f"member{k}@club.example" for k in keys)
+
+
+def test_a_sqlite_writer_kept_waiting_too_long_gets_crmkits_error(tmp_path: Path) -> None:
+    # SQLite's own behaviour, checked on a file of its own whichever database the suite runs on
+    path = tmp_path / "busy.db"
+    crm = CRM(f"sqlite:///{path}", load_entry_points=False)
+    crm.create_schema()
+    with crm.engine.connect() as conn:  # writers wait SQLITE_BUSY_TIMEOUT seconds by default
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == SQLITE_BUSY_TIMEOUT * 1000
+    impatient = CRM(f"sqlite:///{path}", load_entry_points=False, engine_options={"connect_args": {"timeout": 0.05}})
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        with pytest.raises(DatabaseBusyError, match="database is locked"):
+            impatient.customers.create({"name": "Anna", "email": "anna@example.com"})
+        assert crm.customers.count() == 0  # readers are not blocked (WAL)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert impatient.customers.create({"name": "Anna", "email": "anna@example.com"})["id"] == 1
+    crm.close()
+    impatient.close()
