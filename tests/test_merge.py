@@ -295,3 +295,16 @@ def test_merge_drops_clashing_rows_of_the_apps_own_tables_too(crm_factory: Any) 
     assert rows == [(1, keep), (3, keep), (4, keep), (5, keep)]
     assert crm_with_app.customers.merges(keep)[0]["moved"]["dropped"] == {"shop_vouchers.customer_id": 1}
     vouchers.drop(crm.engine)
+
+
+def test_the_country_comes_with_the_phone_it_is_read_in(crm: CRM) -> None:
+    keep = crm.customers.create({"name": "Keep", "email": "keep@example.com"})["id"]
+    dupe = crm.customers.create({"name": "Dupe", "phone": "081-234-5679", "country": "TH"})["id"]
+    us = crm.customers.create({"name": "US", "phone": "(415) 555-0100"})["id"]
+    thai = crm.customers.create({"name": "Thai", "country": "TH"})["id"]
+    merged = crm.customers.merge(keep, dupe)
+    assert (merged["phone_normalized"], merged["country"]) == ("+66812345679", "TH")
+    # a later change of branch re-reads the phone in the country that came with it
+    assert crm.customers.update(keep, {"branch": "north"})["phone_normalized"] == "+66812345679"
+    # a survivor with a phone of its own keeps reading it where it did: no country is imposed on it
+    assert crm.customers.merge(us, thai)["country"] is None
