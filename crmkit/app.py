@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pluggy
 from sqlalchemy import Engine, MetaData, Table, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from crmkit import schemas as sch
 from crmkit.activities import Activities
 from crmkit.customers import Customers
 from crmkit.db.schema import build_metadata
+from crmkit.errors import DatabaseBusyError
 from crmkit.lifecycle import Lifecycle
 from crmkit.outbox import Outbox
 from crmkit.plugins import Registry, collect, create_plugin_manager
@@ -27,6 +31,9 @@ from crmkit.unit import Transaction, open_transaction
 from crmkit.users import Users
 
 DEFAULT_URL = "sqlite:///crmkit.db"
+#: Seconds a SQLite writer waits for another writer's lock before :class:`DatabaseBusyError` (Python's
+#: default of 5 s is short for a busy club's imports running next to the front desk).
+SQLITE_BUSY_TIMEOUT = 30.0
 
 
 class CRM:
@@ -47,18 +54,25 @@ class CRM:
         load_entry_points: bool = True,
         disabled_plugins: Iterable[str] = (),
         region: str = "US",
+        branch_regions: Mapping[str, str] | None = None,
         engine_options: Mapping[str, Any] | None = None,
         template_dirs: Iterable[str | Path] = (),
         related_tables: Iterable[Table] = (),
     ) -> None:
         if engine is not None and url is not None:
             raise TypeError("pass either url or engine, not both")
-        self.engine: Engine = engine or create_engine(url or DEFAULT_URL, **dict(engine_options or {}))
+        #: The region (ISO 3166 alpha-2) phone numbers written without ``+`` are read in, unless the
+        #: customer's ``country`` or their branch's region (``branch_regions``) says otherwise.
+        self.region = _region(region, "region")
+        #: The region of each branch, for customers with a branch and no ``country``: ``{"bangkok": "TH"}``.
+        self.branch_regions: dict[str, str] = {
+            branch: _region(r, f"branch_regions[{branch!r}]") for branch, r in (branch_regions or {}).items()
+        }
+        self.engine: Engine = engine or _create_engine(url or DEFAULT_URL, engine_options)
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
         #: The app's own tables with a foreign key to ``crm_customers.id``: a merge re-points them too.
         self.related_tables = tuple(related_tables)
-        self.region = region
         self.template_dirs = tuple(Path(p) for p in template_dirs)
         self.plugin_manager: pluggy.PluginManager = create_plugin_manager(
             plugins, load_entry_points=load_entry_points, disabled=disabled_plugins
@@ -125,9 +139,23 @@ class CRM:
             self.metadata.drop_all(conn)
             migrate.drop_version_table(conn)
 
-    def normalize_phone(self, raw: str) -> str | None:
-        """The normalised phone number, as decided by the ``crmkit_normalize_phone`` hook."""
-        return self.hook.crmkit_normalize_phone(raw=raw, region=self.region)
+    def normalize_phone(self, raw: str, region: str | None = None) -> str | None:
+        """The normalised phone number, as decided by the ``crmkit_normalize_phone`` hook.
+
+        ``raw`` is read in ``region`` (ISO 3166 alpha-2; the CRM's default ``region`` when ``None``)
+        unless it is written with ``+`` and a country code. Raises ``ValueError`` with the reason when it
+        is not a valid number there.
+        """
+        return self.hook.crmkit_normalize_phone(raw=raw, region=(region or self.region).upper())
+
+    def phone_region(self, country: str | None = None, branch: str | None = None) -> str:
+        """The region a customer's phone is read in: their ``country``, else their branch's region
+        (``branch_regions``), else the CRM's default ``region``."""
+        if country:
+            return country.upper()
+        if branch is not None and branch in self.branch_regions:
+            return self.branch_regions[branch]
+        return self.region
 
     def close(self) -> None:
         self.engine.dispose()
@@ -167,7 +195,11 @@ class Schemas:
             reg = self._crm.registry
             initial = [s.name for s in reg.stages.values() if s.initial]
             self._cache["customer_in"] = sch.customer_in(
-                reg.fields.values(), self._crm.fields.runtime(), self._crm.normalize_phone, initial
+                reg.fields.values(),
+                self._crm.fields.runtime(),
+                self._crm.normalize_phone,
+                initial,
+                self._crm.phone_region,
             )()
         return self._cache["customer_in"]
 
@@ -178,6 +210,19 @@ class Schemas:
                 self._crm.registry.fields.values(), self._crm.fields.runtime()
             )()
         return self._cache["customer_out"]
+
+
+def _region(value: object, what: str) -> str:
+    if not isinstance(value, str) or value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{what}={value!r} is not an ISO 3166 alpha-2 region that phonenumbers knows")
+    return value.upper()
+
+
+def _create_engine(url: str, engine_options: Mapping[str, Any] | None) -> Engine:
+    options = dict(engine_options or {})
+    if make_url(url).get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT, **dict(options.get("connect_args") or {})}
+    return create_engine(url, **options)
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -203,3 +248,11 @@ def _sqlite_pragmas(engine: Engine) -> None:
     if not event.contains(engine, "connect", _sqlite_on_connect):
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "handle_error", _sqlite_busy)
+
+
+def _sqlite_busy(context: Any) -> None:
+    """A writer that waited the whole busy timeout gets crmkit's error, not the driver's."""
+    error = context.original_exception
+    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        raise DatabaseBusyError(str(error)) from context.sqlalchemy_exception

@@ -7,10 +7,12 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import phonenumbers
 from sqlalchemy import Select, Table, func, insert, or_, select
 
 from crmkit import fields as fieldmod
-from crmkit.db.models import Contact, Customer, User
+from crmkit.claims import claims_of, take_claims
+from crmkit.db.models import Contact, Customer, Merge, User
 from crmkit.db.schema import write_extension
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
 from crmkit.limits import require_id
@@ -21,7 +23,10 @@ from crmkit.unit import Transaction, use_transaction
 if TYPE_CHECKING:
     from crmkit.app import CRM
 
-_CORE_INPUT = ("name", "email", "phone", "birthday", "source", "campaign", "owner_id", "branch")
+_CORE_INPUT = ("name", "email", "phone", "birthday", "source", "campaign", "owner_id", "branch", "country")
+#: the inputs a customer's phone is read from: the number and the two things that decide its region
+_PHONE_INPUTS = frozenset({"phone", "country", "branch"})
+_BIGINT = 2**63
 
 
 @attrs.frozen
@@ -56,8 +61,9 @@ class Customers:
         """Validate and insert one customer with its plugin fields; return the stored record.
 
         Raises ``ValidationError`` listing every field problem, ``DuplicateCustomerError`` when the
-        normalised email or phone is already known (unless ``allow_duplicate``). Nothing is written
-        unless everything, plugin event hooks included, succeeds.
+        normalised email or phone is already known (unless ``allow_duplicate``). The check holds under
+        concurrent writers (see :mod:`crmkit.claims`). Nothing is written unless everything, plugin event
+        hooks included, succeeds.
         """
         crm = self._crm
         values = load(crm.schemas.customer_in, data, message="invalid customer")
@@ -69,12 +75,12 @@ class Customers:
                 lifecycle=crm.lifecycle.stage(stage).lifecycle,
                 extra=self._runtime_values(values),
             )
-            self._normalise(customer)
+            self._normalise_email(customer)
+            self._normalise_phone(customer)
             self._check_owner(t, customer.owner_id)
-            if not allow_duplicate:
-                self._refuse_duplicates(t, customer)
             t.session.add(customer)
             t.session.flush()
+            self._claim(t, customer, set(), allow_duplicate=allow_duplicate)
             for plugin, table in crm.extension_tables.items():
                 row = {f.name: values.get(f.name) for f in crm.registry.fields_of(plugin)}
                 t.session.execute(insert(table).values(customer_id=customer.id, **row))
@@ -92,7 +98,12 @@ class Customers:
         allow_duplicate: bool = False,
         tx: Transaction | None = None,
     ) -> dict[str, Any]:
-        """Change some fields of a customer. The stage moves only through ``crm.lifecycle.move``."""
+        """Change some fields of a customer. The stage moves only through ``crm.lifecycle.move``.
+
+        The phone is read again when the phone, the country or the branch changes (they decide its
+        region). A new normalised email or phone is refused when another customer has it, unless
+        ``allow_duplicate``; a value the customer keeps is not checked again.
+        """
         crm = self._crm
         if isinstance(data, Mapping) and "stage" in data:
             raise ValidationError(
@@ -105,15 +116,19 @@ class Customers:
             if customer is None:
                 raise NotFound("customer", customer_id)
             self._check_owner(t, values.get("owner_id"))
+            held = claims_of(customer.email_normalized, customer.phone_normalized)
             for key in _CORE_INPUT:
                 if key in values:
                     setattr(customer, key, values[key])
             runtime = self._runtime_values(values, only_given=True)
             if runtime:
                 customer.extra = {**(customer.extra or {}), **runtime}
-            self._normalise(customer)
-            if not allow_duplicate and ({"email", "phone"} & values.keys()):
-                self._refuse_duplicates(t, customer, exclude=customer.id)
+            if "email" in values:
+                self._normalise_email(customer)
+            if _PHONE_INPUTS & values.keys():
+                self._normalise_phone(customer)
+            t.session.flush()
+            self._claim(t, customer, held, allow_duplicate=allow_duplicate)
             for plugin, table in crm.extension_tables.items():
                 row = {f.name: values[f.name] for f in crm.registry.fields_of(plugin) if f.name in values}
                 write_extension(t.session, table, customer_id, row)
@@ -140,7 +155,14 @@ class Customers:
     def merge(
         self, survivor_id: int, duplicate_id: int, *, actor_id: int | None = None, tx: Transaction | None = None
     ) -> dict[str, Any]:
-        """Merge ``duplicate_id`` into ``survivor_id``; see :func:`crmkit.merge.merge_customers`."""
+        """Merge ``duplicate_id`` into ``survivor_id``; see :func:`crmkit.merge.merge_customers`.
+
+        Rows of the duplicate that the survivor already has under a unique key (the same trigger firing
+        in the same window, the same activity from one source) are dropped, the rest move; the
+        duplicate's stage history is kept in the merge record (:meth:`merges`), not in the survivor's.
+        """
+        _check_id(survivor_id)
+        _check_id(duplicate_id)
         crm = self._crm
         with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
             merge_customers(t, survivor_id, duplicate_id, actor_id=actor_id or t.actor_id)
@@ -189,14 +211,45 @@ class Customers:
             columns.extend(table.c[f.name].label(f.name) for f in self._crm.registry.fields_of(plugin))
         return select(*columns).select_from(joined)
 
-    def find_duplicates(self, *, email: str | None = None, phone: str | None = None) -> list[int]:
-        """Ids of customers whose normalised email or phone matches."""
+    def merges(self, customer_id: int) -> list[dict[str, Any]]:
+        """The merges whose survivor is this customer, oldest first (a merged survivor's own merges
+        included: they follow it into the next survivor).
+
+        Each is ``{"merged_id", "at", "actor_id", "snapshot", "moved", "history"}``: ``snapshot`` is the
+        merged customer's last record, ``moved`` the rows moved per ``table.column`` (and under
+        ``"dropped"`` the rows dropped as the same fact recorded twice), ``history`` the merged customer's
+        stage history (``from_stage``, ``to_stage``, ``lifecycle``, ``at``, ``cause``, ``actor_id``).
+        """
+        _check_id(customer_id)
+        with self._crm.session() as s:
+            rows = s.scalars(select(Merge).where(Merge.survivor_id == customer_id).order_by(Merge.at, Merge.id))
+            return [
+                {
+                    "merged_id": r.merged_id,
+                    "at": r.at.isoformat(),
+                    "actor_id": r.actor_id,
+                    "snapshot": r.snapshot,
+                    "moved": r.moved,
+                    "history": list(r.history or []),
+                }
+                for r in rows
+            ]
+
+    def find_duplicates(
+        self, *, email: str | None = None, phone: str | None = None, country: str | None = None
+    ) -> list[int]:
+        """Ids of customers whose normalised email or phone matches.
+
+        ``phone`` is read in ``country`` (ISO 3166 alpha-2), else in the CRM's default region; a number
+        that is not valid there matches nobody.
+        """
         conditions = []
         if email:
             conditions.append(Customer.email_normalized == normalize_email(email))
         if phone:
+            region = _country(country) if country else None
             with contextlib.suppress(ValueError):
-                conditions.append(Customer.phone_normalized == self._crm.normalize_phone(phone))
+                conditions.append(Customer.phone_normalized == self._crm.normalize_phone(phone, region))
         if not conditions:
             return []
         with self._crm.session() as s:
@@ -247,36 +300,67 @@ class Customers:
             if not only_given or spec.name in values
         }
 
-    def _normalise(self, customer: Customer) -> None:
+    def _normalise_email(self, customer: Customer) -> None:
         customer.email_normalized = normalize_email(customer.email)
-        customer.phone_normalized = self._crm.normalize_phone(customer.phone) if customer.phone else None
+
+    def _normalise_phone(self, customer: Customer) -> None:
+        if not customer.phone:
+            customer.phone_normalized = None
+            return
+        region = self._crm.phone_region(customer.country, customer.branch)
+        try:
+            customer.phone_normalized = self._crm.normalize_phone(customer.phone, region)
+        except ValueError as exc:
+            raise ValidationError({"phone": [str(exc)]}, "invalid customer") from None
+
+    def _claim(self, t: Transaction, customer: Customer, held: set[tuple[str, str]], *, allow_duplicate: bool) -> None:
+        """Claim the values the customer gains and release those it lost, then, unless duplicates are
+        allowed, refuse a value another customer has. The claim comes first: it waits for any concurrent
+        writer of the same value, so the check that follows sees that writer's customer."""
+        now = claims_of(customer.email_normalized, customer.phone_normalized)
+        gained, lost = now - held, held - now
+        if not gained and not lost:
+            return
+        take_claims(t.session, dict.fromkeys(gained, customer.id), dict.fromkeys(lost, customer.id))
+        if gained and not allow_duplicate:
+            self._refuse_duplicates(t, customer, {kind for kind, _ in gained}, exclude=customer.id)
 
     def _check_owner(self, t: Transaction, owner_id: int | None) -> None:
         if owner_id is not None and t.session.get(User, owner_id) is None:
             raise ValidationError({"owner_id": [f"no user with id {owner_id}"]}, "invalid customer")
 
-    def _refuse_duplicates(self, t: Transaction, customer: Customer, exclude: int | None = None) -> None:
+    def _refuse_duplicates(self, t: Transaction, customer: Customer, kinds: set[str], exclude: int) -> None:
         checks = []
-        if customer.email_normalized:
+        if customer.email_normalized and "email" in kinds:
             checks.append(("email", Customer.email_normalized == customer.email_normalized))
-        if customer.phone_normalized:
+        if customer.phone_normalized and "phone" in kinds:
             checks.append(("phone", Customer.phone_normalized == customer.phone_normalized))
         if not checks:
             return
         query = select(Customer.id, Customer.email_normalized, Customer.phone_normalized).where(
-            or_(*(c for _, c in checks))
+            or_(*(c for _, c in checks)), Customer.id != exclude
         )
-        if exclude is not None:
-            query = query.where(Customer.id != exclude)
         rows = t.session.execute(query.order_by(Customer.id)).all()
         if rows:
             matched = sorted(
                 {
                     label
                     for row in rows
-                    for label in ("email", "phone")
+                    for label in sorted(kinds)
                     if getattr(row, f"{label}_normalized") == getattr(customer, f"{label}_normalized")
                     and getattr(customer, f"{label}_normalized")
                 }
             )
             raise DuplicateCustomerError([r.id for r in rows], matched)
+
+
+def _country(value: str) -> str:
+    code = value.strip().upper() if isinstance(value, str) else ""
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationError({"country": [f"not a known ISO 3166 alpha-2 country code: {value!r}"]}, "invalid search")
+    return code
+
+
+def _check_id(customer_id: object) -> None:
+    if isinstance(customer_id, bool) or not isinstance(customer_id, int) or not -_BIGINT <= customer_id < _BIGINT:
+        raise ValidationError({"customer_id": [f"not a customer id: {customer_id!r}"]}, "invalid customer id")

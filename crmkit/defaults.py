@@ -76,9 +76,15 @@ def crmkit_run_demo(path: Path, echo: Callable[[str], None], size: int) -> bool:
 @hookimpl(trylast=True)
 def crmkit_normalize_phone(raw: str, region: str) -> str | None:
     try:
-        number = phonenumbers.parse(raw, region.upper())
+        number = phonenumbers.parse(raw, region.upper(), keep_raw_input=True)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"not a phone number: {raw!r}") from exc
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError(f"not a possible phone number: {raw!r}")
+    if not phonenumbers.is_valid_number(number):
+        # name where it was read: a national number in the customer's region, an international one by its code
+        where = (
+            f"in {region.upper()}"
+            if number.country_code_source == phonenumbers.CountryCodeSource.FROM_DEFAULT_COUNTRY
+            else f"with country code +{number.country_code}"
+        )
+        raise ValueError(f"not a valid phone number {where}: {raw!r}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

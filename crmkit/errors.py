@@ -82,3 +82,16 @@ class CalendarConflictError(CRMError):
             f"calendar conflict for owner {owner_id}: overlaps activities {conflicting_ids}"
             " (pass allow_conflict=True to book anyway)"
         )
+
+
+class DatabaseBusyError(CRMError):
+    """Another writer held the database longer than the busy timeout (SQLite); nothing was written. Retry.
+
+    SQLite lets one writer in at a time: the others wait up to the engine's busy timeout (crmkit's
+    default is ``crmkit.app.SQLITE_BUSY_TIMEOUT`` seconds) and then get this error instead of the
+    driver's "database is locked".
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"the database is busy with another writer; nothing was written, try again ({detail})")

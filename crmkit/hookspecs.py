@@ -261,9 +261,14 @@ def crmkit_trigger_fired(tx: Transaction, trigger: Trigger, firings: Sequence[Fi
 def crmkit_normalize_phone(raw: str, region: str) -> str | None:
     """Return the normalised form of a phone number, used to find duplicates.
 
-    ``region`` is the CRM's default region (ISO country code) for numbers written without ``+``. The core
-    returns the E.164 form (``+14155550100``) and raises ``ValueError`` for text that cannot be a phone
-    number. Override it for local conventions (internal extensions, short codes).
+    ``region`` (an upper-case ISO 3166 alpha-2 code) is where a number written without ``+`` is read: for a
+    customer's phone, the customer's ``country``, else the region of their ``branch`` (the CRM's
+    ``branch_regions``), else the CRM's default ``region``; for ``crm.normalize_phone(raw, region)``, the
+    region given, else the default. A number written with ``+`` and a country code is that country's. The
+    core returns the E.164 form (``+14155550100``) of a number that is valid there (``phonenumbers``'
+    ``is_valid_number``) and raises ``ValueError`` with the reason otherwise ("not a valid phone number in
+    TH: ..."); the reason becomes the customer's validation error. Override it for local conventions
+    (internal extensions, short codes).
 
     .. versionadded:: 0.1
     """

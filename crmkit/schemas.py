@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import phonenumbers
 from marshmallow import RAISE, Schema, ValidationError, post_load, pre_load, validate, validates_schema
 from marshmallow import fields as mf
 
@@ -17,7 +18,10 @@ from crmkit.fields import marshmallow_field, output_field, to_json_value
 from crmkit.limits import Day, Email, Int, JSONObject, Moment, Money, Text
 from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
 
-Normalizer = Callable[[str], str | None]
+#: ``normalize(raw, region)``: the normalised phone, or ``ValueError`` with the reason.
+Normalizer = Callable[[str, str | None], str | None]
+#: ``region_of(country, branch)``: the region a customer's phone is read in.
+RegionOf = Callable[[str | None, str | None], str]
 
 
 class _Strict(Schema):
@@ -33,14 +37,17 @@ class _Strict(Schema):
         return data
 
 
-def _phone(normalize: Normalizer) -> Callable[[str], None]:
-    def check(value: str) -> None:
-        try:
-            normalize(value)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from exc
+class _Country(mf.String):
+    """ISO 3166 alpha-2, stored upper-case; only regions ``phonenumbers`` knows, since phones are read in it."""
 
-    return check
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        code = text.strip().upper()
+        if not code:
+            return None  # an empty form field: no country
+        if len(code) != 2 or not code.isascii() or not code.isalpha() or code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValidationError(f"not a known ISO 3166 alpha-2 country code: {text!r}")
+        return code
 
 
 def _str(max_length: int, **kwargs: Any) -> mf.String:
@@ -48,25 +55,48 @@ def _str(max_length: int, **kwargs: Any) -> mf.String:
 
 
 def customer_in(
-    fields: Iterable[FieldSpec], runtime: Iterable[FieldSpec], normalize_phone: Normalizer, stages: Iterable[str]
+    fields: Iterable[FieldSpec],
+    runtime: Iterable[FieldSpec],
+    normalize_phone: Normalizer,
+    stages: Iterable[str],
+    region_of: RegionOf,
 ) -> type[Schema]:
-    """The schema of customer input: core fields, plugin fields, run-time fields, all flat."""
+    """The schema of customer input: core fields, plugin fields, run-time fields, all flat.
+
+    A full input's phone is checked in the region its own ``country`` or ``branch`` gives (``region_of``).
+    A partial input (an update) cannot know the stored country and branch: the service checks it.
+    """
     declared: dict[str, mf.Field] = {
         "name": Text(required=True, min_length=1, max_length=200),
         "email": Email(allow_none=True, max_length=320),
-        "phone": Text(allow_none=True, max_length=50, validate=_phone(normalize_phone)),
+        "phone": Text(allow_none=True, max_length=50),
         "birthday": Day(allow_none=True, not_after_today=True),
         "source": _str(100),
         "campaign": _str(100),
         "owner_id": Int(allow_none=True),
         "branch": _str(100),
+        "country": _Country(allow_none=True),
         "stage": Text(validate=validate.OneOf(list(stages))),
     }
     for spec in fields:
         declared[spec.name] = marshmallow_field(spec)
     for spec in runtime:
         declared[spec.name] = marshmallow_field(spec)
-    return _Strict.from_dict(declared, name="CustomerIn")
+
+    class CustomerIn(_Strict):
+        @validates_schema(skip_on_field_errors=False, pass_original=True)
+        def _phone_in_region(self, values: dict[str, Any], original: Any, *, partial: Any = None, **_: Any) -> None:
+            phone = values.get("phone")
+            if partial or not phone or not isinstance(original, Mapping):
+                return
+            if original.get("country") and "country" not in values:
+                return  # the country is wrong; a phone read in some other region would only confuse
+            try:
+                normalize_phone(phone, region_of(values.get("country"), values.get("branch")))
+            except ValueError as exc:
+                raise ValidationError({"phone": [str(exc)]}) from exc
+
+    return CustomerIn.from_dict(declared, name="CustomerIn")
 
 
 def customer_out(fields: Iterable[FieldSpec], runtime: Iterable[FieldSpec]) -> type[Schema]:
@@ -82,6 +112,7 @@ def customer_out(fields: Iterable[FieldSpec], runtime: Iterable[FieldSpec]) -> t
         "campaign": mf.String(),
         "owner_id": mf.Integer(),
         "branch": mf.String(),
+        "country": mf.String(),
         "stage": mf.String(),
         "lifecycle": mf.String(),
         "stage_changed_at": mf.DateTime(),

@@ -6,7 +6,9 @@ Add ``pytest_plugins = ["crmkit.testing"]`` to your ``conftest.py`` and you get:
   or on the database named by the ``CRMKIT_TEST_DATABASE_URL`` environment variable (each test gets its
   own PostgreSQL schema, dropped afterwards);
 * ``crm``: a CRM without plugins, from ``crm_factory``;
-* :func:`check_plugin`, contract checks any plugin gets for free.
+* :func:`check_plugin`, contract checks any plugin gets for free;
+* :func:`database_of`, the URL and engine options of a factory-built CRM, so that another process (a
+  concurrency test's workers) can open the same database: ``CRM(url, engine_options=options)``.
 
 If ``CRMKIT_TEST_DATABASE_URL`` is set and the database cannot be reached, the test run fails at start:
 it never silently falls back to SQLite.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,9 @@ from sqlalchemy import create_engine, text
 from crmkit.app import CRM
 
 ENV_VAR = "CRMKIT_TEST_DATABASE_URL"
+
+# what crm_factory opened each CRM with; weak so a CRM closed and dropped by a test does not linger
+_OPENED_WITH: weakref.WeakKeyDictionary[CRM, tuple[str, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
 def database_url() -> str | None:
@@ -98,6 +104,8 @@ def crm_factory(tmp_path: Path) -> Iterator[Callable[..., CRM]]:
         url, engine_options = dbs.new()
         kwargs.setdefault("load_entry_points", False)
         crm = CRM(url, plugins=plugins, engine_options=engine_options, **kwargs)
+        assert url is not None
+        _OPENED_WITH[crm] = (url, engine_options)
         dbs._crms.append(crm)
         if create_schema:
             crm.create_schema()
@@ -111,6 +119,17 @@ def crm_factory(tmp_path: Path) -> Iterator[Callable[..., CRM]]:
 def crm(crm_factory: Callable[..., CRM]) -> CRM:
     """A CRM with the core only, on a fresh database."""
     return crm_factory()
+
+
+def database_of(crm: CRM) -> tuple[str, dict[str, Any]]:
+    """The URL and engine options ``crm_factory`` built ``crm`` with.
+
+    A child process (``multiprocessing`` with the "spawn" context, say) opens the very same database, the
+    test's own PostgreSQL schema included, with ``CRM(url, engine_options=options)``. Both are plain data,
+    so they can be passed to a process. Raises ``KeyError`` for a CRM the factory did not build.
+    """
+    url, options = _OPENED_WITH[crm]
+    return url, {k: (dict(v) if isinstance(v, dict) else v) for k, v in options.items()}
 
 
 def check_plugin(crm: CRM, name: str) -> None:

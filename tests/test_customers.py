@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from crmkit import CRM, DuplicateCustomerError, FieldSpec, NotFound, ValidationError
 from crmkit.customers import normalize_email
 from crmkit.db import Customer, StageHistory
+from crmkit.db.models import CustomerClaim
 
 
 def count(crm: CRM, model: Any) -> int:
@@ -287,3 +288,126 @@ def test_plugin_fields_of_a_customer_created_before_the_plugin_are_kept(crm: CRM
     with_probe.customers.update(other["id"], {"tier": "gold"})
     merged = with_probe.customers.merge(anna["id"], other["id"])
     assert (merged["score"], merged["tier"]) == (4, "gold")
+
+
+# -- phones: validated, read in the customer's region --------------------------------------------------
+
+THAI_NATIONAL = "081-234-5679"
+
+
+def test_a_thai_number_is_read_in_thailand_and_matches_no_us_number(crm: CRM) -> None:
+    thai = crm.customers.create({"name": "Somchai", "phone": THAI_NATIONAL, "country": "th"})
+    assert (thai["country"], thai["phone_normalized"]) == ("TH", "+66812345679")
+    us = crm.customers.create({"name": "Anna", "phone": "(812) 345-6790"})
+    assert us["phone_normalized"] == "+18123456790"
+    assert crm.customers.duplicate_groups() == []
+    assert crm.customers.find_duplicates(phone="+66 81 234 5679") == [thai["id"]]
+    assert crm.customers.find_duplicates(phone=THAI_NATIONAL, country="TH") == [thai["id"]]
+    assert crm.customers.find_duplicates(phone=THAI_NATIONAL) == []  # not a US number: matches nobody
+    assert crm.customers.find_duplicates(phone="812 345 6790") == [us["id"]]
+    with pytest.raises(DuplicateCustomerError):
+        crm.customers.create({"name": "Somchai again", "phone": "+66 81 234 5679"})
+
+
+def test_an_invalid_number_is_rejected_with_a_reason_naming_the_region(crm: CRM) -> None:
+    for raw, reason in [
+        ("0000000000", "not a valid phone number in US"),
+        (THAI_NATIONAL, "not a valid phone number in US"),
+        ("+66 00 000 000", "not a valid phone number with country code +66"),
+        ("call me", "not a phone number"),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            crm.customers.create({"name": "Nobody", "phone": raw})
+        assert reason in err.value.errors["phone"][0], raw
+    with pytest.raises(ValidationError, match="not a valid phone number in TH"):
+        crm.customers.create({"name": "Nobody", "phone": "(415) 555-0100", "country": "TH"})
+    assert crm.customers.count() == 0
+
+
+def test_the_branch_region_applies_when_the_customer_has_no_country(crm_factory: Any) -> None:
+    crm = crm_factory(branch_regions={"bangkok": "th"})
+    in_bangkok = crm.customers.create({"name": "Somchai", "phone": THAI_NATIONAL, "branch": "bangkok"})
+    assert in_bangkok["phone_normalized"] == "+66812345679"
+    visitor = crm.customers.create(
+        {"name": "Anna", "phone": "(415) 555-0100", "branch": "bangkok", "country": "US"}
+    )  # the customer's own country wins over the branch's
+    assert visitor["phone_normalized"] == "+14155550100"
+    with pytest.raises(ValidationError, match="not a valid phone number in US"):
+        crm.customers.create({"name": "Elsewhere", "phone": THAI_NATIONAL, "branch": "downtown"})
+    assert crm.normalize_phone(THAI_NATIONAL, "TH") == "+66812345679"
+
+
+def test_the_crms_default_region_applies_last(crm_factory: Any) -> None:
+    crm = crm_factory(region="gb")
+    assert crm.region == "GB"
+    london = crm.customers.create({"name": "Alice", "phone": "020 7946 0018"})
+    assert london["phone_normalized"] == "+442079460018"
+    assert crm.normalize_phone("020 7946 0018") == "+442079460018"
+    with pytest.raises(ValidationError, match="not a valid phone number in GB"):
+        crm.customers.create({"name": "Bob", "phone": "(415) 555-0100"})
+
+
+def test_the_phone_is_read_again_when_country_or_branch_change(crm_factory: Any) -> None:
+    crm = crm_factory(branch_regions={"bangkok": "TH"})
+    somchai = crm.customers.create({"name": "Somchai", "phone": THAI_NATIONAL, "country": "TH"})
+    with pytest.raises(ValidationError, match="not a valid phone number in US"):
+        crm.customers.update(somchai["id"], {"country": None})
+    with pytest.raises(ValidationError, match="not a valid phone number in TH"):
+        crm.customers.update(somchai["id"], {"phone": "0000000000"})
+    assert crm.customers.get(somchai["id"]) == somchai  # nothing changed
+    # the branch supplies the region once the country is gone
+    moved = crm.customers.update(somchai["id"], {"country": None, "branch": "bangkok"})
+    assert (moved["country"], moved["phone_normalized"]) == (None, "+66812345679")
+    # a national number read in a new country is a new number
+    anna = crm.customers.create({"name": "Anna", "phone": "02 123 4567", "country": "TH"})
+    assert anna["phone_normalized"] == "+6621234567"
+    with pytest.raises(ValidationError, match="not a valid phone number in US"):
+        crm.customers.update(anna["id"], {"country": "US"})
+    updated = crm.customers.update(anna["id"], {"phone": "+1 415 555 0100", "country": "US"})
+    assert updated["phone_normalized"] == "+14155550100"
+
+
+def test_country_is_a_known_two_letter_code(crm: CRM) -> None:
+    assert crm.customers.create({"name": "A", "country": " vn "})["country"] == "VN"
+    assert crm.customers.create({"name": "B", "country": ""})["country"] is None
+    for bad in ("XX", "Thailand", "T1", "ไท", 66):
+        with pytest.raises(ValidationError) as err:
+            crm.customers.create({"name": "C", "country": bad})
+        assert set(err.value.errors) == {"country"}, bad
+    with pytest.raises(ValidationError):
+        crm.customers.find_duplicates(phone=THAI_NATIONAL, country="XX")
+    assert crm.customers.count() == 2
+
+
+def test_regions_of_the_crm_are_checked_when_it_is_built(crm_factory: Any) -> None:
+    with pytest.raises(ValueError, match="region"):
+        crm_factory(region="XX")
+    with pytest.raises(ValueError, match="branch_regions"):
+        crm_factory(branch_regions={"north": "Norway"})
+
+
+def test_claims_follow_the_values_a_customer_holds(crm: CRM) -> None:
+    anna = crm.customers.create({"name": "Anna", "email": "anna@example.com", "phone": "(415) 555-0100"})
+    ben = crm.customers.create({"name": "Ben", "email": "anna@example.com"}, allow_duplicate=True)
+    assert claims(crm) == [("email", "anna@example.com", ben["id"]), ("phone", "+14155550100", anna["id"])]
+    crm.customers.update(anna["id"], {"email": "anna@new.example", "phone": None})
+    # Anna's old phone is released; the old email's row names Ben, who still holds it, so it stays
+    assert claims(crm) == [("email", "anna@example.com", ben["id"]), ("email", "anna@new.example", anna["id"])]
+    # the phone Anna gave up is free again
+    assert crm.customers.create({"name": "Cleo", "phone": "+14155550100"})["phone_normalized"] == "+14155550100"
+
+
+def test_keeping_a_shared_value_on_update_is_not_a_new_duplicate(crm: CRM) -> None:
+    anna = crm.customers.create({"name": "Anna", "email": "anna@example.com"})
+    ben = crm.customers.create({"name": "Ben", "email": "anna@example.com"}, allow_duplicate=True)
+    assert crm.customers.update(ben["id"], {"email": "ANNA@example.com", "name": "Ben B."})["name"] == "Ben B."
+    crm.customers.update(anna["id"], {"phone": "(415) 555-0100"})
+    with pytest.raises(DuplicateCustomerError) as err:  # only the value Ben gains is checked: the phone
+        crm.customers.update(ben["id"], {"phone": "415 555 0100", "email": "anna@example.com"})
+    assert err.value.existing_ids == [anna["id"]] and err.value.matched_on == ["phone"]
+
+
+def claims(crm: CRM) -> list[tuple[str, str, int]]:
+    with crm.session() as s:
+        rows = s.execute(select(CustomerClaim.kind, CustomerClaim.value, CustomerClaim.customer_id))
+        return sorted((k, v, c) for k, v, c in rows)
