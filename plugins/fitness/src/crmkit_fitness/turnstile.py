@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -19,10 +18,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
-from sqlalchemy import Integer, bindparam, case, select, update
+from sqlalchemy import select
 
 from crmkit.db import Activity
-from crmkit_fitness.models import Membership
+from crmkit_fitness.sessions import use_sessions
 
 if TYPE_CHECKING:
     from crmkit import CRM
@@ -139,33 +138,13 @@ def _import(crm: CRM, handle: TextIO, club: str, zone: dt.tzinfo, batch_size: in
                 tx=tx,
             )
             failed = {r.index for r in report.rejected}
-            _use_sessions(tx.session, [(cid, moment) for i, (_, cid, moment, _) in enumerate(fresh) if i not in failed])
+            use_sessions(
+                tx.session, [(cid, moment.date()) for i, (_, cid, moment, _) in enumerate(fresh) if i not in failed]
+            )
         imported += report.inserted
         rejected.extend(LineError(fresh[r.index][0], _reason(r.errors)) for r in report.rejected)
     rejected.sort(key=lambda e: e.line)
     return TurnstileReport(imported, duplicates, tuple(rejected))
-
-
-def _use_sessions(session: Any, visits: list[tuple[int, dt.datetime]]) -> None:
-    """Each check-in uses a session of the membership that covers its day, if that membership counts
-    sessions; one UPDATE per batch (executemany), never below zero."""
-    per_day = Counter((cid, moment.date()) for cid, moment in visits)
-    if not per_day:
-        return
-    m = Membership.__table__
-    n = bindparam("n", type_=Integer())
-    statement = (
-        update(m)
-        .where(
-            m.c.customer_id == bindparam("cid"),
-            m.c.starts_on <= bindparam("day"),
-            m.c.ends_on >= bindparam("day"),
-            m.c.status != "cancelled",
-            m.c.sessions_left.is_not(None),
-        )
-        .values(sessions_left=case((m.c.sessions_left > n, m.c.sessions_left - n), else_=0))
-    )
-    session.connection().execute(statement, [{"cid": c, "day": d, "n": k} for (c, d), k in per_day.items()])
 
 
 def _reason(errors: dict[str, Any]) -> str:
