@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from itertools import chain, islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import Dialect, and_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.models import Activity, Contact, Customer, User
@@ -43,14 +46,24 @@ _COLUMNS = (
     "currency",
     "owner_id",
     "data",
+    "source",
+    "external_id",
 )
 _INSERT_COLUMNS = (*_COLUMNS, "created_at")
 #: The columns of an ingested row's driver values that the reference check and the hook look at.
-_CUSTOMER, _CONTACT, _OWNER, _KIND = (
-    itemgetter(_INSERT_COLUMNS.index(name)) for name in ("customer_id", "contact_id", "owner_id", "kind")
+_CUSTOMER, _CONTACT, _OWNER, _KIND, _EXTERNAL = (
+    itemgetter(_INSERT_COLUMNS.index(name)) for name in ("customer_id", "contact_id", "owner_id", "kind", "external_id")
 )
+#: The idempotency key: the columns of the unique index ``uq_crm_activities_source_key``.
+_KEY_COLUMNS = ("customer_id", "source", "external_id")
+_EXTERNAL_AT = _INSERT_COLUMNS.index("external_id")
+_KEY = itemgetter(*(_INSERT_COLUMNS.index(name) for name in _KEY_COLUMNS))
+#: What the ``crmkit_activities_ingested`` hook is told about each stored row.
+_RECORD_COLUMNS = tuple(c for c in _INSERT_COLUMNS if c not in ("created_at",))
+_RECORD_POSITIONS = tuple(_INSERT_COLUMNS.index(c) for c in _RECORD_COLUMNS)
 #: Ids per ``IN (...)`` of the reference check, well under SQLite's limit of bound parameters.
 _IN_CHUNK = 10_000
+_CENT = Decimal("0.01")
 
 
 @attrs.frozen
@@ -63,10 +76,16 @@ class RowError:
 
 @attrs.frozen
 class IngestReport:
-    """What a bulk ingest did: how many rows went in, and every rejected row with its reason."""
+    """What a bulk ingest did: how many rows went in, every rejected row with its reason, and how many rows
+    were skipped because an activity with their idempotency key (customer, source, external id) was
+    already stored (by an earlier call, a concurrent one, or an earlier row of this call).
+
+    ``inserted + skipped + len(rejected)`` is always the number of input rows.
+    """
 
     inserted: int
     rejected: tuple[RowError, ...]
+    skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -92,19 +111,35 @@ class Activities:
 
         A calendar kind (meeting, visit...) that overlaps another calendar activity of the same owner
         raises ``CalendarConflictError`` unless ``allow_conflict``.
+
+        An activity with an idempotency key (``source`` and ``external_id``) that the customer already has
+        is not recorded again: the stored activity is returned unchanged, nothing is written and no hook is
+        called. An integration may deliver the same event twice, or two workers may deliver it at once;
+        either way it is stored once.
         """
         crm = self._crm
         values = self._prepare(load(crm.schemas.activity_in, data, message="invalid activity"))
+        keyed = values["external_id"] is not None
         with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
             self._check_references(t.session, [values])
+            stored = self._by_key(t.session, values) if keyed else None
+            if stored is not None:
+                return crm.schemas.activity_out.dump(stored)
             kind = crm.registry.activity_kinds[values["kind"]]
             if kind.calendar and not allow_conflict and values.get("owner_id") and values["status"] in _BUSY:
                 clashes = self._overlapping(t.session, values["owner_id"], values["occurred_at"], values["ends_at"])
                 if clashes:
                     raise CalendarConflictError(values["owner_id"], clashes)
-            activity = Activity(**values)
-            t.session.add(activity)
-            t.session.flush()
+            if keyed:
+                activity = self._insert_new(t.session, values)
+                if activity is None:  # a concurrent writer stored the same key after our look-up
+                    stored = self._by_key(t.session, values)
+                    assert stored is not None
+                    return crm.schemas.activity_out.dump(stored)
+            else:
+                activity = Activity(**values)
+                t.session.add(activity)
+                t.session.flush()
             record = crm.schemas.activity_out.dump(activity)
             crm.hook.crmkit_activity_logged(tx=t, activity=record)
             return record
@@ -129,10 +164,19 @@ class Activities:
         kind's declared types) are checked without marshmallow and go in several times faster; any other
         row goes through marshmallow. Both ways accept, reject and store exactly the same (see
         ``crmkit.fastpath``).
+
+        A row with an idempotency key (``source`` and ``external_id``) is stored only if the customer has
+        no activity with that key yet (``INSERT ... ON CONFLICT DO NOTHING``, which also holds against a
+        concurrent ingest of the same rows); otherwise it counts as ``skipped``. So an ingest can be run
+        again after a crash, or run twice by mistake, without storing anything twice. The hook
+        ``crmkit_activities_ingested`` is told about the rows stored, never about skipped ones.
         """
         crm = self._crm
-        inserted = 0
+        inserted = skipped = 0
         rejected: list[RowError] = []
+        hook = crm.hook.crmkit_activities_ingested
+        # building a dict per stored row costs: only when some implementation reads them
+        wants_rows = any("activities" in impl.argnames for impl in hook.get_hookimpls())
         with use_transaction(crm, crm.session_factory, tx) as t:
             connection = t.session.connection()
             writer = self._writer(connection.dialect)
@@ -160,15 +204,24 @@ class Activities:
                     good = [values for k, values in enumerate(good) if k not in unknown]
                 if all_or_nothing and rejected:
                     continue
-                if good:
-                    inserted += writer.insert.execute(connection, good)
-                    crm.hook.crmkit_activities_ingested(tx=t, count=len(good), kinds=dict(Counter(map(_KIND, good))))
+                if not good:
+                    continue
+                stored = writer.store(connection, good)
+                inserted += len(stored)
+                skipped += len(good) - len(stored)
+                if stored:
+                    hook(
+                        tx=t,
+                        count=len(stored),
+                        kinds=dict(Counter(map(_KIND, stored))),
+                        activities=writer.records(stored) if wants_rows else [],
+                    )
             if all_or_nothing and rejected:
                 raise ValidationError(
                     {str(r.index): r.errors for r in rejected}, f"{len(rejected)} rows rejected, nothing written"
                 )
         rejected.sort(key=lambda r: r.index)
-        return IngestReport(inserted, tuple(rejected))
+        return IngestReport(inserted, tuple(rejected), skipped)
 
     def get(self, activity_id: int) -> dict[str, Any]:
         with self._crm.session() as s:
@@ -207,6 +260,24 @@ class Activities:
         values["ends_at"] = _ends_at(kind, values["occurred_at"], values.get("duration_min"))
         # every row carries every column, so a batch is one executemany with one statement shape
         return {column: values.get(column) for column in _COLUMNS}
+
+    def _by_key(self, session: Any, values: Mapping[str, Any]) -> Activity | None:
+        return session.scalars(
+            select(Activity).where(*(getattr(Activity, c) == values[c] for c in _KEY_COLUMNS))
+        ).one_or_none()
+
+    def _insert_new(self, session: Any, values: Mapping[str, Any]) -> Activity | None:
+        """Insert a keyed activity unless its key is stored, committed or by a concurrent transaction (whose
+        end PostgreSQL waits for); the new activity, or ``None`` when the key was taken."""
+        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.get_bind().dialect.name]
+        statement = (
+            insert(Activity)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=list(_KEY_COLUMNS))
+            .returning(Activity.id)
+        )
+        new_id = session.execute(statement).scalar_one_or_none()
+        return None if new_id is None else session.get(Activity, new_id)
 
     def _writer(self, dialect: Dialect) -> _RowWriter:
         if dialect not in self._writers:
@@ -253,6 +324,38 @@ class _RowWriter:
         self._processors = dict(zip(self.insert.columns, self.insert.processors, strict=True))
         kinds = activities._crm.registry.activity_kinds
         self.typed = _typed_rows(kinds, self._processors, dialect) or _never
+
+    def store(self, connection: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (driver values); return those stored. A keyed row is stored once: not when its key
+        is in the table already, nor when an earlier row of ``rows`` has it."""
+        if not any(map(_EXTERNAL, rows)):  # the usual batch: no keys, one plain executemany
+            self.insert.execute(connection, rows)
+            return rows
+        plain = [row for row in rows if row[_EXTERNAL_AT] is None]
+        first: dict[Any, tuple[Any, ...]] = {}
+        for row in rows:
+            if row[_EXTERNAL_AT] is not None:
+                first.setdefault(_KEY(row), row)
+        # sorted, so concurrent ingests of overlapping keys take their row locks in the same order
+        keyed = [first[key] for key in sorted(first)]
+        new = set(self.insert.insert_new(connection, keyed, _KEY_COLUMNS))
+        self.insert.execute(connection, plain)
+        return plain + [row for row in keyed if _KEY(row) in new]
+
+    def records(self, rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        """Stored rows (driver values) as the ``crmkit_activities_ingested`` hook gets them: every column
+        but the id and ``created_at``, datetimes aware UTC, ``data`` a dict, ``amount`` a ``Decimal``."""
+        out = []
+        for row in rows:
+            record = dict(zip(_RECORD_COLUMNS, map(row.__getitem__, _RECORD_POSITIONS), strict=True))
+            for name in ("occurred_at", "ends_at"):
+                record[name] = _from_driver_datetime(record[name])
+            if isinstance(record["data"], str):
+                record["data"] = json.loads(record["data"])
+            if record["amount"] is not None and not isinstance(record["amount"], Decimal):
+                record["amount"] = Decimal(str(record["amount"])).quantize(_CENT)  # SQLite's driver takes floats
+            out.append(record)
+        return out
 
     def created(self, now: dt.datetime) -> Any:
         """The driver value of ``created_at`` for a batch created ``now``."""
@@ -314,6 +417,8 @@ def _typed_rows(
             get("currency"),
             get("owner_id"),
             to_json(data),
+            get("source"),
+            get("external_id"),
             created,
         )
 
@@ -326,6 +431,15 @@ def _batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[Iterator[
     numbered = enumerate(rows)
     for first in numbered:
         yield chain((first,), islice(numbered, size - 1))
+
+
+def _from_driver_datetime(value: Any) -> dt.datetime | None:
+    """A ``UTCDateTime`` driver value (naive UTC, or SQLite's text of it) as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC)
 
 
 def _ends_at(kind: ActivityKindSpec, occurred: dt.datetime, duration: int | None) -> dt.datetime | None:

@@ -53,6 +53,8 @@ _COLUMN_CHECKS: dict[str, Callable[[Any], bool]] = {
     "currency": lambda v: _plain_str(v) and bool(_CURRENCY.match(v)),
     "owner_id": _int,
     "contact_id": _int,
+    "source": lambda v: _plain_str(v, 100) and v != "",
+    "external_id": lambda v: _plain_str(v, 200) and v != "",
 }
 #: Keys checked one by one in the check itself, always looked at.
 _CORE_KEYS = frozenset({"customer_id", "kind", "status", "occurred_at", "amount", "data"})
@@ -150,6 +152,8 @@ def activity_fast_check(kinds: Mapping[str, ActivityKindSpec]) -> FastCheck:
                 value = row[key]
                 if value is not None and not _COLUMN_CHECKS[key](value):
                     return None
+            if get("external_id") is not None and get("source") is None:
+                return None  # a key without its source: marshmallow says why
         data = data_checks[kind_name](get("data", {}))
         if data is None:
             return None

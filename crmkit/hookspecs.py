@@ -210,10 +210,20 @@ def crmkit_activity_logged(tx: Transaction, activity: Mapping[str, Any]) -> None
 
 
 @hookspec
-def crmkit_activities_ingested(tx: Transaction, count: int, kinds: Mapping[str, int]) -> None:
+def crmkit_activities_ingested(
+    tx: Transaction, count: int, kinds: Mapping[str, int], activities: Sequence[Mapping[str, Any]]
+) -> None:
     """Called once per inserted batch of ``crm.activities.ingest``, inside the ingest's transaction.
 
-    ``count`` rows were inserted; ``kinds`` counts them by kind. Raise to abort the whole ingest.
+    ``count`` rows were stored; ``kinds`` counts them by kind. Rows skipped because their idempotency key
+    was already stored are not among them, so an implementation never acts twice on one event.
+
+    ``activities`` are the stored rows, one dict each with every input column (``customer_id``, ``kind``,
+    ``status``, ``occurred_at`` and ``ends_at`` as aware UTC datetimes, ``data`` as a dict, ``source``,
+    ``external_id``...) but no ``id``. Building them costs time on big ingests, so crmkit builds them only
+    when a registered implementation names the ``activities`` argument; otherwise the list is empty.
+
+    Raise to abort the whole ingest.
 
     .. versionadded:: 0.1
     """

@@ -127,13 +127,21 @@ def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
         owner_id = mf.Integer(allow_none=True)
         contact_id = mf.Integer(allow_none=True)
         data = mf.Dict(keys=mf.String(), load_default=dict)
+        # the idempotency key: where the event comes from and its id there (see ``Activities.ingest``)
+        source = mf.String(allow_none=True, validate=validate.Length(min=1, max=100))
+        external_id = mf.String(allow_none=True, validate=validate.Length(min=1, max=200))
 
         @validates_schema(skip_on_field_errors=False)
         def _kind_rules(self, values: dict[str, Any], **_: Any) -> None:
+            errors: dict[str, Any] = {}
+            if values.get("external_id") is not None and values.get("source") is None:
+                # without a source the key would be NULL in the unique index and never match anything
+                errors["source"] = ["required with an external_id"]
             kind = kinds.get(values.get("kind", ""))
             if kind is None:
+                if errors:
+                    raise ValidationError(errors)
                 return
-            errors: dict[str, Any] = {}
             data = values.get("data") or {}
             sub = data_schemas[kind.name]
             # a kind that declares its data is strict about it; one that declares none takes free JSON
@@ -182,6 +190,8 @@ def activity_out() -> type[Schema]:
             "currency": mf.String(),
             "owner_id": mf.Integer(),
             "data": mf.Dict(),
+            "source": mf.String(),
+            "external_id": mf.String(),
             "created_at": mf.DateTime(),
         },
         name="ActivityOut",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import pytest
 from probe import Probe
 from sqlalchemy import func, select
 
-from crmkit import CRM, CalendarConflictError, NotFound, ValidationError
+from crmkit import CRM, CalendarConflictError, NotFound, ValidationError, hookimpl
+from crmkit.activities import _RowWriter
 from crmkit.db import Activity
 
 T0 = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
@@ -380,3 +383,175 @@ def test_activity_kind_channels_come_from_the_list() -> None:
 
     with pytest.raises(ValueError, match="telefax"):
         ActivityKindSpec("fax", channel="telefax")
+
+
+# -- the idempotency key ---------------------------------------------------------------------------------
+
+
+def keyed_visits(p: dict[str, Any], n: int, source: str = "turnstile") -> list[dict[str, Any]]:
+    """``n`` check-ins of Anna and Ben, each with its own id at the turnstile, typed (the fast path)."""
+    return [
+        {
+            "customer_id": p["anna"] if i % 2 else p["ben"],
+            "kind": "visit",
+            "occurred_at": T0 + dt.timedelta(minutes=i),
+            "source": source,
+            "external_id": f"gate-1:{i}",
+        }
+        for i in range(n)
+    ]
+
+
+def stored_keys(crm: CRM) -> list[tuple[int, str | None, str | None]]:
+    with crm.session() as s:
+        return [tuple(r) for r in s.execute(select(Activity.customer_id, Activity.source, Activity.external_id))]
+
+
+def test_ingesting_the_same_keyed_rows_twice_stores_them_once(pcrm: CRM, people: dict[str, Any], probe: Probe) -> None:
+    rows = keyed_visits(people, 1000)
+    first = pcrm.activities.ingest(rows, batch_size=300)
+    assert (first.inserted, first.skipped, first.rejected) == (1000, 0, ())
+    again = pcrm.activities.ingest(rows, batch_size=300)
+    assert (again.inserted, again.skipped, again.rejected) == (0, 1000, ())
+    assert n_activities(pcrm) == 1000
+    assert sorted(stored_keys(pcrm)) == sorted((r["customer_id"], r["source"], r["external_id"]) for r in rows)
+    # the hook heard of the first call's rows only
+    assert sum(c for c, _ in probe.of("ingested")) == 1000
+    # as text (marshmallow's way) the same rows are the same keys
+    as_text = [{**r, "occurred_at": r["occurred_at"].isoformat(), "customer_id": str(r["customer_id"])} for r in rows]
+    third = pcrm.activities.ingest(as_text[:10])
+    assert (third.inserted, third.skipped) == (0, 10)
+
+
+def test_a_rerun_after_a_crash_between_chunked_calls_stores_each_row_once(pcrm: CRM, people: dict[str, Any]) -> None:
+    rows = keyed_visits(people, 1000)
+    assert pcrm.activities.ingest(rows[:500]).inserted == 500  # the first chunk committed
+
+    def crashing() -> Any:
+        yield from rows[500:800]
+        raise KeyboardInterrupt("the import was killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        pcrm.activities.ingest(crashing(), batch_size=100)
+    assert n_activities(pcrm) == 500  # the killed chunk left nothing
+    rerun = pcrm.activities.ingest(rows, batch_size=128)
+    assert (rerun.inserted, rerun.skipped, rerun.rejected) == (500, 500, ())
+    assert n_activities(pcrm) == 1000
+    assert len(set(stored_keys(pcrm))) == 1000
+
+
+def test_the_same_key_twice_in_one_call_is_stored_once(pcrm: CRM, people: dict[str, Any], probe: Probe) -> None:
+    anna, ben = people["anna"], people["ben"]
+    rows = [
+        {"customer_id": anna, "kind": "visit", "source": "turnstile", "external_id": "e1"},
+        {"customer_id": anna, "kind": "visit", "source": "turnstile", "external_id": "e1"},  # same batch
+        {"customer_id": anna, "kind": "visit"},  # no key: unrestricted
+        {"customer_id": anna, "kind": "visit"},
+        {"customer_id": anna, "kind": "visit", "source": "turnstile", "external_id": "e1"},  # next batch
+        {"customer_id": anna, "kind": "visit", "source": "pbx", "external_id": "e1"},  # another source
+        {"customer_id": ben, "kind": "visit", "source": "turnstile", "external_id": "e1"},  # another customer
+        {"customer_id": anna, "kind": "visit", "source": "turnstile"},  # a source alone is no key
+        {"customer_id": anna, "kind": "visit", "source": "turnstile"},
+        {"customer_id": anna, "kind": "visit", "external_id": "e2"},  # a key needs its source
+        {"customer_id": anna, "kind": "visit", "source": "turnstile", "external_id": "x" * 201},
+    ]
+    report = pcrm.activities.ingest(rows, batch_size=4)
+    assert (report.inserted, report.skipped) == (7, 2)
+    assert [(r.index, sorted(r.errors)) for r in report.rejected] == [(9, ["source"]), (10, ["external_id"])]
+    assert report.inserted + report.skipped + len(report.rejected) == len(rows)
+    assert n_activities(pcrm) == 7
+    assert sorted(probe.of("ingested")) == sorted([(3, {"visit": 3}), (3, {"visit": 3}), (1, {"visit": 1})])
+
+
+class RowListener:
+    """A plugin that reads the stored rows of every ingested batch, as the fitness plugin does."""
+
+    plugin_name = "row_listener"
+
+    def __init__(self) -> None:
+        self.batches: list[list[dict[str, Any]]] = []
+
+    @hookimpl
+    def crmkit_activities_ingested(self, count: int, kinds: Any, activities: Any) -> None:
+        assert count == len(activities)
+        self.batches.append(list(activities))
+
+
+def test_the_hook_gets_the_stored_rows_and_never_a_skipped_one(crm_factory: Any) -> None:
+    listener = RowListener()
+    crm = crm_factory([listener])
+    anna = crm.customers.create({"name": "Anna"})["id"]
+    zone = dt.timezone(dt.timedelta(hours=7))
+    rows = [
+        {"customer_id": anna, "kind": "visit", "occurred_at": T0.astimezone(zone), "source": "t", "external_id": "a"},
+        {"customer_id": anna, "kind": "chat", "occurred_at": T0.isoformat(), "data": {"n": [1, "x"]}},
+        {
+            "customer_id": anna,
+            "kind": "payment",
+            "amount": "12.30",
+            "currency": "EUR",
+            "source": "t",
+            "external_id": "b",
+        },
+    ]
+    crm.activities.ingest(rows[:1])
+    report = crm.activities.ingest(rows)
+    assert (report.inserted, report.skipped) == (2, 1)
+    assert [len(b) for b in listener.batches] == [1, 2]
+    chat, payment = sorted(listener.batches[1], key=lambda a: a["kind"])
+    assert chat["occurred_at"] == T0 and chat["occurred_at"].utcoffset() == dt.timedelta(0)
+    assert (chat["kind"], chat["data"], chat["source"], chat["external_id"]) == ("chat", {"n": [1, "x"]}, None, None)
+    assert (payment["customer_id"], payment["amount"], payment["source"], payment["external_id"]) == (
+        anna,
+        Decimal("12.30"),
+        "t",
+        "b",
+    )
+    assert listener.batches[0][0]["occurred_at"] == T0
+    assert (listener.batches[0][0]["ends_at"], listener.batches[0][0]["external_id"]) == (
+        T0 + dt.timedelta(hours=1),
+        "a",
+    )
+
+
+def test_the_stored_rows_are_not_built_when_no_hook_reads_them(pcrm: CRM, people: dict[str, Any]) -> None:
+    # the probe's implementation takes count and kinds only: a 2M-row ingest must not pay for dicts
+    with mock.patch.object(_RowWriter, "records", side_effect=AssertionError("built for nobody")):
+        assert pcrm.activities.ingest(keyed_visits(people, 10)).inserted == 10
+
+
+def test_logging_a_known_key_returns_the_stored_activity_and_writes_nothing(
+    pcrm: CRM, people: dict[str, Any], probe: Probe
+) -> None:
+    event = meeting(people, source="calendar", external_id="evt-42")
+    first = pcrm.activities.log(event)
+    assert (first["source"], first["external_id"]) == ("calendar", "evt-42")
+    # delivered again, even with other details: the stored meeting, no calendar conflict with itself, no hook
+    again = pcrm.activities.log({**event, "subject": "Changed"})
+    assert again == first
+    assert probe.of("activity") == [first["id"]]
+    assert n_activities(pcrm) == 1
+    # ingest knows it too
+    assert pcrm.activities.ingest([event]).skipped == 1
+    # the key is per customer
+    other = pcrm.activities.log(
+        {"customer_id": people["ben"], "kind": "note", "source": "calendar", "external_id": "evt-42"}
+    )
+    assert other["id"] != first["id"]
+    assert n_activities(pcrm) == 2
+
+
+def test_the_key_is_validated(pcrm: CRM, people: dict[str, Any]) -> None:
+    note = {"customer_id": people["anna"], "kind": "note"}
+    with pytest.raises(ValidationError) as info:
+        pcrm.activities.log({**note, "external_id": "e1"})
+    assert info.value.errors == {"source": ["required with an external_id"]}
+    with pytest.raises(ValidationError) as info:
+        pcrm.activities.log({**note, "source": "s" * 101, "external_id": "e" * 201})
+    assert sorted(info.value.errors) == ["external_id", "source"]
+    with pytest.raises(ValidationError) as info:
+        pcrm.activities.log({**note, "source": "pbx", "external_id": ""})
+    assert sorted(info.value.errors) == ["external_id"]
+    limit = pcrm.activities.log({**note, "source": "s" * 100, "external_id": "e" * 200})
+    assert (len(limit["source"]), len(limit["external_id"])) == (100, 200)
+    assert n_activities(pcrm) == 1

@@ -97,6 +97,8 @@ rows = st.fixed_dictionaries(
         "contact_id": values,
         "data": st.one_of(st.dictionaries(data_keys, data_values, max_size=4), st.just("not a dict"), st.none()),
         "colour": st.just("red"),
+        "source": st.one_of(texts, st.sampled_from(["turnstile", "s" * 100, "s" * 101, 7])),
+        "external_id": st.one_of(texts, st.sampled_from(["ev-1", "e" * 200, "e" * 201, " ev-1", 7])),
     },
 )
 
@@ -133,6 +135,8 @@ typed_rows = st.sampled_from(["visit", "call", "meeting", "session", "colour", "
             "owner_id": st.sampled_from([1, 2, None]),
             "contact_id": st.sampled_from([3, None]),
             "data": _shuffled(KIND_DATA.get(kind, st.just({}))),
+            "source": st.sampled_from(["turnstile", "pbx", "s" * 101, "", None]),
+            "external_id": st.sampled_from(["ev-1", "e" * 200, "e" * 201, "", " ev-1", None]),
         },
     )
 )
@@ -224,6 +228,16 @@ def test_typical_bulk_rows_take_the_fast_path() -> None:
     assert CHECK({"customer_id": 1, "kind": "session", "owner_id": 2, "data": {"room": "z"}}) is None  # not a choice
     assert CHECK({"customer_id": "1", "kind": "visit"}) is None  # a string to convert: marshmallow's job
     assert CHECK({"customer_id": 1, "kind": "visit", "occurred_at": at.replace(tzinfo=NoOffset())}) is None
+
+
+def test_the_idempotency_key_takes_the_fast_path_only_when_marshmallow_would_accept_it() -> None:
+    row = {"customer_id": 1, "kind": "visit", "source": "turnstile", "external_id": "gate-1:2026-01-01T10:00"}
+    assert CHECK(row) == _marshmallow(row) | {"data": {}}
+    assert CHECK({**row, "source": None}) is None  # an external id needs its source
+    assert _marshmallow({**row, "source": None}) is None
+    assert CHECK({**row, "external_id": "e" * 201}) is None
+    assert _marshmallow({**row, "external_id": "e" * 201}) is None
+    assert CHECK({"customer_id": 1, "kind": "visit", "source": "pbx"}) is not None  # a source alone is a label
 
 
 def test_data_gets_defaults_and_the_declared_key_order() -> None:

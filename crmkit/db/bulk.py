@@ -8,7 +8,8 @@ or, in a hot loop, produce the same values more cheaply and prove in their tests
 
 What the driver is given is kept to what it needs, since it works per parameter of every row:
 
-* no ``RETURNING`` (nobody reads the new ids, and PostgreSQL would still send every one back);
+* no ``RETURNING`` (nobody reads the new ids, and PostgreSQL would still send every one back), except in
+  :meth:`BulkInsert.insert_new`, where the keys of the rows stored are the answer;
 * positional placeholders where the driver takes them, so a row is the tuple as it is;
 * no column that is ``NULL`` in every row of the batch and has no server default: the database stores
   ``NULL`` for it anyway, and binding a ``NULL`` per row per column is not free (a third more time for
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -34,6 +36,9 @@ from sqlalchemy.types import TypeEngine
 BindProcessor = Callable[[Any], Any]
 Rows = Sequence[tuple[Any, ...]]
 _PYFORMAT = re.compile(r"%\((\w+)\)s(?:::(\w+))?")  # a placeholder, and the type it is cast to
+#: Bound parameters per statement of :meth:`BulkInsert.insert_new`: under SQLite's limit (32,766 since
+#: 3.32) and PostgreSQL's (65,535).
+_MAX_PARAMETERS = 30_000
 
 
 class BulkInsert:
@@ -68,6 +73,38 @@ class BulkInsert:
         sql, shape = self._statement(self._empty_columns(rows))
         connection.exec_driver_sql(sql, shape(rows))
         return len(rows)
+
+    def insert_new(self, connection: Connection, rows: Rows, key: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Insert those of ``rows`` whose ``key`` (columns of a unique index) is not in the table yet; return
+        the key of each row stored, as the database has it.
+
+        ``INSERT ... VALUES (...), (...) ON CONFLICT (key) DO NOTHING RETURNING key``, many rows per
+        statement (the same statement SQLite and PostgreSQL both take). A row whose key is already there,
+        committed or being written by a concurrent transaction (PostgreSQL waits for that one to end), is
+        skipped and absent from the answer, so the caller knows exactly which rows went in. Rows must have
+        distinct keys; lock order follows row order, so callers sort them to keep concurrent writers of
+        overlapping keys from waiting on each other in a circle.
+        """
+        if not rows:
+            return []
+        sql, shape = self._statement(self._empty_columns(rows))
+        quote = self.dialect.identifier_preparer.quote
+        columns = ", ".join(quote(name) for name in key)
+        suffix = f" ON CONFLICT ({columns}) DO NOTHING RETURNING {columns}"
+        head, values_keyword, group = sql.rpartition(" VALUES ")
+        if not values_keyword or self.dialect.paramstyle not in ("qmark", "format", "pyformat"):
+            # a named or numbered paramstyle: one row per statement, still exact
+            return [
+                tuple(found) for params in shape(rows) for found in connection.exec_driver_sql(sql + suffix, params)
+            ]
+        width = len(rows[0])
+        page = max(1, _MAX_PARAMETERS // width)
+        stored: list[tuple[Any, ...]] = []
+        for start in range(0, len(rows), page):
+            chunk = shape(rows[start : start + page])
+            statement = f"{head} VALUES {', '.join([group] * len(chunk))}{suffix}"
+            stored.extend(map(tuple, connection.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))))
+        return stored
 
     def _empty_columns(self, rows: Rows) -> frozenset[int]:
         first, count = rows[0], len(rows)
