@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from crmkit.reports import Report
 from crmkit.triggers import Trigger
 from crmkit_fitness.config import FitnessConfig
 from crmkit_fitness.models import MODELS
-from crmkit_fitness.sessions import activity_logged
+from crmkit_fitness.sessions import activities_ingested, activity_logged
 from crmkit_fitness.triggers import retention_triggers, stage_triggers
 
 GOALS = ("weight_loss", "muscle", "endurance", "health", "rehab", "sport")
@@ -109,6 +109,13 @@ class FitnessPlugin:
     @hookimpl
     def crmkit_activity_logged(self, tx: Transaction, activity: Mapping[str, Any]) -> None:
         activity_logged(tx.session, activity)
+
+    @hookimpl
+    def crmkit_activities_ingested(
+        self, tx: Transaction, count: int, kinds: Mapping[str, int], activities: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if kinds.get("checkin") or kinds.get("pt_session"):
+            activities_ingested(tx.session, activities)
 
     @hookimpl
     def crmkit_register_triggers(self) -> list[Trigger]:

@@ -24,9 +24,9 @@ from crmkit.db import Customer
 from crmkit.db.models import User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
+from crmkit.limits import MAX_DATE, Day, Int, Moment, Money, Text, require_id
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
-from crmkit_fitness._limits import LAST_DAY, Day, Id, Int, Moment, Money, Text
 from crmkit_fitness.models import GymClass, Membership, Plan, PTPackage, Trainer
 
 if TYPE_CHECKING:
@@ -60,38 +60,35 @@ class PlanIn(_In):
 
 
 class SaleIn(_In):
-    customer_id = Id(required=True)
-    plan_id = Id(required=True)
+    customer_id = Int(bits=64, min=1, required=True)
+    plan_id = Int(min=1, required=True)
     starts_on = Day(required=True)
-    owner_id = Id(allow_none=True, load_default=None)
+    owner_id = Int(min=1, allow_none=True, load_default=None)
     #: When the sale happened; by default noon UTC of ``starts_on``.
     sold_at = Moment(allow_none=True, load_default=None)
 
 
 class RenewIn(_In):
-    customer_id = Id(required=True)
+    customer_id = Int(bits=64, min=1, required=True)
     #: The plan of the renewal; by default the plan of the membership it follows.
-    plan_id = Id(allow_none=True, load_default=None)
+    plan_id = Int(min=1, allow_none=True, load_default=None)
     #: By default the day after the customer's latest membership ends.
     starts_on = Day(allow_none=True, load_default=None)
-    owner_id = Id(allow_none=True, load_default=None)
+    owner_id = Int(min=1, allow_none=True, load_default=None)
     sold_at = Moment(allow_none=True, load_default=None)
 
 
 class FreezeIn(_In):
-    membership_id = Id(required=True)
     start = Day(required=True)
     days = Int(required=True, min=1, max=MAX_DAYS)
 
 
 class UnfreezeIn(_In):
-    membership_id = Id(required=True)
     #: The first day the member is back.
     on = Day(required=True)
 
 
 class CancelIn(_In):
-    membership_id = Id(required=True)
     reason = Text(required=True, min_length=1, max_length=200)
     on = Day(required=True)
 
@@ -101,14 +98,14 @@ class ExpireIn(_In):
 
 
 class PTPackageIn(_In):
-    customer_id = Id(required=True)
-    trainer_id = Id(allow_none=True, load_default=None)
+    customer_id = Int(bits=64, min=1, required=True)
+    trainer_id = Int(min=1, allow_none=True, load_default=None)
     sessions = Int(required=True, min=1, max=1000)
     price = Money(required=True, precision=14, scale=2, validate=validate.Range(min=0))
     currency = _currency()
     purchased_on = Day(required=True)
     expires_on = Day(allow_none=True, load_default=None)
-    owner_id = Id(allow_none=True, load_default=None)
+    owner_id = Int(min=1, allow_none=True, load_default=None)
 
     @validates_schema
     def _dates(self, data: dict[str, Any], **_: Any) -> None:
@@ -118,13 +115,13 @@ class PTPackageIn(_In):
 
 class TrainerIn(_In):
     name = Text(required=True, min_length=1, max_length=200)
-    user_id = Id(allow_none=True, load_default=None)
+    user_id = Int(min=1, allow_none=True, load_default=None)
     speciality = Text(allow_none=True, load_default=None, max_length=100)
 
 
 class ClassIn(_In):
     name = Text(required=True, min_length=1, max_length=100)
-    trainer_id = Id(allow_none=True, load_default=None)
+    trainer_id = Int(min=1, allow_none=True, load_default=None)
     club = Text(required=True, min_length=1, max_length=100)
     #: 0 = Monday ... 6 = Sunday, as in the attendance report.
     weekday = Int(required=True, min=0, max=6)
@@ -209,7 +206,7 @@ class Fitness:
         assert plan is not None and customer is not None
         starts = values["starts_on"]
         ends = starts + dt.timedelta(days=plan.duration_days - 1)
-        if ends > LAST_DAY:
+        if ends > MAX_DATE:
             raise ValidationError({"starts_on": ["the membership would end after 2199-12-31"]}, message)
         membership = Membership(
             customer_id=customer.id,
@@ -247,10 +244,10 @@ class Fitness:
     def freeze(self, membership_id: int, *, start: dt.date, days: int, tx: Transaction | None = None) -> None:
         """Freeze a membership from ``start`` for ``days`` days: the end date moves by ``days``; the plan's
         freeze allowance is enforced, and the freeze starts within the membership."""
-        data = {"membership_id": membership_id, "start": start, "days": days}
-        values = load(FreezeIn(), data, message="cannot freeze")
+        key = require_id(membership_id, "membership")
+        values = load(FreezeIn(), {"start": start, "days": days}, message="cannot freeze")
         with self._tx(tx) as t:
-            membership = self._membership(t.session, values["membership_id"])
+            membership = self._membership(t.session, key)
             plan = t.session.get(Plan, membership.plan_id)
             assert plan is not None
             start, days = values["start"], values["days"]
@@ -275,9 +272,10 @@ class Fitness:
     def unfreeze(self, membership_id: int, *, on: dt.date, tx: Transaction | None = None) -> int:
         """End a freeze: the member is back on ``on``. Ending it early gives back the days not used: they
         return to the plan's allowance and the end date moves back by as many. Returns the days given back."""
-        values = load(UnfreezeIn(), {"membership_id": membership_id, "on": on}, message="cannot unfreeze")
+        key = require_id(membership_id, "membership")
+        values = load(UnfreezeIn(), {"on": on}, message="cannot unfreeze")
         with self._tx(tx) as t:
-            m = self._membership(t.session, values["membership_id"])
+            m = self._membership(t.session, key)
             if m.status != "frozen" or m.frozen_from is None or m.frozen_until is None:
                 raise ValidationError({"status": [f"membership is {m.status}, not frozen"]}, "cannot unfreeze")
             back = values["on"]
@@ -296,10 +294,11 @@ class Fitness:
     ) -> None:
         """Cancel a membership with a reason, as of ``on`` (default today, UTC). A cancelled membership counts
         for nothing: no sessions, no renewal, no valid membership for the triggers."""
-        data = {"membership_id": membership_id, "reason": reason, "on": on or utcnow().date()}
+        key = require_id(membership_id, "membership")
+        data = {"reason": reason, "on": on or utcnow().date()}
         values = load(CancelIn(), data, message="cannot cancel")
         with self._tx(tx) as t:
-            m = self._membership(t.session, values["membership_id"])
+            m = self._membership(t.session, key)
             if m.status == "cancelled":
                 raise ValidationError({"status": [f"membership was cancelled on {m.cancelled_on}"]}, "cannot cancel")
             m.status, m.cancel_reason, m.cancelled_on = "cancelled", values["reason"], values["on"]
@@ -387,11 +386,10 @@ class Fitness:
     # -- reads ---------------------------------------------------------------------------------------------
 
     def memberships(self, customer_id: int) -> list[dict[str, Any]]:
+        key = require_id(customer_id, "customer", bits=64)
         with self._crm.session() as s:
             rows = s.scalars(
-                select(Membership)
-                .where(Membership.customer_id == customer_id)
-                .order_by(Membership.starts_on, Membership.id)
+                select(Membership).where(Membership.customer_id == key).order_by(Membership.starts_on, Membership.id)
             )
             return [
                 {
@@ -411,11 +409,10 @@ class Fitness:
             ]
 
     def pt_packages(self, customer_id: int) -> list[dict[str, Any]]:
+        key = require_id(customer_id, "customer", bits=64)
         with self._crm.session() as s:
             rows = s.scalars(
-                select(PTPackage)
-                .where(PTPackage.customer_id == customer_id)
-                .order_by(PTPackage.purchased_on, PTPackage.id)
+                select(PTPackage).where(PTPackage.customer_id == key).order_by(PTPackage.purchased_on, PTPackage.id)
             )
             return [
                 {
@@ -455,7 +452,7 @@ class Fitness:
     def _row(
         session: Session, model: type, key: int | None, field: str, what: str, errors: dict[str, list[str]]
     ) -> None:
-        if key is not None and (key >= 2**31 or session.get(model, key) is None):
+        if key is not None and session.get(model, key) is None:
             errors[field] = [f"no {what} with id {key}"]
 
     @staticmethod
