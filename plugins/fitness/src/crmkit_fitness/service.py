@@ -92,6 +92,11 @@ class CancelIn(_In):
     reason = Text(required=True, min_length=1, max_length=200)
     on = Day(required=True)
 
+    @validates_schema
+    def _said(self, data: dict[str, Any], **_: Any) -> None:
+        if "reason" in data and not data["reason"].strip():
+            raise SchemaError("must say why", "reason")
+
 
 class ExpireIn(_In):
     as_of = Day(required=True)
