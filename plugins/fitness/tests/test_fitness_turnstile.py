@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 
 from crmkit import CRM, hookimpl
 from crmkit.db import Activity
+from crmkit.errors import ValidationError
 
 
 def checkins(crm: CRM) -> list[tuple[int, dt.datetime, dict]]:
@@ -255,3 +256,21 @@ def test_two_processes_importing_one_file_store_each_checkin_once_and_use_each_s
     assert _balances(club, members) == {card: 0 for card in members}
     per_card = Counter(line.split(",")[0] for line in path.read_text().splitlines()[1:])
     assert set(per_card.values()) == {50}
+
+
+def test_lines_no_database_can_store_are_rejected_and_a_file_that_is_not_utf8_fails_whole(
+    club: CRM, members: dict[str, int], tmp_path: Path
+) -> None:
+    export = (
+        "card,time,door\nA-100,2026-06-01 07:00,no\x00rth\nA\x00100,2026-06-01 08:00,north\nB-200,2026-06-01 09:00,\n"
+    )
+    report = import_turnstile(club, io.StringIO(export))
+    assert report.imported == 1 and [e.line for e in report.rejected] == [2, 3]
+    assert all("NUL" in e.reason for e in report.rejected)
+    path = tmp_path / "latin1.csv"
+    # 600 good lines (about 20 kB, several batches and read blocks), then a byte that is not UTF-8
+    good = "".join(f"B-200,2026-06-02T{h:02d}:{m:02d}:00\n" for h in range(10) for m in range(60))
+    path.write_bytes(b"card,time\n" + good.encode() + b"A-100,2026-06-03 07:00\xe9\n")
+    with pytest.raises(ValidationError, match="not UTF-8"):
+        import_turnstile(club, path, batch_size=50)
+    assert len(checkins(club)) == 1  # the first file's check-in; nothing of the second

@@ -30,6 +30,8 @@ import attrs
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from crmkit.errors import ValidationError
+from crmkit.limits import text_problem
 from crmkit.unit import Transaction, use_transaction
 
 if TYPE_CHECKING:
@@ -89,10 +91,14 @@ def import_turnstile(
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {tz!r}") from exc
     default_club = club or crm.plugin_manager.get_plugin("fitness").config.default_club
-    if isinstance(source, (str, Path)):
-        with open(source, newline="", encoding="utf-8-sig") as handle:
-            return _import(crm, handle, default_club, zone, batch_size, tx)
-    return _import(crm, source, default_club, zone, batch_size, tx)
+    try:
+        if isinstance(source, (str, Path)):
+            with open(source, newline="", encoding="utf-8-sig") as handle:
+                return _import(crm, handle, default_club, zone, batch_size, tx)
+        return _import(crm, source, default_club, zone, batch_size, tx)
+    except UnicodeDecodeError as exc:  # raised while reading: the import has rolled back, nothing is stored
+        problem = [f"is not UTF-8 text (byte {exc.start} of a block read from it)"]
+        raise ValidationError({"source": problem}, "cannot import the turnstile export") from None
 
 
 def _import(
@@ -157,6 +163,10 @@ def _parse(
         rejected.append(LineError(line, f"expected {width} fields, got {len(row)}"))
         return None
     card_at, time_at, door_at, club_at = columns
+    problem = next((f"{text_problem(cell)}: {cell!r}" for cell in row if text_problem(cell)), None)
+    if problem:  # a NUL byte or a broken character: neither database can store it, nor match a card by it
+        rejected.append(LineError(line, problem))
+        return None
     card = row[card_at].strip()
     if not card:
         rejected.append(LineError(line, "no card number"))
