@@ -489,9 +489,9 @@ def test_customers_without_activities_or_moves_give_zero_rates_not_errors(crm: C
 
 
 @pytest.mark.parametrize(("kpi", "expected"), EMPTY, ids=[f.__name__ for f, _ in EMPTY])
-def test_an_empty_period_has_no_months(crm: CRM, kpi: Callable[..., Any], expected: Any) -> None:
+@pytest.mark.parametrize("day", [dt.date(2026, 3, 1), dt.date(2026, 3, 15)], ids=["first", "mid-month"])
+def test_an_empty_period_has_no_months(crm: CRM, kpi: Callable[..., Any], expected: Any, day: dt.date) -> None:
     customer(crm, "On the day", at("2026-03-01"), stage="active")
-    day = dt.date(2026, 3, 1)
     monthly = (kpis.average_check, kpis.customer_growth, kpis.cohort_retention)
     assert kpi(crm, since=day, until=day) == ([] if kpi in monthly else expected)
 

@@ -140,8 +140,11 @@ def _add_months(day: dt.date, months: int) -> dt.date:
 
 
 def _calendar(since: dt.date, until: dt.date, period: Literal["month", "year"] = "month") -> list[tuple[str, dt.date]]:
-    """``(key, first day)`` of every calendar month (or year) that intersects ``[since, until)``."""
+    """``(key, first day)`` of every calendar month (or year) that intersects ``[since, until)``; an empty
+    period (``since == until``) intersects none, whatever day of the month it is."""
     out: list[tuple[str, dt.date]] = []
+    if until <= since:
+        return out
     if period == "year":
         for year in range(since.year, until.year + 1):
             first = dt.date(year, 1, 1)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import multiprocessing
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from crmkit_fitness import FitnessConfig, FitnessPlugin
 from crmkit_fitness.turnstile import LineError, import_turnstile
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from crmkit import CRM
+from crmkit import CRM, hookimpl
 from crmkit.db import Activity
+from crmkit.errors import ValidationError
 
 
 def checkins(crm: CRM) -> list[tuple[int, dt.datetime, dict]]:
@@ -70,6 +76,12 @@ def test_importing_the_same_export_twice_adds_nothing(club: CRM, members: dict[s
     assert (second.imported, second.duplicates, len(second.rejected)) == (0, 4, 4)
     with club.session() as s:
         assert s.scalar(select(func.count()).select_from(Activity)) == 3
+        keys = s.execute(select(Activity.source, Activity.external_id).order_by(Activity.occurred_at)).all()
+    assert keys == [
+        ("turnstile", "A-100@2026-06-01T05:15:00.000000Z"),
+        ("turnstile", "B-200@2026-06-01T16:02:10.000000Z"),
+        ("turnstile", "A-100@2026-06-02T04:59:59.000000Z"),
+    ]
 
 
 def test_a_file_without_the_needed_columns_is_rejected_at_line_one(club: CRM) -> None:
@@ -108,3 +120,157 @@ def test_check_ins_use_up_sessions_of_the_covering_membership(club: CRM, members
     sessions = {m["id"]: m["sessions_left"] for c in members.values() for m in club_ops.memberships(c)}
     assert sessions[anna] == 8 - 4  # the July visit is outside the membership; the bad line used nothing
     assert set(sessions.values()) == {4, None}  # unlimited stays unlimited
+
+
+# -- a re-import uses no session, and a failing import leaves nothing ----------------------------------------
+
+
+def _club_with_sessions(crm: CRM, cards: int, sessions: int) -> dict[str, int]:
+    """``cards`` members (cards C-000...) each holding 30 days from 2026-06-01 with ``sessions`` sessions."""
+    from crmkit_fitness import fitness
+
+    ops = fitness(crm)
+    plan = ops.create_plan({"name": "Pack", "duration_days": 30, "price": "30.00", "sessions": sessions})
+    members = {}
+    for i in range(cards):
+        card = f"C-{i:03d}"
+        members[card] = crm.customers.create({"name": f"Member {i}", "card_number": card}, allow_duplicate=True)["id"]
+        ops.sell({"customer_id": members[card], "plan_id": plan, "starts_on": "2026-06-01"})
+    return members
+
+
+def _export(cards: int, lines: int) -> str:
+    """``lines`` check-ins, card by card in turn, a minute apart from 2026-06-01 06:00 UTC (all in June)."""
+    start = dt.datetime(2026, 6, 1, 6, 0)
+    rows = [f"C-{i % cards:03d},{(start + dt.timedelta(minutes=i)).isoformat()}" for i in range(lines)]
+    return "card,time\n" + "\n".join(rows) + "\n"
+
+
+def _balances(crm: CRM, members: dict[str, int]) -> dict[str, int | None]:
+    from crmkit_fitness import fitness
+
+    return {card: fitness(crm).memberships(cid)[0]["sessions_left"] for card, cid in members.items()}
+
+
+def test_a_reimport_stores_nothing_and_uses_no_session(club: CRM) -> None:
+    members = _club_with_sessions(club, cards=4, sessions=10)
+    export = _export(cards=4, lines=12)  # 3 check-ins per card: 10 - 3 = 7 each
+    first = import_turnstile(club, io.StringIO(export), batch_size=5)
+    assert (first.imported, first.duplicates, first.rejected) == (12, 0, ())
+    second = import_turnstile(club, io.StringIO(export), batch_size=5)
+    assert (second.imported, second.duplicates, second.rejected) == (0, 12, ())
+    assert _balances(club, members) == {card: 7 for card in members}
+    assert len(checkins(club)) == 12
+
+
+class _FailOnSecondBatch:
+    """A plugin whose ingest hook raises on the second batch, as a broken integration would."""
+
+    plugin_name = "fails_on_second_batch"
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    @hookimpl
+    def crmkit_activities_ingested(self, tx: Any, count: int, kinds: Any) -> None:
+        self.batches += 1
+        if self.batches == 2:
+            raise RuntimeError("the warehouse is down")
+
+
+def test_a_hook_failing_in_the_second_batch_leaves_no_checkin_and_no_used_session(
+    crm_factory: Callable[..., CRM],
+) -> None:
+    failing = _FailOnSecondBatch()
+    crm = crm_factory([FitnessPlugin(FitnessConfig(holdout=0.0)), failing])
+    members = _club_with_sessions(crm, cards=3, sessions=10)
+    with pytest.raises(RuntimeError, match="the warehouse is down"):
+        import_turnstile(crm, io.StringIO(_export(cards=3, lines=9)), batch_size=3)  # batches of 3: fails in #2
+    assert failing.batches == 2
+    assert checkins(crm) == []
+    assert _balances(crm, members) == {card: 10 for card in members}
+
+
+def test_an_import_joins_the_callers_unit_of_work(club: CRM) -> None:
+    members = _club_with_sessions(club, cards=2, sessions=5)
+    with pytest.raises(RuntimeError, match="changed my mind"), club.transaction() as tx:
+        report = import_turnstile(club, io.StringIO(_export(cards=2, lines=4)), tx=tx)
+        assert report.imported == 4 and len(checkins(club)) == 0  # not visible outside until committed
+        raise RuntimeError("changed my mind")
+    assert checkins(club) == [] and _balances(club, members) == {card: 5 for card in members}
+
+
+# -- two imports of one file at the same time ------------------------------------------------------------
+
+PROCESSES = 2
+TIMEOUT = 120
+
+
+def _import_in_process(database: tuple[str, dict[str, Any]], path: str, barrier: Any, out: Any) -> None:
+    crm = CRM(database[0], plugins=[FitnessPlugin(FitnessConfig(holdout=0.0))], engine_options=database[1])
+    try:
+        barrier.wait(TIMEOUT)
+        report = import_turnstile(crm, path, batch_size=500)
+        out.put((report.imported, report.duplicates, len(report.rejected)))
+    except BaseException as exc:
+        out.put(repr(exc))
+        raise
+    finally:
+        crm.close()
+
+
+def _database(crm: CRM) -> tuple[str, dict[str, Any]]:
+    """How another process opens ``crm``'s database: the SQLite file, or the test's PostgreSQL schema."""
+    url = crm.engine.url.render_as_string(hide_password=False)
+    if crm.engine.dialect.name != "postgresql":
+        return url, {}
+    with crm.engine.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    return url, {"connect_args": {"options": f"-csearch_path={schema}"}}
+
+
+def test_two_processes_importing_one_file_store_each_checkin_once_and_use_each_session_once(
+    club: CRM, tmp_path: Path
+) -> None:
+    cards, lines = 60, 3000  # 50 check-ins per card; every membership has 40 sessions
+    members = _club_with_sessions(club, cards=cards, sessions=40)
+    path = tmp_path / "export.csv"
+    path.write_text(_export(cards=cards, lines=lines), encoding="utf-8")
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(PROCESSES), ctx.Queue()
+    procs = [
+        ctx.Process(target=_import_in_process, args=(_database(club), str(path), barrier, out))
+        for _ in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=TIMEOUT) for _ in procs]
+    for p in procs:
+        p.join(TIMEOUT)
+        assert p.exitcode == 0, results
+    assert all(isinstance(r, tuple) for r in results), results
+    assert sorted(results) == [(0, lines, 0), (lines, 0, 0)]  # one stored every line, the other none
+    stored = checkins(club)
+    assert len(stored) == lines and len({(cid, at) for cid, at, _ in stored}) == lines
+    # by hand: 50 visits per card, 40 sessions each: every session used once, none below zero
+    assert _balances(club, members) == {card: 0 for card in members}
+    per_card = Counter(line.split(",")[0] for line in path.read_text().splitlines()[1:])
+    assert set(per_card.values()) == {50}
+
+
+def test_lines_no_database_can_store_are_rejected_and_a_file_that_is_not_utf8_fails_whole(
+    club: CRM, members: dict[str, int], tmp_path: Path
+) -> None:
+    export = (
+        "card,time,door\nA-100,2026-06-01 07:00,no\x00rth\nA\x00100,2026-06-01 08:00,north\nB-200,2026-06-01 09:00,\n"
+    )
+    report = import_turnstile(club, io.StringIO(export))
+    assert report.imported == 1 and [e.line for e in report.rejected] == [2, 3]
+    assert all("NUL" in e.reason for e in report.rejected)
+    path = tmp_path / "latin1.csv"
+    # 600 good lines (about 20 kB, several batches and read blocks), then a byte that is not UTF-8
+    good = "".join(f"B-200,2026-06-02T{h:02d}:{m:02d}:00\n" for h in range(10) for m in range(60))
+    path.write_bytes(b"card,time\n" + good.encode() + b"A-100,2026-06-03 07:00\xe9\n")
+    with pytest.raises(ValidationError, match="not UTF-8"):
+        import_turnstile(club, path, batch_size=50)
+    assert len(checkins(club)) == 1  # the first file's check-in; nothing of the second

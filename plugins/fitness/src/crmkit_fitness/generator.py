@@ -816,7 +816,8 @@ def _write(crm: CRM, club: _Club, journeys: list[_Journey], counts: _Counts) -> 
                     "customer_id": cid,
                     "trainer_id": p.trainer.id,
                     "sessions_total": PT_PACKAGE[1],
-                    "sessions_left": p.left,
+                    # the pt_session activities ingested below use their sessions (the plugin's hook)
+                    "sessions_left": PT_PACKAGE[1],
                     "purchased_on": dt.date.fromordinal(p.purchased),
                     "expires_on": dt.date.fromordinal(p.expires),
                 }
@@ -848,7 +849,8 @@ def _membership_row(customer_id: int, m: _Membership, today: int) -> dict[str, A
         "starts_on": dt.date.fromordinal(m.starts),
         "ends_on": dt.date.fromordinal(m.ends),
         "status": status,
-        "sessions_left": m.sessions_left,
+        # as sold: the check-ins ingested after it use the sessions, through the plugin's hook
+        "sessions_left": m.plan.sessions,
         "freeze_days_used": m.freeze_days,
         "frozen_from": None if m.frozen_from is None else dt.date.fromordinal(m.frozen_from),
         "frozen_until": None if m.frozen_until is None else dt.date.fromordinal(m.frozen_until),

@@ -54,6 +54,9 @@ class Membership(Base):
     frozen_from: Mapped[dt.date | None]
     frozen_until: Mapped[dt.date | None]
     price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    #: Why and from when the club cancelled it (``Fitness.cancel``); both empty unless ``status`` is cancelled.
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    cancelled_on: Mapped[dt.date | None]
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

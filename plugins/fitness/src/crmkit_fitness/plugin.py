@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from crmkit import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec, hookimpl
+from crmkit import ActivityKindSpec, FieldSpec, StageSpec, Transaction, TransitionSpec, hookimpl
 from crmkit.reports import Report
 from crmkit.triggers import Trigger
 from crmkit_fitness.config import FitnessConfig
 from crmkit_fitness.models import MODELS
+from crmkit_fitness.sessions import activities_ingested, activity_logged
 from crmkit_fitness.triggers import retention_triggers, stage_triggers
 
 GOALS = ("weight_loss", "muscle", "endurance", "health", "rehab", "sport")
@@ -104,6 +105,17 @@ class FitnessPlugin:
                 calendar=True,
             ),
         ]
+
+    @hookimpl
+    def crmkit_activity_logged(self, tx: Transaction, activity: Mapping[str, Any]) -> None:
+        activity_logged(tx.session, activity)
+
+    @hookimpl
+    def crmkit_activities_ingested(
+        self, tx: Transaction, count: int, kinds: Mapping[str, int], activities: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if kinds.get("checkin") or kinds.get("pt_session"):
+            activities_ingested(tx.session, activities)
 
     @hookimpl
     def crmkit_register_triggers(self) -> list[Trigger]:

@@ -48,6 +48,8 @@ Row = dict[str, Any]
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _UNASSIGNED = "(unassigned)"
+#: The lifecycles of a member: ``active`` (adaptation, active, at risk) and ``loyal``.
+MEMBER_LIFECYCLES = ("active", "loyal")
 _EPOCH = dt.date(1970, 1, 1)
 
 _activities: Table = Activity.__table__  # type: ignore[assignment]
@@ -101,8 +103,11 @@ def _check(report: str, params: Mapping[str, Any], *names: str) -> None:
 
 
 def _months(since: dt.date, until: dt.date) -> list[str]:
-    """``'YYYY-MM'`` of every calendar month that intersects ``[since, until)``."""
-    keys = []
+    """``'YYYY-MM'`` of every calendar month that intersects ``[since, until)``: none for an empty period
+    (``since == until``), whatever day of the month it is."""
+    keys: list[str] = []
+    if until <= since:
+        return keys
     index = since.year * 12 + since.month - 1
     while dt.date(index // 12, index % 12 + 1, 1) < until:
         keys.append(f"{index // 12:04d}-{index % 12 + 1:02d}")
@@ -326,7 +331,7 @@ def trainer_load(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
 def members_at_risk(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
     """Members to call: in the ``at_risk`` stage, or without a check-in for ``days`` days.
 
-    Members are customers whose lifecycle is ``active`` (adaptation, active, at risk, loyal). As of the
+    Members are customers whose lifecycle is ``active`` (adaptation, active, at risk) or ``loyal``. As of the
     end of ``as_of``: ``last_visit`` is the date of their latest ``checkin`` (status ``done``),
     ``days_since`` the days from it to ``as_of``; a member qualifies when in stage ``at_risk`` or when
     ``days_since >= days`` or they never checked in. ``membership_end`` is the latest end of their
@@ -366,7 +371,7 @@ def members_at_risk(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
         last_visit.label("last_visit"),
         sessions_left.label("sessions_left"),
         membership_end.label("membership_end"),
-    ).where(c.c.lifecycle == "active")
+    ).where(c.c.lifecycle.in_(MEMBER_LIFECYCLES))
     if params.get("owner_id") is not None:
         members = members.where(c.c.owner_id == params["owner_id"])
     base = members.subquery("members")

@@ -16,6 +16,8 @@ from crmkit_fitness.models import Membership
 DAY = dt.timedelta(days=1)
 RENEWAL = ("purchase",)
 VISIT = ("checkin",)
+#: A member: the core's ``active`` lifecycle (adaptation, active, at risk) and ``loyal``, its best members.
+MEMBERS = ("active", "loyal")
 
 
 def _memberships(q: TriggerQuery) -> Any:
@@ -78,6 +80,22 @@ def frozen_until(q: TriggerQuery) -> Any:
         .where(m.c.customer_id == q.customer.c.id, m.c.status == "frozen", m.c.frozen_until >= q.today())
         .scalar_subquery()
     )
+
+
+def member_for(q: TriggerQuery, days: int) -> Any:
+    """A member for at least ``days``: a membership in force today, and one (the same or an earlier one, not
+    cancelled) that covered the day ``days`` ago.
+
+    Which membership it is does not matter, so a member who renews every month is a member for as long as
+    they keep renewing. The day ``days`` ago is what makes a newcomer not "absent": someone who joined, or came
+    back after a lapse, less than ``days`` ago held no membership then. A gap between two memberships that
+    falls on that very day postpones the answer by the length of the gap; a gap elsewhere in the window does
+    not matter."""
+    m = _memberships(q)
+    today = q.exists(
+        m.c.customer_id == q.customer.c.id, in_force(q, m), m.c.starts_on <= q.today(), m.c.ends_on >= q.today()
+    )
+    return and_(today, valid_membership(q, on=q.today(-days * DAY)))
 
 
 def current_end(q: TriggerQuery) -> Any:
@@ -149,14 +167,11 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
     def absent(days: int, *, new: bool) -> Any:
         def condition(q: TriggerQuery) -> Any:
             # a member for at least `days` (so a new joiner is not "absent") who has not come in `days`
-            m = _memberships(q)
-            member_long_enough = q.exists(
-                m.c.customer_id == q.customer.c.id,
-                in_force(q, m),
-                m.c.starts_on <= q.today(-days * DAY),
-                m.c.ends_on >= q.today(),
+            return and_(
+                ~q.has(VISIT, within=days * DAY),
+                member_for(q, days),
+                new_member(q) if new else ~new_member(q),
             )
-            return and_(~q.has(VISIT, within=days * DAY), member_long_enough, new_member(q) if new else ~new_member(q))
 
         return condition
 
@@ -188,7 +203,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         Trigger(
             "fitness.sessions_low",
             description=f"{c.low_balance_sessions} or fewer sessions left on the membership",
-            stages=("active",),
+            stages=MEMBERS,
             condition=low_balance,
             evidence={**evidence, "sessions_left": sessions_left},
             priority=80,
@@ -204,7 +219,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         Trigger(
             "fitness.membership_expiring",
             description=f"Membership ends within {c.expiring_days} days and no renewal is bought",
-            stages=("active",),
+            stages=MEMBERS,
             condition=expiring,
             evidence={**evidence, "ends_on": current_end},
             priority=85,
@@ -219,7 +234,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         Trigger(
             "fitness.frequency_drop",
             description="Visits in the last 2 weeks at or below half the previous 6 weeks' average",
-            stages=("active",),
+            stages=MEMBERS,
             condition=frequency_drop,
             evidence={**evidence, "recent": lambda q: q.count(VISIT, within=c.frequency_recent_days * DAY)},
             priority=60,
@@ -247,7 +262,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         Trigger(
             "fitness.active_absent",
             description=f"No visit for {c.active_absent_days} days",
-            stages=("active",),
+            stages=MEMBERS,
             condition=absent(c.active_absent_days, new=False),
             evidence=evidence,
             priority=70,
@@ -273,7 +288,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         Trigger(
             "fitness.birthday",
             description=f"Birthday within {c.birthday_days} days",
-            stages=("active", "lead"),
+            stages=(*MEMBERS, "lead"),
             condition=lambda q: q.birthday_within(c.birthday_days),
             priority=30,
             cooldown=300 * DAY,
@@ -340,8 +355,8 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.stage_at_risk",
-            description="No visit for the absence limit of the stage: at risk",
-            stages=("adaptation", "active"),
+            description="No visit for the absence limit of the stage (a loyal member: the active one): at risk",
+            stages=("adaptation", "active", "loyal"),
             condition=lambda q: or_(
                 and_(
                     q.customer.c.stage == "adaptation",
@@ -349,7 +364,7 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
                     q.in_stage_since(c.adaptation_absent_days * DAY),
                 ),
                 and_(
-                    q.customer.c.stage == "active",
+                    q.customer.c.stage.in_(("active", "loyal")),
                     ~q.has(VISIT, within=c.active_absent_days * DAY),
                     q.in_stage_since(c.active_absent_days * DAY),
                 ),
@@ -370,7 +385,7 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
         Trigger(
             "fitness.stage_lapsed",
             description=f"No valid membership and no visit for {c.lapsed_days} days: lapsed",
-            stages=("active",),
+            stages=MEMBERS,
             condition=lapsed,
             move_to="lapsed",
             priority=95,

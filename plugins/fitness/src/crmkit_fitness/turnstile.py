@@ -1,17 +1,25 @@
 """Check-ins from a turnstile export: CSV in, validated check-in activities out, every bad line reported.
 
-Each check-in uses up a session of the membership covering its day when that membership counts sessions.
 The file needs a header with ``card`` (or ``card_number``), ``time`` (or ``timestamp``) and optionally
-``door`` and ``club``. Times without a zone are read in the club's time zone (``tz``). Lines are streamed
-in batches: cards are matched to members with one query per batch, check-ins go in through the core's
-set-based ``crm.activities.ingest``, and an export imported twice adds nothing the second time.
+``door`` and ``club``. Times without a zone are read in the club's time zone (``tz``). Lines are streamed in
+batches (memory stays flat): cards are matched to members with one query per batch, and check-ins go in
+through the core's set-based ``crm.activities.ingest``, whose hook in the plugin uses one session per stored
+check-in (``crmkit_fitness.sessions``).
+
+**Each check-in is stored once.** A line's event is identified by its card and its UTC time: the check-in
+carries ``source="turnstile"`` and that as ``external_id``, and the database's unique key on (customer,
+source, external id) makes an export imported twice, or by two processes at the same time, store each
+check-in once. A skipped line is counted in the report's ``duplicates`` and uses no session.
+
+**A file goes in whole or not at all.** The whole file is one transaction (or a savepoint of the caller's
+``tx``): if anything raises (the database, a plugin's hook), nothing of the file is stored and no session is
+used. Rejected lines are not failures: they are reported, and every good line is stored.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -19,14 +27,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
-from sqlalchemy import Integer, bindparam, case, select, update
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from crmkit.db import Activity
-from crmkit_fitness.models import Membership
+from crmkit.errors import ValidationError
+from crmkit.limits import text_problem
+from crmkit.unit import Transaction, use_transaction
 
 if TYPE_CHECKING:
     from crmkit import CRM
 
+#: The ``source`` of every imported check-in: with the card and the time, the idempotency key.
+SOURCE = "turnstile"
 CARD = ("card", "card_number")
 TIME = ("time", "timestamp", "datetime")
 
@@ -70,20 +82,28 @@ def import_turnstile(
     club: str | None = None,
     tz: str = "UTC",
     batch_size: int = 5000,
+    tx: Transaction | None = None,
 ) -> TurnstileReport:
-    """Import a turnstile CSV export. Good lines are kept even when others are rejected."""
+    """Import a turnstile CSV export in one transaction (``tx`` to join the caller's). Good lines are kept
+    even when others are rejected; lines already imported are counted as duplicates."""
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {tz!r}") from exc
     default_club = club or crm.plugin_manager.get_plugin("fitness").config.default_club
-    if isinstance(source, (str, Path)):
-        with open(source, newline="", encoding="utf-8-sig") as handle:
-            return _import(crm, handle, default_club, zone, batch_size)
-    return _import(crm, source, default_club, zone, batch_size)
+    try:
+        if isinstance(source, (str, Path)):
+            with open(source, newline="", encoding="utf-8-sig") as handle:
+                return _import(crm, handle, default_club, zone, batch_size, tx)
+        return _import(crm, source, default_club, zone, batch_size, tx)
+    except UnicodeDecodeError as exc:  # raised while reading: the import has rolled back, nothing is stored
+        problem = [f"is not UTF-8 text (byte {exc.start} of a block read from it)"]
+        raise ValidationError({"source": problem}, "cannot import the turnstile export") from None
 
 
-def _import(crm: CRM, handle: TextIO, club: str, zone: dt.tzinfo, batch_size: int) -> TurnstileReport:
+def _import(
+    crm: CRM, handle: TextIO, club: str, zone: dt.tzinfo, batch_size: int, tx: Transaction | None
+) -> TurnstileReport:
     reader = csv.reader(handle)
     header = next(reader, None)
     if not header:
@@ -93,105 +113,95 @@ def _import(crm: CRM, handle: TextIO, club: str, zone: dt.tzinfo, batch_size: in
     if missing:
         return TurnstileReport(0, 0, (LineError(1, f"header has no {' or '.join(missing)} column: {header}"),))
     index = {name: i for i, name in enumerate(header)}
-    door_col, club_col = _column(header, ("door",)), _column(header, ("club",))
+    columns = (
+        index[card_col],
+        index[time_col],
+        _at(index, _column(header, ("door",))),
+        _at(index, _column(header, ("club",))),
+    )  # type: ignore[index]
     rejected: list[LineError] = []
     imported = duplicates = 0
     lines: Iterator[tuple[int, list[str]]] = ((reader.line_num, row) for row in reader)
-    while batch := list(islice(lines, batch_size)):
-        parsed: list[tuple[int, str, dt.datetime, dict[str, Any]]] = []
-        for line, row in batch:
-            if not any(cell.strip() for cell in row):
-                continue  # blank lines are not check-ins, nor errors
-            if len(row) != len(header):
-                rejected.append(LineError(line, f"expected {len(header)} fields, got {len(row)}"))
-                continue
-            card = row[index[card_col]].strip()  # type: ignore[index]
-            if not card:
-                rejected.append(LineError(line, "no card number"))
-                continue
-            try:
-                moment = _parse_time(row[index[time_col]], zone)  # type: ignore[index]
-            except ValueError:
-                rejected.append(LineError(line, f"bad time {row[index[time_col]]!r}"))  # type: ignore[index]
-                continue
-            data = {"club": (row[index[club_col]].strip() if club_col else "") or club}
-            if door_col and row[index[door_col]].strip():
-                data["door"] = row[index[door_col]].strip()
-            parsed.append((line, card, moment, data))
-        members = _members(crm, {card for _, card, _, _ in parsed})
-        known = [(line, members[card], moment, data) for line, card, moment, data in parsed if card in members]
-        rejected.extend(LineError(line, f"unknown card {card!r}") for line, card, _, _ in parsed if card not in members)
-        seen = _existing(crm, known)
-        fresh = []
-        for line, cid, moment, data in known:
-            key = (cid, moment)
-            if key in seen:
-                duplicates += 1
-                continue
-            seen.add(key)  # the same line twice in one file is a duplicate too
-            fresh.append((line, cid, moment, data))
-        with crm.transaction() as tx:  # the check-ins and the sessions they use up go in together
-            report = crm.activities.ingest(
-                (
-                    {"customer_id": cid, "kind": "checkin", "occurred_at": moment, "data": data}
-                    for _, cid, moment, data in fresh
-                ),
-                tx=tx,
-            )
-            failed = {r.index for r in report.rejected}
-            _use_sessions(tx.session, [(cid, moment) for i, (_, cid, moment, _) in enumerate(fresh) if i not in failed])
-        imported += report.inserted
-        rejected.extend(LineError(fresh[r.index][0], _reason(r.errors)) for r in report.rejected)
+    with use_transaction(crm, crm.session_factory, tx) as t:
+        while batch := list(islice(lines, batch_size)):
+            parsed = [
+                p for p in (_parse(line, row, len(header), columns, club, zone, rejected) for line, row in batch) if p
+            ]
+            members = _members(t.session, crm, {card for _, card, _, _ in parsed})
+            rows, numbers = [], []
+            for line, card, moment, data in parsed:
+                if card not in members:
+                    rejected.append(LineError(line, f"unknown card {card!r}"))
+                    continue
+                rows.append(_checkin(members[card], card, moment, data))
+                numbers.append(line)
+            report = crm.activities.ingest(rows, batch_size=max(len(rows), 1), tx=t)
+            imported += report.inserted
+            duplicates += report.skipped
+            rejected.extend(LineError(numbers[r.index], _reason(r.errors)) for r in report.rejected)
     rejected.sort(key=lambda e: e.line)
     return TurnstileReport(imported, duplicates, tuple(rejected))
 
 
-def _use_sessions(session: Any, visits: list[tuple[int, dt.datetime]]) -> None:
-    """Each check-in uses a session of the membership that covers its day, if that membership counts
-    sessions; one UPDATE per batch (executemany), never below zero."""
-    per_day = Counter((cid, moment.date()) for cid, moment in visits)
-    if not per_day:
-        return
-    m = Membership.__table__
-    n = bindparam("n", type_=Integer())
-    statement = (
-        update(m)
-        .where(
-            m.c.customer_id == bindparam("cid"),
-            m.c.starts_on <= bindparam("day"),
-            m.c.ends_on >= bindparam("day"),
-            m.c.status != "cancelled",
-            m.c.sessions_left.is_not(None),
-        )
-        .values(sessions_left=case((m.c.sessions_left > n, m.c.sessions_left - n), else_=0))
-    )
-    session.connection().execute(statement, [{"cid": c, "day": d, "n": k} for (c, d), k in per_day.items()])
+def _at(index: dict[str, int], name: str | None) -> int | None:
+    return None if name is None else index[name]
+
+
+def _parse(
+    line: int,
+    row: list[str],
+    width: int,
+    columns: tuple[int, int, int | None, int | None],
+    club: str,
+    zone: dt.tzinfo,
+    rejected: list[LineError],
+) -> tuple[int, str, dt.datetime, dict[str, Any]] | None:
+    """One line as (line, card, UTC time, data), or ``None`` with the reason added to ``rejected``."""
+    if not any(cell.strip() for cell in row):
+        return None  # blank lines are not check-ins, nor errors
+    if len(row) != width:
+        rejected.append(LineError(line, f"expected {width} fields, got {len(row)}"))
+        return None
+    card_at, time_at, door_at, club_at = columns
+    problem = next((f"{text_problem(cell)}: {cell!r}" for cell in row if text_problem(cell)), None)
+    if problem:  # a NUL byte or a broken character: neither database can store it, nor match a card by it
+        rejected.append(LineError(line, problem))
+        return None
+    card = row[card_at].strip()
+    if not card:
+        rejected.append(LineError(line, "no card number"))
+        return None
+    try:
+        moment = _parse_time(row[time_at], zone)
+    except (ValueError, OverflowError):  # year 1 or 9999 cannot be moved to UTC
+        rejected.append(LineError(line, f"bad time {row[time_at]!r}"))
+        return None
+    data = {"club": (row[club_at].strip() if club_at is not None else "") or club}
+    if door_at is not None and row[door_at].strip():
+        data["door"] = row[door_at].strip()
+    return line, card, moment, data
+
+
+def _checkin(customer_id: int, card: str, moment: dt.datetime, data: dict[str, Any]) -> dict[str, Any]:
+    """The check-in as an ingest row, keyed by the event it records: this card at this UTC time."""
+    return {
+        "customer_id": customer_id,
+        "kind": "checkin",
+        "occurred_at": moment,
+        "data": data,
+        "source": SOURCE,
+        "external_id": f"{card}@{moment.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}",
+    }
 
 
 def _reason(errors: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(errors.items()))
 
 
-def _members(crm: CRM, cards: set[str]) -> dict[str, int]:
+def _members(session: Session, crm: CRM, cards: set[str]) -> dict[str, int]:
+    """The members holding ``cards``, read in the import's own transaction."""
     if not cards:
         return {}
     table = crm.extension_tables["fitness"]
-    with crm.engine.connect() as conn:
-        rows = conn.execute(select(table.c.card_number, table.c.customer_id).where(table.c.card_number.in_(cards)))
-        return {card: cid for card, cid in rows}
-
-
-def _existing(crm: CRM, rows: list[tuple[int, int, dt.datetime, dict[str, Any]]]) -> set[tuple[int, dt.datetime]]:
-    if not rows:
-        return set()
-    ids = {cid for _, cid, _, _ in rows}
-    low = min(moment for _, _, moment, _ in rows)
-    high = max(moment for _, _, moment, _ in rows)
-    query = select(Activity.customer_id, Activity.occurred_at).where(
-        Activity.kind == "checkin",
-        Activity.customer_id.in_(ids),
-        Activity.occurred_at >= low,
-        Activity.occurred_at <= high,
-    )
-    with crm.engine.connect() as conn:
-        return {(cid, moment) for cid, moment in conn.execute(query)}
+    rows = session.execute(select(table.c.card_number, table.c.customer_id).where(table.c.card_number.in_(cards)))
+    return {card: cid for card, cid in rows}

@@ -1,0 +1,109 @@
+"""The club's checks-then-writes hold under real concurrent processes (spawned, started together by a
+barrier, bounded): one plan per name, renewals that follow each other, each session used once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+from collections.abc import Callable
+from typing import Any
+
+from crmkit_fitness import FitnessConfig, FitnessPlugin, fitness
+from fitness_testkit import member
+from sqlalchemy import text
+
+from crmkit import CRM
+from crmkit.errors import ValidationError
+
+PROCESSES = 4
+TIMEOUT = 120
+
+
+def _database(crm: CRM) -> tuple[str, dict[str, Any]]:
+    """How another process opens ``crm``'s database: the SQLite file, or the test's PostgreSQL schema."""
+    url = crm.engine.url.render_as_string(hide_password=False)
+    if crm.engine.dialect.name != "postgresql":
+        return url, {}
+    with crm.engine.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    return url, {"connect_args": {"options": f"-csearch_path={schema}"}}
+
+
+def _worker(database: tuple[str, dict[str, Any]], job: str, args: Any, barrier: Any, out: Any) -> None:
+    crm = CRM(database[0], plugins=[FitnessPlugin(FitnessConfig(holdout=0.0))], engine_options=database[1])
+    try:
+        barrier.wait(TIMEOUT)
+        out.put(_JOBS[job](crm, args))
+    except BaseException as exc:
+        out.put(repr(exc))
+        raise
+    finally:
+        crm.close()
+
+
+def _create_plan(crm: CRM, name: str) -> str:
+    try:
+        fitness(crm).create_plan({"name": name, "duration_days": 30, "price": "10.00"})
+        return "created"
+    except ValidationError as exc:
+        return "refused" if "exists" in str(exc) else repr(exc)
+
+
+def _renew(crm: CRM, customer: int) -> str:
+    fitness(crm).renew({"customer_id": customer})
+    return "renewed"
+
+
+def _checkins(crm: CRM, args: tuple[int, int, int]) -> str:
+    customer, first, count = args
+    for i in range(count):
+        moment = dt.datetime(2026, 6, 10, 6, tzinfo=dt.UTC) + dt.timedelta(minutes=first + i)
+        crm.activities.log(
+            {"customer_id": customer, "kind": "checkin", "occurred_at": moment.isoformat(), "data": {"club": "main"}}
+        )
+    return "logged"
+
+
+_JOBS: dict[str, Callable[[CRM, Any], str]] = {"plan": _create_plan, "renew": _renew, "checkins": _checkins}
+
+
+def _run(crm: CRM, job: str, args: list[Any]) -> list[Any]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(len(args)), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(_database(crm), job, a, barrier, out)) for a in args]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=TIMEOUT) for _ in procs]
+    for p in procs:
+        p.join(TIMEOUT)
+        assert p.exitcode == 0, results
+    return results
+
+
+def test_concurrent_plans_of_one_name_make_one_plan(club: CRM) -> None:
+    results = _run(club, "plan", ["Monthly"] * PROCESSES)
+    assert sorted(results) == ["created"] + ["refused"] * (PROCESSES - 1)
+
+
+def test_concurrent_renewals_follow_each_other(club: CRM) -> None:
+    f = fitness(club)
+    plan = f.create_plan({"name": "Monthly", "duration_days": 30, "price": "10.00"})
+    anna = member(club, "Anna")
+    f.sell({"customer_id": anna, "plan_id": plan, "starts_on": "2026-06-01"})
+    assert _run(club, "renew", [anna] * PROCESSES) == ["renewed"] * PROCESSES
+    periods = [(m["starts_on"], m["ends_on"]) for m in f.memberships(anna)]
+    # by hand: 06-01..06-30, then four back-to-back months, none overlapping another
+    starts = [dt.date(2026, 6, 1) + dt.timedelta(days=30 * k) for k in range(PROCESSES + 1)]
+    assert periods == [(s, s + dt.timedelta(days=29)) for s in starts]
+
+
+def test_concurrent_checkins_use_each_session_once(club: CRM) -> None:
+    f = fitness(club)
+    plan = f.create_plan({"name": "Ten", "duration_days": 30, "price": "10.00", "sessions": 10})
+    anna = member(club, "Anna")
+    f.sell({"customer_id": anna, "plan_id": plan, "starts_on": "2026-06-01"})
+    f.sell({"customer_id": anna, "plan_id": plan, "starts_on": "2026-06-05"})  # an early renewal, ends later
+    # 4 processes x 4 check-ins on 06-10: the first membership pays 10, the renewal the other 6
+    results = _run(club, "checkins", [(anna, 100 * k, 4) for k in range(PROCESSES)])
+    assert results == ["logged"] * PROCESSES
+    assert [m["sessions_left"] for m in f.memberships(anna)] == [0, 4]
