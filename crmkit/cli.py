@@ -11,12 +11,14 @@ SQLite file that does not exist, so a typo in ``--url`` does not leave an empty 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import importlib
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -374,6 +376,13 @@ def triggers_list(crm: CRM) -> None:
             click.echo(f"    {t.description}")
 
 
+def _progress(length: int) -> AbstractContextManager[Any]:
+    # the bar is for a person watching; in a pipe or a log it would only be a stray line before an error
+    if sys.stderr.isatty():
+        return click.progressbar(length=length, label="triggers", file=sys.stderr)
+    return contextlib.nullcontext(None)
+
+
 @triggers.command("run")
 @crm_options
 @click.option("--as-of", "as_of", default=None, help="ISO date/time to evaluate at (default: now, UTC).")
@@ -383,12 +392,9 @@ def triggers_run(crm: CRM, as_of: str | None, dry_run: bool, names: tuple[str, .
     """Evaluate the triggers and act on new matches; print a summary per trigger."""
     moment = _moment(as_of, "--as-of")
     selected = [crm.triggers.get(n) for n in names] if names else crm.triggers.all()
-    # the bar is for a person watching; in a pipe or a log it would only be a stray line before an error
-    with click.progressbar(
-        length=len(selected), label="triggers", file=sys.stderr, hidden=not sys.stderr.isatty()
-    ) as bar:
+    with _progress(len(selected)) as bar:
         report = crm.triggers.run(
-            moment, names=[t.name for t in selected], dry_run=dry_run, progress=lambda *_: bar.update(1)
+            moment, names=[t.name for t in selected], dry_run=dry_run, progress=lambda *_: bar and bar.update(1)
         )
     header = "would fire" if dry_run else "fired"
     click.echo(f"as of {report.as_of.isoformat()}{' (dry run)' if dry_run else ''}")

@@ -44,11 +44,12 @@ def test_plugins_lists_core_declarations(tmp_path: Path) -> None:
 LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
-def crmkit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def crmkit(*args: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """The installed ``crmkit`` command (its console entry point), in a folder of the test's own."""
     script = Path(sys.executable).with_name("crmkit")
     command = [str(script)] if script.exists() else [sys.executable, "-c", "from crmkit.cli import run; run()"]
-    env = {k: v for k, v in os.environ.items() if k != "CRMKIT_DATABASE_URL"}
+    unset = ("CRMKIT_DATABASE_URL", "CRMKIT_TRACEBACK")
+    env = {k: v for k, v in os.environ.items() if k not in unset} | extra_env
     return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -251,3 +252,12 @@ def test_a_read_command_reads_an_existing_database(migrated: str, tmp_path: Path
     result = crmkit("tasks", "next", "--as-of", "2026-01-06", "--url", migrated, "--no-plugins", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["unassigned:", "  [  0] 2026-01-06 10:00  Welcome call"]
+
+
+def test_crmkit_traceback_shows_the_traceback_for_a_bug_report(database: str, tmp_path: Path) -> None:
+    with CRM(database, load_entry_points=False) as crm, crm.engine.connect():
+        pass
+    args = ("tasks", "next", "--url", database, "--no-plugins")
+    assert "is not migrated" in one_line_error(crmkit(*args, cwd=tmp_path))
+    shown = crmkit(*args, cwd=tmp_path, CRMKIT_TRACEBACK="1")
+    assert shown.returncode != 0 and "Traceback" in shown.stderr
