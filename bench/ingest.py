@@ -117,9 +117,12 @@ def reset(crm: CRM) -> None:
         conn.execute(text(statement))
 
 
-def check_same_rows(crm: CRM, visits: Sequence[Visit]) -> None:
+def check_same_rows(crm: CRM, visits: Sequence[Visit]) -> int:
     """Run both sides on ``visits`` and compare what each stored, column by column (not ``id`` nor
-    ``created_at``); raise ``AssertionError`` naming the first difference. Leaves the table empty."""
+    ``created_at``); raise ``AssertionError`` naming the first difference, or when there is nothing to
+    compare. Returns how many rows each side stored. Leaves the table empty."""
+    if not visits:
+        raise AssertionError("no check-ins to ingest: comparing two empty tables proves nothing")
     stored: dict[str, list[tuple[Any, ...]]] = {}
     for side, run in (("crmkit", crmkit_ingest), ("baseline", raw_ingest)):
         reset(crm)
@@ -129,11 +132,14 @@ def check_same_rows(crm: CRM, visits: Sequence[Visit]) -> None:
     ours, theirs = stored["crmkit"], stored["baseline"]
     if len(ours) != len(theirs):
         raise AssertionError(f"crmkit stored {len(ours)} rows, the baseline {len(theirs)}")
+    if len(ours) != len(visits):
+        raise AssertionError(f"{len(visits)} check-ins were ingested, but both sides stored {len(ours)}")
     names = _compared_columns()
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         if a != b:
             diff = {n: (x, y) for n, x, y in zip(names, a, b, strict=True) if x != y}
             raise AssertionError(f"row {i} differs (column: (crmkit, baseline)): {diff}")
+    return len(ours)
 
 
 def _compared_columns() -> list[str]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Connection
 
-from bench.common import Workload
+from bench.common import Workload, empty_parts, parts
 
 if TYPE_CHECKING:
     from crmkit import CRM
@@ -666,13 +666,22 @@ def report_workloads(crm: CRM, as_of: dt.datetime) -> list[Workload]:
                 crmkit=partial(lambda n, ps: crm.reports.run(n, ps, now=as_of).rows, name, params),
                 baseline=_hand(crm, hand, period),
                 same=partial(_same, columns),
+                parts=partial(_parts, columns),
             )
         )
     return workloads
 
 
-def check_reports_agree(crm: CRM, as_of: dt.datetime) -> None:
-    """Run every report once both ways; raise ``AssertionError`` naming the report and the first difference."""
+def _parts(columns: Sequence[str], rows: Sequence[dict[str, Any] | Row]) -> dict[str, int]:
+    """:func:`bench.common.parts` of the report's columns only, in the same order on both sides."""
+    return parts([tuple(r.get(c) for c in columns) if isinstance(r, dict) else r for r in rows])
+
+
+def check_reports_agree(crm: CRM, as_of: dt.datetime) -> dict[str, tuple[dict[str, int], dict[str, int]]]:
+    """Run every report once both ways; raise ``AssertionError`` naming the report and the first difference,
+    or the reports that gave no rows (or rows of nothing but zeros) on either side. Returns what each side
+    gave per report (see ``bench.common.parts``), (crmkit, hand-written)."""
+    compared = {}
     for name, params, hand in _cases(crm, as_of):
         columns = tuple(c.name for c in crm.reports.get(name).columns)
         ours = crm.reports.run(name, params, now=as_of).rows
@@ -680,3 +689,11 @@ def check_reports_agree(crm: CRM, as_of: dt.datetime) -> None:
         difference = _first_difference(columns, ours, theirs)
         if difference is not None:
             raise AssertionError(f"{name}: {difference}")
+        compared[name] = (_parts(columns, ours), _parts(columns, theirs))
+    empty = [name for name, (ours, theirs) in compared.items() if empty_parts(ours, theirs)]
+    if empty:
+        raise AssertionError(
+            f"no data on either side for {', '.join(empty)}: comparing empty reports proves nothing;"
+            " the data must give every report rows (see bench/shapes.py)"
+        )
+    return compared

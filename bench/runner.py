@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from bench import data, memory
-from bench.common import AS_OF, Workload
+from bench.common import AS_OF, Workload, empty_parts
 from bench.rss import peak_mb, reset_peak
 
 
@@ -62,6 +62,11 @@ class Timing:
     baseline_peak_mb: float
     same: bool
     runs: int
+    #: What each side's result held, part by part (see ``bench.common.parts``), and the parts that were
+    #: empty on either side: a comparison of nothing, which fails the run like a difference does.
+    crmkit_rows: dict[str, int] = attrs.field(factory=dict)
+    baseline_rows: dict[str, int] = attrs.field(factory=dict)
+    empty: list[str] = attrs.field(factory=list)
 
 
 def _timed(call: Callable[[], Any], reset: Callable[[], None] | None) -> tuple[float, float, Any]:
@@ -97,6 +102,7 @@ def measure(workload: Workload, goal: Goal, repeat: int) -> Timing:
     crmkit_s = statistics.median(ours)
     baseline_s = statistics.median(theirs) * workload.baseline_scale
     ratio = crmkit_s / baseline_s if baseline_s else float("inf")
+    ours_rows, theirs_rows = workload.parts(results[0]), workload.parts(results[1])
     return Timing(
         workload=workload.name,
         baseline_kind=workload.baseline_kind,
@@ -109,6 +115,9 @@ def measure(workload: Workload, goal: Goal, repeat: int) -> Timing:
         baseline_peak_mb=round(peaks[1], 1),
         same=bool(workload.same(results[0], results[1])),
         runs=repeat,
+        crmkit_rows=ours_rows,
+        baseline_rows=theirs_rows,
+        empty=empty_parts(ours_rows, theirs_rows) if ours_rows or theirs_rows else ["everything"],
     )
 
 
@@ -150,13 +159,34 @@ def format_timings(timings: list[Timing]) -> str:
             _seconds(t.baseline_s),
             _ratio(t),
             t.goal,
-            ("met" if t.met else "MISSED") + ("" if t.same else " RESULTS DIFFER"),
+            ("met" if t.met else "MISSED") + ("" if t.same else " RESULTS DIFFER") + (" EMPTY" if t.empty else ""),
             f"{t.crmkit_peak_mb:,.0f} / {t.baseline_peak_mb:,.0f} MB",
             t.baseline_kind,
         )
         for t in timings
     ]
     return _table(header, rows)
+
+
+def format_compared(timings: list[Timing]) -> str:
+    """What each comparison compared, on each side: per trigger its matches, per report its rows."""
+    rows = []
+    for t in timings:
+        ours, theirs = t.crmkit_rows, t.baseline_rows
+        if "rows" in ours or "rows" in theirs:
+            rows.append((t.workload, _rows(ours), _rows(theirs), "EMPTY" if t.empty else ""))
+            continue
+        for part in {**ours, **theirs}:
+            mark = "EMPTY" if part in t.empty else ""
+            rows.append((f"{t.workload}: {part}", f"{ours.get(part, 0):,}", f"{theirs.get(part, 0):,}", mark))
+    return _table(("compared (rows, or matches per trigger)", "crmkit", "baseline", ""), rows)
+
+
+def _rows(parts: dict[str, int]) -> str:
+    text = f"{parts.get('rows', 0):,}"
+    if "non-zero numbers" in parts:
+        text += f" ({parts['non-zero numbers']:,} non-zero)"
+    return text
 
 
 def format_memory(figures: list[MemoryFigure]) -> str:
@@ -266,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
           f" {counts['payments']:,} payments; medians of {args.repeat} runs per side\n")  # fmt: skip
     if timings:
         print(format_timings(timings))
+        print()
+        print(format_compared([t for t in timings if t.crmkit_rows or t.baseline_rows]))
     if figures:
         print()
         print(format_memory(figures))
@@ -282,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     differ = [t.workload for t in timings if not t.same]
     if differ:
         print(f"\ncrmkit and the baseline disagree on: {', '.join(differ)}")
-        return 1
-    return 0
+    empty = [f"{t.workload} ({', '.join(t.empty)})" for t in timings if t.empty]
+    if empty:
+        print(f"\nthese comparisons compared nothing, so they prove nothing: {'; '.join(empty)}")
+    return 1 if differ or empty else 0
 
 
 def _total(reports: list[Timing]) -> Timing:

@@ -25,6 +25,7 @@ from crmkit_fitness.models import Membership
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
+from bench import shapes
 from bench.common import Workload
 from crmkit import CRM
 from crmkit.db.models import Activity, Customer, StageHistory, TriggerFiring
@@ -61,19 +62,36 @@ def trigger_workloads(crm: CRM, as_of: dt.datetime, *, sample: int = 10_000) -> 
     ]
 
 
-def check_sql_agrees(crm: CRM, as_of: dt.datetime) -> None:
-    """Every fitness trigger matches the same customers through crmkit and through the hand SQL."""
+def check_sql_agrees(crm: CRM, as_of: dt.datetime) -> dict[str, tuple[int, int]]:
+    """Every fitness trigger matches the same customers through crmkit and through the hand SQL, and
+    matches someone. Returns the matches per trigger, (crmkit, hand SQL)."""
     hand = HandSQL(crm, as_of)
-    diffs = [_diff(name, crmkit_matches(crm, as_of, name), hand.matches(name)) for name in fitness_triggers(crm)]
-    _raise_on(diffs, "hand SQL")
+    found = {name: (crmkit_matches(crm, as_of, name), hand.matches(name)) for name in fitness_triggers(crm)}
+    _raise_on([_diff(name, ours, theirs) for name, (ours, theirs) in found.items()], "hand SQL")
+    return _nonempty(found, "hand SQL")
 
 
-def check_loop_agrees(crm: CRM, as_of: dt.datetime, customer_ids: Sequence[int]) -> None:
-    """For ``customer_ids``, the ORM loop matches the same customers per trigger as crmkit."""
+def check_loop_agrees(crm: CRM, as_of: dt.datetime, customer_ids: Sequence[int]) -> dict[str, tuple[int, int]]:
+    """For ``customer_ids``, the ORM loop matches the same customers per trigger as crmkit, and every
+    trigger matches someone among them. Returns the matches per trigger, (crmkit, ORM loop)."""
     wanted = set(customer_ids)
-    found = OrmLoop(crm, as_of).matches(customer_ids)
-    diffs = [_diff(name, crmkit_matches(crm, as_of, name) & wanted, found[name]) for name in fitness_triggers(crm)]
-    _raise_on(diffs, "ORM loop")
+    loop = OrmLoop(crm, as_of).matches(customer_ids)
+    found = {name: (crmkit_matches(crm, as_of, name) & wanted, loop[name]) for name in fitness_triggers(crm)}
+    _raise_on([_diff(name, ours, theirs) for name, (ours, theirs) in found.items()], "ORM loop")
+    return _nonempty(found, "ORM loop")
+
+
+def _nonempty(found: dict[str, tuple[set[int], set[int]]], other: str) -> dict[str, tuple[int, int]]:
+    counts = {name: (len(ours), len(theirs)) for name, (ours, theirs) in found.items()}
+    if not counts:
+        raise AssertionError("no fitness trigger to compare: is the fitness plugin loaded?")
+    empty = [name for name, (ours, theirs) in counts.items() if not ours or not theirs]
+    if empty:
+        raise AssertionError(
+            f"crmkit and the {other} match nobody for {', '.join(empty)}: comparing two empty sets proves"
+            " nothing; the data must give every trigger someone to match (see bench/shapes.py)"
+        )
+    return counts
 
 
 def _within(everyone: dict[str, int], sampled: dict[str, int]) -> bool:
@@ -118,12 +136,14 @@ def crmkit_matches(crm: CRM, as_of: dt.datetime, name: str) -> set[int]:
 
 def sample_ids(crm: CRM, sample: int) -> list[int]:
     """``sample`` customer ids evenly spaced over all of them (all when there are fewer): deterministic, and
-    spread over the whole club, old members and new."""
+    spread over the whole club, old members and new; plus every member shaped to meet a trigger, so the
+    loop has a match of every trigger to agree on (they cost the loop what any customer costs)."""
     with crm.session() as s:
         ids = list(s.scalars(select(Customer.id).order_by(Customer.id)))
     if sample >= len(ids):
         return ids
-    return [ids[i * len(ids) // sample] for i in range(sample)]
+    spread = {ids[i * len(ids) // sample] for i in range(sample)}
+    return sorted(spread | set(shapes.ids(crm)))
 
 
 def fitness_config(crm: CRM) -> FitnessConfig:

@@ -1,22 +1,190 @@
-"""The ``crmkit`` command."""
+"""The ``crmkit`` command.
+
+A user's mistake (a bad option, a database that is not there, a file that cannot be written) ends the
+command with one line ``error: ...`` on stderr and a non-zero exit code, never a traceback: every command
+runs inside :class:`_Main`, which turns crmkit's, SQLAlchemy's and the operating system's errors into that
+line. Set ``CRMKIT_TRACEBACK=1`` to see the traceback instead (for a bug report).
+
+Only ``db upgrade`` (and ``demo``, on its own file) may create a database: every other command refuses a
+SQLite file that does not exist, so a typo in ``--url`` does not leave an empty database behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import importlib
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from urllib.parse import quote
 
 import click
+import sqlalchemy.exc
+from sqlalchemy.engine import URL, make_url
 
 from crmkit.app import CRM
 from crmkit.errors import CRMError
+from crmkit.reports.engine import FIRST_DAY, LAST_DAY
 
-URL_HELP = "SQLAlchemy database URL (env CRMKIT_DATABASE_URL; default sqlite:///crmkit.db)."
+DEFAULT_URL = "sqlite:///crmkit.db"
+URL_HELP = f"SQLAlchemy database URL (env CRMKIT_DATABASE_URL; default {DEFAULT_URL})."
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+class CommandError(click.ClickException):
+    """A user error, shown as one line ``error: ...``."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {_one_line(self.format_message())}", err=True)
+
+
+class _OneLineUsageError(click.UsageError):
+    """click's usage error (a bad or missing option) in one line, with where to find the help."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        message = _one_line(self.format_message())
+        message = message[:1].lower() + message[1:]
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"error: {message}{hint}", err=True)
+
+
+_NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
+    filter(None, [getattr(click.exceptions, "NoArgsIsHelpError", None)])
+)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _as_usage_error(exc: click.UsageError) -> click.UsageError:
+    # a group run without a command shows its help, which is not an error message to squeeze
+    if isinstance(exc, (_OneLineUsageError, *_NO_ARGS_IS_HELP)):
+        return exc
+    short = _OneLineUsageError(exc.format_message(), exc.ctx)
+    short.exit_code = exc.exit_code
+    return short
+
+
+def _describe(exc: BaseException) -> str | None:
+    """The one line a user error reads as; ``None`` for an exception that is not a user's error."""
+    if isinstance(exc, CRMError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return f"database error: {_driver_message(exc)}"
+    if isinstance(exc, (sqlalchemy.exc.SQLAlchemyError, OSError, ValueError, OverflowError)):
+        return str(exc) or type(exc).__name__
+    return None
+
+
+class _Main(click.Group):
+    """The top-level group: every user error of every command becomes one line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _as_usage_error(exc) from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _as_usage_error(exc) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            message = _describe(exc)
+            if message is None or os.environ.get("CRMKIT_TRACEBACK"):
+                raise
+            raise CommandError(message) from exc
+
+
+# -- the database --------------------------------------------------------------------------------------
+
+
+def _driver_message(exc: sqlalchemy.exc.DBAPIError) -> str:
+    # the first line says what failed; PostgreSQL's next lines quote the SQL, which a user did not write
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+
+
+def _not_migrated(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    """A missing table or column: the database was never migrated, or not since a plugin was added."""
+    code = getattr(exc.orig, "sqlstate", None)  # psycopg: undefined_table, undefined_column
+    if code in ("42P01", "42703"):
+        return True
+    text = str(exc.orig)
+    return text.startswith("no such table") or text.startswith("no such column")
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL opens, or ``None`` for an in-memory database or one given as a URI."""
+    if url.get_backend_name() != "sqlite" or url.query.get("uri") or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)  # type: ignore[arg-type]
+
+
+def _read_write_url(url: URL, path: Path) -> URL:
+    """The same file opened as a SQLite URI in mode ``rw``: SQLite then refuses to create it."""
+    uri = f"file:{quote(str(path.resolve()))}"
+    return url.set(database=uri, query={**url.query, "mode": "rw", "uri": "true"})
+
+
+def _open(raw: str, plugins: list[object], load_entry_points: bool, *, database: str) -> CRM:
+    try:
+        url = make_url(raw)
+    except sqlalchemy.exc.ArgumentError:
+        raise click.BadParameter(
+            f"{raw!r} is not a database URL (e.g. sqlite:///crm.db or postgresql+psycopg://user@host/db)",
+            param_hint="'--url'",
+        ) from None
+    path = _sqlite_file(url)
+    if path is not None:
+        if database != "unused" and not path.parent.is_dir():
+            raise CommandError(f"--url: folder {str(path.parent)!r} of database file {str(path)!r} does not exist")
+        if database != "create":
+            if database == "required" and not path.is_file():
+                raise CommandError(
+                    f"--url: database file {str(path)!r} does not exist"
+                    " (pass the --url of an existing database, or create it with 'crmkit db upgrade --url URL')"
+                )
+            url = _read_write_url(url, path)
+    try:
+        return CRM(url.render_as_string(hide_password=False), plugins=plugins, load_entry_points=load_entry_points)
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise CommandError(
+            f"--url: no database driver for {url.drivername!r} (use sqlite or postgresql+psycopg)"
+        ) from None
+    except ImportError as exc:
+        raise CommandError(f"--url: the driver for {url.drivername!r} is not installed ({exc})") from None
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise CommandError(f"--url: {_one_line(str(exc))}") from None
+
+
+def _database_error(exc: sqlalchemy.exc.DBAPIError, where: str) -> CommandError:
+    if exc.statement is None:
+        return CommandError(f"cannot connect to {where}: {_driver_message(exc)}")
+    if _not_migrated(exc):
+        return CommandError(
+            f"the database {where} is not migrated ({_driver_message(exc)}): run 'crmkit db upgrade --url URL'"
+        )
+    return CommandError(f"database error on {where}: {_driver_message(exc)}")
+
+
+def _shown_url(raw: str) -> str:
+    """The URL as the user gave it, without its password."""
+    try:
+        return make_url(raw).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return raw
 
 
 def _load(path: str) -> object:
@@ -25,13 +193,20 @@ def _load(path: str) -> object:
         obj: Any = importlib.import_module(module)
         for part in filter(None, attr.split(".")):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise click.BadParameter(f"cannot import {path!r}: {exc}", param_hint="--plugin") from exc
-    return obj() if isinstance(obj, type) else obj
+        return obj() if isinstance(obj, type) else obj
+    except Exception as exc:  # importing or building someone else's code can raise anything
+        raise click.BadParameter(f"cannot load {path!r}: {_one_line(str(exc))}", param_hint="'--plugin'") from None
 
 
-def crm_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--url``, ``--plugin`` and ``--no-plugins``, turned into a ``crm`` argument."""
+def crm_options(fn: Callable[..., Any] | None = None, *, database: str = "required") -> Any:
+    """``--url``, ``--plugin`` and ``--no-plugins``, turned into a ``crm`` argument.
+
+    ``database`` says what the command does with the database: ``"required"`` (an existing one, the
+    default), ``"create"`` (the one command that builds it, ``db upgrade``) or ``"unused"`` (it only lists
+    what the plugins declare, so it works without one). Only ``"create"`` may make a SQLite file.
+    """
+    if fn is None:
+        return functools.partial(crm_options, database=database)
 
     @click.option("--url", default=None, help=URL_HELP)
     @click.option(
@@ -43,13 +218,15 @@ def crm_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     )
     @click.option("--no-plugins", is_flag=True, help="Do not load installed (entry-point) plugins.")
     def wrapper(url: str | None, plugin_paths: tuple[str, ...], no_plugins: bool, **kwargs: Any) -> Any:
-        crm = CRM(
-            url or os.environ.get("CRMKIT_DATABASE_URL") or "sqlite:///crmkit.db",
-            plugins=[_load(p) for p in plugin_paths],
-            load_entry_points=not no_plugins,
-        )
+        # the default (a file in the working folder) is named in the error a read command gives without it
+        raw = url or os.environ.get("CRMKIT_DATABASE_URL") or DEFAULT_URL
+        crm = _open(raw, [_load(p) for p in plugin_paths], not no_plugins, database=database)
         try:
             return fn(crm, **kwargs)
+        except sqlalchemy.exc.DBAPIError as exc:
+            if os.environ.get("CRMKIT_TRACEBACK"):
+                raise
+            raise _database_error(exc, _shown_url(raw)) from exc
         finally:
             crm.close()
 
@@ -59,17 +236,37 @@ def crm_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _as_of(value: str | None) -> dt.datetime | None:
+# -- values --------------------------------------------------------------------------------------------
+
+
+def _moment(value: str | None, option: str) -> dt.datetime | None:
+    """An ISO date or datetime (UTC unless it says otherwise) within the dates a command accepts."""
     if value is None:
         return None
     try:
         moment = dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not an ISO date or datetime", param_hint="--as-of") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or datetime", param_hint=f"'{option}'") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if not FIRST_DAY <= moment.date() <= LAST_DAY:
+        raise click.BadParameter(
+            f"{value!r} is out of range (from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()})",
+            param_hint=f"'{option}'",
+        )
+    return moment
 
 
-@click.group()
+def _period(since: str | None, until: str | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    start, end = _moment(since, "--since"), _moment(until, "--until")
+    if start is not None and end is not None and end < start:
+        raise click.BadParameter(f"{until!r} is before --since {since!r}", param_hint="'--until'")
+    return start, end
+
+
+# -- the commands --------------------------------------------------------------------------------------
+
+
+@click.group(cls=_Main, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="crmkit")
 def main() -> None:
     """crmkit: a pluggable CRM library."""
@@ -77,7 +274,13 @@ def main() -> None:
 
 @main.command()
 @click.option("--db", "path", default="crmkit-demo.db", show_default=True, help="SQLite file to create.")
-@click.option("--size", default=2000, show_default=True, help="How many customers an edition's demo generates.")
+@click.option(
+    "--size",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many customers an edition's demo generates.",
+)
 @click.option("--no-plugins", is_flag=True, help="Ignore installed plugins: run the core's small demo.")
 def demo(path: str, size: int, no_plugins: bool) -> None:
     """Create a demo SQLite database and show what crmkit does with it.
@@ -88,11 +291,19 @@ def demo(path: str, size: int, no_plugins: bool) -> None:
     from crmkit.plugins import create_plugin_manager
 
     target = Path(path)
-    for stale in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
-        if stale.exists():
-            stale.unlink()
+    if not target.parent.is_dir():
+        raise CommandError(f"--db: folder {str(target.parent)!r} does not exist")
+    files = (target, Path(f"{target}-wal"), Path(f"{target}-shm"))
+    for stale in files:
+        stale.unlink(missing_ok=True)
     pm = create_plugin_manager(load_entry_points=not no_plugins)
-    pm.hook.crmkit_run_demo(path=target, echo=click.echo, size=size)
+    try:
+        pm.hook.crmkit_run_demo(path=target, echo=click.echo, size=size)
+    except BaseException:
+        # a half-built demo is worse than none: the next run would start from it
+        for partial in files:
+            partial.unlink(missing_ok=True)
+        raise
     click.echo(f"database written to {target}")
 
 
@@ -102,10 +313,10 @@ def db() -> None:
 
 
 @db.command()
-@crm_options
+@crm_options(database="create")
 @click.option("--revision", default="heads", show_default=True)
 def upgrade(crm: CRM, revision: str) -> None:
-    """Migrate the database (core and plugin branches) to REVISION."""
+    """Migrate the database (core and plugin branches) to REVISION; creates a SQLite file if missing."""
     from crmkit import migrate
 
     migrate.upgrade(crm, revision)
@@ -134,7 +345,7 @@ def revision(crm: CRM, branch: str, message: str) -> None:
 
 
 @main.command()
-@crm_options
+@crm_options(database="unused")
 def plugins(crm: CRM) -> None:
     """List loaded plugins and what they declare."""
     reg = crm.registry
@@ -155,7 +366,7 @@ def triggers() -> None:
 
 
 @triggers.command("list")
-@crm_options
+@crm_options(database="unused")
 def triggers_list(crm: CRM) -> None:
     """List triggers, highest priority first."""
     for t in crm.triggers.all():
@@ -165,6 +376,13 @@ def triggers_list(crm: CRM) -> None:
             click.echo(f"    {t.description}")
 
 
+def _progress(length: int) -> AbstractContextManager[Any]:
+    # the bar is for a person watching; in a pipe or a log it would only be a stray line before an error
+    if sys.stderr.isatty():
+        return click.progressbar(length=length, label="triggers", file=sys.stderr)
+    return contextlib.nullcontext(None)
+
+
 @triggers.command("run")
 @crm_options
 @click.option("--as-of", "as_of", default=None, help="ISO date/time to evaluate at (default: now, UTC).")
@@ -172,10 +390,11 @@ def triggers_list(crm: CRM) -> None:
 @click.option("--trigger", "names", multiple=True, help="Run only this trigger (repeatable).")
 def triggers_run(crm: CRM, as_of: str | None, dry_run: bool, names: tuple[str, ...]) -> None:
     """Evaluate the triggers and act on new matches; print a summary per trigger."""
+    moment = _moment(as_of, "--as-of")
     selected = [crm.triggers.get(n) for n in names] if names else crm.triggers.all()
-    with click.progressbar(length=len(selected), label="triggers", file=sys.stderr) as bar:
+    with _progress(len(selected)) as bar:
         report = crm.triggers.run(
-            _as_of(as_of), names=[t.name for t in selected], dry_run=dry_run, progress=lambda *_: bar.update(1)
+            moment, names=[t.name for t in selected], dry_run=dry_run, progress=lambda *_: bar and bar.update(1)
         )
     header = "would fire" if dry_run else "fired"
     click.echo(f"as of {report.as_of.isoformat()}{' (dry run)' if dry_run else ''}")
@@ -195,12 +414,13 @@ def triggers_run(crm: CRM, as_of: str | None, dry_run: bool, names: tuple[str, .
 @click.option("--until", default=None, help="Only firings before this ISO date.")
 def triggers_effectiveness(crm: CRM, since: str | None, until: str | None) -> None:
     """Conversion of contacted customers against the held-out control group, per trigger."""
+    start, end = _period(since, until)
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value * 100:.1f}%"
 
     click.echo(f"{'trigger':<32} {'fired':>6} {'conv':>7} {'held':>6} {'conv':>7} {'uplift':>8}")
-    for e in crm.triggers.effectiveness(since=_as_of(since), until=_as_of(until)):
+    for e in crm.triggers.effectiveness(since=start, until=end):
         uplift = "-" if e.uplift is None else f"{e.uplift * 100:+.1f}pp"
         click.echo(
             f"{e.trigger:<32} {e.fired:>6} {pct(e.conversion_rate):>7} {e.held_out:>6} {pct(e.held_out_rate):>7}"
@@ -225,14 +445,17 @@ def report_cmd(crm: CRM, name: str, params: tuple[str, ...], fmt: str, output: s
     for item in params:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not k=v", param_hint="--param")
+            raise click.BadParameter(f"{item!r} is not k=v", param_hint="'--param'")
         values[key.strip()] = value.strip()
-    try:
-        text = crm.reports.render(name, values, format=fmt)
-    except CRMError as exc:
-        raise click.ClickException(str(exc)) from exc
+    # checked before the report runs, so a typo in the path does not cost a report's computation
+    if output and not Path(output).parent.is_dir():
+        raise CommandError(f"-o: folder {str(Path(output).parent)!r} does not exist")
+    text = crm.reports.render(name, values, format=fmt)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"-o: cannot write {output!r}: {exc.strerror}") from exc
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))
@@ -246,11 +469,14 @@ def tasks() -> None:
 @tasks.command("next")
 @crm_options
 @click.option("--as-of", "as_of", default=None, help="The day to plan (ISO date; default today, UTC).")
-@click.option("--limit", default=10, show_default=True, help="At most this many tasks per person.")
+@click.option(
+    "--limit", default=10, show_default=True, type=click.IntRange(min=1), help="At most this many tasks per person."
+)
 def tasks_next(crm: CRM, as_of: str | None, limit: int) -> None:
     """What each member of staff should do today, most important first."""
+    moment = _moment(as_of, "--as-of")
     users = {u["id"]: u["name"] for u in crm.users.list()}
-    actions = crm.tasks.next_actions(as_of=_as_of(as_of), limit=limit)
+    actions = crm.tasks.next_actions(as_of=moment, limit=limit)
     if not actions:
         click.echo("nothing to do")
     for assignee, items in actions.items():
@@ -262,9 +488,5 @@ def tasks_next(crm: CRM, as_of: str | None, limit: int) -> None:
                 click.echo(f"        {task['reason']}")
 
 
-def run() -> None:  # pragma: no cover - console entry point wrapper
-    try:
-        main(standalone_mode=True)
-    except CRMError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+def run() -> None:  # pragma: no cover - console entry point
+    main()

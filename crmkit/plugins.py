@@ -148,6 +148,7 @@ def _register(pm: pluggy.PluginManager, obj: object, name: str, *, core: bool = 
 
 def _check_hook_names(obj: object, name: str) -> None:
     marker = f"{hookspecs.PROJECT}_impl"
+    hooks = 0
     for attr in dir(obj):
         value = getattr(obj, attr, None)
         if not callable(value):
@@ -159,6 +160,20 @@ def _check_hook_names(obj: object, name: str) -> None:
             raise PluginError(name, f"unknown hook {attr!r}{hint}")
         if not marked and attr.startswith("crmkit_"):
             raise PluginError(name, f"{attr!r} looks like a hook but is not marked with @crmkit.hookimpl")
+        hooks += marked
+    if not hooks:
+        # registering it would do nothing, silently: almost always the wrong object (a module, a class
+        # that is not the plugin, a typo in an import path)
+        raise PluginError(name, f"{_shown(obj)} is not a crmkit plugin: it has no @crmkit.hookimpl hook")
+
+
+def _shown(obj: object) -> str:
+    if isinstance(obj, ModuleType):
+        return f"module {obj.__name__!r}"
+    kind = obj if inspect.isclass(obj) or inspect.isroutine(obj) else type(obj)
+    what = "class" if inspect.isclass(obj) else "function" if inspect.isroutine(obj) else "a"
+    label = f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', '?')}"
+    return f"{what} {label}" if what != "a" else f"a {label} object"
 
 
 # -- collecting declarations ----------------------------------------------------------------------------

@@ -60,16 +60,57 @@ def test_ingest_baseline_stores_the_same_rows_as_crmkit(target: data.Target, clu
 
     crm = data.ingest_database(target, club)
     try:
-        check_same_rows(crm, data.visits(club, 2000))
+        assert check_same_rows(crm, data.visits(club, 2000)) == 2000
+        with pytest.raises(AssertionError, match="no check-ins to ingest"):
+            check_same_rows(crm, [])
     finally:
         crm.close()
         target.drop("ingest")
 
 
 def test_hand_written_trigger_sql_matches_the_same_customers(club: CRM) -> None:
+    from bench.triggers import check_sql_agrees, fitness_triggers
+
+    compared = check_sql_agrees(club, AS_OF)
+    assert set(compared) == set(fitness_triggers(club)) and len(compared) == 13
+    # every trigger matches someone, the same number on both sides
+    assert all(ours == theirs > 0 for ours, theirs in compared.values()), compared
+
+
+def test_every_shaped_member_meets_the_trigger_it_was_shaped_for(club: CRM) -> None:
+    from sqlalchemy import select
+
+    from bench import shapes
+    from bench.triggers import crmkit_matches
+    from crmkit.db.models import Customer
+
+    with club.session() as s:
+        shaped = s.execute(select(Customer.id, Customer.email).where(Customer.email.like(f"%@{shapes.DOMAIN}")))
+        by_trigger: dict[str, set[int]] = {}
+        for cid, email in shaped:
+            by_trigger.setdefault("fitness." + email.split("@")[0].rsplit("-", 1)[0].replace("-", "_"), set()).add(cid)
+    assert set(by_trigger) == set(shapes.SHAPES)
+    assert all(len(ids) == shapes.per_trigger(SIZES.customers) == 3 for ids in by_trigger.values())
+    for name, ids in by_trigger.items():
+        assert ids <= crmkit_matches(club, AS_OF, name), name
+
+
+def test_comparing_two_empty_sets_fails(target: data.Target) -> None:
+    from bench.common import Workload
+    from bench.runner import TRIGGERS, measure
     from bench.triggers import check_sql_agrees
 
-    check_sql_agrees(club, AS_OF)
+    crm = target.fresh("empty")  # a club with no one in it: every trigger matches nobody on both sides
+    try:
+        with pytest.raises(AssertionError, match=r"match nobody for fitness\.stage_joined, .*proves nothing"):
+            check_sql_agrees(crm, AS_OF)
+    finally:
+        crm.close()
+        target.drop("empty")
+    timing = measure(
+        Workload("nothing", crmkit=lambda: {"a": 0, "b": 2}, baseline=lambda: {"a": 0, "b": 2}), TRIGGERS, 1
+    )
+    assert timing.same and timing.empty == ["a"]
 
 
 def test_per_customer_loop_matches_the_same_customers(club: CRM) -> None:
@@ -80,13 +121,18 @@ def test_per_customer_loop_matches_the_same_customers(club: CRM) -> None:
 
     with club.session() as s:
         ids = list(s.scalars(select(Customer.id).order_by(Customer.id)))
-    check_loop_agrees(club, AS_OF, ids)
+    compared = check_loop_agrees(club, AS_OF, ids)
+    assert len(compared) == 13 and all(ours == theirs > 0 for ours, theirs in compared.values()), compared
 
 
 def test_hand_written_report_sql_gives_the_same_rows(club: CRM) -> None:
     from bench.reports import check_reports_agree
 
-    check_reports_agree(club, AS_OF)
+    compared = check_reports_agree(club, AS_OF)
+    assert len(compared) == 14
+    for name, (ours, theirs) in compared.items():
+        assert ours["rows"] == theirs["rows"] > 0, name
+        assert ours["non-zero numbers"] > 0 and theirs["non-zero numbers"] > 0, name
 
 
 def test_python_m_bench_prints_every_workload_and_writes_the_figures(
@@ -109,10 +155,17 @@ def test_python_m_bench_prints_every_workload_and_writes_the_figures(
     assert any(n.startswith("fitness triggers") for n in names)
     assert sum(n.startswith("report ") for n in names) == 14
     assert all(t["same"] for t in figures["timings"])
+    compared = [t for t in figures["timings"] if not t["workload"].startswith("all ")]
+    assert all(t["empty"] == [] and t["crmkit_rows"] and t["baseline_rows"] for t in compared)
+    assert all(n > 0 for t in compared for n in [*t["crmkit_rows"].values(), *t["baseline_rows"].values()])
+    triggers = next(t for t in compared if t["workload"].startswith("fitness triggers"))
+    assert len(triggers["crmkit_rows"]) == 13 and triggers["crmkit_rows"] == triggers["baseline_rows"]
     assert all(t["crmkit_s"] > 0 and t["baseline_s"] > 0 for t in figures["timings"])
     assert [m["task"] for m in figures["memory"]] == ["trigger evaluation", "report rendering (all, HTML)"]
     assert all(m["large"]["peak_mb"] >= m["large"]["start_mb"] > 0 for m in figures["memory"])
     assert figures["counts"]["customers"] == SIZES.customers
     for name in names:
         assert name in printed
+    assert "compared (rows, or matches per trigger)" in printed and "fitness.stage_joined" in printed
+    assert "EMPTY" not in printed and "proves nothing" not in printed
     assert "trigger evaluation" in printed

@@ -271,3 +271,29 @@ def test_decision_hook_overrides_the_core_default() -> None:
     assert crm.normalize_phone("(415) 555-0100") == "+14155550100"
     with pytest.raises(ValueError):
         make().normalize_phone("not a phone")
+
+
+class NoHooks:
+    plugin_name = "nohooks"
+
+    def register_fields(self) -> list[FieldSpec]:
+        return [FieldSpec("x")]
+
+
+def test_an_object_without_a_single_hook_is_refused_as_a_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    # passed in code: an instance, a class, a module
+    with pytest.raises(PluginError, match=r"plugin 'nohooks': a .*NoHooks object is not a crmkit plugin: it has no"):
+        make(NoHooks())
+    with pytest.raises(PluginError, match=r"plugin 'nohooks': class .*NoHooks is not a crmkit plugin"):
+        make(NoHooks)
+    with pytest.raises(PluginError, match=r"plugin 'json': module 'json' is not a crmkit plugin"):
+        make(__import__("json"))
+    # installed under the entry point
+    ep = importlib.metadata.EntryPoint("empty", "json", "crmkit.plugins")
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [ep])
+    with pytest.raises(PluginError, match=r"plugin 'empty': module 'json' is not a crmkit plugin"):
+        CRM("sqlite://")
+
+
+def test_one_hook_is_enough_to_be_a_plugin() -> None:
+    assert make(_fields_plugin("one", FieldSpec("badge"))).plugins == ("one",)

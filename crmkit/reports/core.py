@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from crmkit.errors import ValidationError
 from crmkit.reports import kpis
 from crmkit.reports.spec import Chart, Column, Param, Report
 
@@ -34,7 +35,12 @@ PERIOD = (
 
 
 def _period(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {"since": params["since"], "until": params["until"]}
+    """The period of a core report, refused with crmkit's error when it ends before it starts (the KPI
+    functions themselves raise ``ValueError``, as a Python API does)."""
+    since, until = params["since"], params["until"]
+    if until < since:
+        raise ValidationError({"until": [f"must not be before since ({since.isoformat()})"]}, "invalid parameters")
+    return {"since": since, "until": until}
 
 
 def _leads_to_deals(crm: CRM, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -58,8 +64,9 @@ def effectiveness_rows(
         return None if value is None else round(value * 100, 2)
 
     names = [t.name for t in crm.triggers.all() if t.name.startswith(prefix) and t.goal is not None]
-    start = dt.datetime.combine(params["since"], dt.time(), dt.UTC)
-    end = dt.datetime.combine(params["until"], dt.time(), dt.UTC)
+    period = _period(params)
+    start = dt.datetime.combine(period["since"], dt.time(), dt.UTC)
+    end = dt.datetime.combine(period["until"], dt.time(), dt.UTC)
     return [
         {
             "trigger": e.trigger,

@@ -17,7 +17,7 @@ from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mf
 
 from crmkit.db.types import utcnow
-from crmkit.errors import NotFound, PluginError
+from crmkit.errors import NotFound, PluginError, ValidationError
 from crmkit.reports.charts import render_chart
 from crmkit.reports.spec import Column, Param, Report
 from crmkit.schemas import load
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from crmkit.app import CRM
 
 FORMATS = ("html", "md", "csv", "json")
+#: The dates a report parameter (and the command line's dates) may take: wide enough for any history and
+#: plan, narrow enough that a report's calendar arithmetic (a year back, months ahead) stays in the calendar.
+FIRST_DAY = dt.date(1900, 1, 1)
+LAST_DAY = dt.date(2999, 12, 31)
 CORE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -59,6 +63,10 @@ def _param_field(param: Param) -> mf.Field:
         "date": mf.Date,
         "datetime": lambda **kw: mf.AwareDateTime(default_timezone=dt.UTC, **kw),
     }[param.type](**kwargs)
+
+
+def _day(value: dt.date) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value
 
 
 def _json_value(value: Any) -> Any:
@@ -143,6 +151,13 @@ class Reports:
         for param in report.params:
             if values.get(param.name) is None and param.default is not None:
                 values[param.name] = param.default(now) if callable(param.default) else param.default
+        out_of_range = {
+            p.name: [f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}"]
+            for p in report.params
+            if isinstance(values.get(p.name), dt.date) and not FIRST_DAY <= _day(values[p.name]) <= LAST_DAY
+        }
+        if out_of_range:
+            raise ValidationError(out_of_range, f"invalid parameters for report {name!r}")
         return values
 
     def run(
