@@ -550,7 +550,7 @@ def hand_members_at_risk(conn: Connection, sql: _Sql, p: _Period, *, as_of: dt.d
                     WHERE a.customer_id = c.id AND a.kind = 'checkin' AND a.status = 'done'
                       AND a.occurred_at < :end_of_day) AS last_visit
             FROM crm_customers c
-            WHERE c.lifecycle = 'active'
+            WHERE c.lifecycle IN ('active', 'loyal')
         ), chosen AS (
             SELECT id, name, phone, stage, owner_id, last_visit, {days_since} AS days_since
             FROM members

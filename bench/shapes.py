@@ -68,6 +68,8 @@ def _every(step: int, first: int, last: int) -> tuple[int, ...]:
 
 #: A member who joined in December and settled in: lead, adaptation a month later, active a month after.
 SETTLED = ((-200, "lead"), (-170, "adaptation"), (-140, "active"))
+#: A settled member the club made loyal: a member like any active one for the retention triggers.
+LOYAL = (*SETTLED, (-100, "loyal"))
 
 #: One shape per trigger, with the configuration's defaults (a club that changes them keeps the margins:
 #: every window below is at least twice as far from its edge as the default is wide).
@@ -78,8 +80,8 @@ SHAPES: dict[str, Shape] = {
     "fitness.stage_adapted": Shape(
         ((-120, "lead"), (-40, "adaptation")), (Held(UNLIMITED, -40),), visits=_every(3, -28, -1)
     ),
-    # active for months, last visit 35 days ago (the limit is 21)
-    "fitness.stage_at_risk": Shape(SETTLED, (Held(UNLIMITED, -50),), visits=(-60, -55, -45, -35)),
+    # loyal for months, last visit 35 days ago (the limit is 21)
+    "fitness.stage_at_risk": Shape(LOYAL, (Held(UNLIMITED, -50),), visits=(-60, -55, -45, -35)),
     # at risk for 20 days, back twice this week
     "fitness.stage_recovered": Shape((*SETTLED, (-20, "at_risk")), (Held(UNLIMITED, -60),), visits=(-50, -45, -3, -2)),
     # the membership ended two months ago, last visit 70 days ago (the limit is 45)
@@ -89,17 +91,17 @@ SHAPES: dict[str, Shape] = {
     # a trial that ended 10 days ago, nothing bought
     "fitness.trial_no_purchase": Shape(((-20, "lead"),), trial_ended=-10, visits=(-18,)),
     # the only membership ends in 7 days (the window is 14), nothing bought after it
-    "fitness.membership_expiring": Shape(SETTLED, (Held(UNLIMITED, -82),), visits=_every(4, -40, -1)),
+    "fitness.membership_expiring": Shape(LOYAL, (Held(UNLIMITED, -82),), visits=_every(4, -40, -1)),
     # a card of 8 sessions with 1 left, 19 days to run, nothing bought after it
     "fitness.sessions_low": Shape(SETTLED, (Held(SESSIONS, -10, sessions_left=1),), visits=_every(1, -9, -3)),
     # 20 days a newcomer, last visit 15 days ago (the limit is 10)
     "fitness.adaptation_absent": Shape(
         ((-60, "lead"), (-20, "adaptation")), (Held(UNLIMITED, -20),), visits=(-19, -17, -15)
     ),
-    # a member for 60 days on this membership, last visit 30 days ago (the limit is 21)
-    "fitness.active_absent": Shape(SETTLED, (Held(UNLIMITED, -60),), visits=(-55, -45, -35, -30)),
+    # a loyal member for 60 days on this membership, last visit 30 days ago (the limit is 21)
+    "fitness.active_absent": Shape(LOYAL, (Held(UNLIMITED, -60),), visits=(-55, -45, -35, -30)),
     # 14 visits in the six weeks before the last two, then one
-    "fitness.frequency_drop": Shape(SETTLED, (Held(UNLIMITED, -70),), visits=(*_every(3, -55, -16), -5)),
+    "fitness.frequency_drop": Shape(LOYAL, (Held(UNLIMITED, -70),), visits=(*_every(3, -55, -16), -5)),
     # frozen for two weeks, back tomorrow (the window is 3 days)
     "fitness.freeze_ending": Shape(SETTLED, (Held(UNLIMITED, -60, frozen=(-12, 1)),), visits=(-40, -30, -20, -14)),
     # a birthday in 3 days (the window is 7)

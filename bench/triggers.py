@@ -157,6 +157,8 @@ def fitness_config(crm: CRM) -> FitnessConfig:
 #: The customer's done check-ins up to ``as_of``; each use adds the start of its window.
 CHECKIN = "a.customer_id = c.id AND a.kind = 'checkin' AND a.status = 'done'"
 NOT_CANCELLED = "m.status <> 'cancelled'"
+#: A member: the core's active lifecycle, and loyal.
+MEMBERS = ("active", "loyal")
 #: The membership row is in use: active, or frozen with a freeze that has already ended.
 IN_FORCE = "(m.status = 'active' OR (m.status = 'frozen' AND m.frozen_until < :today))"
 #: Where the customer came from into the current stage (the last row of the append-only history).
@@ -183,6 +185,13 @@ def _window(start: str) -> str:
 
 def _membership(*conditions: str) -> str:
     return f"EXISTS (SELECT 1 FROM fitness_memberships m WHERE m.customer_id = c.id AND {' AND '.join(conditions)})"
+
+
+def _member_for(day: str) -> str:
+    """A member for a while: a membership in force today, and one not cancelled that covered ``day``."""
+    today = _membership(IN_FORCE, "m.starts_on <= :today", "m.ends_on >= :today")
+    then = _membership(NOT_CANCELLED, f"m.starts_on <= :{day}", f"m.ends_on >= :{day}")
+    return f"{today} AND {then}"
 
 
 def _among(*conditions: str) -> str:
@@ -228,10 +237,10 @@ def hand_triggers(config: FitnessConfig, birthday: str) -> dict[str, HandTrigger
         ),
         "fitness.stage_at_risk": HandTrigger(
             (
-                _in_stages("adaptation", "active"),
+                _in_stages("adaptation", "active", "loyal"),
                 "((c.stage = 'adaptation' AND c.stage_changed_at <= :adaptation_absent_from"
                 f" AND NOT {_visited_since('adaptation_absent_from')})"
-                " OR (c.stage = 'active' AND c.stage_changed_at <= :active_absent_from"
+                " OR (c.stage IN ('active', 'loyal') AND c.stage_changed_at <= :active_absent_from"
                 f" AND NOT {_visited_since('active_absent_from')}))",
             ),
             1,
@@ -239,7 +248,7 @@ def hand_triggers(config: FitnessConfig, birthday: str) -> dict[str, HandTrigger
         "fitness.stage_recovered": HandTrigger((_in_stages("at_risk"), _visited_since("week_ago")), 1),
         "fitness.stage_lapsed": HandTrigger(
             (
-                _in_stages("active"),
+                _in_stages(*MEMBERS),
                 "(c.stage = 'at_risk' OR c.stage_changed_at <= :lapsed_from)",
                 f"NOT {_membership(NOT_CANCELLED, 'm.ends_on >= :today')}",
                 f"NOT {_visited_since('lapsed_from')}",
@@ -257,7 +266,7 @@ def hand_triggers(config: FitnessConfig, birthday: str) -> dict[str, HandTrigger
         ),
         "fitness.membership_expiring": HandTrigger(
             (
-                _in_stages("active"),
+                _in_stages(*MEMBERS),
                 _among(IN_FORCE, "m.ends_on >= :today", "m.ends_on <= :expiring_until"),
                 f"NOT {_membership(NOT_CANCELLED, 'm.ends_on > :expiring_until')}",
             ),
@@ -265,7 +274,7 @@ def hand_triggers(config: FitnessConfig, birthday: str) -> dict[str, HandTrigger
         ),
         "fitness.sessions_low": HandTrigger(
             (
-                _in_stages("active"),
+                _in_stages(*MEMBERS),
                 _among("m.sessions_left <= :low_balance", IN_FORCE, "m.starts_on <= :today", "m.ends_on >= :today"),
                 f"(SELECT m.sessions_left FROM fitness_memberships m WHERE m.customer_id = c.id AND {IN_FORCE}"
                 " AND m.starts_on <= :today AND m.ends_on >= :today ORDER BY m.ends_on DESC LIMIT 1) <= :low_balance",
@@ -277,23 +286,23 @@ def hand_triggers(config: FitnessConfig, birthday: str) -> dict[str, HandTrigger
             (
                 _in_stages("adaptation", "at_risk"),
                 f"NOT {_visited_since('adaptation_absent_from')}",
-                _membership(IN_FORCE, "m.starts_on <= :adaptation_absent_day", "m.ends_on >= :today"),
+                _member_for("adaptation_absent_day"),
                 NEW_MEMBER,
             ),
             c.adaptation_absent_days,
         ),
         "fitness.active_absent": HandTrigger(
             (
-                _in_stages("active"),
+                _in_stages(*MEMBERS),
                 f"NOT {_visited_since('active_absent_from')}",
-                _membership(IN_FORCE, "m.starts_on <= :active_absent_day", "m.ends_on >= :today"),
+                _member_for("active_absent_day"),
                 f"NOT {NEW_MEMBER}",
             ),
             c.active_absent_days,
         ),
         "fitness.frequency_drop": HandTrigger(
             (
-                _in_stages("active"),
+                _in_stages(*MEMBERS),
                 # both windows in one pass; recent <= share * baseline * recent_days / baseline_days, in integers
                 "(SELECT COUNT(*) FILTER (WHERE a.occurred_at <= :recent_from) > 0"
                 " AND COUNT(*) FILTER (WHERE a.occurred_at > :recent_from) * :recent_factor"
@@ -306,7 +315,7 @@ def hand_triggers(config: FitnessConfig, birthday: str) -> dict[str, HandTrigger
         "fitness.freeze_ending": HandTrigger(
             (_among("m.status = 'frozen'", "m.frozen_until >= :today", "m.frozen_until <= :freeze_until"),), 7
         ),
-        "fitness.birthday": HandTrigger((_in_stages("active", "lead"), f"{birthday} IN ({birthdays})"), 300),
+        "fitness.birthday": HandTrigger((_in_stages(*MEMBERS, "lead"), f"{birthday} IN ({birthdays})"), 300),
     }
 
 
@@ -480,7 +489,10 @@ class OrmLoop:
 
     def _member_since(self, loaded: Loaded, days: int) -> bool:
         since = self.today - days * DAY
-        return any(self._in_force(m) and m.starts_on <= since and m.ends_on >= self.today for m in loaded.memberships)
+        ms = loaded.memberships
+        return any(self._in_force(m) and m.starts_on <= self.today <= m.ends_on for m in ms) and any(
+            m.status != "cancelled" and m.starts_on <= since <= m.ends_on for m in ms
+        )
 
     def _new_member(self, loaded: Loaded) -> bool | None:
         """True, False, or None where SQL's answer is NULL (at risk with no known previous stage): such a
@@ -510,7 +522,11 @@ class OrmLoop:
 
         def at_risk(x: Loaded) -> bool:
             stage = x.customer.stage
-            limit = {"adaptation": c.adaptation_absent_days, "active": c.active_absent_days}.get(stage)
+            limit = {
+                "adaptation": c.adaptation_absent_days,
+                "active": c.active_absent_days,
+                "loyal": c.active_absent_days,
+            }.get(stage)
             return limit is not None and self._visits(x, limit) == 0 and self._in_stage_since(x, limit)
 
         def lapsed(x: Loaded) -> bool:
@@ -563,19 +579,19 @@ class OrmLoop:
                     and self._visits(x, c.adaptation_days) >= c.adaptation_visits
                 ),
             ),
-            "fitness.stage_at_risk": (("adaptation", "active"), 1, at_risk),
+            "fitness.stage_at_risk": (("adaptation", *MEMBERS), 1, at_risk),
             "fitness.stage_recovered": (("at_risk",), 1, lambda x: self._visits(x, 7) > 0),
-            "fitness.stage_lapsed": (("active",), 1, lapsed),
+            "fitness.stage_lapsed": (MEMBERS, 1, lapsed),
             "fitness.trial_no_purchase": (("lead",), 30, trial_ended),
-            "fitness.membership_expiring": (("active",), c.expiring_days, expiring),
-            "fitness.sessions_low": (("active",), 14, sessions_low),
+            "fitness.membership_expiring": (MEMBERS, c.expiring_days, expiring),
+            "fitness.sessions_low": (MEMBERS, 14, sessions_low),
             "fitness.adaptation_absent": (
                 ("adaptation", "at_risk"),
                 c.adaptation_absent_days,
                 absent(c.adaptation_absent_days, new=True),
             ),
-            "fitness.active_absent": (("active",), c.active_absent_days, absent(c.active_absent_days, new=False)),
-            "fitness.frequency_drop": (("active",), 14, frequency_drop),
+            "fitness.active_absent": (MEMBERS, c.active_absent_days, absent(c.active_absent_days, new=False)),
+            "fitness.frequency_drop": (MEMBERS, 14, frequency_drop),
             "fitness.freeze_ending": ((), 7, freeze_ending),
-            "fitness.birthday": (("active", "lead"), 300, birthday),
+            "fitness.birthday": ((*MEMBERS, "lead"), 300, birthday),
         }

@@ -15,7 +15,7 @@ from crmkit.claims import claims_of, take_claims
 from crmkit.db.models import Contact, Customer, Merge, User
 from crmkit.db.schema import write_extension
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
-from crmkit.limits import require_id
+from crmkit.limits import id_filter, require_id
 from crmkit.merge import merge_customers
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 _CORE_INPUT = ("name", "email", "phone", "birthday", "source", "campaign", "owner_id", "branch", "country")
 #: the inputs a customer's phone is read from: the number and the two things that decide its region
 _PHONE_INPUTS = frozenset({"phone", "country", "branch"})
-_BIGINT = 2**63
 
 
 @attrs.frozen
@@ -110,6 +109,7 @@ class Customers:
                 {"stage": ["change the stage with crm.lifecycle.move(), which keeps the history"]},
                 "invalid customer",
             )
+        customer_id = require_id(customer_id, "customer")
         values = load(crm.schemas.customer_in, data, partial=True, message="invalid customer")
         with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
             customer = t.session.get(Customer, customer_id, with_for_update=True)
@@ -161,8 +161,8 @@ class Customers:
         in the same window, the same activity from one source) are dropped, the rest move; the
         duplicate's stage history is kept in the merge record (:meth:`merges`), not in the survivor's.
         """
-        _check_id(survivor_id)
-        _check_id(duplicate_id)
+        survivor_id = require_id(survivor_id, "customer")
+        duplicate_id = require_id(duplicate_id, "customer")
         crm = self._crm
         with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
             merge_customers(t, survivor_id, duplicate_id, actor_id=actor_id or t.actor_id)
@@ -220,9 +220,11 @@ class Customers:
         ``"dropped"`` the rows dropped as the same fact recorded twice), ``history`` the merged customer's
         stage history (``from_stage``, ``to_stage``, ``lifecycle``, ``at``, ``cause``, ``actor_id``).
         """
-        _check_id(customer_id)
+        wanted = id_filter(customer_id, "customer")
+        if wanted is None:
+            return []
         with self._crm.session() as s:
-            rows = s.scalars(select(Merge).where(Merge.survivor_id == customer_id).order_by(Merge.at, Merge.id))
+            rows = s.scalars(select(Merge).where(Merge.survivor_id == wanted).order_by(Merge.at, Merge.id))
             return [
                 {
                     "merged_id": r.merged_id,
@@ -359,8 +361,3 @@ def _country(value: str) -> str:
     if code not in phonenumbers.SUPPORTED_REGIONS:
         raise ValidationError({"country": [f"not a known ISO 3166 alpha-2 country code: {value!r}"]}, "invalid search")
     return code
-
-
-def _check_id(customer_id: object) -> None:
-    if isinstance(customer_id, bool) or not isinstance(customer_id, int) or not -_BIGINT <= customer_id < _BIGINT:
-        raise ValidationError({"customer_id": [f"not a customer id: {customer_id!r}"]}, "invalid customer id")

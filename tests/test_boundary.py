@@ -732,6 +732,11 @@ def test_ids_that_are_not_integers_or_cannot_exist(club: CRM) -> None:
         club.lifecycle.move(2**40, "trial", cause="x")
     with pytest.raises(NotFound):
         club.customers.add_contact(2**40, {"name": "Bo"})
+    _refused(lambda: club.customers.update("x", {"name": "Bo"}), {"customer_id": ["must be an integer id, got 'x'"]})
+    with pytest.raises(NotFound):
+        club.customers.update(2**40, {"name": "Bo"})
+    with pytest.raises(NotFound):
+        club.customers.merge(1, 2**40)
 
 
 @pytest.mark.parametrize("owner", [2**31, 2**63, -(2**31) - 1])
