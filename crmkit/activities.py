@@ -20,7 +20,7 @@ from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
 from crmkit.fastpath import activity_fast_check
-from crmkit.limits import Moment, check, id_filter, require_id
+from crmkit.limits import Moment, Text, check, id_filter, require_id
 from crmkit.schemas import load
 from crmkit.specs import ActivityKindSpec
 from crmkit.unit import Transaction, use_transaction
@@ -64,6 +64,8 @@ _RECORD_COLUMNS = tuple(c for c in _INSERT_COLUMNS if c not in ("created_at",))
 _RECORD_POSITIONS = tuple(_INSERT_COLUMNS.index(c) for c in _RECORD_COLUMNS)
 #: Ids per ``IN (...)`` of the reference check, well under SQLite's limit of bound parameters.
 _IN_CHUNK = 10_000
+#: A kind name as a filter: what the column could hold (a NUL is a driver error on PostgreSQL).
+_KIND = Text(max_length=48)
 _CENT = Decimal("0.01")
 #: The PostgreSQL advisory lock keyed ingests take turns on: one per schema (one per CRM).
 _KEYED_INGEST_LOCK = "SELECT pg_advisory_xact_lock(1668442475, hashtext(current_schema()))"
@@ -243,7 +245,8 @@ class Activities:
             return []
         query = select(Activity).where(Activity.customer_id == customer_id)
         if kinds is not None:
-            query = query.where(Activity.kind.in_(list(kinds)))
+            wanted = [check(_KIND, kind, "kinds", "invalid filter") for kind in kinds]
+            query = query.where(Activity.kind.in_(wanted))
         query = query.order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(limit)
         with self._crm.session() as s:
             return self._crm.schemas.activity_out.dump(s.scalars(query), many=True)

@@ -15,7 +15,7 @@ from crmkit.claims import claims_of, take_claims
 from crmkit.db.models import Contact, Customer, Merge, User
 from crmkit.db.schema import write_extension
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
-from crmkit.limits import id_filter, require_id
+from crmkit.limits import Text, check, id_filter, require_id
 from crmkit.merge import merge_customers
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 _CORE_INPUT = ("name", "email", "phone", "birthday", "source", "campaign", "owner_id", "branch", "country")
 #: the inputs a customer's phone is read from: the number and the two things that decide its region
+#: What a text filter may hold: what a column could store (a NUL, say, is a driver error on PostgreSQL).
+_TEXT = Text()
+_NAME = Text(max_length=48)
 _PHONE_INPUTS = frozenset({"phone", "country", "branch"})
 
 
@@ -181,6 +184,9 @@ class Customers:
         """Stream customers in id order without loading them all into memory."""
         query = self.select()
         customers = Customer.__table__
+        for name, value in (("stage", stage), ("lifecycle", lifecycle)):
+            if value is not None:
+                check(_NAME, value, name, "invalid filter")
         if stage is not None:
             query = query.where(customers.c.stage == stage)
         if lifecycle is not None:
@@ -246,6 +252,9 @@ class Customers:
         that is not valid there matches nobody.
         """
         conditions = []
+        for name, value in (("email", email), ("phone", phone)):
+            if value:
+                check(_TEXT, value, name, "invalid search")
         if email:
             conditions.append(Customer.email_normalized == normalize_email(email))
         if phone:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 
 from crmkit import CRM, FieldSpec, hookimpl
-from crmkit.db.models import Activity, Contact, Customer, StageHistory, Task, User
+from crmkit.db.models import Activity, Contact, Customer, StageHistory, Task, TriggerRun, User
 from crmkit.errors import DuplicateCustomerError, NotFound, TransitionError, ValidationError
 
 #: What a write may raise on bad input: crmkit's own errors, nothing else.
@@ -840,3 +840,17 @@ def test_times_given_to_reads_are_checked(club: CRM, when: Any) -> None:
     assert club.tasks.open() == [task]  # nothing written
     assert len(club.tasks.reminders_due(dt.datetime(2026, 1, 2, tzinfo=dt.UTC))) == 1
     assert club.tasks.next_actions(as_of=dt.datetime(2026, 1, 2, tzinfo=dt.UTC), assignee_id=2**40) == {}
+
+
+def test_filters_and_evaluation_times_are_checked_like_stored_values(club: CRM) -> None:
+    nul = ["must not contain NUL characters"]
+    _refused(lambda: club.customers.list(stage="a\x00"), {"stage": nul})
+    _refused(lambda: club.customers.find_duplicates(email="a\x00@example.com"), {"email": nul})
+    _refused(lambda: club.activities.for_customer(1, kinds=["checkin\x00"]), {"kinds": nul})
+    out_of_range = ["must be from 1900-01-01 to before 2200-01-01 (UTC)"]
+    for moment in (dt.datetime(9999, 12, 31, tzinfo=dt.UTC), dt.datetime(1, 1, 1, tzinfo=dt.UTC)):
+        _refused(lambda moment=moment: club.triggers.run(moment, dry_run=True), {"as_of": out_of_range})
+        _refused(lambda moment=moment: club.triggers.run(moment), {"as_of": out_of_range})
+        _refused(lambda moment=moment: club.triggers.effectiveness(since=moment), {"since": out_of_range})
+    with club.session() as s:
+        assert s.scalar(select(func.count()).select_from(TriggerRun)) == 0  # a refused run records nothing

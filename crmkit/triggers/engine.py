@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from crmkit.db.models import Activity, Customer, OutboxMessage, Task, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError
+from crmkit.limits import Moment, check
 from crmkit.triggers.query import HOLDOUT_BUCKETS, TriggerQuery, exists_where, holdout_sql
 from crmkit.triggers.spec import Effectiveness, Firing, RunReport, Trigger, TriggerResult
 from crmkit.unit import Transaction, savepoint
@@ -32,17 +33,20 @@ if TYPE_CHECKING:
     from crmkit.app import CRM
 
 Progress = Callable[[Trigger, TriggerResult], None]
+_MOMENT = Moment()
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+def _aware(moment: dt.datetime, name: str = "as_of") -> dt.datetime:
+    """``moment`` (naive: UTC) within the range every stored time keeps to: the windows computed from it
+    (cooldowns, goals, days ago) then never overflow a date."""
+    return check(_MOMENT, moment, name, f"invalid {name}")  # type: ignore[no-any-return]
 
 
 def _days_since(value: Any, as_of: dt.datetime) -> int | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):
-        return (as_of - _aware(value)).days
+        return (as_of - (value if value.tzinfo else value.replace(tzinfo=dt.UTC))).days
     return (as_of.date() - value).days
 
 
@@ -424,9 +428,9 @@ class Triggers:
                     func.coalesce(func.sum(case((converted, 1), else_=0)), 0),
                 ).where(TriggerFiring.trigger == trigger.name)
                 if since is not None:
-                    query = query.where(TriggerFiring.as_of >= literal(_aware(since), UTCDateTime()))
+                    query = query.where(TriggerFiring.as_of >= literal(_aware(since, "since"), UTCDateTime()))
                 if until is not None:
-                    query = query.where(TriggerFiring.as_of < literal(_aware(until), UTCDateTime()))
+                    query = query.where(TriggerFiring.as_of < literal(_aware(until, "until"), UTCDateTime()))
                 rows = {bool(h): (n, c) for h, n, c in s.execute(query.group_by(TriggerFiring.held_out))}
                 fired, conv = rows.get(False, (0, 0))
                 held, held_conv = rows.get(True, (0, 0))
