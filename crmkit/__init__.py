@@ -10,6 +10,7 @@ from crmkit.app import CRM
 from crmkit.errors import (
     CalendarConflictError,
     CRMError,
+    DatabaseBusyError,
     DuplicateCustomerError,
     NotFound,
     PluginError,
@@ -25,6 +26,7 @@ __all__ = [
     "ActivityKindSpec",
     "CRMError",
     "CalendarConflictError",
+    "DatabaseBusyError",
     "DuplicateCustomerError",
     "FieldSpec",
     "NotFound",

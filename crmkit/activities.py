@@ -65,7 +65,7 @@ _RECORD_POSITIONS = tuple(_INSERT_COLUMNS.index(c) for c in _RECORD_COLUMNS)
 #: Ids per ``IN (...)`` of the reference check, well under SQLite's limit of bound parameters.
 _IN_CHUNK = 10_000
 #: A kind name as a filter: what the column could hold (a NUL is a driver error on PostgreSQL).
-_KIND = Text(max_length=48)
+_KIND_NAME = Text(max_length=48)
 _CENT = Decimal("0.01")
 #: The PostgreSQL advisory lock keyed ingests take turns on: one per schema (one per CRM).
 _KEYED_INGEST_LOCK = "SELECT pg_advisory_xact_lock(1668442475, hashtext(current_schema()))"
@@ -245,7 +245,7 @@ class Activities:
             return []
         query = select(Activity).where(Activity.customer_id == customer_id)
         if kinds is not None:
-            wanted = [check(_KIND, kind, "kinds", "invalid filter") for kind in kinds]
+            wanted = [check(_KIND_NAME, kind, "kinds", "invalid filter") for kind in kinds]
             query = query.where(Activity.kind.in_(wanted))
         query = query.order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(limit)
         with self._crm.session() as s:

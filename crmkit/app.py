@@ -71,6 +71,7 @@ class CRM:
         self.engine: Engine = engine or _create_engine(url or DEFAULT_URL, engine_options)
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
+        _driver_errors(self.engine)
         #: The app's own tables with a foreign key to ``crm_customers.id``: a merge re-points them too.
         self.related_tables = tuple(related_tables)
         self.template_dirs = tuple(Path(p) for p in template_dirs)
@@ -248,11 +249,22 @@ def _sqlite_pragmas(engine: Engine) -> None:
     if not event.contains(engine, "connect", _sqlite_on_connect):
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
-        event.listen(engine, "handle_error", _sqlite_busy)
 
 
-def _sqlite_busy(context: Any) -> None:
-    """A writer that waited the whole busy timeout gets crmkit's error, not the driver's."""
+#: PostgreSQL's SQLSTATEs for a transaction aborted because of a concurrent one: deadlock detected,
+#: serialization failure. Retrying the unit of work is the answer to both.
+_CONCURRENCY_ABORTS = frozenset({"40P01", "40001"})
+
+
+def _busy(context: Any) -> None:
+    """A writer that lost to a concurrent one gets crmkit's error, not the driver's: SQLite's "database is
+    locked" after the busy timeout, PostgreSQL's deadlock or serialization failure."""
     error = context.original_exception
-    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
-        raise DatabaseBusyError(str(error)) from context.sqlalchemy_exception
+    locked = isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+    if locked or getattr(error, "sqlstate", None) in _CONCURRENCY_ABORTS:
+        raise DatabaseBusyError(str(error).splitlines()[0]) from context.sqlalchemy_exception
+
+
+def _driver_errors(engine: Engine) -> None:
+    if not event.contains(engine, "handle_error", _busy):
+        event.listen(engine, "handle_error", _busy)

@@ -85,11 +85,13 @@ class CalendarConflictError(CRMError):
 
 
 class DatabaseBusyError(CRMError):
-    """Another writer held the database longer than the busy timeout (SQLite); nothing was written. Retry.
+    """A concurrent writer got in the way; nothing of this call was written. Retry.
 
     SQLite lets one writer in at a time: the others wait up to the engine's busy timeout (crmkit's
     default is ``crmkit.app.SQLITE_BUSY_TIMEOUT`` seconds) and then get this error instead of the
-    driver's "database is locked".
+    driver's "database is locked". PostgreSQL aborts one of two transactions that wait for each other
+    (a deadlock, e.g. two units of work of an app claiming the same emails in opposite orders) or that
+    cannot be serialised; the aborted one gets this error instead of the driver's.
     """
 
     def __init__(self, detail: str) -> None:

@@ -7,8 +7,8 @@ Add ``pytest_plugins = ["crmkit.testing"]`` to your ``conftest.py`` and you get:
   own PostgreSQL schema, dropped afterwards);
 * ``crm``: a CRM without plugins, from ``crm_factory``;
 * :func:`check_plugin`, contract checks any plugin gets for free;
-* :func:`database_of`, the URL and engine options of a factory-built CRM, so that another process (a
-  concurrency test's workers) can open the same database: ``CRM(url, engine_options=options)``.
+* :func:`run_in_processes`, for concurrency tests with real processes started together, and
+  :func:`database_of`, which opens a test's database from another process.
 
 If ``CRMKIT_TEST_DATABASE_URL`` is set and the database cannot be reached, the test run fails at start:
 it never silently falls back to SQLite.
@@ -16,10 +16,12 @@ it never silently falls back to SQLite.
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import os
+import traceback
 import uuid
-import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,6 @@ from sqlalchemy import create_engine, text
 from crmkit.app import CRM
 
 ENV_VAR = "CRMKIT_TEST_DATABASE_URL"
-
-# what crm_factory opened each CRM with; weak so a CRM closed and dropped by a test does not linger
-_OPENED_WITH: weakref.WeakKeyDictionary[CRM, tuple[str, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
 def database_url() -> str | None:
@@ -105,7 +104,6 @@ def crm_factory(tmp_path: Path) -> Iterator[Callable[..., CRM]]:
         kwargs.setdefault("load_entry_points", False)
         crm = CRM(url, plugins=plugins, engine_options=engine_options, **kwargs)
         assert url is not None
-        _OPENED_WITH[crm] = (url, engine_options)
         dbs._crms.append(crm)
         if create_schema:
             crm.create_schema()
@@ -122,14 +120,60 @@ def crm(crm_factory: Callable[..., CRM]) -> CRM:
 
 
 def database_of(crm: CRM) -> tuple[str, dict[str, Any]]:
-    """The URL and engine options ``crm_factory`` built ``crm`` with.
+    """The URL and engine options that open ``crm``'s database from another process: the SQLite file, or
+    the test's own PostgreSQL schema (through ``search_path``). Plain data, so they can be passed to a
+    process: ``CRM(url, engine_options=options)``."""
+    url = crm.engine.url.render_as_string(hide_password=False)
+    if crm.engine.dialect.name != "postgresql":
+        return url, {}
+    with crm.engine.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    return url, {"connect_args": {"options": f"-csearch_path={schema}"}}
 
-    A child process (``multiprocessing`` with the "spawn" context, say) opens the very same database, the
-    test's own PostgreSQL schema included, with ``CRM(url, engine_options=options)``. Both are plain data,
-    so they can be passed to a process. Raises ``KeyError`` for a CRM the factory did not build.
+
+def run_in_processes(
+    target: Callable[..., Any], crm: CRM, jobs: Sequence[tuple[Any, ...]], *, timeout: float = 120
+) -> list[Any]:
+    """Run ``target(database, start, *job)`` for every job in a process of its own and return what each
+    returned, in the order of ``jobs``.
+
+    The processes are real ("spawn": nothing is inherited but the arguments, so ``target`` must be a
+    module-level function). ``database`` is :func:`database_of` ``crm``; ``target`` opens its own CRM on it
+    and calls ``start()`` when it is ready: every process waits there until all are, so the racing part
+    begins at the same moment. A worker that raises fails the test with its traceback; every wait is
+    bounded by ``timeout`` seconds, so a hang fails instead of stalling the suite.
     """
-    url, options = _OPENED_WITH[crm]
-    return url, {k: (dict(v) if isinstance(v, dict) else v) for k, v in options.items()}
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(len(jobs)), ctx.Queue()
+    database = database_of(crm)
+    procs = [
+        ctx.Process(target=_worker, args=(target, database, barrier, out, n, job, timeout))
+        for n, job in enumerate(jobs)
+    ]
+    for proc in procs:
+        proc.start()
+    outcomes = dict(out.get(timeout=timeout) for _ in procs)
+    for proc in procs:
+        proc.join(timeout)
+    failures = [value for ok, value in outcomes.values() if not ok]
+    assert not failures, "a worker process failed:\n" + "\n".join(failures)
+    return [outcomes[n][1] for n in range(len(jobs))]
+
+
+def _worker(
+    target: Callable[..., Any],
+    database: tuple[str, dict[str, Any]],
+    barrier: Any,
+    out: Any,
+    n: int,
+    job: tuple[Any, ...],
+    timeout: float,
+) -> None:
+    try:
+        out.put((n, (True, target(database, functools.partial(barrier.wait, timeout), *job))))
+    except BaseException:
+        barrier.abort()  # the others must not wait for a worker that will never arrive
+        out.put((n, (False, traceback.format_exc())))
 
 
 def check_plugin(crm: CRM, name: str) -> None:

@@ -8,9 +8,7 @@ customer, and every other attempt at it is refused.
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
-import traceback
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from crmkit import CRM, DuplicateCustomerError
 from crmkit.app import SQLITE_BUSY_TIMEOUT
 from crmkit.db import Customer
 from crmkit.errors import DatabaseBusyError
-from crmkit.testing import database_of
+from crmkit.testing import run_in_processes
 
 WORKERS = 4
 ITERATIONS = 40
@@ -67,56 +65,37 @@ def _expected_values(keys: set[int]) -> set[tuple[str | None, str | None]]:
 
 def _run_workers(target: Any, crm: CRM, *extra: Any) -> list[tuple[int, int, int]]:
     """Start WORKERS processes of ``target`` together; return each one's (worker, written, refused)."""
-    url, options = database_of(crm)
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(WORKERS)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(url, options, barrier, results, w, *extra)) for w in range(WORKERS)]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=TIMEOUT) for _ in procs]
-    for p in procs:
-        p.join(timeout=TIMEOUT)
-        assert p.exitcode == 0, f"worker exited with {p.exitcode}"
-    failures = [o for o in outcomes if o[0] == "error"]
-    assert not failures, failures[0][1]
-    return sorted(o[1] for o in outcomes)
+    return sorted(run_in_processes(target, crm, [(w, *extra) for w in range(WORKERS)], timeout=TIMEOUT))
 
 
-def _create_worker(url: str, options: dict[str, Any], barrier: Any, results: Any, worker: int) -> None:
-    try:
-        crm = CRM(url, engine_options=options, load_entry_points=False)
-        written = refused = 0
-        barrier.wait(timeout=TIMEOUT)
-        for i in range(ITERATIONS):
-            try:
-                crm.customers.create(_create_input(_key_of(i), worker))
-                written += 1
-            except DuplicateCustomerError:
-                refused += 1
-        crm.close()
-        results.put(("ok", (worker, written, refused)))
-    except BaseException:
-        results.put(("error", traceback.format_exc()))
+def _create_worker(database: tuple[str, dict[str, Any]], start: Any, worker: int) -> tuple[int, int, int]:
+    crm = CRM(database[0], engine_options=database[1], load_entry_points=False)
+    written = refused = 0
+    start()
+    for i in range(ITERATIONS):
+        try:
+            crm.customers.create(_create_input(_key_of(i), worker))
+            written += 1
+        except DuplicateCustomerError:
+            refused += 1
+    crm.close()
+    return worker, written, refused
 
 
 def _update_worker(
-    url: str, options: dict[str, Any], barrier: Any, results: Any, worker: int, own_ids: list[list[int]]
-) -> None:
-    try:
-        crm = CRM(url, engine_options=options, load_entry_points=False)
-        written = refused = 0
-        barrier.wait(timeout=TIMEOUT)
-        for i, customer_id in enumerate(own_ids[worker]):
-            try:
-                crm.customers.update(customer_id, {"email": _email(_key_of(i), worker)})
-                written += 1
-            except DuplicateCustomerError:
-                refused += 1
-        crm.close()
-        results.put(("ok", (worker, written, refused)))
-    except BaseException:
-        results.put(("error", traceback.format_exc()))
+    database: tuple[str, dict[str, Any]], start: Any, worker: int, own_ids: list[list[int]]
+) -> tuple[int, int, int]:
+    crm = CRM(database[0], engine_options=database[1], load_entry_points=False)
+    written = refused = 0
+    start()
+    for i, customer_id in enumerate(own_ids[worker]):
+        try:
+            crm.customers.update(customer_id, {"email": _email(_key_of(i), worker)})
+            written += 1
+        except DuplicateCustomerError:
+            refused += 1
+    crm.close()
+    return worker, written, refused
 
 
 def _values(crm: CRM) -> list[tuple[str | None, str | None]]:
@@ -183,3 +162,43 @@ def test_a_sqlite_writer_kept_waiting_too_long_gets_crmkits_error(tmp_path: Path
     assert impatient.customers.create({"name": "Anna", "email": "anna@example.com"})["id"] == 1
     crm.close()
     impatient.close()
+
+
+def test_units_of_work_claiming_in_opposite_orders_fail_with_crmkits_error(crm: CRM) -> None:
+    """Two units of work of an app each create two customers, in opposite orders. On PostgreSQL each first
+    holds one claim (the barrier makes sure of it) and then waits for the other's: a deadlock, which the
+    database breaks by aborting one; on SQLite writers queue, so the second finds the first's customers.
+    Either way exactly one unit of work fails, with a crmkit error, and the other's customers are stored."""
+    import threading
+
+    postgres = crm.engine.dialect.name == "postgresql"
+    barrier = threading.Barrier(2, timeout=60)
+    outcomes: dict[str, BaseException | None] = {}
+
+    def unit(name: str, emails: tuple[str, str]) -> None:
+        try:
+            with crm.transaction() as tx:
+                crm.customers.create({"name": name, "email": emails[0]}, tx=tx)
+                if postgres:
+                    barrier.wait()
+                crm.customers.create({"name": name, "email": emails[1]}, tx=tx)
+            outcomes[name] = None
+        except BaseException as exc:  # the assertion below says what it was
+            outcomes[name] = exc
+
+    threads = [
+        threading.Thread(target=unit, args=("A", ("a@example.com", "b@example.com"))),
+        threading.Thread(target=unit, args=("B", ("b@example.com", "a@example.com"))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    failed = {name: exc for name, exc in outcomes.items() if exc is not None}
+    assert len(outcomes) == 2 and len(failed) == 1, outcomes
+    (error,) = failed.values()
+    assert isinstance(error, DatabaseBusyError if postgres else DuplicateCustomerError), repr(error)
+    (winner,) = set(outcomes) - set(failed)
+    with crm.session() as s:
+        stored = sorted(s.execute(select(Customer.name, Customer.email_normalized)).all())
+    assert stored == [(winner, "a@example.com"), (winner, "b@example.com")]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 from typing import Any
 
-from same_database import TIMEOUT, database_of, open_crm
+from same_database import TIMEOUT, open_crm
 from sqlalchemy import func, select
 
 from crmkit import CRM
 from crmkit.db import Activity
+from crmkit.testing import run_in_processes
 
 T0 = dt.datetime(2026, 5, 4, 6, 0, tzinfo=dt.UTC)
 PROCESSES = 3
@@ -29,27 +29,21 @@ def _rows(customers: list[int], n: int) -> list[dict[str, Any]]:
     ]
 
 
-def _ingest(database: Any, rows: list[dict[str, Any]], barrier: Any, out: Any, reverse: bool = False) -> None:
+def _ingest(database: Any, start: Any, rows: list[dict[str, Any]], reverse: bool = False) -> tuple[int, int, int]:
     crm = open_crm(database)
     try:
-        barrier.wait(TIMEOUT)
+        start()
         report = crm.activities.ingest(rows[::-1] if reverse else rows, batch_size=400)
-        out.put((report.inserted, report.skipped, len(report.rejected)))
-    except BaseException as exc:
-        out.put(repr(exc))
-        raise
+        return report.inserted, report.skipped, len(report.rejected)
     finally:
         crm.close()
 
 
-def _log(database: Any, rows: list[dict[str, Any]], barrier: Any, out: Any) -> None:
+def _log(database: Any, start: Any, rows: list[dict[str, Any]]) -> list[int]:
     crm = open_crm(database)
     try:
-        barrier.wait(TIMEOUT)
-        out.put([crm.activities.log(row)["id"] for row in rows])
-    except BaseException as exc:
-        out.put(repr(exc))
-        raise
+        start()
+        return [crm.activities.log(row)["id"] for row in rows]
     finally:
         crm.close()
 
@@ -57,19 +51,8 @@ def _log(database: Any, rows: list[dict[str, Any]], barrier: Any, out: Any) -> N
 def _run(target: Any, crm: CRM, rows: list[dict[str, Any]], *extra: Any) -> list[Any]:
     """``target`` in ``PROCESSES`` processes at once, each given every row (and the ``n``-th of ``extra``);
     what each one reported."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(PROCESSES), ctx.Queue()
-    database = database_of(crm)
-    procs = [
-        ctx.Process(target=target, args=(database, rows, barrier, out, *extra[n : n + 1])) for n in range(PROCESSES)
-    ]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=TIMEOUT) for _ in procs]
-    for p in procs:
-        p.join(TIMEOUT)
-        assert p.exitcode == 0, results
-    return results
+    jobs = [(rows, *extra[n : n + 1]) for n in range(PROCESSES)]
+    return run_in_processes(target, crm, jobs, timeout=TIMEOUT)
 
 
 def _stored(crm: CRM) -> tuple[int, int]:

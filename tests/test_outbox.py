@@ -4,18 +4,18 @@ attempts that counts refusals; triggers deliver their own messages only; concurr
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
 import pytest
 from probe import Probe
-from same_database import TIMEOUT, database_of, open_crm
+from same_database import TIMEOUT, open_crm
 from sqlalchemy import select
 
 from crmkit import CRM, hookimpl
 from crmkit.db.models import Activity, OutboxMessage
 from crmkit.outbox import LEASE, MAX_ATTEMPTS
+from crmkit.testing import run_in_processes
 from crmkit.triggers import MessageAction, Trigger
 
 T0 = dt.datetime(2026, 5, 4, 9, 0, tzinfo=dt.UTC)
@@ -234,14 +234,11 @@ class FileGateway:
         return True
 
 
-def _deliverer(database: Any, path: str, barrier: Any, out: Any) -> None:
+def _deliverer(database: Any, start: Any, path: str) -> int:
     crm = open_crm(database, [FileGateway(path)])
     try:
-        barrier.wait(TIMEOUT)
-        out.put(crm.outbox.deliver(limit=10_000))
-    except BaseException as exc:
-        out.put(repr(exc))
-        raise
+        start()
+        return crm.outbox.deliver(limit=10_000)
     finally:
         crm.close()
 
@@ -255,17 +252,8 @@ def test_concurrent_deliverers_send_each_message_exactly_once(crm: CRM, tmp_path
     with crm.session() as s:
         ids = sorted(s.scalars(select(OutboxMessage.id)))
     assert len(ids) == 300
-    processes = 3
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(processes), ctx.Queue()
-    files = [tmp_path / f"sent-{n}.txt" for n in range(processes)]
-    procs = [ctx.Process(target=_deliverer, args=(database_of(crm), str(path), barrier, out)) for path in files]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=TIMEOUT) for _ in procs]
-    for p in procs:
-        p.join(TIMEOUT)
-        assert p.exitcode == 0, results
+    files = [tmp_path / f"sent-{n}.txt" for n in range(3)]
+    results = run_in_processes(_deliverer, crm, [(str(path),) for path in files], timeout=TIMEOUT)
     sent = [int(line) for path in files if path.exists() for line in path.read_text().split()]
     assert sorted(sent) == ids  # every message once, none twice
     assert sum(results) == 300

@@ -4,39 +4,25 @@ barrier, bounded): one plan per name, renewals that follow each other, each sess
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 from collections.abc import Callable
 from typing import Any
 
 from crmkit_fitness import FitnessConfig, FitnessPlugin, fitness
 from fitness_testkit import member
-from sqlalchemy import text
 
 from crmkit import CRM
 from crmkit.errors import ValidationError
+from crmkit.testing import run_in_processes
 
 PROCESSES = 4
 TIMEOUT = 120
 
 
-def _database(crm: CRM) -> tuple[str, dict[str, Any]]:
-    """How another process opens ``crm``'s database: the SQLite file, or the test's PostgreSQL schema."""
-    url = crm.engine.url.render_as_string(hide_password=False)
-    if crm.engine.dialect.name != "postgresql":
-        return url, {}
-    with crm.engine.connect() as conn:
-        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
-    return url, {"connect_args": {"options": f"-csearch_path={schema}"}}
-
-
-def _worker(database: tuple[str, dict[str, Any]], job: str, args: Any, barrier: Any, out: Any) -> None:
+def _worker(database: tuple[str, dict[str, Any]], start: Any, job: str, args: Any) -> str:
     crm = CRM(database[0], plugins=[FitnessPlugin(FitnessConfig(holdout=0.0))], engine_options=database[1])
     try:
-        barrier.wait(TIMEOUT)
-        out.put(_JOBS[job](crm, args))
-    except BaseException as exc:
-        out.put(repr(exc))
-        raise
+        start()
+        return _JOBS[job](crm, args)
     finally:
         crm.close()
 
@@ -68,16 +54,7 @@ _JOBS: dict[str, Callable[[CRM, Any], str]] = {"plan": _create_plan, "renew": _r
 
 
 def _run(crm: CRM, job: str, args: list[Any]) -> list[Any]:
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(len(args)), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(_database(crm), job, a, barrier, out)) for a in args]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=TIMEOUT) for _ in procs]
-    for p in procs:
-        p.join(TIMEOUT)
-        assert p.exitcode == 0, results
-    return results
+    return run_in_processes(_worker, crm, [(job, a) for a in args], timeout=TIMEOUT)
 
 
 def test_concurrent_plans_of_one_name_make_one_plan(club: CRM) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import multiprocessing
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +12,12 @@ from typing import Any
 import pytest
 from crmkit_fitness import FitnessConfig, FitnessPlugin
 from crmkit_fitness.turnstile import LineError, import_turnstile
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from crmkit import CRM, hookimpl
 from crmkit.db import Activity
 from crmkit.errors import ValidationError
+from crmkit.testing import run_in_processes
 
 
 def checkins(crm: CRM) -> list[tuple[int, dt.datetime, dict]]:
@@ -206,27 +206,14 @@ PROCESSES = 2
 TIMEOUT = 120
 
 
-def _import_in_process(database: tuple[str, dict[str, Any]], path: str, barrier: Any, out: Any) -> None:
+def _import_in_process(database: tuple[str, dict[str, Any]], start: Any, path: str) -> tuple[int, int, int]:
     crm = CRM(database[0], plugins=[FitnessPlugin(FitnessConfig(holdout=0.0))], engine_options=database[1])
     try:
-        barrier.wait(TIMEOUT)
+        start()
         report = import_turnstile(crm, path, batch_size=500)
-        out.put((report.imported, report.duplicates, len(report.rejected)))
-    except BaseException as exc:
-        out.put(repr(exc))
-        raise
+        return report.imported, report.duplicates, len(report.rejected)
     finally:
         crm.close()
-
-
-def _database(crm: CRM) -> tuple[str, dict[str, Any]]:
-    """How another process opens ``crm``'s database: the SQLite file, or the test's PostgreSQL schema."""
-    url = crm.engine.url.render_as_string(hide_password=False)
-    if crm.engine.dialect.name != "postgresql":
-        return url, {}
-    with crm.engine.connect() as conn:
-        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
-    return url, {"connect_args": {"options": f"-csearch_path={schema}"}}
 
 
 def test_two_processes_importing_one_file_store_each_checkin_once_and_use_each_session_once(
@@ -236,19 +223,7 @@ def test_two_processes_importing_one_file_store_each_checkin_once_and_use_each_s
     members = _club_with_sessions(club, cards=cards, sessions=40)
     path = tmp_path / "export.csv"
     path.write_text(_export(cards=cards, lines=lines), encoding="utf-8")
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(PROCESSES), ctx.Queue()
-    procs = [
-        ctx.Process(target=_import_in_process, args=(_database(club), str(path), barrier, out))
-        for _ in range(PROCESSES)
-    ]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=TIMEOUT) for _ in procs]
-    for p in procs:
-        p.join(TIMEOUT)
-        assert p.exitcode == 0, results
-    assert all(isinstance(r, tuple) for r in results), results
+    results = run_in_processes(_import_in_process, club, [(str(path),)] * PROCESSES, timeout=TIMEOUT)
     assert sorted(results) == [(0, lines, 0), (lines, 0, 0)]  # one stored every line, the other none
     stored = checkins(club)
     assert len(stored) == lines and len({(cid, at) for cid, at, _ in stored}) == lines
