@@ -61,7 +61,6 @@ _EXTERNAL_AT = _INSERT_COLUMNS.index("external_id")
 _KEY = itemgetter(*(_INSERT_COLUMNS.index(name) for name in _KEY_COLUMNS))
 #: What the ``crmkit_activities_ingested`` hook is told about each stored row.
 _RECORD_COLUMNS = tuple(c for c in _INSERT_COLUMNS if c not in ("created_at",))
-_RECORD_POSITIONS = tuple(_INSERT_COLUMNS.index(c) for c in _RECORD_COLUMNS)
 #: Ids per ``IN (...)`` of the reference check, well under SQLite's limit of bound parameters.
 _IN_CHUNK = 10_000
 #: A kind name as a filter: what the column could hold (a NUL is a driver error on PostgreSQL).
@@ -361,20 +360,10 @@ class _RowWriter:
         self.insert.execute(connection, plain)
         return plain + [row for row in keyed if _KEY(row) in new]
 
-    def records(self, rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
-        """Stored rows (driver values) as the ``crmkit_activities_ingested`` hook gets them: every column
-        but the id and ``created_at``, datetimes aware UTC, ``data`` a dict, ``amount`` a ``Decimal``."""
-        out = []
-        for row in rows:
-            record = dict(zip(_RECORD_COLUMNS, map(row.__getitem__, _RECORD_POSITIONS), strict=True))
-            for name in ("occurred_at", "ends_at"):
-                record[name] = _from_driver_datetime(record[name])
-            if isinstance(record["data"], str):
-                record["data"] = json.loads(record["data"])
-            if record["amount"] is not None and not isinstance(record["amount"], Decimal):
-                record["amount"] = Decimal(str(record["amount"])).quantize(_CENT)  # SQLite's driver takes floats
-            out.append(record)
-        return out
+    @staticmethod
+    def records(rows: Iterable[tuple[Any, ...]]) -> list[StoredActivity]:
+        """Stored rows (driver values) as the ``crmkit_activities_ingested`` hook gets them."""
+        return [StoredActivity(row) for row in rows]
 
     def created(self, now: dt.datetime) -> Any:
         """The driver value of ``created_at`` for a batch created ``now``."""
@@ -459,6 +448,57 @@ def _from_driver_datetime(value: Any) -> dt.datetime | None:
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
     return value.replace(tzinfo=dt.UTC)
+
+
+def _json_data(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(str(value)).quantize(_CENT)  # SQLite's driver takes floats
+
+
+#: Where each column of a stored row is, and what turns its driver value into the Python value.
+_READERS: dict[str, tuple[int, Callable[[Any], Any] | None]] = {
+    name: (
+        _INSERT_COLUMNS.index(name),
+        {
+            "occurred_at": _from_driver_datetime,
+            "ends_at": _from_driver_datetime,
+            "data": _json_data,
+            "amount": _decimal,
+        }.get(name),
+    )
+    for name in _RECORD_COLUMNS
+}
+
+
+class StoredActivity(Mapping[str, Any]):
+    """One row an ingest stored, as ``crmkit_activities_ingested`` gets it: a read-only mapping of every
+    input column (no ``id``), with ``occurred_at``/``ends_at`` aware UTC datetimes, ``data`` a dict and
+    ``amount`` a ``Decimal``. Each value is converted from the driver's when it is read, so a plugin that
+    looks at three columns of a million rows does not pay for the other twelve."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        self._row = row
+
+    def __getitem__(self, key: str) -> Any:
+        position, convert = _READERS[key]
+        value = self._row[position]
+        return value if convert is None else convert(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_RECORD_COLUMNS)
+
+    def __len__(self) -> int:
+        return len(_RECORD_COLUMNS)
+
+    def __repr__(self) -> str:
+        return f"StoredActivity({dict(self)!r})"
 
 
 def _ends_at(kind: ActivityKindSpec, occurred: dt.datetime, duration: int | None) -> dt.datetime | None:

@@ -220,9 +220,10 @@ def crmkit_activities_ingested(
     ``count`` rows were stored; ``kinds`` counts them by kind. Rows skipped because their idempotency key
     was already stored are not among them, so an implementation never acts twice on one event.
 
-    ``activities`` are the stored rows, one dict each with every input column (``customer_id``, ``kind``,
-    ``status``, ``occurred_at`` and ``ends_at`` as aware UTC datetimes, ``data`` as a dict, ``source``,
-    ``external_id``...) but no ``id``. Building them costs time on big ingests, so crmkit builds them only
+    ``activities`` are the stored rows, one read-only mapping each (``crmkit.activities.StoredActivity``)
+    with every input column (``customer_id``, ``kind``, ``status``, ``occurred_at`` and ``ends_at`` as aware
+    UTC datetimes, ``data`` as a dict, ``source``, ``external_id``...) but no ``id``; each value is
+    converted when it is read. Building them costs time on big ingests, so crmkit builds them only
     when a registered implementation names the ``activities`` argument; otherwise the list is empty.
 
     Raise to abort the whole ingest.
