@@ -100,6 +100,10 @@ class _Main(click.Group):
             raise _as_usage_error(exc) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # the reader went away (`crmkit tasks next | head`): nothing to say, and nobody to say it to
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except Exception as exc:
             message = _describe(exc)
             if message is None or os.environ.get("CRMKIT_TRACEBACK"):

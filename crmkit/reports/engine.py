@@ -18,6 +18,7 @@ from marshmallow import fields as mf
 
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
+from crmkit.limits import MAX_DATE, MIN_DATE
 from crmkit.reports.charts import render_chart
 from crmkit.reports.spec import Column, Param, Report
 from crmkit.schemas import load
@@ -26,10 +27,10 @@ if TYPE_CHECKING:
     from crmkit.app import CRM
 
 FORMATS = ("html", "md", "csv", "json")
-#: The dates a report parameter (and the command line's dates) may take: wide enough for any history and
-#: plan, narrow enough that a report's calendar arithmetic (a year back, months ahead) stays in the calendar.
-FIRST_DAY = dt.date(1900, 1, 1)
-LAST_DAY = dt.date(2999, 12, 31)
+#: The dates a report parameter (and the command line's dates) may take: those every stored date keeps to
+#: (``crmkit.limits``), so a report's calendar arithmetic (a year back, months ahead) stays in the calendar.
+FIRST_DAY = MIN_DATE
+LAST_DAY = MAX_DATE
 CORE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
