@@ -89,7 +89,7 @@ def import_turnstile(
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {tz!r}") from exc
+        raise ValidationError({"tz": [f"unknown time zone {tz!r}"]}, "cannot import the turnstile export") from exc
     default_club = club or crm.plugin_manager.get_plugin("fitness").config.default_club
     try:
         if isinstance(source, (str, Path)):
