@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from crmkit_fitness.models import Plan
+from crmkit_fitness.service import fitness
+from sqlalchemy import select
+
 from crmkit import CRM
 
 AS_OF = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
@@ -34,3 +38,15 @@ def checkins(crm: CRM, cid: int, *moments: dt.datetime) -> None:
     ]
     report = crm.activities.ingest(rows)
     assert report.ok, report
+
+
+def plan(crm: CRM, *, days: int = 30, sessions: int | None = None, freeze_days: int = 0) -> int:
+    """The plan with these terms, created the first time it is asked for."""
+    name = f"{days} days, {sessions or 'unlimited'} sessions, {freeze_days} freeze days"
+    with crm.session() as s:
+        existing = s.scalar(select(Plan.id).where(Plan.name == name))
+    if existing is not None:
+        return existing
+    return fitness(crm).create_plan(
+        {"name": name, "duration_days": days, "price": "49.00", "sessions": sessions, "freeze_days": freeze_days}
+    )

@@ -9,11 +9,10 @@ import io
 from typing import Any
 
 import pytest
-from crmkit_fitness.models import Plan
 from crmkit_fitness.service import fitness
 from crmkit_fitness.sessions import use_sessions
 from crmkit_fitness.turnstile import import_turnstile
-from fitness_testkit import AS_OF, DAY, TODAY, ago, member
+from fitness_testkit import AS_OF, DAY, TODAY, ago, member, plan
 from sqlalchemy import select, update
 
 from crmkit import CRM
@@ -21,17 +20,6 @@ from crmkit.db import Activity, Customer, StageHistory
 from crmkit.db.models import TriggerFiring
 from crmkit.errors import ValidationError
 from crmkit.reports import kpis
-
-
-def plan(crm: CRM, *, days: int = 30, sessions: int | None = None, freeze_days: int = 0) -> int:
-    name = f"{days}d/{sessions}s/{freeze_days}f"
-    with crm.session() as s:
-        existing = s.scalar(select(Plan.id).where(Plan.name == name))
-    if existing is not None:
-        return existing
-    return fitness(crm).create_plan(
-        {"name": name, "duration_days": days, "price": "40.00", "sessions": sessions, "freeze_days": freeze_days}
-    )
 
 
 def sell(crm: CRM, cid: int, starts_on: dt.date, *, days: int = 30, sessions: int | None = None, **kw: Any) -> int:

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 from crmkit_fitness import FitnessConfig, FitnessPlugin
-from crmkit_fitness.models import Plan
 from crmkit_fitness.service import fitness
-from fitness_testkit import AS_OF, DAY, STAGE_MOVES, TODAY, ago, checkins, member
+from fitness_testkit import AS_OF, DAY, STAGE_MOVES, TODAY, ago, checkins, member, plan
 from sqlalchemy import select, update
 
 from crmkit import CRM
@@ -38,18 +37,6 @@ RETENTION = (
 
 
 # -- building a club's data through the public API ---------------------------------------------------
-
-
-def plan(crm: CRM, *, days: int = 30, sessions: int | None = None, freeze_days: int = 0) -> int:
-    """The plan with these terms, created the first time it is asked for."""
-    name = f"{days} days, {sessions or 'unlimited'} sessions, {freeze_days} freeze days"
-    with crm.session() as s:
-        existing = s.scalar(select(Plan.id).where(Plan.name == name))
-    if existing is not None:
-        return existing
-    return fitness(crm).create_plan(
-        {"name": name, "duration_days": days, "price": "49.00", "sessions": sessions, "freeze_days": freeze_days}
-    )
 
 
 def sell(
