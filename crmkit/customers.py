@@ -7,7 +7,6 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import phonenumbers
 from sqlalchemy import Select, Table, func, insert, or_, select
 
 from crmkit import fields as fieldmod
@@ -17,7 +16,7 @@ from crmkit.db.schema import write_extension
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
 from crmkit.limits import Text, check, id_filter, require_id
 from crmkit.merge import merge_customers
-from crmkit.schemas import load
+from crmkit.schemas import Country, load
 from crmkit.unit import Transaction, use_transaction
 
 if TYPE_CHECKING:
@@ -28,6 +27,7 @@ _CORE_INPUT = ("name", "email", "phone", "birthday", "source", "campaign", "owne
 #: What a text filter may hold: what a column could store (a NUL, say, is a driver error on PostgreSQL).
 _TEXT = Text()
 _NAME = Text(max_length=48)
+_COUNTRY = Country()
 _PHONE_INPUTS = frozenset({"phone", "country", "branch"})
 
 
@@ -258,7 +258,7 @@ class Customers:
         if email:
             conditions.append(Customer.email_normalized == normalize_email(email))
         if phone:
-            region = _country(country) if country else None
+            region = check(_COUNTRY, country, "country", "invalid search") if country else None
             with contextlib.suppress(ValueError):
                 conditions.append(Customer.phone_normalized == self._crm.normalize_phone(phone, region))
         if not conditions:
@@ -363,10 +363,3 @@ class Customers:
                 }
             )
             raise DuplicateCustomerError([r.id for r in rows], matched)
-
-
-def _country(value: str) -> str:
-    code = value.strip().upper() if isinstance(value, str) else ""
-    if code not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValidationError({"country": [f"not a known ISO 3166 alpha-2 country code: {value!r}"]}, "invalid search")
-    return code

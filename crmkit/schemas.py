@@ -37,7 +37,7 @@ class _Strict(Schema):
         return data
 
 
-class _Country(mf.String):
+class Country(mf.String):
     """ISO 3166 alpha-2, stored upper-case; only regions ``phonenumbers`` knows, since phones are read in it."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
@@ -75,7 +75,7 @@ def customer_in(
         "campaign": _str(100),
         "owner_id": Int(allow_none=True),
         "branch": _str(100),
-        "country": _Country(allow_none=True),
+        "country": Country(allow_none=True),
         "stage": Text(validate=validate.OneOf(list(stages))),
     }
     for spec in fields:
