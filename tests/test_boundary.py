@@ -854,3 +854,12 @@ def test_filters_and_evaluation_times_are_checked_like_stored_values(club: CRM) 
         _refused(lambda moment=moment: club.triggers.effectiveness(since=moment), {"since": out_of_range})
     with club.session() as s:
         assert s.scalar(select(func.count()).select_from(TriggerRun)) == 0  # a refused run records nothing
+
+
+def test_report_parameters_are_checked_like_stored_values(club: CRM) -> None:
+    with pytest.raises(ValidationError) as caught:
+        club.reports.run("fitness.attendance", {"club": "main\x00"})
+    assert caught.value.errors == {"club": ["must not contain NUL characters"]}
+    with pytest.raises(ValidationError) as caught:
+        club.reports.run("fitness.members_at_risk", {"owner_id": str(2**31)})
+    assert caught.value.errors == {"owner_id": ["must be between -2147483648 and 2147483647"]}

@@ -18,7 +18,7 @@ from marshmallow import fields as mf
 
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
-from crmkit.limits import MAX_DATE, MIN_DATE
+from crmkit.limits import MAX_DATE, MIN_DATE, Int, Text
 from crmkit.reports.charts import render_chart
 from crmkit.reports.spec import Column, Param, Report
 from crmkit.schemas import load
@@ -57,8 +57,8 @@ def _param_field(param: Param) -> mf.Field:
     if param.choices:
         kwargs["validate"] = validate.OneOf(param.choices)
     return {
-        "string": mf.String,
-        "integer": mf.Integer,
+        "string": Text,  # no NUL or broken text: a parameter may end up in a query's WHERE
+        "integer": Int,
         "number": mf.Float,
         "boolean": mf.Boolean,
         "date": mf.Date,
