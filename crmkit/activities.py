@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import Dialect, and_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from crmkit.db.bulk import BulkInsert
+from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
@@ -283,7 +283,7 @@ class Activities:
     def _insert_new(self, session: Any, values: Mapping[str, Any]) -> Activity | None:
         """Insert a keyed activity unless its key is stored, committed or by a concurrent transaction (whose
         end PostgreSQL waits for); the new activity, or ``None`` when the key was taken."""
-        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.get_bind().dialect.name]
+        insert = upsert_insert(session)
         statement = (
             insert(Activity)
             .values(**values)

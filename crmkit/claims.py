@@ -15,19 +15,15 @@ left behind by a value nobody holds any more is harmless.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy import and_, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from crmkit.db.functions import upsert_insert
 from crmkit.db.models import CustomerClaim
-from crmkit.errors import CRMError
 
 #: (kind, value): ``("email", "anna@example.com")`` or ``("phone", "+14155550100")``.
 Claim = tuple[str, str]
-
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def claims_of(email_normalized: str | None, phone_normalized: str | None) -> set[Claim]:
@@ -48,10 +44,7 @@ def take_claims(session: Session, take: Mapping[Claim, int], release: Mapping[Cl
     writer of these values has finished.
     """
     release = release or {}
-    dialect = session.get_bind().dialect.name
-    insert = _INSERTS.get(dialect)
-    if insert is None:
-        raise CRMError(f"crmkit does not support the {dialect} database")
+    insert = upsert_insert(session)
     table = CustomerClaim.__table__
     for kind, value in sorted(take.keys() | release.keys()):
         if (kind, value) in take:

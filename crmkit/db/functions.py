@@ -5,8 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Float, Integer, String
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
+
+from crmkit.errors import CRMError
+
+_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def upsert_insert(session: Session) -> Any:
+    """The ``insert`` of the session's dialect, the one with ``on_conflict_do_nothing`` and
+    ``on_conflict_do_update`` (both databases spell ``ON CONFLICT`` alike, SQLAlchemy has one per dialect)."""
+    dialect = session.get_bind().dialect.name
+    insert = _INSERTS.get(dialect)
+    if insert is None:
+        raise CRMError(f"crmkit does not support the {dialect} database")
+    return insert
 
 
 class month_day(FunctionElement[str]):

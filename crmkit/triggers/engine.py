@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 from sqlalchemy import case, delete, exists, false, func, literal, select, true
-from sqlalchemy.dialects import postgresql, sqlite
 
+from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Activity, Customer, OutboxMessage, Task, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError
@@ -250,8 +250,7 @@ class Triggers:
             case((held_out, True), else_=False).label("held_out"),
             literal(run_id, BigId).label("run_id"),
         ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT, or it misparses
-        dialect = tx.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = upsert_insert(tx.session)
         columns = ["trigger", "customer_id", "window_key", "as_of", "goal_until", "held_out", "run_id"]
         statement = (
             insert(TriggerFiring)
