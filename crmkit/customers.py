@@ -15,8 +15,12 @@ from crmkit.db.models import Contact, Customer, Merge, User
 from crmkit.db.schema import write_extension
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
 from crmkit.limits import Text, check, id_filter, require_id
+from crmkit.listing import Listing, Page
+from crmkit.listing import count as listing_count
+from crmkit.listing import search as listing_search
 from crmkit.merge import merge_customers
 from crmkit.schemas import Country, load
+from crmkit.searches import customer_listing
 from crmkit.unit import Transaction, use_transaction
 
 if TYPE_CHECKING:
@@ -200,9 +204,11 @@ class Customers:
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.iter(**filters))
 
-    def count(self) -> int:
-        with self._crm.session() as s:
-            return s.scalar(select(func.count()).select_from(Customer)) or 0
+    def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
+        """How many customers ``where`` selects (all of them without it); see :meth:`search`."""
+        listing = self._listing()
+        with self._reading(tx) as s:
+            return listing_count(s, listing, where)
 
     def select(self) -> Select[Any]:
         """A ``SELECT`` of every customer column and every plugin field, one row per customer.
@@ -363,3 +369,45 @@ class Customers:
                 }
             )
             raise DuplicateCustomerError([r.id for r in rows], matched)
+
+    # -- lists -----------------------------------------------------------------------------------
+
+    def search(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str = "id",
+        after: str | None = None,
+        limit: int = 50,
+        tx: Transaction | None = None,
+    ) -> Page:
+        """One page of the customers ``where`` selects, as :meth:`get` returns them, in ``order_by`` order.
+
+        Filters on core, plugin and run-time fields (see :mod:`crmkit.listing` for the grammar and
+        :mod:`crmkit.searches` for email and phone); ``after=page.next_cursor`` fetches the next page.
+        """
+        listing = self._listing()
+        with self._reading(tx) as s:
+            return listing_search(s, listing, where, order_by=order_by, after=after, limit=limit)
+
+    def _listing(self) -> Listing:
+        crm = self._crm
+        out = crm.schemas.customer_out
+        return customer_listing(
+            customers=Customer.__table__,  # type: ignore[arg-type]
+            query=self.select(),
+            extensions=crm.extension_tables,
+            fields_of=crm.registry.fields_of,
+            runtime=crm.fields.runtime(),
+            stages={name: spec.lifecycle for name, spec in crm.registry.stages.items()},
+            normalize_phone=crm.normalize_phone,
+            record=lambda row: out.dump(self._flat(row)),
+        )
+
+    @contextlib.contextmanager
+    def _reading(self, tx: Transaction | None) -> Iterator[Any]:
+        if tx is not None:
+            yield tx.session
+            return
+        with self._crm.session() as s:
+            yield s
