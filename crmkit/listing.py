@@ -373,7 +373,8 @@ def _dialect(session: Session) -> str:
 
 class Normalised(mf.Field):
     """A value read by ``inner``, then passed through ``convert`` (a ``ValueError`` is a field error): the
-    email filter lower-cases, the phone filter reads the number as the CRM stores it."""
+    email filter lower-cases, the phone filter reads the number as the CRM stores it. Text is trimmed
+    first, as every input schema trims it."""
 
     def __init__(self, inner: mf.Field, convert: Callable[[Any], Any]) -> None:
         super().__init__()
@@ -381,7 +382,7 @@ class Normalised(mf.Field):
         self.convert = convert
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        loaded = self.inner.deserialize(value)
+        loaded = self.inner.deserialize(value.strip() if isinstance(value, str) else value)
         try:
             return self.convert(loaded)
         except ValueError as exc:

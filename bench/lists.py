@@ -1,0 +1,85 @@
+"""Paging through customers filtered by a plugin field: ``crm.customers.search`` page after page (validation,
+the keyset statement, full records with run-time fields) against the keyset query written by hand, on the
+same indexed column (the fitness ``home_club``).
+
+The hand side is what a developer who knows the schema would write: one ``SELECT`` of the customer and its
+fitness fields per page, ``WHERE home_club = ? AND id > ?``, ``ORDER BY id LIMIT ?``, rows as the driver
+returns them. Both sides return the ids they saw, in order, and the number of pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from bench.common import Workload
+from crmkit import CRM
+
+PAGE = 100
+
+_HAND = text(
+    "SELECT c.*, f.card_number, f.goal, f.interests, f.trial_ends_on, f.home_club"
+    " FROM crm_customers c JOIN fitness_customer f ON f.customer_id = c.id"
+    " WHERE f.home_club = :club AND c.id > :after ORDER BY c.id LIMIT :limit"
+)
+
+
+def busiest_club(crm: CRM) -> str:
+    """The home club with the most members: the longest list to page through."""
+    table = crm.extension_tables["fitness"]
+    query = (
+        select(table.c.home_club)
+        .where(table.c.home_club.is_not(None))
+        .group_by(table.c.home_club)
+        .order_by(func.count().desc(), table.c.home_club)
+        .limit(1)
+    )
+    with crm.session() as s:
+        club = s.scalar(query)
+    if club is None:
+        raise RuntimeError("the bench club has no home clubs")
+    return str(club)
+
+
+def list_workload(crm: CRM, *, page: int = PAGE) -> Workload:
+    club = busiest_club(crm)
+
+    def crmkit() -> tuple[int, list[int]]:
+        ids: list[int] = []
+        pages, after = 0, None
+        while True:
+            result = crm.customers.search({"home_club": club}, after=after, limit=page)
+            pages += 1
+            ids.extend(item["id"] for item in result.items)
+            after = result.next_cursor
+            if after is None:
+                return pages, ids
+
+    def baseline() -> tuple[int, list[int]]:
+        ids: list[int] = []
+        pages, after = 0, 0
+        with crm.engine.connect() as conn:
+            while True:
+                rows: list[Any] = conn.execute(_HAND, {"club": club, "after": after, "limit": page}).all()
+                pages += 1
+                ids.extend(row.id for row in rows)
+                if len(rows) < page:
+                    return pages, ids
+                after = rows[-1].id
+
+    def parts(result: tuple[int, list[int]]) -> dict[str, int]:
+        return {"rows": len(result[1])}
+
+    def same(ours: tuple[int, list[int]], theirs: tuple[int, list[int]]) -> bool:
+        # the hand loop learns it is done from a short page, crmkit from the cursor: one page apart at most
+        return ours[1] == theirs[1] and abs(ours[0] - theirs[0]) <= 1
+
+    return Workload(
+        f"list: page through home_club={club!r}, {page} a page",
+        crmkit=crmkit,
+        baseline=baseline,
+        same=same,
+        baseline_kind="hand-written keyset SQL",
+        parts=parts,
+    )
