@@ -115,9 +115,7 @@ def search(
     limit: int = 50,
 ) -> Page:
     """One page of ``listing`` as the caller asked for it, in one statement."""
-    query, order_key = page_query(
-        listing, where, order_by=order_by, after=after, limit=limit, dialect=_dialect(session)
-    )
+    query = page_query(listing, where, order_by=order_by, after=after, limit=limit, dialect=_dialect(session))
     limit = check_limit(limit)
     rows = session.execute(query).mappings().all()
     more = len(rows) > limit
@@ -125,14 +123,15 @@ def search(
     next_cursor = None
     if more:
         last = rows[-1]
-        next_cursor = encode_cursor(order_key, last["_order"], last["_id"])
+        next_cursor = encode_cursor(order_by, last["_order"], last["_id"])
     return Page([listing.record(row) for row in rows], next_cursor)
 
 
 def count(session: Session, listing: Listing, where: Mapping[str, Any] | None = None) -> int:
     """How many records ``where`` selects."""
     conditions = parse_where(listing, where, _dialect(session))
-    query = listing.select.where(*conditions).with_only_columns(func.count(), maintain_column_froms=False)
+    # keep the FROM of the listing's columns: a filter may name none of them, and the joins stay as they are
+    query = listing.select.where(*conditions).with_only_columns(func.count(), maintain_column_froms=True)
     return int(session.scalar(query) or 0)
 
 
@@ -144,9 +143,9 @@ def page_query(
     after: str | None,
     limit: int,
     dialect: str,
-) -> tuple[Select[Any], str]:
+) -> Select[Any]:
     """The ``SELECT`` of one page (``limit + 1`` rows: the last tells whether a next page exists), with the
-    order value and id labelled ``_order`` and ``_id``; and the normalised ``order_by``."""
+    order value and id labelled ``_order`` and ``_id``."""
     errors: dict[str, list[str]] = {}
     conditions: list[ColumnElement[bool]] = []
     try:
@@ -183,7 +182,7 @@ def page_query(
         .order_by(*keys)
         .limit(limit + 1)
     )
-    return query, order_by
+    return query
 
 
 def check_limit(limit: object) -> int:

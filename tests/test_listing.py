@@ -320,6 +320,7 @@ def test_activities_page_and_count_like_plain_python(pcrm: CRM) -> None:
         got = [a["id"] for p in _all_pages(crm.activities.search, where, order_by, limit=4) for a in p.items]
         assert got == _expected(logged, keep, order_by) and got
     assert crm.activities.count(where) == len([r for r in logged if keep(r)])
+    assert crm.activities.count() == len(logged) == 30
     first = crm.activities.search(where, limit=1).items[0]
     assert first == crm.activities.get(first["id"])
     with pytest.raises(ValidationError):
@@ -339,4 +340,4 @@ def test_tasks_page_by_a_nullable_due_time_like_plain_python(pcrm: CRM) -> None:
         got = [t["id"] for p in _all_pages(crm.tasks.search, where, order_by, limit=4) for t in p.items]
         assert got == _expected(made, lambda r: r["priority"] >= 1, order_by) and got
     assert crm.tasks.count({"due_at__isnull": True}) == len([r for r in made if r["due_at"] is None]) > 0
-    assert crm.tasks.count({"status": "open"}) == 25
+    assert crm.tasks.count({"status": "open"}) == crm.tasks.count() == 25
