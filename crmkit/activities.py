@@ -93,6 +93,14 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.rejected
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report in the read model: ``{"inserted", "skipped", "rejected": [{"index", "errors"}]}``."""
+        return {
+            "inserted": self.inserted,
+            "skipped": self.skipped,
+            "rejected": [attrs.asdict(r) for r in self.rejected],
+        }
+
 
 class Activities:
     """``crm.activities``."""

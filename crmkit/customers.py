@@ -45,6 +45,9 @@ class DuplicateGroup:
     value: str
     customer_ids: tuple[int, ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"matched_on": self.matched_on, "value": self.value, "customer_ids": list(self.customer_ids)}
+
 
 def normalize_email(email: str | None) -> str | None:
     return email.strip().lower() if email else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 from unittest import mock
 
@@ -555,3 +556,14 @@ def test_the_key_is_validated(pcrm: CRM, people: dict[str, Any]) -> None:
     limit = pcrm.activities.log({**note, "source": "s" * 100, "external_id": "e" * 200})
     assert (len(limit["source"]), len(limit["external_id"])) == (100, 200)
     assert n_activities(pcrm) == 1
+
+
+def test_an_ingest_report_has_a_json_safe_form(crm: CRM) -> None:
+    anna = crm.customers.create({"name": "Anna"})["id"]
+    report = crm.activities.ingest([{"customer_id": anna, "kind": "visit"}, {"customer_id": anna, "kind": "?"}])
+    assert report.to_dict() == {
+        "inserted": 1,
+        "skipped": 0,
+        "rejected": [{"index": 1, "errors": report.rejected[0].errors}],
+    }
+    assert json.loads(json.dumps(report.to_dict())) == report.to_dict()
