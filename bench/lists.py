@@ -3,8 +3,10 @@ the keyset statement, full records with run-time fields) against the keyset quer
 same indexed column (the fitness ``home_club``).
 
 The hand side is what a developer who knows the schema would write: one ``SELECT`` of the customer and its
-fitness fields per page, ``WHERE home_club = ? AND id > ?``, ``ORDER BY id LIMIT ?``, rows as the driver
-returns them. Both sides return the ids they saw, in order, and the number of pages.
+fitness fields per page, ``WHERE home_club = ? AND f.customer_id > ?``, ``ORDER BY f.customer_id LIMIT ?``
+(ordered by the filtered table's id, so the database walks the ``home_club`` index in order instead of
+sorting every match for each page), rows as the driver returns them. Both sides return the ids they
+saw, in order, and the number of pages.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ PAGE = 100
 _HAND = text(
     "SELECT c.*, f.card_number, f.goal, f.interests, f.trial_ends_on, f.home_club"
     " FROM crm_customers c JOIN fitness_customer f ON f.customer_id = c.id"
-    " WHERE f.home_club = :club AND c.id > :after ORDER BY c.id LIMIT :limit"
+    " WHERE f.home_club = :club AND f.customer_id > :after ORDER BY f.customer_id LIMIT :limit"
 )
 
 

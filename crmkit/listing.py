@@ -80,6 +80,9 @@ class Filterable:
     cursor: mf.Field | None = None
     #: The lookups allowed, when fewer than the field's type allows.
     only: tuple[str, ...] | None = None
+    #: The id column of the column's own table, when it is joined one to one with the listed rows (a
+    #: plugin's extension table): equal to the listing's id wherever ``column`` is not NULL.
+    id_alias: ColumnElement[Any] | None = None
 
     def lookups(self) -> tuple[str, ...]:
         return tuple(
@@ -147,11 +150,13 @@ def page_query(
     """The ``SELECT`` of one page (``limit + 1`` rows: the last tells whether a next page exists), with the
     order value and id labelled ``_order`` and ``_id``."""
     errors: dict[str, list[str]] = {}
-    conditions: list[ColumnElement[bool]] = []
+    parsed: list[tuple[ColumnElement[bool], Filterable | None]] = []
     try:
-        conditions = parse_where(listing, where, dialect)
+        parsed = _parse(listing, where, dialect)
     except ValidationError as exc:
         errors.update(exc.errors)
+    conditions = [condition for condition, _ in parsed]
+    ident = _id_for(listing, [spec for _, spec in parsed if spec is not None])
     order: Filterable | None = None
     descending = False
     try:
@@ -164,12 +169,12 @@ def page_query(
         errors.update(exc.errors)
     if order is not None and after is not None:
         try:
-            conditions.append(_after(listing, order, descending, order_by, after))
+            conditions.append(_after(listing, ident, order, descending, order_by, after))
         except ValidationError as exc:
             errors.update(exc.errors)
     if errors or order is None:
         raise ValidationError(errors, _MESSAGE)
-    column, ident = order.column, listing.id_column
+    column = ident if order.column is listing.id_column else order.column
     if descending:
         keys = [column.desc().nulls_first() if order.nullable else column.desc(), ident.desc()]
     else:
@@ -194,12 +199,20 @@ def check_limit(limit: object) -> int:
 
 def parse_where(listing: Listing, where: Mapping[str, Any] | None, dialect: str) -> list[ColumnElement[bool]]:
     """The SQL conditions of ``where``; every bad key or value is reported at once."""
+    return [condition for condition, _ in _parse(listing, where, dialect)]
+
+
+def _parse(
+    listing: Listing, where: Mapping[str, Any] | None, dialect: str
+) -> list[tuple[ColumnElement[bool], Filterable | None]]:
+    """Each condition of ``where``, with its filter when the condition leaves out the rows where the
+    filter's column is NULL."""
     if where is None:
         return []
     if not isinstance(where, Mapping):
         raise ValidationError({"where": ["expected a mapping of filter keys to values"]}, _MESSAGE)
     errors: dict[str, list[str]] = {}
-    conditions: list[ColumnElement[bool]] = []
+    conditions: list[tuple[ColumnElement[bool], Filterable | None]] = []
     for key, value in where.items():
         try:
             conditions.append(_condition(listing, key, value, dialect))
@@ -210,7 +223,9 @@ def parse_where(listing: Listing, where: Mapping[str, Any] | None, dialect: str)
     return conditions
 
 
-def _condition(listing: Listing, key: object, value: Any, dialect: str) -> ColumnElement[bool]:
+def _condition(
+    listing: Listing, key: object, value: Any, dialect: str
+) -> tuple[ColumnElement[bool], Filterable | None]:
     if not isinstance(key, str):
         raise ValidationError({str(key): ["filter keys are text"]}, _MESSAGE)
     name, lookup = key, ""
@@ -225,19 +240,23 @@ def _condition(listing: Listing, key: object, value: Any, dialect: str) -> Colum
         allowed = ", ".join(f"{name}__{lu}" if lu else name for lu in spec.lookups())
         raise ValidationError({key: [f"unknown lookup {lookup!r} for {name!r}; allowed: {allowed}"]}, _MESSAGE)
     column = spec.column
-    if lookup == "":
-        return column.is_(None) if value is None else column == _read(spec.field, value, key)
     if lookup == "isnull":
-        return column.is_(None) if _read(_BOOLEAN, value, key) else column.is_not(None)
+        if _read(_BOOLEAN, value, key):
+            return column.is_(None), None
+        return column.is_not(None), spec
+    if lookup == "" and value is None:
+        return column.is_(None), None
+    if lookup == "":
+        return column == _read(spec.field, value, key), spec
     if lookup == "in":
         values = _values(value, key)
-        return column.in_([_read(spec.field, v, key) for v in values])
+        return column.in_([_read(spec.field, v, key) for v in values]), spec
     if lookup == "prefix":
         assert spec.prefix is not None
-        return _prefix(column, _read(spec.prefix, value, key), dialect)
+        return _prefix(column, _read(spec.prefix, value, key), dialect), spec
     bound = _read(spec.field, value, key)
     result: ColumnElement[bool] = getattr(column, _RANGES[lookup])(bound)
-    return result
+    return result, spec
 
 
 def _values(value: Any, key: str) -> list[Any]:
@@ -296,9 +315,22 @@ def _order(listing: Listing, order_by: object) -> tuple[Filterable, bool]:
     )
 
 
-def _after(listing: Listing, order: Filterable, descending: bool, order_by: str, cursor: str) -> ColumnElement[bool]:
+def _id_for(listing: Listing, filters: list[Filterable]) -> ColumnElement[Any]:
+    """The column to order and page by id: the listing's, or the id of another table a filter has already
+    joined one to one (a plugin's extension table) when the filter leaves out its NULLs. The two are equal
+    on every row selected, and the database can then walk the filter's index in id order instead of
+    sorting every match for each page (SQLite keeps the row id in every index)."""
+    for spec in filters:
+        if spec.id_alias is not None:
+            return spec.id_alias
+    return listing.id_column
+
+
+def _after(
+    listing: Listing, ident: ColumnElement[Any], order: Filterable, descending: bool, order_by: str, cursor: str
+) -> ColumnElement[bool]:
     value, last_id = decode_cursor(cursor, order_by, order, listing.id_bits)
-    column, ident = order.column, listing.id_column
+    column = order.column
     if column is listing.id_column:
         return ident < last_id if descending else ident > last_id
     if descending:  # NULLs first, then values high to low

@@ -97,7 +97,8 @@ def customer_listing(
     for plugin, table in extensions.items():
         for spec in fields_of(plugin):
             # a customer created before the plugin was installed has no extension row: NULL in the join
-            core[spec.name] = field_filter(spec, table.c[spec.name], nullable=True)
+            field = field_filter(spec, table.c[spec.name], nullable=True)
+            core[spec.name] = attrs.evolve(field, id_alias=table.c.customer_id)
     for spec in runtime:
         core[spec.name] = json_filter(spec, customers.c.extra)
     return Listing("customer", query, customers.c.id, core, record)
