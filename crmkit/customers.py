@@ -456,9 +456,16 @@ class Customers:
         with self._units.read(tx) as s:
             return listing_search(s, listing, where, order_by=order_by, after=after, limit=limit)
 
+    #: The listing and the output schema it was built with: a run-time field added or dropped gives a new
+    #: schema, and so a new listing.
+    _built_listing: tuple[object, Listing] | None = None
+
     def _listing(self) -> Listing:
         out = self._schemas.customer_out
-        return customer_listing(
+        built = self._built_listing
+        if built is not None and built[0] is out:
+            return built[1]
+        listing = customer_listing(
             customers=Customer.__table__,  # type: ignore[arg-type]
             query=self.select(),
             extensions=self._extension_tables,
@@ -468,3 +475,5 @@ class Customers:
             normalize_phone=self._phones.normalize,
             record=lambda row: out.dump(self._flat(row)),
         )
+        self._built_listing = (out, listing)
+        return listing

@@ -349,3 +349,14 @@ def test_tasks_page_by_a_nullable_due_time_like_plain_python(pcrm: CRM) -> None:
         assert got == _expected(made, lambda r: r["priority"] >= 1, order_by) and got
     assert crm.tasks.count({"due_at__isnull": True}) == len([r for r in made if r["due_at"] is None]) > 0
     assert crm.tasks.count({"status": "open"}) == crm.tasks.count() == 25
+
+
+def test_a_field_added_at_run_time_filters_at_once(pcrm: CRM) -> None:
+    crm = pcrm
+    first = crm.customers.create({"name": "Before"})
+    assert crm.customers.count({"name": "Before"}) == 1
+    crm.fields.define(FieldSpec("shoe_size", "integer"))
+    crm.customers.update(first["id"], {"shoe_size": 44})
+    crm.customers.create({"name": "After", "shoe_size": 38})
+    page = crm.customers.search({"shoe_size__gt": 40})
+    assert [c["name"] for c in page.items] == ["Before"] and page.items[0]["shoe_size"] == 44
