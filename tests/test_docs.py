@@ -7,13 +7,16 @@ import contextlib
 import importlib.util
 import io
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import attrs
 import pytest
+from probe import Probe
 
-from crmkit import hookspecs
+from crmkit import FieldSpec, hookimpl, hookspecs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 FENCE = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -120,3 +123,35 @@ def test_python_blocks_of_the_guides_compile(page: str) -> None:
     assert examples
     for example in examples:
         compile(example.code, f"docs/{page}:{example.line}", "exec")
+
+
+def migration_recipe() -> Example:
+    """The plugin guide's test of a migration branch (the block that defines it)."""
+    examples = python_examples((DOCS / "plugin-guide.md").read_text(encoding="utf-8"))
+    [recipe] = [e for e in examples if "def test_migrations_build_the_models(" in e.code]
+    return recipe
+
+
+class _NewFieldNoRevision(Probe):
+    @hookimpl
+    def crmkit_register_fields(self) -> list[FieldSpec]:
+        return [*super().crmkit_register_fields(), FieldSpec("nickname")]
+
+
+@pytest.mark.parametrize(("plugin", "passes"), [(Probe, True), (_NewFieldNoRevision, False)])
+def test_the_guides_migration_recipe_runs_on_a_plugin_with_a_branch(
+    crm_factory: Any, monkeypatch: pytest.MonkeyPatch, plugin: type[Probe], passes: bool
+) -> None:
+    """The recipe runs as written, with the guide's salon plugin played by the probe (which ships a
+    migration branch): it passes on the probe and catches a field its revisions do not add."""
+    recipe = migration_recipe()
+    salon = ModuleType("crmkit_salon")
+    salon.SalonPlugin = lambda sms: plugin()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "crmkit_salon", salon)
+    namespace: dict[str, Any] = {"__name__": "plugin_guide", "FakeSms": object}
+    exec(compile(recipe.code, f"docs/plugin-guide.md:{recipe.line}", "exec"), namespace)
+    if passes:
+        namespace["test_migrations_build_the_models"](crm_factory)
+    else:
+        with pytest.raises(AssertionError):
+            namespace["test_migrations_build_the_models"](crm_factory)
