@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import io
 import re
 import sys
@@ -57,6 +58,11 @@ def test_every_hook_is_documented(name: str) -> None:
     doc = getattr(hookspecs, name).__doc__
     assert doc and doc.strip(), f"hook {name} has no docstring"
     assert "versionadded" in doc, f"hook {name} does not say in which version it was added"
+    parameters = list(inspect.signature(getattr(hookspecs, name)).parameters)
+    documented = load_generator().documented_params(getattr(hookspecs, name))
+    assert documented == parameters, (
+        f"hook {name} documents parameters {documented} with :param:, its signature has {parameters}"
+    )
 
 
 def test_hook_reference_is_up_to_date() -> None:
@@ -155,3 +161,13 @@ def test_the_guides_migration_recipe_runs_on_a_plugin_with_a_branch(
     else:
         with pytest.raises(AssertionError):
             namespace["test_migrations_build_the_models"](crm_factory)
+
+
+def test_the_reference_lists_each_hooks_parameters() -> None:
+    """The :param: entries reach docs/hooks.md as a list under the hook, one item per parameter."""
+    generator = load_generator()
+    section = generator.render().split("### crmkit_customers_merged\n", 1)[1].split("\n### ", 1)[0]
+    assert "Parameters:\n\n- `tx`: " in section
+    items = [line.split("`")[1] for line in section.splitlines() if line.startswith("- `")]
+    assert items == ["tx", "survivor_id", "merged_id"]
+    assert ":param" not in generator.render()
