@@ -19,7 +19,7 @@ There are three families:
   ``None`` wins, and the core's default implementation runs last.
 
 Hook names are listed in :data:`HOOK_NAMES`; the hook reference in ``docs/hooks.md`` is generated from the
-docstrings below and a test fails if a hook is undocumented.
+docstrings below; a test fails if a hook is undocumented or a parameter has no ``:param:`` entry.
 """
 
 from __future__ import annotations
