@@ -23,6 +23,7 @@ from crmkit.lifecycle import Lifecycle
 from crmkit.outbox import Outbox
 from crmkit.plugins import Registry, collect, create_plugin_manager
 from crmkit.reports.engine import Reports
+from crmkit.reports.spec import ReportContext
 from crmkit.runtime_fields import RuntimeFields
 from crmkit.targets import Targets
 from crmkit.tasks import Tasks
@@ -95,7 +96,13 @@ class CRM:
         self.outbox = Outbox(self)
         self.targets = Targets(self)
         self.triggers = Triggers(self)
-        self.reports = Reports(self)
+        self.reports = Reports(
+            registry=self.registry,
+            context=ReportContext(
+                engine=self.engine, registry=self.registry, triggers=self.triggers, metadata=self.metadata
+            ),
+            template_dirs=self.template_dirs,
+        )
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -130,10 +130,10 @@ def crmkit_register_reports() -> Iterable[Report]:
     """Declare reports (:class:`crmkit.reports.Report`).
 
     A report has a name (``<plugin>.<what>``), a title, typed parameters (validated with marshmallow,
-    defaults may depend on the date), columns, optional charts, and a data function
-    ``data(crm, params)`` that returns rows computed in SQL. The core renders it with the first template
-    found for it (``reports/<name>.html``, then ``reports/default.html``) in the user's folders, the
-    plugins' and the core's. Names must be unique.
+    defaults may depend on the date), columns, optional charts, and a data function ``data(ctx, params)``
+    (``ctx`` a :class:`~crmkit.reports.ReportContext`) that returns rows computed in SQL. The core renders
+    it with the first template found for it (``reports/<name>.html``, then ``reports/default.html``) in
+    the user's folders, the plugins' and the core's. Names must be unique.
 
     .. versionadded:: 0.1
     """
