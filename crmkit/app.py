@@ -18,17 +18,18 @@ from crmkit import schemas as sch
 from crmkit.activities import Activities
 from crmkit.customers import Customers
 from crmkit.db.schema import build_metadata
-from crmkit.errors import DatabaseBusyError
+from crmkit.errors import DatabaseBusyError, NotFound
 from crmkit.lifecycle import Lifecycle
 from crmkit.outbox import Outbox
 from crmkit.plugins import Registry, collect, create_plugin_manager
 from crmkit.reports.engine import Reports
 from crmkit.reports.spec import ReportContext
 from crmkit.runtime_fields import RuntimeFields
+from crmkit.tables import TableService
 from crmkit.targets import Targets
 from crmkit.tasks import Tasks
 from crmkit.triggers.engine import Triggers
-from crmkit.unit import Transaction, open_transaction
+from crmkit.unit import Transaction, open_transaction, use_transaction
 from crmkit.users import Users
 
 DEFAULT_URL = "sqlite:///crmkit.db"
@@ -96,6 +97,10 @@ class CRM:
         self.outbox = Outbox(self)
         self.targets = Targets(self)
         self.triggers = Triggers(self)
+        self._tables: dict[str, TableService] = {}
+        #: The unit of work: ``units.write(tx)`` joins ``tx`` (a savepoint) or runs its own transaction,
+        #: ``units.read(tx)`` reads in ``tx`` when given.
+        self.units = _LegacyUnits(self)
         self.reports = Reports(
             registry=self.registry,
             context=ReportContext(
@@ -115,6 +120,15 @@ class CRM:
     def plugins(self) -> tuple[str, ...]:
         """Names of the loaded plugins, the core excluded."""
         return self.registry.plugins
+
+    def table(self, name: str) -> TableService:
+        """The validated CRUD service of ``name``, a table a loaded plugin declared (``crmkit.tables``)."""
+        service = self._tables.get(name)
+        if service is None:
+            if name not in self.registry.tables:
+                raise NotFound("plugin table", name)
+            service = self._tables[name] = TableService(self.metadata.tables[name], self.units)
+        return service
 
     def transaction(self, *, actor_id: int | None = None) -> AbstractContextManager[Transaction]:
         """Open a unit of work: pass it as ``tx=`` to several calls and they commit (or not) together."""
@@ -176,6 +190,24 @@ class CRM:
 
     def __repr__(self) -> str:
         return f"CRM(url={self.engine.url.render_as_string(hide_password=True)!r}, plugins={list(self.plugins)})"
+
+
+class _LegacyUnits:
+    """``units.write(tx)`` and ``units.read(tx)`` over ``use_transaction``, until the CRM has ``units``."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+
+    def write(self, tx: Transaction | None) -> AbstractContextManager[Transaction]:
+        return use_transaction(self._crm, self._crm.session_factory, tx)
+
+    @contextmanager
+    def read(self, tx: Transaction | None) -> Iterator[Session]:
+        if tx is not None:
+            yield tx.session
+            return
+        with self._crm.session_factory() as session:
+            yield session
 
 
 class Schemas:
