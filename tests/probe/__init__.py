@@ -175,6 +175,10 @@ class Probe:
         return None  # not this plugin's demo: the next implementation (the core's) runs
 
     @hookimpl
+    def crmkit_cli_commands(self) -> list[Any]:
+        return []  # the command line asks installed plugins only; the probe is never installed
+
+    @hookimpl
     def crmkit_normalize_phone(self, raw: str) -> str | None:
         return raw.lower() if raw.lower().startswith("ext-") else None
 
