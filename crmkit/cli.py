@@ -5,6 +5,9 @@ command with one line ``error: ...`` on stderr and a non-zero exit code, never a
 runs inside :class:`_Main`, which turns crmkit's, SQLAlchemy's and the operating system's errors into that
 line. Set ``CRMKIT_TRACEBACK=1`` to see the traceback instead (for a bug report).
 
+Installed plugins add commands with the hook ``crmkit_cli_commands``; :func:`crm_options` and
+:class:`CommandError` are **public and stable** for them (see ``docs/plugin-api.md``).
+
 Only ``db upgrade`` (and ``demo``, on its own file) may create a database: every other command refuses a
 SQLite file that does not exist, so a typo in ``--url`` does not leave an empty database behind.
 """
