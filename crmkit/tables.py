@@ -186,8 +186,7 @@ class TableService:
         """Validate ``data`` and insert the row; returns the stored record."""
         message = f"invalid {self.name} row"
         values = load(self.schema_in, data, message=message)
-        with self._write(tx, message) as t:
-            self._check_references(t.session, values, message, key=None)
+        with self._write(tx, message, values, None) as t:
             row = t.session.execute(insert(self.table).values(**values).returning(*self.table.columns)).one()
             return self.dump(row._mapping)
 
@@ -197,8 +196,7 @@ class TableService:
         ident = require_id(key, self.name, bits=self._bits)
         message = f"invalid {self.name} row"
         values = load(self.schema_in, data, partial=True, message=message)
-        with self._write(tx, message) as t:
-            self._check_references(t.session, values, message, key=ident)
+        with self._write(tx, message, values, ident) as t:
             statement = update(self.table).where(self._key == ident)
             if values:
                 row = t.session.execute(statement.values(**values).returning(*self.table.columns)).first()
@@ -251,11 +249,18 @@ class TableService:
     # -- helpers ---------------------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self, tx: Transaction | None, message: str) -> Iterator[Transaction]:
+    def _write(
+        self, tx: Transaction | None, message: str, values: Mapping[str, Any], key: int | None
+    ) -> Iterator[Transaction]:
         try:
             with self._units.write(tx) as t:
+                self._check_references(t.session, values, message, key)
                 yield t
-        except IntegrityError as exc:  # a constraint the checks cannot see, or a concurrent insert won the race
+        except IntegrityError as exc:
+            # a concurrent write won the race (the same unique value): the checks, run again now that it
+            # has committed, name the column; a constraint they cannot see is reported as the database says
+            with self._units.read(tx) as session:
+                self._check_references(session, values, message, key)
             problem = str(exc.orig).splitlines()[0] if exc.orig is not None else "violates a constraint"
             raise ValidationError({"_schema": [problem]}, message) from None
 
