@@ -126,6 +126,7 @@ def _plugin_commands(ctx: click.Context, group: click.Group) -> dict[str, click.
     found: dict[str, click.Command] | None = ctx.meta.get("crmkit.plugin_commands")
     if found is not None:
         return found
+    from crmkit.hooks import Hooks
     from crmkit.plugins import create_plugin_manager
 
     found = ctx.meta["crmkit.plugin_commands"] = {}
@@ -133,14 +134,12 @@ def _plugin_commands(ctx: click.Context, group: click.Group) -> dict[str, click.
         manager = create_plugin_manager(load_entry_points=True)
     except CRMError as exc:
         raise CommandError(str(exc)) from exc
-    # each implementation on its own (not the hook relay), so a clash can name the plugin that caused it
-    for impl in manager.hook.crmkit_cli_commands.get_hookimpls():
-        for command in impl.function() or ():
-            if not isinstance(command, click.Command) or not command.name:
-                raise CommandError(f"plugin {impl.plugin_name!r}: crmkit_cli_commands returned {command!r}")
-            if command.name in group.commands or command.name in found:
-                raise CommandError(f"plugin {impl.plugin_name!r}: command {command.name!r} already exists")
-            found[command.name] = command
+    for plugin, command in Hooks(manager).cli_commands():
+        if not isinstance(command, click.Command) or not command.name:
+            raise CommandError(f"plugin {plugin!r}: crmkit_cli_commands returned {command!r}")
+        if command.name in group.commands or command.name in found:
+            raise CommandError(f"plugin {plugin!r}: command {command.name!r} already exists")
+        found[command.name] = command
     return found
 
 
@@ -325,6 +324,7 @@ def demo(path: str, size: int, no_plugins: bool) -> None:
     An installed edition (such as crmkit-fitness) runs its own demo; otherwise the core's small studio
     demo prints customers and their stages.
     """
+    from crmkit.hooks import Hooks
     from crmkit.plugins import create_plugin_manager
 
     target = Path(path)
@@ -335,7 +335,7 @@ def demo(path: str, size: int, no_plugins: bool) -> None:
         stale.unlink(missing_ok=True)
     pm = create_plugin_manager(load_entry_points=not no_plugins)
     try:
-        pm.hook.crmkit_run_demo(path=target, echo=click.echo, size=size)
+        Hooks(pm).run_demo(target, click.echo, size)
     except BaseException:
         # a half-built demo is worse than none: the next run would start from it
         for partial in files:
