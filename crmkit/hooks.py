@@ -10,9 +10,9 @@ type checker against the hook's specification in :mod:`crmkit.hookspecs`. Declar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -85,5 +85,5 @@ class Hooks:
         return [
             (impl.plugin_name, command)
             for impl in self._relay.crmkit_cli_commands.get_hookimpls()
-            for command in impl.function() or ()
+            for command in cast("Iterable[click.Command] | None", impl.function()) or ()
         ]

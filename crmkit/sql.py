@@ -72,6 +72,6 @@ def utc_midnight(day: dt.date) -> ColumnElement[dt.datetime]:
     return literal(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), UTCDateTime())
 
 
-def percent(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
+def percent(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[Any]:
     """``part * 100 / whole``, ``NULL`` when ``whole`` is 0. The cast keeps SQLite off integer division."""
     return cast(part, Float) * 100 / func.nullif(whole, 0)

@@ -36,6 +36,7 @@ savepoint of it) or in their own transaction; reads given ``tx`` see its writes.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,6 +64,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from crmkit.errors import NotFound, ValidationError
@@ -242,7 +244,7 @@ class TableService:
         with self._units.read(tx) as session:
             return [self.dump(r._mapping) for r in session.execute(statement)]
 
-    def dump(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def dump(self, row: Mapping[Any, Any]) -> dict[str, Any]:
         """A row (a mapping of column keys, as ``select(table)`` gives) as a JSON-safe record."""
         return dict(self.schema_out.dump(dict(row)))
 
@@ -264,11 +266,11 @@ class TableService:
             problem = str(exc.orig).splitlines()[0] if exc.orig is not None else "violates a constraint"
             raise ValidationError({"_schema": [problem]}, message) from None
 
-    def _where(self, where: Mapping[str, Any]) -> list[Any]:
+    def _where(self, where: Mapping[str, Any]) -> builtins.list[ColumnElement[bool]]:
         if not isinstance(where, Mapping):
             raise ValidationError({"where": ["must map column names to values"]}, "invalid list")
         errors: dict[str, list[str]] = {}
-        filters = []
+        filters: builtins.list[ColumnElement[bool]] = []
         for name, value in where.items():
             field = self._filters.get(name)
             if field is None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
-from sqlalchemy import Engine, MetaData, Table
+from sqlalchemy import Engine, MetaData, RowMapping, Table
 
 from crmkit.errors import NotFound
 
@@ -103,7 +103,7 @@ class ReportContext:
         except KeyError:
             raise NotFound("table", name) from None
 
-    def fetch(self, query: Any) -> list[Mapping[str, Any]]:
+    def fetch(self, query: Any) -> list[RowMapping]:
         """The rows of one statement, as mappings keyed by column label, on a connection of its own."""
         with self.engine.connect() as conn:
             return list(conn.execute(query).mappings())
