@@ -2,7 +2,7 @@
 
 Everything listed here is public and stable: it changes only with a deprecation, announced in the changelog
 one release ahead. Every other module of crmkit (``crmkit.unit``, ``crmkit.customers``, ``crmkit.db.models``
-by that path, ``crmkit.reports.kpis``...) is internal and may change in any release. ``docs/plugin-api.md``
+by that path, ``crmkit.db.functions``...) is internal to plugins and may change in any release. ``docs/plugin-api.md``
 describes each module; a test checks that the page names every module and name below, and that the fitness
 edition imports nothing else.
 """

@@ -76,6 +76,35 @@ def test_renew_onto_another_plan_and_without_a_membership(club: CRM, monthly: in
         f.renew({"customer_id": nobody})
 
 
+# -- records ----------------------------------------------------------------------------------------------
+
+
+def test_sales_and_reads_are_json_safe_records_that_see_the_unit_of_work(club: CRM, monthly: int) -> None:
+    anna = member(club, "Anna")
+    f = fitness(club)
+    with club.transaction() as tx:
+        sold = f.sell({"customer_id": anna, "plan_id": monthly, "starts_on": "2026-06-01"}, tx=tx)
+        assert f.memberships(anna, tx=tx) == [sold]  # not committed yet: only the unit of work sees it
+        assert f.memberships(anna) == []
+    # by hand: the plan runs 30 days from 06-01, has 10 sessions and costs 45.50
+    assert {k: sold[k] for k in ("customer_id", "starts_on", "ends_on", "status", "sessions_left", "price")} == {
+        "customer_id": anna,
+        "starts_on": "2026-06-01",
+        "ends_on": "2026-06-30",
+        "status": "active",
+        "sessions_left": 10,
+        "price": "45.50",
+    }
+    assert sold["frozen_from"] is None and sold["created_at"].endswith("+00:00")
+    assert f.memberships(anna) == [sold]
+    package = f.sell_pt_package({"customer_id": anna, "sessions": 3, "price": "90", "purchased_on": "2026-06-02"})
+    assert f.pt_packages(anna) == [package]
+    assert (package["purchased_on"], package["sessions_left"], package["expires_on"]) == ("2026-06-02", 3, None)
+    plan = f.create_plan({"name": "Day pass", "duration_days": 1, "price": "5"})
+    assert club.table("fitness_plans").get(plan["id"]) == plan
+    assert (plan["price"], plan["currency"], plan["freeze_days"], plan["active"]) == ("5.00", "EUR", 0, True)
+
+
 # -- freeze and unfreeze -------------------------------------------------------------------------------------
 
 
