@@ -5,6 +5,9 @@ command with one line ``error: ...`` on stderr and a non-zero exit code, never a
 runs inside :class:`_Main`, which turns crmkit's, SQLAlchemy's and the operating system's errors into that
 line. Set ``CRMKIT_TRACEBACK=1`` to see the traceback instead (for a bug report).
 
+Installed plugins add commands with the hook ``crmkit_cli_commands``; :func:`crm_options` and
+:class:`CommandError` are **public and stable** for them (see ``docs/plugin-api.md``).
+
 Only ``db upgrade`` (and ``demo``, on its own file) may create a database: every other command refuses a
 SQLite file that does not exist, so a typo in ``--url`` does not leave an empty database behind.
 """
@@ -85,7 +88,14 @@ def _describe(exc: BaseException) -> str | None:
 
 
 class _Main(click.Group):
-    """The top-level group: every user error of every command becomes one line."""
+    """The top-level group: every user error of every command becomes one line. The installed plugins'
+    commands (hook ``crmkit_cli_commands``) join it, looked up once per run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugin_commands(ctx, self)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or _plugin_commands(ctx, self).get(cmd_name)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
@@ -109,6 +119,28 @@ class _Main(click.Group):
             if message is None or os.environ.get("CRMKIT_TRACEBACK"):
                 raise
             raise CommandError(message) from exc
+
+
+def _plugin_commands(ctx: click.Context, group: click.Group) -> dict[str, click.Command]:
+    """The commands the installed plugins add, by name; kept for this run in the context's ``meta``."""
+    found: dict[str, click.Command] | None = ctx.meta.get("crmkit.plugin_commands")
+    if found is not None:
+        return found
+    from crmkit.hooks import Hooks
+    from crmkit.plugins import create_plugin_manager
+
+    found = ctx.meta["crmkit.plugin_commands"] = {}
+    try:
+        manager = create_plugin_manager(load_entry_points=True)
+    except CRMError as exc:
+        raise CommandError(str(exc)) from exc
+    for plugin, command in Hooks(manager).cli_commands():
+        if not isinstance(command, click.Command) or not command.name:
+            raise CommandError(f"plugin {plugin!r}: crmkit_cli_commands returned {command!r}")
+        if command.name in group.commands or command.name in found:
+            raise CommandError(f"plugin {plugin!r}: command {command.name!r} already exists")
+        found[command.name] = command
+    return found
 
 
 # -- the database --------------------------------------------------------------------------------------

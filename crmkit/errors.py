@@ -1,7 +1,7 @@
 """Exceptions raised by crmkit.
 
 Every error a caller can act on has its own class so an HTTP layer can map it to a status code without
-parsing messages.
+parsing messages. **Public and stable** for plugins and apps (see ``docs/plugin-api.md``).
 """
 
 from __future__ import annotations

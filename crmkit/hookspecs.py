@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import click
     from sqlalchemy import Table
 
     from crmkit.reports import Report
@@ -132,10 +133,10 @@ def crmkit_register_reports() -> Iterable[Report]:
     """Declare reports (:class:`crmkit.reports.Report`).
 
     A report has a name (``<plugin>.<what>``), a title, typed parameters (validated with marshmallow,
-    defaults may depend on the date), columns, optional charts, and a data function
-    ``data(crm, params)`` that returns rows computed in SQL. The core renders it with the first template
-    found for it (``reports/<name>.html``, then ``reports/default.html``) in the user's folders, the
-    plugins' and the core's. Names must be unique.
+    defaults may depend on the date), columns, optional charts, and a data function ``data(ctx, params)``
+    (``ctx`` a :class:`~crmkit.reports.ReportContext`) that returns rows computed in SQL. The core renders
+    it with the first template found for it (``reports/<name>.html``, then ``reports/default.html``) in
+    the user's folders, the plugins' and the core's. Names must be unique.
 
     .. versionadded:: 0.1
     """
@@ -161,6 +162,25 @@ def crmkit_register_migrations() -> str | Path | None:
     ``importlib.resources`` so it works from an installed wheel. Must exist (checked at load).
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_cli_commands() -> Iterable[click.Command]:
+    """Add commands to the ``crmkit`` command line: return click commands or groups.
+
+    Each joins ``crmkit`` under its own name; an edition usually returns one group named after itself
+    (``crmkit fitness import-turnstile FILE``). Called when the command line starts, for the installed
+    (entry-point) plugins only: a plugin given with ``--plugin`` comes too late to add commands. A name
+    that crmkit or another plugin already uses is an error. Decorate a command that needs the database
+    with :func:`crmkit.cli.crm_options`, which adds ``--url``, ``--plugin`` and ``--no-plugins`` and passes
+    the opened CRM as the first argument; raise :class:`crmkit.cli.CommandError` (or any crmkit error) for
+    a user's mistake, which the command line prints as one line ``error: ...`` with a non-zero exit.
+    Import click and ``crmkit.cli`` inside the hook, so loading the plugin in an app does not.
+
+    :returns: the commands to add (``click.Command`` or ``click.Group``).
+
+    .. versionadded:: 0.2
     """
 
 

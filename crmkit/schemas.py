@@ -15,8 +15,10 @@ from marshmallow import fields as mf
 
 from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, TASK_STATUSES, USER_ROLES
 from crmkit.fields import marshmallow_field, output_field, to_json_value
-from crmkit.limits import Day, Email, Int, JSONObject, Moment, Money, Text
+from crmkit.limits import Day, Email, Int, JSONObject, Moment, Money, Text, load
 from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
+
+__all__ = ["load"]  # re-exported: it lives beside the fields in crmkit.limits
 
 #: ``normalize(raw, region)``: the normalised phone, or ``ValueError`` with the reason.
 Normalizer = Callable[[str, str | None], str | None]
@@ -292,19 +294,6 @@ class ContactOut(Schema):
     role = mf.String()
     email = mf.String()
     phone = mf.String()
-
-
-def load(schema: Schema, data: Any, *, partial: bool = False, message: str = "invalid input") -> dict[str, Any]:
-    """Validate ``data`` with ``schema``; raise crmkit's ``ValidationError`` listing every problem."""
-    from crmkit.errors import ValidationError as CRMValidationError
-
-    if not isinstance(data, Mapping):
-        raise CRMValidationError({"_schema": ["expected a mapping of field names to values"]}, message)
-    try:
-        return schema.load(data, partial=partial)
-    except ValidationError as exc:
-        errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        raise CRMValidationError(errors, message) from None
 
 
 class Schemas:

@@ -1,4 +1,5 @@
-"""A pytest kit for crmkit and for plugin authors.
+"""A pytest kit for crmkit and for plugin authors. ``check_plugin``, ``run_in_processes`` and ``database_of``
+are **public and stable** (see ``docs/plugin-api.md``).
 
 Add ``pytest_plugins = ["crmkit.testing"]`` to your ``conftest.py`` and you get:
 

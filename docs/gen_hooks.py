@@ -41,7 +41,7 @@ def spec_options(function: Callable[..., Any]) -> dict[str, Any]:
 def family(name: str, function: Callable[..., Any]) -> str:
     if spec_options(function).get("firstresult"):
         return "decision"
-    if name.startswith("crmkit_register_"):
+    if name.startswith("crmkit_register_") or name == "crmkit_cli_commands":
         return "declaration"
     return "event"
 

@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,11 +20,11 @@ from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
 from crmkit.limits import MAX_DATE, MIN_DATE, Int, Text
 from crmkit.reports.charts import render_chart
-from crmkit.reports.spec import Column, Param, Report
+from crmkit.reports.spec import Column, Param, Report, ReportContext
 from crmkit.schemas import load
 
 if TYPE_CHECKING:
-    from crmkit.app import CRM
+    from crmkit.plugins import Registry
 
 FORMATS = ("html", "md", "csv", "json")
 #: The dates a report parameter (and the command line's dates) may take: those every stored date keeps to
@@ -110,12 +110,14 @@ def _md(value: str) -> str:
 class Reports:
     """The reports of a CRM: the core's, the plugins', and any registered in code."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, *, registry: Registry, context: ReportContext, template_dirs: Iterable[Path] = ()) -> None:
+        self._registry = registry
+        self._context = context
+        self._template_dirs = tuple(template_dirs)
         self._reports: dict[str, Report] = {}
         self._schemas: dict[str, Schema] = {}
         self._env: jinja2.Environment | None = None
-        for report in crm.registry.reports.values():
+        for report in registry.reports.values():
             self._add(report)
 
     def register(self, report: Report) -> None:
@@ -167,7 +169,7 @@ class Reports:
         """Validate the parameters and compute the rows (in SQL, by the report's data function)."""
         report = self.get(name)
         values = self.params(name, params, now=now)
-        rows = [dict(row) for row in report.data(self._crm, values)]
+        rows = [dict(row) for row in report.data(self._context, values)]
         return ReportResult(report, values, rows, now or utcnow())
 
     # -- rendering -------------------------------------------------------------------------------------
@@ -177,8 +179,8 @@ class Reports:
         """Templates from the user's folders, then the plugins', then the core's; autoescaped HTML."""
         if self._env is None:
             folders = [
-                *self._crm.template_dirs,
-                *(path for _owner, path in self._crm.registry.template_dirs),
+                *self._template_dirs,
+                *(path for _owner, path in self._registry.template_dirs),
                 CORE_TEMPLATES,
             ]
             env = jinja2.Environment(

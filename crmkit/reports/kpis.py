@@ -1,6 +1,7 @@
 """The KPI library: the numbers a CRM is judged by, each computed by the database in one statement.
 
-Every function takes the CRM and keyword parameters and returns a list of rows (plain dicts holding only
+Every function takes a :class:`~crmkit.reports.ReportContext` (or anything with an ``engine``, such as
+the CRM) and keyword parameters and returns a list of rows (plain dicts holding only
 ``str``, ``int``, ``float`` and ``None``), ready for a :class:`~crmkit.reports.spec.Report` to render.
 
 Conventions shared by all KPIs (see ``docs/kpis.md``):
@@ -13,7 +14,7 @@ Conventions shared by all KPIs (see ``docs/kpis.md``):
   SQLite's floating point and PostgreSQL's exact numerics give the same numbers; the renderer only
   formats them.
 * Anything that differs between SQLite and PostgreSQL goes through a function compiled per dialect
-  (``crmkit.db.functions`` or the private ones below); lists of months or stages are sent as a
+  (``crmkit.sql`` or the private ones below); lists of months or stages are sent as a
   ``VALUES`` list, so empty months and stages still get a row.
 """
 
@@ -30,30 +31,27 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    bindparam,
     case,
     cast,
-    column,
     exists,
     func,
     literal,
     or_,
     select,
-    text,
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import CTE, Subquery, TextualSelect
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.sql.selectable import CTE, Subquery
 
 from crmkit.db.functions import seconds_between, year_month
 from crmkit.db.models import Activity, Customer, StageHistory, Target, User
 from crmkit.db.types import UTCDateTime, utcnow
+from crmkit.sql import values_cte
 
 if TYPE_CHECKING:
-    from crmkit.app import CRM
+    from crmkit.reports.spec import HasEngine as CRM  # a ReportContext, or anything with an engine
 
 __all__ = [
     "CONTACT_KINDS",
@@ -156,31 +154,6 @@ def _calendar(since: dt.date, until: dt.date, period: Literal["month", "year"] =
         out.append((f"{first.year:04d}-{first.month:02d}", first))
         first = _add_months(first, 1)
     return out
-
-
-class _BoundValues(TextualSelect):
-    """``VALUES (...), ...`` of bound parameters, named like the columns of a ``WITH name(cols)``."""
-
-    name_cte_columns = True
-    inherit_cache = True
-
-
-def values_cte(name: str, columns: Sequence[tuple[str, TypeEngine[Any]]], rows: Sequence[tuple[Any, ...]]) -> CTE:
-    """A small constant table (months, stages) as ``WITH name(cols) AS (VALUES ...)``; ``rows`` must not be
-    empty.
-
-    Not SQLAlchemy's ``values()``: a statement holding one is never cached, so every run would compile the
-    whole KPI again (milliseconds, as long as a small report's query). Written as text with a bound
-    parameter per cell, the statement is compiled once per number of rows and the rows are only bound.
-    """
-    binds: list[BindParameter[Any]] = []
-    tuples = []
-    for i, row in enumerate(rows):
-        keys = [f"{name}_{i}_{j}" for j in range(len(columns))]
-        binds += [bindparam(k, v, type_=t) for k, v, (_, t) in zip(keys, row, columns, strict=True)]
-        tuples.append("(" + ", ".join(f":{k}" for k in keys) + ")")
-    clause = text(f"VALUES {', '.join(tuples)}").bindparams(*binds)
-    return _BoundValues(clause, [column(n, t) for n, t in columns]).cte(name)
 
 
 def _keys(name: str, calendar: Sequence[tuple[str, dt.date]]) -> CTE:

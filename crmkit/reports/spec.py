@@ -1,15 +1,21 @@
-"""Report declarations: parameters, columns, charts, and the function that yields the rows."""
+"""Report declarations: parameters, columns, charts, and the function that yields the rows.
+
+Public and stable through :mod:`crmkit.reports` (see ``docs/plugin-api.md``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
+from sqlalchemy import Engine, MetaData, RowMapping, Table
+
+from crmkit.errors import NotFound
 
 if TYPE_CHECKING:
-    from crmkit.app import CRM
+    from crmkit.plugins import Registry
+    from crmkit.triggers.engine import Triggers
 
 ParamType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
 ColumnType = Literal["string", "integer", "number", "percent", "money", "date", "datetime", "hours"]
@@ -66,12 +72,50 @@ class Chart:
     title: str = ""
 
 
-DataFunction = Callable[["CRM", Mapping[str, Any]], Iterable[Mapping[str, Any]]]
+class HasEngine(Protocol):
+    """Anything a KPI function can read from: a :class:`ReportContext`, or the CRM itself."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+
+@attrs.frozen
+class ReportContext:
+    """What a report's data function is given: the database and the few services a report reads.
+
+    * ``engine``: run the report's statement with :meth:`fetch` (or ``engine.connect()``); a report only
+      reads, and never opens a write transaction;
+    * ``registry``: what the loaded plugins declared (stages, fields, activity kinds, triggers);
+    * ``triggers``: the trigger service, for effectiveness figures (see :func:`effectiveness_rows`);
+    * ``metadata``: this CRM's tables; :meth:`table` gives one by name, such as a plugin's extension table
+      of customer fields, ``<plugin>_customer``, which exists only per CRM.
+    """
+
+    engine: Engine
+    registry: Registry
+    triggers: Triggers
+    metadata: MetaData
+
+    def table(self, name: str) -> Table:
+        """This CRM's table ``name`` (core, plugin, or a plugin's ``<plugin>_customer``)."""
+        try:
+            return self.metadata.tables[name]
+        except KeyError:
+            raise NotFound("table", name) from None
+
+    def fetch(self, query: Any) -> list[RowMapping]:
+        """The rows of one statement, as mappings keyed by column label, on a connection of its own."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).mappings())
+
+
+DataFunction = Callable[[ReportContext, Mapping[str, Any]], Iterable[Mapping[str, Any]]]
 
 
 @attrs.frozen
 class Report:
-    """A report: ``data(crm, params)`` returns rows (mappings keyed by column name) computed in SQL."""
+    """A report: ``data(ctx, params)`` (``ctx`` a :class:`ReportContext`) returns rows (mappings keyed by
+    column name) computed in SQL."""
 
     name: str = attrs.field(validator=_report_name)
     title: str

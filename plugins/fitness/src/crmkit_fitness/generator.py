@@ -38,8 +38,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Connection, Table, func, insert, select
 
-from crmkit.db import Customer
-from crmkit.db.models import StageHistory, User
+from crmkit.db import Customer, StageHistory, User
 from crmkit_fitness.config import FitnessConfig
 from crmkit_fitness.models import GymClass, Membership, Plan, PTPackage, Trainer
 from crmkit_fitness.plugin import GOALS
@@ -294,7 +293,7 @@ def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
                     "freeze_days": p.freeze_days,
                 },
                 tx=tx,
-            )
+            )["id"]
             for p in PLANS
         ]
         plans = [

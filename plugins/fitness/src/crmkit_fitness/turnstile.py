@@ -30,9 +30,8 @@ import attrs
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crmkit.errors import ValidationError
+from crmkit import Transaction, ValidationError
 from crmkit.limits import text_problem
-from crmkit.unit import Transaction
 
 if TYPE_CHECKING:
     from crmkit import CRM
