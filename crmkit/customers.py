@@ -209,7 +209,7 @@ class Customers:
 
         Use it to build your own queries; plugin fields are labelled with their field names.
         """
-        customers: Table = Customer.__table__  # type: ignore[assignment]
+        customers: Table = Customer.__table__
         columns: list[Any] = [c for c in customers.c if c.name != "extra"] + [customers.c.extra]
         joined: Any = customers
         for plugin, table in self._crm.extension_tables.items():

@@ -83,11 +83,11 @@ _NONE = "(none)"
 _ALL = "(all)"
 _UNASSIGNED = "(unassigned)"
 
-_customers: Table = Customer.__table__  # type: ignore[assignment]
-_history: Table = StageHistory.__table__  # type: ignore[assignment]
-_activities: Table = Activity.__table__  # type: ignore[assignment]
-_targets: Table = Target.__table__  # type: ignore[assignment]
-_users: Table = User.__table__  # type: ignore[assignment]
+_customers: Table = Customer.__table__
+_history: Table = StageHistory.__table__
+_activities: Table = Activity.__table__
+_targets: Table = Target.__table__
+_users: Table = User.__table__
 
 
 # -- dialect-specific SQL (kept here so the KPIs stay portable) --------------------------------------

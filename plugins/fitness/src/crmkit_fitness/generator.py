@@ -191,7 +191,7 @@ class _Club:
 
 
 def _users(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    table: Table = User.__table__  # type: ignore[assignment]
+    table: Table = User.__table__
     return _insert_returning(conn, table, rows)
 
 
@@ -253,7 +253,7 @@ def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
             specialities = [SPECIALITIES[i % len(SPECIALITIES)] for i in range(n_trainers)]
             trainer_ids = _insert_returning(
                 conn,
-                Trainer.__table__,  # type: ignore[arg-type]
+                Trainer.__table__,
                 [
                     {"name": f"{f} {la}", "user_id": uid, "speciality": spec}
                     for (f, la), uid, spec in zip(people, user_ids, specialities, strict=True)
@@ -278,7 +278,7 @@ def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
                             "capacity": 20,
                         }
                     )
-            class_ids = _insert_returning(conn, GymClass.__table__, slots)  # type: ignore[arg-type]
+            class_ids = _insert_returning(conn, GymClass.__table__, slots)
             for slot, class_id in zip(slots, class_ids, strict=True):
                 minute_of_day = slot["starts_at"].hour * 60 + slot["starts_at"].minute
                 classes.setdefault((club, slot["weekday"]), []).append((minute_of_day, class_id))
@@ -782,8 +782,8 @@ class _Counts:
 
 def _write(crm: CRM, club: _Club, journeys: list[_Journey], counts: _Counts) -> None:
     """One transaction per batch: rows with ids first (customers, memberships, packages), then the rest."""
-    customers: Table = Customer.__table__  # type: ignore[assignment]
-    history: Table = StageHistory.__table__  # type: ignore[assignment]
+    customers: Table = Customer.__table__
+    history: Table = StageHistory.__table__
     extension = crm.extension_tables["fitness"]
     with crm.transaction() as tx:
         conn = tx.session.connection()
@@ -802,7 +802,7 @@ def _write(crm: CRM, club: _Club, journeys: list[_Journey], counts: _Counts) -> 
         memberships = [(cid, m) for cid, j in zip(ids, journeys, strict=True) for m in j.memberships]
         membership_ids = _insert_returning(
             conn,
-            Membership.__table__,  # type: ignore[arg-type]
+            Membership.__table__,
             [_membership_row(cid, m, club.today) for cid, m in memberships],
         )
         for (_, m), mid in zip(memberships, membership_ids, strict=True):
@@ -810,7 +810,7 @@ def _write(crm: CRM, club: _Club, journeys: list[_Journey], counts: _Counts) -> 
         packages = [(cid, p) for cid, j in zip(ids, journeys, strict=True) for p in j.packages]
         package_ids = _insert_returning(
             conn,
-            PTPackage.__table__,  # type: ignore[arg-type]
+            PTPackage.__table__,
             [
                 {
                     "customer_id": cid,
