@@ -309,7 +309,7 @@ def id_filter(value: object, kind: str, *, bits: int = 32) -> int | None:
         return None
 
 
-def check(field: mf.Field, value: Any, name: str, message: str = "invalid input") -> Any:
+def check(field: mf.Field[Any], value: Any, name: str, message: str = "invalid input") -> Any:
     """``value`` loaded by ``field`` for an argument that is not part of a schema (a move's cause, a task's
     completion time); crmkit's ``ValidationError`` naming ``name`` otherwise."""
     try:
