@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Table, func, insert, select
 
 from crmkit.db import Customer
 from crmkit.db.models import StageHistory, User
-from crmkit_fitness.config import FitnessConfig
+from crmkit_fitness.config import FitnessConfig, config_of
 from crmkit_fitness.models import GymClass, Membership, Plan, PTPackage, Trainer
 from crmkit_fitness.plugin import GOALS
 from crmkit_fitness.service import JOINING, fitness
@@ -205,7 +205,7 @@ def _insert_returning(conn: Connection, table: Table, rows: Sequence[Mapping[str
 
 def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
     """Staff, plans, trainers and the class timetable: a handful of rows, so the public API where there is one."""
-    config: FitnessConfig = crm.plugin_manager.get_plugin("fitness").config
+    config = config_of(crm)
     start = today.toordinal() - HISTORY_DAYS
     opened = dt.datetime.combine(dt.date.fromordinal(start), dt.time(8), dt.UTC)
     n_clubs = max(1, min(len(CLUBS), round(members / 1000)))
@@ -263,7 +263,7 @@ def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
                 _TrainerRow(tid, uid, club, spec)
                 for tid, uid, spec in zip(trainer_ids, user_ids, specialities, strict=True)
             ]
-            slots = []
+            slots: list[dict[str, Any]] = []
             for weekday, day_classes in TIMETABLE.items():
                 for hour, minute, name, minutes, speciality in day_classes:
                     fit = [t for t in trainers[club] if t.speciality == speciality] or trainers[club]
@@ -603,8 +603,10 @@ class _Simulation:
             if purchase_day == day:
                 purchase_day = None
                 renewing = current is not None and current.ends >= day - 1
-                plan = current.plan if renewing and rng.random() < 0.8 else None
-                plan = plan or rng.choices(club.plans, weights=club.plan_weights)[0]
+                if current is not None and renewing and rng.random() < 0.8:
+                    plan = current.plan
+                else:
+                    plan = rng.choices(club.plans, weights=club.plan_weights)[0]
                 moment = self.at(day, rng.uniform(9 * 60, 20 * 60))
                 if day == created:  # a walk-in buys after the front desk has entered them
                     moment = created_at + dt.timedelta(minutes=rng.uniform(10, 40))

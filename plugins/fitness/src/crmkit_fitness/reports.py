@@ -17,6 +17,7 @@ from sqlalchemy import (
     Date,
     Float,
     Integer,
+    RowMapping,
     String,
     Table,
     and_,
@@ -74,7 +75,7 @@ def _day(value: dt.date) -> int:
 
 def _pct(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
     """``part * 100 / whole``, NULL when ``whole`` is 0; the cast keeps SQLite off integer division."""
-    return cast(part, Float) * 100 / func.nullif(whole, 0)
+    return cast(part, Float()) * 100 / func.nullif(whole, 0)
 
 
 def _r2(value: Any) -> float | None:
@@ -85,7 +86,7 @@ def _int(value: Any) -> int:
     return int(value or 0)  # PostgreSQL sums of counts are Decimal
 
 
-def _fetch(crm: CRM, query: Any) -> list[Mapping[str, Any]]:
+def _fetch(crm: CRM, query: Any) -> list[RowMapping]:
     with crm.engine.connect() as conn:
         return list(conn.execute(query).mappings())
 
