@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -217,7 +218,7 @@ class Customers:
             columns.extend(table.c[f.name].label(f.name) for f in self._crm.registry.fields_of(plugin))
         return select(*columns).select_from(joined)
 
-    def merges(self, customer_id: int) -> list[dict[str, Any]]:
+    def merges(self, customer_id: int) -> builtins.list[dict[str, Any]]:
         """The merges whose survivor is this customer, oldest first (a merged survivor's own merges
         included: they follow it into the next survivor).
 
@@ -245,7 +246,7 @@ class Customers:
 
     def find_duplicates(
         self, *, email: str | None = None, phone: str | None = None, country: str | None = None
-    ) -> list[int]:
+    ) -> builtins.list[int]:
         """Ids of customers whose normalised email or phone matches.
 
         ``phone`` is read in ``country`` (ISO 3166 alpha-2), else in the CRM's default region; a number
@@ -266,7 +267,7 @@ class Customers:
         with self._crm.session() as s:
             return list(s.scalars(select(Customer.id).where(or_(*conditions)).order_by(Customer.id)))
 
-    def duplicate_groups(self) -> list[DuplicateGroup]:
+    def duplicate_groups(self) -> builtins.list[DuplicateGroup]:
         """Every set of customers sharing a normalised email or phone, found by the database."""
         groups: list[DuplicateGroup] = []
         with self._crm.session() as s:
@@ -297,7 +298,7 @@ class Customers:
             raise NotFound("customer", customer_id)
         return self._crm.schemas.customer_out.dump(self._flat(row))
 
-    def _flat(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def _flat(self, row: Mapping[Any, Any]) -> dict[str, Any]:
         record = dict(row)
         extra = record.pop("extra", None) or {}
         for spec in self._crm.fields.runtime():

@@ -29,6 +29,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from crmkit.app import CRM
+from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec
 
 ENV_VAR = "CRMKIT_TEST_DATABASE_URL"
 
@@ -184,7 +185,12 @@ def check_plugin(crm: CRM, name: str) -> None:
 
     assert name in crm.plugins, f"plugin {name!r} is not loaded (loaded: {crm.plugins})"
     reg = crm.registry
-    for spec in [*reg.fields.values(), *reg.stages.values(), *reg.activity_kinds.values()]:
+    declared: list[FieldSpec | StageSpec | ActivityKindSpec] = [
+        *reg.fields.values(),
+        *reg.stages.values(),
+        *reg.activity_kinds.values(),
+    ]
+    for spec in declared:
         assert spec.owner, f"{spec!r} was not stamped with its plugin"
     existing = set(inspect(crm.engine).get_table_names())
     for table_name, (owner, _table) in reg.tables.items():
