@@ -6,12 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from typecheck.plugin_usage import NutritionPlugin
 
 from crmkit import ActivityKindSpec, FieldSpec, ValidationError
 from crmkit.app import CRM
 from crmkit.reports import Chart
 from crmkit.triggers import Goal, Trigger
-from tests.typecheck.plugin_usage import NutritionPlugin
 
 
 def test_the_typed_plugin_loads_with_its_sequences_as_tuples(crm_factory: Callable[..., CRM]) -> None:
