@@ -467,7 +467,7 @@ class Customers:
         if built is not None and built[0] is out:
             return built[1]
         listing = customer_listing(
-            customers=Customer.__table__,  # type: ignore[arg-type]
+            customers=Customer.__table__,
             query=self.select(),
             extensions=self._extension_tables,
             fields_of=self._registry.fields_of,
