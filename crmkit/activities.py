@@ -126,6 +126,10 @@ class Activities:
     ) -> dict[str, Any]:
         """Validate and record one activity.
 
+        ``status`` is ``done`` (it happened) unless given: ``planned`` (booked ahead, no ``result`` needed),
+        ``in_progress``, ``cancelled`` or ``missed`` (a no-show). It is set here, once; only ``done``
+        activities count as happened for triggers, goals and KPIs.
+
         A calendar kind (meeting, visit...) that overlaps another calendar activity of the same owner
         raises ``CalendarConflictError`` unless ``allow_conflict``.
 

@@ -327,7 +327,10 @@ def db() -> None:
 @crm_options(database="create")
 @click.option("--revision", default="heads", show_default=True)
 def upgrade(crm: CRM, revision: str) -> None:
-    """Migrate the database (core and plugin branches) to REVISION; creates a SQLite file if missing."""
+    """Migrate the database (core and plugin branches) to REVISION; creates a SQLite file if missing.
+
+    Refuses, before migrating anything, when a loaded plugin has tables but no migration branch (unless
+    REVISION is explicit, such as crmkit@head to write that plugin's first revision)."""
     from crmkit import migrate
 
     migrate.upgrade(crm, revision)
@@ -337,9 +340,12 @@ def upgrade(crm: CRM, revision: str) -> None:
 @db.command()
 @crm_options
 def current(crm: CRM) -> None:
-    """Show the revisions the database is at, and the heads it could go to."""
+    """Show the revisions the database is at, and the heads it could go to.
+
+    Refuses when a loaded plugin has tables but no migration branch: no revision would create them."""
     from crmkit import migrate
 
+    migrate.check_branches(crm)
     click.echo(f"current: {', '.join(sorted(migrate.current(crm))) or '(none)'}")
     click.echo(f"heads:   {', '.join(sorted(migrate.heads(crm)))}")
 

@@ -19,7 +19,7 @@ There are three families:
   ``None`` wins, and the core's default implementation runs last.
 
 Hook names are listed in :data:`HOOK_NAMES`; the hook reference in ``docs/hooks.md`` is generated from the
-docstrings below and a test fails if a hook is undocumented.
+docstrings below; a test fails if a hook is undocumented or a parameter has no ``:param:`` entry.
 """
 
 from __future__ import annotations
@@ -175,6 +175,11 @@ def crmkit_customer_created(tx: Transaction, customer: Mapping[str, Any]) -> Non
     customer and everything written in this transaction are rolled back. Effects outside the database go
     through ``tx.after_commit``.
 
+    :param tx: the write's unit of work: add rows through ``tx.session`` (never commit or roll it back),
+        register effects outside the database with ``tx.after_commit``.
+    :param customer: the customer as stored, serialised like ``crm.customers.get()`` returns it (core and
+        plugin fields, ``id`` included).
+
     .. versionadded:: 0.1
     """
 
@@ -184,6 +189,12 @@ def crmkit_customer_updated(tx: Transaction, customer: Mapping[str, Any], change
     """Called after a customer's fields are updated, inside the same transaction.
 
     ``changes`` holds the validated new values of the fields that were given. Raise to veto the update.
+
+    :param tx: the write's unit of work: add rows through ``tx.session`` (never commit or roll it back),
+        register effects outside the database with ``tx.after_commit``.
+    :param customer: the customer after the update, serialised like ``crm.customers.get()`` returns it.
+    :param changes: the validated new values of the fields the update gave, keyed by field name (only
+        those: a field not given is not in it).
 
     .. versionadded:: 0.1
     """
@@ -197,6 +208,12 @@ def crmkit_stage_changed(tx: Transaction, change: Mapping[str, Any]) -> None:
     ``from_stage`` (``None`` on creation), ``to_stage``, ``lifecycle``, ``at`` (ISO 8601, UTC), ``cause``
     and ``actor_id``. Raise to veto the move. Runs inside the transaction of the write that caused it.
 
+    :param tx: the write's unit of work: add rows through ``tx.session`` (never commit or roll it back),
+        register effects outside the database with ``tx.after_commit``.
+    :param change: the move, a JSON-safe dict: ``customer_id``, ``from_stage`` (the previous stage,
+        ``None`` when the customer was just created), ``to_stage``, ``lifecycle`` (the core stage of
+        ``to_stage``), ``at`` (ISO 8601, UTC), ``cause`` and ``actor_id`` (the acting user, or ``None``).
+
     .. versionadded:: 0.1
     """
 
@@ -209,6 +226,11 @@ def crmkit_activity_logged(tx: Transaction, activity: Mapping[str, Any]) -> None
     event was recorded before, and ``log()`` returns the stored activity without writing anything. Bulk
     ingestion does not call this per row (it would defeat the set-based insert); it calls
     :func:`crmkit_activities_ingested` once per batch instead.
+
+    :param tx: the write's unit of work: add rows through ``tx.session`` (never commit or roll it back),
+        register effects outside the database with ``tx.after_commit``.
+    :param activity: the activity as stored, serialised like ``crm.activities.get()`` returns it (``id``,
+        ``customer_id``, ``kind``, ``status``, ``occurred_at``, ``data``...).
 
     .. versionadded:: 0.1
     """
@@ -232,6 +254,13 @@ def crmkit_activities_ingested(
 
     Raise to abort the whole ingest.
 
+    :param tx: the ingest's unit of work: add rows through ``tx.session`` (never commit or roll it
+        back), register effects outside the database with ``tx.after_commit``.
+    :param count: how many rows this batch stored (rows skipped as already stored are not counted).
+    :param kinds: the same rows counted by activity kind (``{"checkin": 950, "purchase": 50}``).
+    :param activities: the stored rows as described above; empty unless an implementation names this
+        parameter.
+
     .. versionadded:: 0.1
     """
 
@@ -242,6 +271,11 @@ def crmkit_customers_merged(tx: Transaction, survivor_id: int, merged_id: int) -
 
     By then every activity, task, history row and plugin row pointing at the duplicate points at the
     survivor. Raise to roll back the merge.
+
+    :param tx: the merge's unit of work: add rows through ``tx.session`` (never commit or roll it
+        back), register effects outside the database with ``tx.after_commit``.
+    :param survivor_id: the id of the customer that remains and now owns everything.
+    :param merged_id: the id of the duplicate, whose row no longer exists.
 
     .. versionadded:: 0.1
     """
@@ -254,6 +288,15 @@ def crmkit_trigger_fired(tx: Transaction, trigger: Trigger, firings: Sequence[Fi
     ``firings`` carry the customer record and the trigger's evidence. Held-out firings (the control
     group) are not passed: nothing is done for them. Raise to roll back the batch; crmkit then retries the
     firings one by one and rolls back only those that fail, reporting them in the run's errors.
+
+    :param tx: the run's unit of work, in a savepoint for this batch: add rows through ``tx.session``
+        (never commit or roll it back); an ``after_commit`` callback registered here is dropped if the
+        batch is rolled back.
+    :param trigger: the :class:`~crmkit.triggers.Trigger` declaration that fired.
+    :param firings: the batch's :class:`~crmkit.triggers.Firing` objects, one per customer: ``id`` (of the
+        firing row), ``trigger`` (its name), ``customer`` (the customer record, plugin fields included),
+        ``evidence`` (the trigger's evidence values by name), ``as_of`` and ``held_out`` (always false
+        here).
 
     .. versionadded:: 0.1
     """
@@ -275,6 +318,10 @@ def crmkit_normalize_phone(raw: str, region: str) -> str | None:
     TH: ..."); the reason becomes the customer's validation error. Override it for local conventions
     (internal extensions, short codes).
 
+    :param raw: the phone number as the caller gave it.
+    :param region: the upper-case ISO 3166 alpha-2 region a number without ``+`` is read in, chosen as
+        described above.
+
     .. versionadded:: 0.1
     """
 
@@ -286,6 +333,10 @@ def crmkit_run_demo(path: Path, echo: Callable[[str], None], size: int) -> bool 
     An industry edition implements it to show itself off (a gym with a year of check-ins); ``size`` is a
     hint of how many customers to generate. Return ``True`` when you ran it. The first plugin that does
     wins; the core's small studio demo runs when no plugin does.
+
+    :param path: the SQLite file to build (it does not exist yet; its folder does).
+    :param echo: prints one line to the command's output (``click.echo``).
+    :param size: the number of customers asked for with ``--size``: a hint, scale the demo to it.
 
     .. versionadded:: 0.1
     """
@@ -302,6 +353,9 @@ def crmkit_send_message(message: Mapping[str, Any]) -> bool | None:
     attempts. Delivery is at least once (a deliverer that dies after sending but before recording it
     leaves the message to be sent again), so make the gateway idempotent on ``id``. crmkit ships no
     gateway; the app or a plugin implements this for the channels it has.
+
+    :param message: the outbox row as a dict: ``id``, ``channel``, ``customer_id``, ``subject`` (may be
+        ``None``), ``body``, ``source`` and ``source_id``.
 
     .. versionadded:: 0.1
     """

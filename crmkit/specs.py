@@ -143,6 +143,11 @@ class ActivityKindSpec:
     for this kind. ``data_fields`` are kind-specific values kept in the activity's JSON data and validated
     against their declarations. ``calendar`` marks kinds that occupy the owner's time, checked for
     overlaps when booked.
+
+    An activity of any kind has a status (``crmkit.db.models.ACTIVITY_STATUSES``), ``done`` unless the
+    input gives another: ``planned`` (booked ahead; ``result`` is then not required), ``in_progress``,
+    ``done`` (it happened), ``cancelled`` or ``missed`` (a no-show). Only ``done`` counts as happened for
+    triggers, goals and KPIs; ``planned``, ``in_progress`` and ``done`` occupy a calendar kind's owner.
     """
 
     name: str = attrs.field(validator=_identifier)

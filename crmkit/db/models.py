@@ -34,6 +34,17 @@ NAMING_CONVENTION = {
 }
 
 USER_ROLES = ("admin", "manager", "operator", "viewer")
+#: An activity's status, set when it is logged (``done`` unless given):
+#:
+#: * ``planned``: booked ahead, not happened yet (a meeting next Monday); needs no ``result``; occupies its
+#:   owner's calendar; the status :meth:`TriggerQuery.planned <crmkit.triggers.TriggerQuery.planned>` looks for.
+#: * ``in_progress``: under way now; occupies the calendar.
+#: * ``done``: it happened. The only status that counts as happened: triggers' activity aggregates
+#:   (``q.count``, ``q.has``, ``q.last``, ``q.total``, ``q.aggregate``, unless given ``statuses=``), a
+#:   trigger's goal, and every KPI count ``done`` activities only. Occupies the calendar.
+#: * ``cancelled``: called off; frees the calendar; never counts.
+#: * ``missed``: was due and did not happen (a no-show); frees the calendar; never counts as happened (a
+#:   trigger can look for it with ``statuses=("missed",)``).
 ACTIVITY_STATUSES = ("planned", "in_progress", "done", "cancelled", "missed")
 ACTIVITY_DIRECTIONS = ("inbound", "outbound", "internal")
 TASK_STATUSES = ("open", "done", "cancelled")

@@ -39,7 +39,9 @@ def _positive(instance: object, attribute: attrs.Attribute[dt.timedelta], value:
 class TaskAction:
     """Create a task. ``title`` and ``reason`` are jinja2 templates rendered with ``customer`` (the flat
     record, plugin fields included), the trigger's ``evidence`` values, ``as_of`` and ``trigger``.
-    The task goes to the customer's owner unless ``assignee_id`` is given."""
+    The task goes to the customer's owner unless ``assignee_id`` is given (a customer without an owner
+    gets an unassigned task). It is due ``due_in`` after the run's ``as_of`` (not after the wall clock):
+    one day by default, so a run at 08:00 makes tasks due at 08:00 the next day. It has no reminder."""
 
     title: str
     reason: str = ""
@@ -71,8 +73,10 @@ class Trigger:
 
     ``condition`` receives a :class:`~crmkit.triggers.query.TriggerQuery` and returns a SQLAlchemy boolean
     expression over the customer, its plugin fields and activity aggregates; it is evaluated by the
-    database for all customers at once. ``stages`` limits it to customers in those stages (a core stage
-    includes its sub-stages). A customer fires at most once per ``cooldown``. ``holdout`` keeps that share
+    database for all customers at once. ``stages`` limits it to customers in those stages: a customer
+    matches when its stage or its lifecycle (the core stage above it) is named, so a core stage includes
+    its sub-stages. The default, ``()``, applies no stage filter: every customer, ``lost`` ones
+    included, is evaluated. A customer fires at most once per ``cooldown``. ``holdout`` keeps that share
     of the matches as a control group: the firing is recorded, no action is taken.
 
     Actions, all optional: ``task``, ``move_to`` (a stage; customers whose stage cannot move there are
