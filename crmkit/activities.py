@@ -387,7 +387,7 @@ class _RowWriter:
 
     def __init__(self, activities: Activities, dialect: Dialect) -> None:
         self._activities = activities
-        self.insert = BulkInsert(Activity.__table__, _INSERT_COLUMNS, dialect)  # type: ignore[arg-type]
+        self.insert = BulkInsert(Activity.__table__, _INSERT_COLUMNS, dialect)
         self._processors = dict(zip(self.insert.columns, self.insert.processors, strict=True))
         kinds = activities._kinds
         self.typed = _typed_rows(kinds, self._processors, dialect) or _never

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 from urllib.parse import quote
 
 import click
@@ -69,9 +69,8 @@ def _as_usage_error(exc: click.UsageError) -> click.UsageError:
     # a group run without a command shows its help, which is not an error message to squeeze
     if isinstance(exc, (_OneLineUsageError, *_NO_ARGS_IS_HELP)):
         return exc
-    short = _OneLineUsageError(exc.format_message(), exc.ctx)
-    short.exit_code = exc.exit_code
-    return short
+    # the exit code is click's per class (2 for every usage error), so the short form keeps it
+    return _OneLineUsageError(exc.format_message(), exc.ctx)
 
 
 def _describe(exc: BaseException) -> str | None:
@@ -165,7 +164,7 @@ def _sqlite_file(url: URL) -> Path | None:
     """The file a SQLite URL opens, or ``None`` for an in-memory database or one given as a URI."""
     if url.get_backend_name() != "sqlite" or url.query.get("uri") or url.database in (None, "", ":memory:"):
         return None
-    return Path(url.database)  # type: ignore[arg-type]
+    return Path(url.database)
 
 
 def _read_write_url(url: URL, path: Path) -> URL:
@@ -234,6 +233,12 @@ def _load(path: str) -> object:
         raise click.BadParameter(f"cannot load {path!r}: {_one_line(str(exc))}", param_hint="'--plugin'") from None
 
 
+@overload
+def crm_options(fn: Callable[..., Any], *, database: str = "required") -> Callable[..., Any]: ...
+@overload
+def crm_options(
+    fn: None = None, *, database: str = "required"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 def crm_options(fn: Callable[..., Any] | None = None, *, database: str = "required") -> Any:
     """``--url``, ``--plugin`` and ``--no-plugins``, turned into a ``crm`` argument.
 
@@ -266,6 +271,7 @@ def crm_options(fn: Callable[..., Any] | None = None, *, database: str = "requir
         finally:
             crm.close()
 
+    # click keeps a command's options in an attribute of the function that no type declares
     own = wrapper.__click_params__  # type: ignore[attr-defined]
     functools.update_wrapper(wrapper, fn)  # name and help text; this also copies fn's click options
     wrapper.__click_params__ = [*getattr(fn, "__click_params__", []), *own]  # type: ignore[attr-defined]

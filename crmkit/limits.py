@@ -326,7 +326,7 @@ def load(schema: Schema, data: Any, *, partial: bool = False, message: str = "in
         raise ValidationError(errors, message) from None
 
 
-def check(field: mf.Field, value: Any, name: str, message: str = "invalid input") -> Any:
+def check(field: mf.Field[Any], value: Any, name: str, message: str = "invalid input") -> Any:
     """``value`` loaded by ``field`` for an argument that is not part of a schema (a move's cause, a task's
     completion time); crmkit's ``ValidationError`` naming ``name`` otherwise."""
     try:

@@ -100,7 +100,8 @@ def _spec_problems(spec: FieldSpec) -> dict[str, list[str]]:
         problem = text_problem(getattr(spec, name))
         if problem:
             problems[name] = [problem]
-    bad_choices = [c for c in spec.choices if not isinstance(c, str) or text_problem(c)]
+    choices: tuple[object, ...] = spec.choices  # an admin's input: the declared type is not yet true
+    bad_choices = [c for c in choices if not isinstance(c, str) or text_problem(c)]
     if bad_choices:
         problems["choices"] = [f"{c!r} is not storable text" for c in bad_choices]
     if type(spec.max_length) is not int or not 1 <= spec.max_length <= _MAX_RUNTIME_LENGTH:

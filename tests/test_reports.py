@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def crm(crm_factory: Any, probe: Probe) -> CRM:
 
 
 def names_report(crm: CRM) -> Report:
-    def data(ctx: ReportContext, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def data(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows = crm.customers.list()
         return [{"name": c["name"], "score": c["score"]} for c in rows if (c["score"] or 0) >= params["min_score"]]
 

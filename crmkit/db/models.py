@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     CheckConstraint,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -51,6 +52,9 @@ TASK_STATUSES = ("open", "done", "cancelled")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # SQLAlchemy types __table__ as FromClause because a class may be mapped to a SELECT; every crmkit and
+    # plugin model maps a Table, and saying so lets Core code use Model.__table__ without a cast.
+    __table__: ClassVar[Table]
 
 
 def _in(column: str, values: tuple[str, ...]) -> CheckConstraint:

@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,18 +52,19 @@ class ReportResult:
         return not self.rows
 
 
-def _param_field(param: Param) -> mf.Field:
+def _param_field(param: Param) -> mf.Field[Any]:
     kwargs: dict[str, Any] = {"required": param.required, "allow_none": not param.required}
     if param.choices:
         kwargs["validate"] = validate.OneOf(param.choices)
-    return {
+    fields: dict[str, Callable[..., mf.Field[Any]]] = {
         "string": Text,  # no NUL or broken text: a parameter may end up in a query's WHERE
         "integer": Int,
         "number": mf.Float,
         "boolean": mf.Boolean,
         "date": mf.Date,
         "datetime": lambda **kw: mf.AwareDateTime(default_timezone=dt.UTC, **kw),
-    }[param.type](**kwargs)
+    }
+    return fields[param.type](**kwargs)
 
 
 def _day(value: dt.date) -> dt.date:
@@ -141,7 +142,9 @@ class Reports:
 
     # -- data ------------------------------------------------------------------------------------------
 
-    def params(self, name: str, raw: Mapping[str, Any] | None = None, *, now: dt.datetime | None = None) -> dict:
+    def params(
+        self, name: str, raw: Mapping[str, Any] | None = None, *, now: dt.datetime | None = None
+    ) -> dict[str, Any]:
         """Validate parameters (strings from a command line are fine); fill defaults."""
         report = self.get(name)
         schema = self._schemas.get(name)

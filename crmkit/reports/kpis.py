@@ -21,13 +21,14 @@ Conventions shared by all KPIs (see ``docs/kpis.md``):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import (
     Date,
     Float,
     Integer,
+    RowMapping,
     String,
     Table,
     and_,
@@ -81,11 +82,11 @@ _NONE = "(none)"
 _ALL = "(all)"
 _UNASSIGNED = "(unassigned)"
 
-_customers: Table = Customer.__table__  # type: ignore[assignment]
-_history: Table = StageHistory.__table__  # type: ignore[assignment]
-_activities: Table = Activity.__table__  # type: ignore[assignment]
-_targets: Table = Target.__table__  # type: ignore[assignment]
-_users: Table = User.__table__  # type: ignore[assignment]
+_customers: Table = Customer.__table__
+_history: Table = StageHistory.__table__
+_activities: Table = Activity.__table__
+_targets: Table = Target.__table__
+_users: Table = User.__table__
 
 
 # -- dialect-specific SQL (kept here so the KPIs stay portable) --------------------------------------
@@ -163,11 +164,11 @@ def _keys(name: str, calendar: Sequence[tuple[str, dt.date]]) -> CTE:
 
 def _pct(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
     """``part * 100 / whole``, NULL when ``whole`` is 0. The cast keeps SQLite off integer division."""
-    return cast(part, Float) * 100 / func.nullif(whole, 0)
+    return cast(part, Float()) * 100 / func.nullif(whole, 0)
 
 
 def _ratio(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
-    return cast(part, Float) / func.nullif(whole, 0)
+    return cast(part, Float()) / func.nullif(whole, 0)
 
 
 def _r2(value: Any) -> float | None:
@@ -208,7 +209,7 @@ def _created_in(start: dt.datetime, end: dt.datetime) -> ColumnElement[bool]:
     return and_(_customers.c.created_at >= _at(start), _customers.c.created_at < _at(end))
 
 
-def _fetch(crm: CRM, query: Any) -> list[Mapping[str, Any]]:
+def _fetch(crm: CRM, query: Any) -> list[RowMapping]:
     with crm.engine.connect() as conn:
         return list(conn.execute(query).mappings())
 
@@ -308,7 +309,7 @@ def average_check(
         return []
     periods = _keys("periods", calendar)
     a = _activities
-    key = year_month(a.c.occurred_at)
+    key: ColumnElement[Any] = year_month(a.c.occurred_at)
     if period == "year":
         key = func.substr(key, 1, 4)
     conditions = [

@@ -12,6 +12,7 @@ import attrs
 from sqlalchemy import Engine, MetaData, RowMapping, Table
 
 from crmkit.errors import NotFound
+from crmkit.specs import names_tuple
 
 if TYPE_CHECKING:
     from crmkit.plugins import Registry
@@ -24,7 +25,7 @@ ChartKind = Literal["bar", "line", "heatmap"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 
-def _report_name(instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+def _report_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str) or not _NAME.match(value):
         raise ValueError(f"report name must look like 'plugin.what' or 'what', got {value!r}")
 
@@ -40,7 +41,7 @@ class Param:
     type: ParamType = "string"
     default: Any = None
     required: bool = False
-    choices: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    choices: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
     help: str = ""
 
 
@@ -67,9 +68,22 @@ class Chart:
 
     kind: ChartKind
     x: str
-    y: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    y: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
     value: str | None = None
     title: str = ""
+
+
+# Typed converters (not a bare ``converter=tuple``) so that a checker accepts a list or tuple of these.
+def _columns(value: Iterable[Column]) -> tuple[Column, ...]:
+    return tuple(value)
+
+
+def _params(value: Iterable[Param]) -> tuple[Param, ...]:
+    return tuple(value)
+
+
+def _charts(value: Iterable[Chart]) -> tuple[Chart, ...]:
+    return tuple(value)
 
 
 class HasEngine(Protocol):
@@ -120,9 +134,9 @@ class Report:
     name: str = attrs.field(validator=_report_name)
     title: str
     data: DataFunction
-    columns: tuple[Column, ...] = attrs.field(converter=tuple)
-    params: tuple[Param, ...] = attrs.field(default=(), converter=tuple)
-    charts: tuple[Chart, ...] = attrs.field(default=(), converter=tuple)
+    columns: tuple[Column, ...] = attrs.field(converter=_columns)
+    params: tuple[Param, ...] = attrs.field(default=(), converter=_params)
+    charts: tuple[Chart, ...] = attrs.field(default=(), converter=_charts)
     description: str = ""
     template: str | None = None
     owner: str = ""

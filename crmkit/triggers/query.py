@@ -59,7 +59,7 @@ class TriggerQuery:
     def __init__(self, crm: CRM, as_of: dt.datetime) -> None:
         self.crm = crm
         self.as_of = as_of
-        self.customer: Table = Customer.__table__  # type: ignore[assignment]
+        self.customer: Table = Customer.__table__
         self._joined: dict[str, Table] = {}
 
     # -- the customer -------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class TriggerQuery:
         read once, where a :meth:`count` each reads them once per count.
         """
         where = self._activities(kinds, within, dt.timedelta(0), statuses)
-        activities: Table = Activity.__table__  # type: ignore[assignment]
+        activities: Table = Activity.__table__
         return select(build(activities)).where(*where).scalar_subquery()
 
     def last(self, kinds: str | Iterable[str], *, statuses: Iterable[str] = HAPPENED) -> ColumnElement[dt.datetime]:

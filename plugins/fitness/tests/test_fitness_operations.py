@@ -40,7 +40,7 @@ def purchases(crm: CRM, cid: int) -> list[tuple[dt.datetime, Decimal, dict[str, 
             .where(Activity.customer_id == cid, Activity.kind == "purchase")
             .order_by(Activity.occurred_at, Activity.id)
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
 
 # -- renew ------------------------------------------------------------------------------------------------

@@ -91,7 +91,9 @@ def renewals(club: CRM) -> CRM:
     sell("Eva", "2026-02-20")  # ends 03-21: nothing after
     cancelled = sell("Finn", "2026-03-01")  # cancelled: not counted at all
     with club.session() as s:
-        s.get(Membership, cancelled).status = "cancelled"
+        membership = s.get(Membership, cancelled)
+        assert membership is not None
+        membership.status = "cancelled"
         s.commit()
     return club
 

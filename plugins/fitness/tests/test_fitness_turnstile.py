@@ -20,7 +20,7 @@ from crmkit.errors import ValidationError
 from crmkit.testing import run_in_processes
 
 
-def checkins(crm: CRM) -> list[tuple[int, dt.datetime, dict]]:
+def checkins(crm: CRM) -> list[tuple[int, dt.datetime, dict[str, Any]]]:
     with crm.session() as s:
         rows = s.execute(
             select(Activity.customer_id, Activity.occurred_at, Activity.data)

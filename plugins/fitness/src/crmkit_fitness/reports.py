@@ -52,12 +52,12 @@ _UNASSIGNED = "(unassigned)"
 MEMBER_LIFECYCLES = ("active", "loyal")
 _EPOCH = dt.date(1970, 1, 1)
 
-_activities: Table = Activity.__table__  # type: ignore[assignment]
-_customers: Table = Customer.__table__  # type: ignore[assignment]
-_users: Table = User.__table__  # type: ignore[assignment]
-_memberships: Table = Membership.__table__  # type: ignore[assignment]
-_trainers: Table = Trainer.__table__  # type: ignore[assignment]
-_classes: Table = GymClass.__table__  # type: ignore[assignment]
+_activities: Table = Activity.__table__
+_customers: Table = Customer.__table__
+_users: Table = User.__table__
+_memberships: Table = Membership.__table__
+_trainers: Table = Trainer.__table__
+_classes: Table = GymClass.__table__
 
 
 # -- shared helpers -------------------------------------------------------------------------------------
