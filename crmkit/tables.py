@@ -97,7 +97,7 @@ def _base_type(kind: TypeEngine[Any]) -> TypeEngine[Any]:
     return kind
 
 
-def _input_field(col: Column[Any]) -> mf.Field:
+def _input_field(col: Column[Any]) -> mf.Field[Any]:
     kind = _base_type(col.type)
     has_default = col.default is not None or col.server_default is not None
     kwargs: dict[str, Any] = {"allow_none": bool(col.nullable), "required": not col.nullable and not has_default}
@@ -134,7 +134,7 @@ def _input_field(col: Column[Any]) -> mf.Field:
     raise TypeError(f"column {col.table.name}.{col.name}: no crmkit input field for type {col.type!r}")
 
 
-def _output_field(col: Column[Any]) -> mf.Field:
+def _output_field(col: Column[Any]) -> mf.Field[Any]:
     kind = _base_type(col.type)
     if isinstance(kind, Boolean):
         return mf.Boolean()

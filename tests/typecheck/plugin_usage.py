@@ -25,10 +25,8 @@ from crmkit import (
     ValidationError,
     hookimpl,
 )
-from crmkit.app import CRM
-from crmkit.reports import Chart, Column, Param, Report
-from crmkit.triggers import Goal, TaskAction, Trigger
-from crmkit.triggers.query import TriggerQuery
+from crmkit.reports import Chart, Column, Param, Report, ReportContext
+from crmkit.triggers import Goal, TaskAction, Trigger, TriggerQuery
 
 DAY = dt.timedelta(days=1)
 DIETS = ("none", "vegetarian", "vegan")
@@ -38,7 +36,7 @@ def _no_visit_for_two_weeks(q: TriggerQuery) -> ColumnElement[bool]:
     return sa.or_(q.last("weigh_in").is_(None), q.last("weigh_in") < q.ago(14 * DAY))
 
 
-def _weigh_ins(crm: CRM, params: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+def _weigh_ins(ctx: ReportContext, params: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     yield {"day": params["since"], "weigh_ins": 0}
 
 

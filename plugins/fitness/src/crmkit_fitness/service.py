@@ -236,7 +236,7 @@ class Fitness:
             membership.freeze_days_used += days
             membership.ends_on += dt.timedelta(days=days)
 
-    def unfreeze(self, membership_id: int, *, on: dt.date, tx: Transaction | None = None) -> int:
+    def unfreeze(self, membership_id: int, *, on: dt.date | str, tx: Transaction | None = None) -> int:
         """End a freeze: the member is back on ``on``. Ending it early gives back the days not used: they
         return to the plan's allowance and the end date moves back by as many. Returns the days given back."""
         key = require_id(membership_id, "membership")
