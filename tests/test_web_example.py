@@ -7,7 +7,9 @@ responses.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import math
 import sys
 from collections.abc import Callable
@@ -449,3 +451,16 @@ def test_register_fields_changes_only_its_own_document(crm: CRM) -> None:
     assert spec.to_dict()["components"]["schemas"]["Plain"]["properties"]["price"] == {"type": "number"}
     assert first.converter is not None and other.converter is not None
     assert first.converter.field_mapping is not other.converter.field_mapping
+
+
+def test_the_web_page_prints_what_it_says() -> None:
+    """docs/web.md's self-contained blocks (those followed by what they print) run and print that."""
+    from test_docs import DOCS, python_examples
+
+    shown = [e for e in python_examples((DOCS / "web.md").read_text(encoding="utf-8")) if e.output is not None]
+    assert len(shown) == 2
+    for example in shown:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(example.code, f"docs/web.md:{example.line}", "exec"), {"__name__": "web_md"})
+        assert printed.getvalue() == example.output, f"docs/web.md line {example.line}"
