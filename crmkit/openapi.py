@@ -28,7 +28,7 @@ from crmkit import limits
 from crmkit.schemas import Country
 
 #: How decimals travel: as text, so no amount goes through a binary float (``"12.50"``).
-DECIMAL = ("string", "decimal")
+DECIMAL: tuple[str, str] = ("string", "decimal")
 
 
 def register_fields(plugin: MarshmallowPlugin) -> None:
@@ -36,17 +36,19 @@ def register_fields(plugin: MarshmallowPlugin) -> None:
     converter = plugin.converter
     if converter is None:
         raise RuntimeError("register the MarshmallowPlugin with an APISpec before calling register_fields")
-    # apispec keeps its field mapping in a class attribute that every converter shares: copy it, so only
-    # this document learns crmkit's fields
-    converter.field_mapping = {**converter.field_mapping}
-    plugin.map_to_openapi_type(limits.Money, *DECIMAL)
-    plugin.map_to_openapi_type(limits.Email, "string", "email")
-    plugin.map_to_openapi_type(limits.JSONObject, mf.Dict)
-    plugin.map_to_openapi_type(Country, "string", None)
-    converter.add_attribute_function(crmkit_limits)
+    # apispec keeps its field mapping in a class attribute that every converter shares: a copy, so only this
+    # document learns crmkit's fields (the same as ``plugin.map_to_openapi_type`` for each, on the copy)
+    converter.field_mapping = {
+        **converter.field_mapping,
+        limits.Money: DECIMAL,
+        limits.Email: ("string", "email"),
+        limits.JSONObject: ("object", None),
+        Country: ("string", None),
+    }
+    converter.add_attribute_function(crmkit_limits)  # type: ignore[no-untyped-call]  # apispec leaves it untyped
 
 
-def crmkit_limits(converter: Any, field: mf.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+def crmkit_limits(converter: Any, field: mf.Field[Any], ret: dict[str, Any], **_: Any) -> dict[str, Any]:
     """The OpenAPI attributes of the limits ``field`` checks in code (an apispec attribute function)."""
     del converter  # bound by apispec; the field holds everything needed
     if isinstance(field, limits.Text):
