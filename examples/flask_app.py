@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask, Response, current_app, jsonify, request, url_for
+from marshmallow import fields as mf
 from werkzeug.exceptions import HTTPException
 
 import crmkit
@@ -46,7 +47,7 @@ DEFAULT_URL = "sqlite:///crmkit-web.db"
 #: The largest page a client may ask for: a page is built in memory and sent in one response.
 MAX_LIMIT = 200
 #: Query parameters of ``GET /customers`` that are not filters.
-PAGING = ("order_by", "after", "limit")
+PAGING = ("order_by", "after", "limit", "count")
 #: Seconds a client should wait before retrying after a 503.
 RETRY_AFTER = 1
 
@@ -81,7 +82,10 @@ def create_app(crm: CRM) -> Flask:
             after=request.args.get("after") or None,
             limit=limit,
         )
-        response = jsonify({"items": page.items, "next_cursor": page.next_cursor})
+        listing: dict[str, Any] = {"items": page.items, "next_cursor": page.next_cursor}
+        if flag("count"):  # on request only: counting every match costs more than reading a page
+            listing["count"] = crm.customers.count(where)
+        response = jsonify(listing)
         if page.next_cursor is not None:
             following = {**request.args.to_dict(flat=False), "after": page.next_cursor}
             response.headers["Link"] = f'<{url_for("list_customers", **following)}>; rel="next"'
@@ -94,18 +98,19 @@ def create_app(crm: CRM) -> Flask:
     @app.post("/customers")
     @unit_of_work
     def create_customer(tx: Transaction) -> tuple[Response, int, dict[str, str]]:
-        customer = crm.customers.create(body(), tx=tx)
+        customer = crm.customers.create(body(), allow_duplicate=flag("allow_duplicate"), tx=tx)
         return jsonify(customer), 201, {"Location": url_for("get_customer", customer_id=customer["id"])}
 
     @app.patch("/customers/<int:customer_id>")
     @unit_of_work
     def update_customer(customer_id: int, tx: Transaction) -> Response:
-        return jsonify(crm.customers.update(customer_id, body(), tx=tx))
+        changes = body()
+        return jsonify(crm.customers.update(customer_id, changes, allow_duplicate=flag("allow_duplicate"), tx=tx))
 
     @app.post("/activities")
     @unit_of_work
     def log_activity(tx: Transaction) -> tuple[Response, int]:
-        return jsonify(crm.activities.log(body(), tx=tx)), 201
+        return jsonify(crm.activities.log(body(), allow_conflict=flag("allow_conflict"), tx=tx)), 201
 
     @app.get("/openapi.json")
     def openapi() -> Response:
@@ -154,6 +159,15 @@ def body() -> Any:
     return request.get_json()  # a body that is not JSON: Flask's 400 or 415, turned into a problem
 
 
+def flag(name: str) -> bool:
+    """A yes/no query parameter (``?allow_duplicate=true``): the client has seen the 409 and insists."""
+    value: bool = check(_FLAG, request.args.get(name, "false"), name, "invalid parameter")
+    return value
+
+
+_FLAG = mf.Boolean()
+
+
 def filters(args: Any) -> dict[str, Any]:
     """``where`` for ``crm.customers.search`` from a query string: ``stage=lead``, ``plan__in=gold,silver``
     (or ``plan__in=gold&plan__in=silver``), ``created_at__gte=2026-01-01T00:00:00Z``. Values stay text:
@@ -166,7 +180,7 @@ def filters(args: Any) -> dict[str, Any]:
         if key.endswith("__in"):
             where[key] = [item for value in values for item in value.split(",") if item]
         elif len(values) > 1:
-            raise crmkit.ValidationError({key: ["given more than once; use __in for several values"]}, "bad filter")
+            raise crmkit.ValidationError({key: ["given more than once; use __in for several values"]}, "invalid filter")
         else:
             where[key] = values[0]
     return where
@@ -226,6 +240,10 @@ def _problem_schema(**extra: Mapping[str, Any]) -> dict[str, Any]:
 _IDS = {"type": "array", "items": {"type": "integer"}}
 
 
+def _flag_parameter(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "description": description, "schema": {"type": "boolean", "default": False}}
+
+
 def openapi_document(crm: CRM) -> dict[str, Any]:
     """The app's OpenAPI 3 document; its schemas are ``crm.schemas``, so they carry this CRM's plugin and
     run-time fields and the limits crmkit checks (see :mod:`crmkit.openapi`)."""
@@ -250,6 +268,7 @@ def openapi_document(crm: CRM) -> dict[str, Any]:
             "properties": {
                 "items": {"type": "array", "items": _ref("Customer")},
                 "next_cursor": {"type": "string", "nullable": True, "description": "null on the last page"},
+                "count": {"type": "integer", "description": "how many customers match, with ?count=true"},
             },
         },
     )
@@ -275,6 +294,8 @@ def openapi_document(crm: CRM) -> dict[str, Any]:
     invalid = _problem("invalid input: the problems of each field", "ValidationProblem")
     busy = {**_problem("another writer held the database; nothing was written, retry"), "headers": _RETRY_AFTER}
     customer_id = {"name": "customer_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    allow_duplicate = _flag_parameter("allow_duplicate", "store it although a customer has the same email or phone")
+    allow_conflict = _flag_parameter("allow_conflict", "book it although the owner has another activity then")
     spec.path(
         path="/customers",
         operations={
@@ -285,6 +306,7 @@ def openapi_document(crm: CRM) -> dict[str, Any]:
             },
             "post": {
                 "summary": "Create a customer",
+                "parameters": [allow_duplicate],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CustomerInput")}}},
                 "responses": {
                     "201": _json("Customer", "the customer as stored"),
@@ -305,7 +327,7 @@ def openapi_document(crm: CRM) -> dict[str, Any]:
             },
             "patch": {
                 "summary": "Change some fields of a customer (the stage moves through the lifecycle, not here)",
-                "parameters": [customer_id],
+                "parameters": [customer_id, allow_duplicate],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("CustomerChanges")}},
@@ -325,6 +347,7 @@ def openapi_document(crm: CRM) -> dict[str, Any]:
         operations={
             "post": {
                 "summary": "Log an activity",
+                "parameters": [allow_conflict],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ActivityInput")}}},
                 "responses": {
                     "201": _json("Activity", "the activity as stored"),
@@ -379,6 +402,7 @@ _LIST_PARAMETERS: list[dict[str, Any]] = [
         "in": "query",
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50},
     },
+    _flag_parameter("count", "add how many customers match the filters, over all pages"),
 ]
 
 

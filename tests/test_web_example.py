@@ -127,6 +127,14 @@ def test_duplicate_is_a_409_with_the_ids(client: FlaskClient, crm: CRM) -> None:
     assert taken.get_json()["existing_ids"] == [anna["id"]]
     assert client.get(f"/customers/{ben['id']}").get_json()["email"] == "ben@example.com"
 
+    # the front desk has checked: a second Anna with the same address
+    insist = client.post("/customers?allow_duplicate=true", json={"name": "Anna B.", "email": "anna@example.com"})
+    assert insist.status_code == 201
+    assert count(crm, Customer.__table__, Customer.email_normalized == "anna@example.com") == 2
+    assert client.post("/customers?allow_duplicate=perhaps", json={"name": "Cleo"}).get_json()["errors"] == {
+        "allow_duplicate": ["Not a valid boolean."]
+    }
+
 
 @pytest.mark.parametrize(
     ("payload", "fields"),
@@ -215,6 +223,9 @@ def test_calendar_conflict_is_a_409(client: FlaskClient, crm: CRM) -> None:
     assert clash.status_code == 409
     assert clash.get_json()["conflicting_ids"] == [first.get_json()["id"]]
     assert count(crm, Activity.__table__) == 1
+    booked = client.post("/activities?allow_conflict=1", json={**meeting, "occurred_at": "2026-03-06T15:30:00+00:00"})
+    assert booked.status_code == 201
+    assert count(crm, Activity.__table__) == 2
 
 
 def test_a_request_is_one_unit_of_work(app: Flask, crm: CRM) -> None:
@@ -292,6 +303,8 @@ def test_list_filters_and_pages_through_with_the_cursor(client: FlaskClient, crm
         assert 'rel="next"' in response.headers["Link"]
         query = {**query, "after": page["next_cursor"]}
     assert seen == wanted
+    counted = client.get("/customers", query_string={**query, "after": "", "count": "true"}).get_json()
+    assert counted["count"] == len(wanted)
     # a full last page may or may not announce the empty one after it
     assert pages in (math.ceil(len(wanted) / 3), len(wanted) // 3 + 1)
 
