@@ -4,17 +4,13 @@ They guard every public write (``load``) and serialise every read (``dump``). Th
 instances on ``crm.schemas``, built for that CRM's plugins and run-time fields; an app reuses them in its own
 HTTP layer (to validate a form, to document an API):
 
-========================  ==============================================================================
-``crm.schemas``           what it is
-========================  ==============================================================================
-``customer_in``           what ``crm.customers.create`` accepts: core, plugin and run-time fields, flat
-``customer_out``          a customer as every read returns it
-``activity_in``           what ``crm.activities.log`` accepts (per-kind rules checked after the fields)
-``activity_out``          an activity as every read returns it
-``task_in`` / ``task_out``        what ``crm.tasks.create`` accepts / a task as read
-``user_in`` / ``user_out``        what ``crm.users.create`` accepts / a user as read
-``contact_in`` / ``contact_out``  what ``crm.customers.add_contact`` accepts / a contact as read
-========================  ==============================================================================
+* ``customer_in``: what ``crm.customers.create`` accepts, core, plugin and run-time fields, flat;
+* ``customer_out``: a customer as every read returns it;
+* ``activity_in``: what ``crm.activities.log`` accepts (per-kind rules checked after the fields);
+* ``activity_out``: an activity as every read returns it;
+* ``task_in`` / ``task_out``: what ``crm.tasks.create`` accepts / a task as read;
+* ``user_in`` / ``user_out``: what ``crm.users.create`` accepts / a user as read;
+* ``contact_in`` / ``contact_out``: what ``crm.customers.add_contact`` accepts / a contact as read.
 
 ``crm.customers.update`` takes ``customer_in`` loaded with ``partial=True``, without ``stage``. Input schemas
 refuse unknown keys and trim text; their fields come from :mod:`crmkit.limits` and :mod:`crmkit.fields`, with
@@ -22,7 +18,8 @@ the storage limits of their columns. In an output schema a field is ``required``
 and ``allow_none`` when it may be null, so a document generated from it is exact:
 :func:`crmkit.openapi.register_fields` teaches apispec crmkit's own field classes. ``customer_in`` and
 ``customer_out`` are rebuilt when a run-time field is added: read them from ``crm.schemas`` each time rather
-than keeping a copy. The functions and classes of this module build them; they are not the public surface.
+than keeping a copy. :class:`Schemas` is ``crm.schemas``; the other functions and classes of this module
+build its schemas and are not themselves the public surface.
 """
 
 from __future__ import annotations
