@@ -61,14 +61,14 @@ class _Out(Schema):
 
     ALWAYS: ClassVar[frozenset[str]] = frozenset({"id"})
 
-    def on_bind_field(self, field_name: str, field_obj: mf.Field) -> None:
+    def on_bind_field(self, field_name: str, field_obj: mf.Field[Any]) -> None:
         if field_name in self.ALWAYS:
             field_obj.required = True
         else:
             field_obj.allow_none = True
 
 
-def _out(declared: dict[str, mf.Field], name: str, always: Iterable[str]) -> type[Schema]:
+def _out(declared: dict[str, mf.Field[Any]], name: str, always: Iterable[str]) -> type[Schema]:
     schema = cast("type[_Out]", _Out.from_dict(declared, name=name))
     schema.ALWAYS = frozenset(always)
     return schema

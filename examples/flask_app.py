@@ -87,7 +87,7 @@ def create_app(crm: CRM) -> Flask:
             listing["count"] = crm.customers.count(where)
         response = jsonify(listing)
         if page.next_cursor is not None:
-            following = {**request.args.to_dict(flat=False), "after": page.next_cursor}
+            following: dict[str, Any] = {**request.args.to_dict(flat=False), "after": page.next_cursor}
             response.headers["Link"] = f'<{url_for("list_customers", **following)}>; rel="next"'
         return response
 
