@@ -1,13 +1,31 @@
 """marshmallow schemas assembled from the core fields and every loaded plugin's declarations.
 
-They guard every public write (``load``) and serialise every read (``dump``). Apps can reuse them in their
-own HTTP layer: ``crm.schemas.customer_in`` validates exactly what ``crm.customers.create`` accepts.
+They guard every public write (``load``) and serialise every read (``dump``). The public ones are the
+instances on ``crm.schemas``, built for that CRM's plugins and run-time fields; an app reuses them in its own
+HTTP layer (to validate a form, to document an API):
+
+* ``customer_in``: what ``crm.customers.create`` accepts, core, plugin and run-time fields, flat;
+* ``customer_out``: a customer as every read returns it;
+* ``activity_in``: what ``crm.activities.log`` accepts (per-kind rules checked after the fields);
+* ``activity_out``: an activity as every read returns it;
+* ``task_in`` / ``task_out``: what ``crm.tasks.create`` accepts / a task as read;
+* ``user_in`` / ``user_out``: what ``crm.users.create`` accepts / a user as read;
+* ``contact_in`` / ``contact_out``: what ``crm.customers.add_contact`` accepts / a contact as read.
+
+``crm.customers.update`` takes ``customer_in`` loaded with ``partial=True``, without ``stage``. Input schemas
+refuse unknown keys and trim text; their fields come from :mod:`crmkit.limits` and :mod:`crmkit.fields`, with
+the storage limits of their columns. In an output schema a field is ``required`` when a read always sets it
+and ``allow_none`` when it may be null, so a document generated from it is exact:
+:func:`crmkit.openapi.register_fields` teaches apispec crmkit's own field classes. ``customer_in`` and
+``customer_out`` are rebuilt when a run-time field is added: read them from ``crm.schemas`` each time rather
+than keeping a copy. :class:`Schemas` is ``crm.schemas``; the other functions and classes of this module
+build its schemas and are not themselves the public surface.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import phonenumbers
 from marshmallow import RAISE, Schema, ValidationError, post_load, pre_load, validate, validates_schema
@@ -37,6 +55,25 @@ class _Strict(Schema):
         if isinstance(data, Mapping):
             return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
         return data
+
+
+class _Out(Schema):
+    """An output schema. The fields named in ``ALWAYS`` are set in every record (``required``), the others
+    may be null (``allow_none``): dumping ignores both, a document generated from the schema shows them."""
+
+    ALWAYS: ClassVar[frozenset[str]] = frozenset({"id"})
+
+    def on_bind_field(self, field_name: str, field_obj: mf.Field[Any]) -> None:
+        if field_name in self.ALWAYS:
+            field_obj.required = True
+        else:
+            field_obj.allow_none = True
+
+
+def _out(declared: dict[str, mf.Field[Any]], name: str, always: Iterable[str]) -> type[Schema]:
+    schema = cast("type[_Out]", _Out.from_dict(declared, name=name))
+    schema.ALWAYS = frozenset(always)
+    return schema
 
 
 class Country(mf.Field[str | None]):
@@ -129,7 +166,10 @@ def customer_out(fields: Iterable[FieldSpec], runtime: Iterable[FieldSpec]) -> t
     }
     for spec in [*fields, *runtime]:
         declared[spec.name] = output_field(spec)
-    return Schema.from_dict(declared, name="CustomerOut")
+    return _out(declared, "CustomerOut", _CUSTOMER_ALWAYS)
+
+
+_CUSTOMER_ALWAYS = ("id", "name", "stage", "lifecycle", "stage_changed_at", "created_at", "updated_at")
 
 
 def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
@@ -215,7 +255,7 @@ def _free_json_problems(data: Any) -> list[str]:
 
 
 def activity_out() -> type[Schema]:
-    return Schema.from_dict(
+    return _out(
         {
             "id": mf.Integer(),
             "customer_id": mf.Integer(),
@@ -237,7 +277,8 @@ def activity_out() -> type[Schema]:
             "external_id": mf.String(),
             "created_at": mf.DateTime(),
         },
-        name="ActivityOut",
+        "ActivityOut",
+        ("id", "customer_id", "kind", "status", "occurred_at", "data", "created_at"),
     )
 
 
@@ -253,7 +294,8 @@ class TaskIn(_Strict):
     source_id = _str(100)
 
 
-class TaskOut(Schema):
+class TaskOut(_Out):
+    ALWAYS = frozenset({"id", "title", "status", "priority", "created_at"})
     id = mf.Integer()
     title = mf.String()
     reason = mf.String()
@@ -277,7 +319,8 @@ class UserIn(_Strict):
     active = mf.Boolean(load_default=True)
 
 
-class UserOut(Schema):
+class UserOut(_Out):
+    ALWAYS = frozenset({"id", "name", "role", "active"})
     id = mf.Integer()
     name = mf.String()
     email = mf.String()
@@ -293,7 +336,8 @@ class ContactIn(_Strict):
     phone = _str(50)
 
 
-class ContactOut(Schema):
+class ContactOut(_Out):
+    ALWAYS = frozenset({"id", "customer_id", "name"})
     id = mf.Integer()
     customer_id = mf.Integer()
     name = mf.String()

@@ -121,7 +121,7 @@ def test_tutorial_runs_and_prints_what_it_says(tmp_path: Path, monkeypatch: pyte
     assert (tmp_path / "tutorial.db").is_file()
 
 
-@pytest.mark.parametrize("page", ["plugin-guide.md", "architecture.md"])
+@pytest.mark.parametrize("page", ["plugin-guide.md", "architecture.md", "web.md"])
 def test_python_blocks_of_the_guides_compile(page: str) -> None:
     """These pages show fragments that refer to names defined elsewhere, so they are compiled, not run:
     a syntax error still fails here."""
