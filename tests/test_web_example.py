@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import pytest
 import sqlalchemy as sa
@@ -270,7 +270,7 @@ def test_errors_map_to_statuses(
 ) -> None:
     @app.post("/fail")
     @unit_of_work
-    def fail(tx: Transaction) -> None:
+    def fail(tx: Transaction) -> NoReturn:
         crm.customers.create({"name": "Anna"}, tx=tx)
         raise error
 
