@@ -68,7 +68,8 @@ def raw_ingest(crm: CRM, visits: Sequence[Visit]) -> int:
         cursor = raw.cursor()
         if sqlite:
             cursor.execute("BEGIN IMMEDIATE")  # crmkit's engine runs sqlite3 without implicit transactions
-        cursor.executemany(sql, params)
+        # sqlite3 and psycopg take an iterator and stream it; SQLAlchemy's DBAPI protocol asks for a Sequence
+        cursor.executemany(sql, params)  # type: ignore[arg-type]
         cursor.close()
         raw.commit()
     except BaseException:

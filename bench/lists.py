@@ -12,6 +12,7 @@ Python. Both sides return every record they saw, in order, and the number of pag
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -88,7 +89,7 @@ def list_workload(crm: CRM, *, page: int = PAGE) -> Workload:
         pages, after = 0, 0
         with crm.engine.connect() as conn:
             while True:
-                rows: list[Any] = conn.execute(_HAND, {"club": club, "after": after, "limit": page}).all()
+                rows: Sequence[Any] = conn.execute(_HAND, {"club": club, "after": after, "limit": page}).all()
                 pages += 1
                 records.extend(_record(row) for row in rows)
                 if len(rows) < page:

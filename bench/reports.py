@@ -196,7 +196,7 @@ def hand_average_check(conn: Connection, sql: _Sql, p: _Period) -> list[Row]:
 
 def hand_customer_growth(conn: Connection, sql: _Sql, p: _Period) -> list[Row]:
     # one pass: the customers from before the period under the key '', the period's by month
-    counts = dict(
+    counts: dict[str | None, int] = dict(
         sql.run(
             conn,
             f"""
@@ -290,7 +290,7 @@ def hand_plan_vs_fact(conn: Connection, sql: _Sql, p: _Period) -> list[Row]:
 
 
 def hand_lifecycle_funnel(conn: Connection, sql: _Sql, p: _Period) -> list[Row]:
-    counts = dict(
+    counts: dict[str | None, int] = dict(
         sql.run(
             conn,
             """

@@ -153,7 +153,7 @@ def ids(crm: CRM) -> list[int]:
 
 
 def _plans() -> Any:
-    plan: Table = Plan.__table__  # type: ignore[assignment]
+    plan: Table = Plan.__table__
     return select(plan.c.id, plan.c.name, plan.c.duration_days, plan.c.price)
 
 
@@ -166,8 +166,8 @@ def _at(days: int, hour: int) -> dt.datetime:
 
 
 def _customer(crm: CRM, conn: Connection, n: int, trigger: str, shape: Shape, home: str) -> int:
-    customers: Table = Customer.__table__  # type: ignore[assignment]
-    history: Table = StageHistory.__table__  # type: ignore[assignment]
+    customers: Table = Customer.__table__
+    history: Table = StageHistory.__table__
     short = trigger.removeprefix("fitness.").replace("_", "-")
     email = f"{short}-{n:05d}@{DOMAIN}"
     created, stage = _at(shape.moves[0][0], 9), shape.moves[-1][1]
@@ -221,7 +221,7 @@ def _membership(conn: Connection, cid: int, held: Held, plan: tuple[int, int, An
         freeze_days = (frozen_until - frozen_from).days + 1
         ends += freeze_days * DAY  # a freeze moves the end, as the club's freeze does
     status = "frozen" if held.frozen is not None else "expired" if ends < TODAY else "active"
-    table: Table = Membership.__table__  # type: ignore[assignment]
+    table: Table = Membership.__table__
     membership_id: int = conn.execute(
         insert(table)
         .values(

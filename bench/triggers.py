@@ -20,7 +20,7 @@ from fractions import Fraction
 from typing import Any
 
 import attrs
-from crmkit_fitness.config import FitnessConfig
+from crmkit_fitness.config import FitnessConfig, config_of
 from crmkit_fitness.models import Membership
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
@@ -147,9 +147,7 @@ def sample_ids(crm: CRM, sample: int) -> list[int]:
 
 
 def fitness_config(crm: CRM) -> FitnessConfig:
-    config = crm.plugin_manager.get_plugin("fitness").config
-    assert isinstance(config, FitnessConfig)
-    return config
+    return config_of(crm)
 
 
 # -- hand-written SQL -----------------------------------------------------------------------------------

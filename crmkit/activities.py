@@ -126,6 +126,10 @@ class Activities:
     ) -> dict[str, Any]:
         """Validate and record one activity.
 
+        ``status`` is ``done`` (it happened) unless given: ``planned`` (booked ahead, no ``result`` needed),
+        ``in_progress``, ``cancelled`` or ``missed`` (a no-show). It is set here, once; only ``done``
+        activities count as happened for triggers, goals and KPIs.
+
         A calendar kind (meeting, visit...) that overlaps another calendar activity of the same owner
         raises ``CalendarConflictError`` unless ``allow_conflict``.
 
@@ -383,7 +387,7 @@ class _RowWriter:
 
     def __init__(self, activities: Activities, dialect: Dialect) -> None:
         self._activities = activities
-        self.insert = BulkInsert(Activity.__table__, _INSERT_COLUMNS, dialect)  # type: ignore[arg-type]
+        self.insert = BulkInsert(Activity.__table__, _INSERT_COLUMNS, dialect)
         self._processors = dict(zip(self.insert.columns, self.insert.processors, strict=True))
         kinds = activities._kinds
         self.typed = _typed_rows(kinds, self._processors, dialect) or _never

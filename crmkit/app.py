@@ -21,15 +21,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from crmkit.activities import Activities
 from crmkit.customers import Customers
 from crmkit.db.schema import build_metadata
-from crmkit.errors import DatabaseBusyError
+from crmkit.errors import DatabaseBusyError, NotFound
 from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle
 from crmkit.outbox import Outbox
 from crmkit.phones import Phones
 from crmkit.plugins import Registry, collect, create_plugin_manager
 from crmkit.reports.engine import Reports
+from crmkit.reports.spec import ReportContext
 from crmkit.runtime_fields import RuntimeFields
 from crmkit.schemas import Schemas
+from crmkit.tables import TableService
 from crmkit.targets import Targets
 from crmkit.tasks import Tasks
 from crmkit.triggers.engine import Triggers
@@ -118,7 +120,14 @@ class CRM:
         self.outbox = Outbox(hooks=hooks, units=units)
         self.targets = Targets(units=units)
         self.triggers = Triggers(self)
-        self.reports = Reports(self)
+        self._tables: dict[str, TableService] = {}
+        self.reports = Reports(
+            registry=self.registry,
+            context=ReportContext(
+                engine=self.engine, registry=self.registry, triggers=self.triggers, metadata=self.metadata
+            ),
+            template_dirs=self.template_dirs,
+        )
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -135,6 +144,15 @@ class CRM:
     def plugins(self) -> tuple[str, ...]:
         """Names of the loaded plugins, the core excluded."""
         return self.registry.plugins
+
+    def table(self, name: str) -> TableService:
+        """The validated CRUD service of ``name``, a table a loaded plugin declared (``crmkit.tables``)."""
+        service = self._tables.get(name)
+        if service is None:
+            if name not in self.registry.tables:
+                raise NotFound("plugin table", name)
+            service = self._tables[name] = TableService(self.metadata.tables[name], self.units)
+        return service
 
     def transaction(self, *, actor_id: int | None = None) -> AbstractContextManager[Transaction]:
         """Open a unit of work: pass it as ``tx=`` to several calls and they commit (or not) together;

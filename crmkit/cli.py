@@ -5,6 +5,9 @@ command with one line ``error: ...`` on stderr and a non-zero exit code, never a
 runs inside :class:`_Main`, which turns crmkit's, SQLAlchemy's and the operating system's errors into that
 line. Set ``CRMKIT_TRACEBACK=1`` to see the traceback instead (for a bug report).
 
+Installed plugins add commands with the hook ``crmkit_cli_commands``; :func:`crm_options` and
+:class:`CommandError` are **public and stable** for them (see ``docs/plugin-api.md``).
+
 Only ``db upgrade`` (and ``demo``, on its own file) may create a database: every other command refuses a
 SQLite file that does not exist, so a typo in ``--url`` does not leave an empty database behind.
 """
@@ -20,7 +23,7 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 from urllib.parse import quote
 
 import click
@@ -66,9 +69,8 @@ def _as_usage_error(exc: click.UsageError) -> click.UsageError:
     # a group run without a command shows its help, which is not an error message to squeeze
     if isinstance(exc, (_OneLineUsageError, *_NO_ARGS_IS_HELP)):
         return exc
-    short = _OneLineUsageError(exc.format_message(), exc.ctx)
-    short.exit_code = exc.exit_code
-    return short
+    # the exit code is click's per class (2 for every usage error), so the short form keeps it
+    return _OneLineUsageError(exc.format_message(), exc.ctx)
 
 
 def _describe(exc: BaseException) -> str | None:
@@ -85,7 +87,14 @@ def _describe(exc: BaseException) -> str | None:
 
 
 class _Main(click.Group):
-    """The top-level group: every user error of every command becomes one line."""
+    """The top-level group: every user error of every command becomes one line. The installed plugins'
+    commands (hook ``crmkit_cli_commands``) join it, looked up once per run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugin_commands(ctx, self)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or _plugin_commands(ctx, self).get(cmd_name)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
@@ -111,6 +120,28 @@ class _Main(click.Group):
             raise CommandError(message) from exc
 
 
+def _plugin_commands(ctx: click.Context, group: click.Group) -> dict[str, click.Command]:
+    """The commands the installed plugins add, by name; kept for this run in the context's ``meta``."""
+    found: dict[str, click.Command] | None = ctx.meta.get("crmkit.plugin_commands")
+    if found is not None:
+        return found
+    from crmkit.hooks import Hooks
+    from crmkit.plugins import create_plugin_manager
+
+    found = ctx.meta["crmkit.plugin_commands"] = {}
+    try:
+        manager = create_plugin_manager(load_entry_points=True)
+    except CRMError as exc:
+        raise CommandError(str(exc)) from exc
+    for plugin, command in Hooks(manager).cli_commands():
+        if not isinstance(command, click.Command) or not command.name:
+            raise CommandError(f"plugin {plugin!r}: crmkit_cli_commands returned {command!r}")
+        if command.name in group.commands or command.name in found:
+            raise CommandError(f"plugin {plugin!r}: command {command.name!r} already exists")
+        found[command.name] = command
+    return found
+
+
 # -- the database --------------------------------------------------------------------------------------
 
 
@@ -133,7 +164,7 @@ def _sqlite_file(url: URL) -> Path | None:
     """The file a SQLite URL opens, or ``None`` for an in-memory database or one given as a URI."""
     if url.get_backend_name() != "sqlite" or url.query.get("uri") or url.database in (None, "", ":memory:"):
         return None
-    return Path(url.database)  # type: ignore[arg-type]
+    return Path(url.database)
 
 
 def _read_write_url(url: URL, path: Path) -> URL:
@@ -202,6 +233,12 @@ def _load(path: str) -> object:
         raise click.BadParameter(f"cannot load {path!r}: {_one_line(str(exc))}", param_hint="'--plugin'") from None
 
 
+@overload
+def crm_options(fn: Callable[..., Any], *, database: str = "required") -> Callable[..., Any]: ...
+@overload
+def crm_options(
+    fn: None = None, *, database: str = "required"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 def crm_options(fn: Callable[..., Any] | None = None, *, database: str = "required") -> Any:
     """``--url``, ``--plugin`` and ``--no-plugins``, turned into a ``crm`` argument.
 
@@ -234,6 +271,7 @@ def crm_options(fn: Callable[..., Any] | None = None, *, database: str = "requir
         finally:
             crm.close()
 
+    # click keeps a command's options in an attribute of the function that no type declares
     own = wrapper.__click_params__  # type: ignore[attr-defined]
     functools.update_wrapper(wrapper, fn)  # name and help text; this also copies fn's click options
     wrapper.__click_params__ = [*getattr(fn, "__click_params__", []), *own]  # type: ignore[attr-defined]
@@ -321,7 +359,10 @@ def db() -> None:
 @crm_options(database="create")
 @click.option("--revision", default="heads", show_default=True)
 def upgrade(crm: CRM, revision: str) -> None:
-    """Migrate the database (core and plugin branches) to REVISION; creates a SQLite file if missing."""
+    """Migrate the database (core and plugin branches) to REVISION; creates a SQLite file if missing.
+
+    Refuses, before migrating anything, when a loaded plugin has tables but no migration branch (unless
+    REVISION is explicit, such as crmkit@head to write that plugin's first revision)."""
     from crmkit import migrate
 
     migrate.upgrade(crm, revision)
@@ -331,9 +372,12 @@ def upgrade(crm: CRM, revision: str) -> None:
 @db.command()
 @crm_options
 def current(crm: CRM) -> None:
-    """Show the revisions the database is at, and the heads it could go to."""
+    """Show the revisions the database is at, and the heads it could go to.
+
+    Refuses when a loaded plugin has tables but no migration branch: no revision would create them."""
     from crmkit import migrate
 
+    migrate.check_branches(crm)
     click.echo(f"current: {', '.join(sorted(migrate.current(crm))) or '(none)'}")
     click.echo(f"heads:   {', '.join(sorted(migrate.heads(crm)))}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -271,7 +272,7 @@ class Customers:
 
         Use it to build your own queries; plugin fields are labelled with their field names.
         """
-        customers: Table = Customer.__table__  # type: ignore[assignment]
+        customers: Table = Customer.__table__
         columns: list[Any] = [c for c in customers.c if c.name != "extra"] + [customers.c.extra]
         joined: Any = customers
         for plugin, table in self._extension_tables.items():
@@ -279,7 +280,7 @@ class Customers:
             columns.extend(table.c[f.name].label(f.name) for f in self._registry.fields_of(plugin))
         return select(*columns).select_from(joined)
 
-    def merges(self, customer_id: int, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
+    def merges(self, customer_id: int, *, tx: Transaction | None = None) -> builtins.list[dict[str, Any]]:
         """The merges whose survivor is this customer, oldest first (a merged survivor's own merges
         included: they follow it into the next survivor).
 
@@ -312,7 +313,7 @@ class Customers:
         phone: str | None = None,
         country: str | None = None,
         tx: Transaction | None = None,
-    ) -> list[int]:
+    ) -> builtins.list[int]:
         """Ids of customers whose normalised email or phone matches.
 
         ``phone`` is read in ``country`` (ISO 3166 alpha-2), else in the CRM's default region; a number
@@ -333,7 +334,7 @@ class Customers:
         with self._units.read(tx) as s:
             return list(s.scalars(select(Customer.id).where(or_(*conditions)).order_by(Customer.id)))
 
-    def duplicate_groups(self, *, tx: Transaction | None = None) -> list[DuplicateGroup]:
+    def duplicate_groups(self, *, tx: Transaction | None = None) -> builtins.list[DuplicateGroup]:
         """Every set of customers sharing a normalised email or phone, found by the database."""
         groups: list[DuplicateGroup] = []
         with self._units.read(tx) as s:
@@ -369,7 +370,7 @@ class Customers:
         out of ``extra``, dumped JSON-safe). For an app's or a plugin's own queries built on ``select()``."""
         return self._schemas.customer_out.dump(self._flat(row))
 
-    def _flat(self, row: Mapping[str, Any]) -> dict[str, Any]:
+    def _flat(self, row: Mapping[Any, Any]) -> dict[str, Any]:
         record = dict(row)
         extra = record.pop("extra", None) or {}
         for spec in self._fields.runtime():
@@ -466,7 +467,7 @@ class Customers:
         if built is not None and built[0] is out:
             return built[1]
         listing = customer_listing(
-            customers=Customer.__table__,  # type: ignore[arg-type]
+            customers=Customer.__table__,
             query=self.select(),
             extensions=self._extension_tables,
             fields_of=self._registry.fields_of,

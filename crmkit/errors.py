@@ -1,12 +1,12 @@
 """Exceptions raised by crmkit.
 
 Every error a caller can act on has its own class so an HTTP layer can map it to a status code without
-parsing messages.
+parsing messages. **Public and stable** for plugins and apps (see ``docs/plugin-api.md``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -97,3 +97,23 @@ class DatabaseBusyError(CRMError):
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(f"the database is busy with another writer; nothing was written, try again ({detail})")
+
+
+class MigrationError(CRMError):
+    """The migrations cannot bring the database to what the loaded plugins declare: some plugin has tables
+    that no migration creates (it has no migration branch). ``tables`` maps each such plugin to its
+    tables."""
+
+    def __init__(self, tables: Mapping[str, Sequence[str]]) -> None:
+        self.tables = {plugin: tuple(names) for plugin, names in tables.items()}
+        listed = "; ".join(
+            f"plugin {plugin!r} has tables ({', '.join(names)}) but no migration branch"
+            for plugin, names in sorted(self.tables.items())
+        )
+        branch = next(iter(self.tables)) if len(self.tables) == 1 else "NAME"
+        super().__init__(
+            f"{listed}, so upgrading would leave them missing: declare crmkit_register_migrations returning a"
+            " folder whose first revision is labelled with the plugin's name (see docs/plugin-guide.md,"
+            " section Migrations); to write that revision, run 'crmkit db upgrade --revision crmkit@head'"
+            f" then 'crmkit db revision --branch {branch} -m MESSAGE'"
+        )

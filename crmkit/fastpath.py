@@ -156,7 +156,9 @@ def activity_fast_check(kinds: Mapping[str, ActivityKindSpec]) -> FastCheck:
             return None  # an unknown key: marshmallow names it
         get = row.get
         kind_name = get("kind")
-        kind = kinds.get(kind_name) if type(kind_name) is str else None
+        if type(kind_name) is not str:
+            return None
+        kind = kinds.get(kind_name)
         customer_id = get("customer_id")
         if kind is None or type(customer_id) is not int or not _INT_MIN <= customer_id <= _INT_MAX:
             return None

@@ -33,11 +33,11 @@ class FieldType:
 
     column: Callable[[FieldSpec], TypeEngine[Any]]
     #: The input field, given the spec and marshmallow's keyword arguments (required, default...).
-    field: Callable[[FieldSpec, dict[str, Any]], mf.Field]
-    output: Callable[[], mf.Field]
+    field: Callable[[FieldSpec, dict[str, Any]], mf.Field[Any]]
+    output: Callable[[], mf.Field[Any]]
 
 
-def _string(spec: FieldSpec, kwargs: dict[str, Any]) -> mf.Field:
+def _string(spec: FieldSpec, kwargs: dict[str, Any]) -> mf.Field[Any]:
     validators = [validate.OneOf(spec.choices)] if spec.choices else []
     return limits.Text(max_length=spec.max_length, validate=validators, **kwargs)
 
@@ -72,7 +72,7 @@ def column_for(spec: FieldSpec) -> Column[Any]:
     return Column(spec.name, column_type(spec), nullable=True, index=spec.index, comment=spec.label or None)
 
 
-def marshmallow_field(spec: FieldSpec) -> mf.Field:
+def marshmallow_field(spec: FieldSpec) -> mf.Field[Any]:
     """The marshmallow field that validates input for ``spec``, with its column's limits; the same whether
     the value goes to a typed column or to JSON (see :func:`to_json_value`)."""
     kwargs: dict[str, Any] = {"required": spec.required, "allow_none": not spec.required}
@@ -81,7 +81,7 @@ def marshmallow_field(spec: FieldSpec) -> mf.Field:
     return _type(spec).field(spec, kwargs)
 
 
-def output_field(spec: FieldSpec) -> mf.Field:
+def output_field(spec: FieldSpec) -> mf.Field[Any]:
     """The marshmallow field that serialises a stored value of ``spec``."""
     return _type(spec).output()
 

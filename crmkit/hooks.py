@@ -10,13 +10,15 @@ type checker against the hook's specification in :mod:`crmkit.hookspecs`. Declar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from crmkit.triggers.spec import Trigger
     from crmkit.unit import Transaction
 
@@ -74,3 +76,14 @@ class Hooks:
 
     def send_message(self, message: Mapping[str, Any]) -> bool:
         return bool(self._relay.crmkit_send_message(message=message))
+
+    # -- the command line --------------------------------------------------------------------------
+
+    def cli_commands(self) -> list[tuple[str, click.Command]]:
+        """``crmkit_cli_commands``, plugin by plugin: (plugin name, command) pairs, so the command line can
+        name the plugin whose command clashes with another."""
+        return [
+            (impl.plugin_name, command)
+            for impl in self._relay.crmkit_cli_commands.get_hookimpls()
+            for command in cast("Iterable[click.Command] | None", impl.function()) or ()
+        ]

@@ -19,7 +19,7 @@ There are three families:
   ``None`` wins, and the core's default implementation runs last.
 
 Hook names are listed in :data:`HOOK_NAMES`; the hook reference in ``docs/hooks.md`` is generated from the
-docstrings below and a test fails if a hook is undocumented.
+docstrings below; a test fails if a hook is undocumented or a parameter has no ``:param:`` entry.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import click
     from sqlalchemy import Table
 
     from crmkit.reports import Report
@@ -132,10 +133,10 @@ def crmkit_register_reports() -> Iterable[Report]:
     """Declare reports (:class:`crmkit.reports.Report`).
 
     A report has a name (``<plugin>.<what>``), a title, typed parameters (validated with marshmallow,
-    defaults may depend on the date), columns, optional charts, and a data function
-    ``data(crm, params)`` that returns rows computed in SQL. The core renders it with the first template
-    found for it (``reports/<name>.html``, then ``reports/default.html``) in the user's folders, the
-    plugins' and the core's. Names must be unique.
+    defaults may depend on the date), columns, optional charts, and a data function ``data(ctx, params)``
+    (``ctx`` a :class:`~crmkit.reports.ReportContext`) that returns rows computed in SQL. The core renders
+    it with the first template found for it (``reports/<name>.html``, then ``reports/default.html``) in
+    the user's folders, the plugins' and the core's. Names must be unique.
 
     .. versionadded:: 0.1
     """
@@ -164,6 +165,25 @@ def crmkit_register_migrations() -> str | Path | None:
     """
 
 
+@hookspec
+def crmkit_cli_commands() -> Iterable[click.Command]:
+    """Add commands to the ``crmkit`` command line: return click commands or groups.
+
+    Each joins ``crmkit`` under its own name; an edition usually returns one group named after itself
+    (``crmkit fitness import-turnstile FILE``). Called when the command line starts, for the installed
+    (entry-point) plugins only: a plugin given with ``--plugin`` comes too late to add commands. A name
+    that crmkit or another plugin already uses is an error. Decorate a command that needs the database
+    with :func:`crmkit.cli.crm_options`, which adds ``--url``, ``--plugin`` and ``--no-plugins`` and passes
+    the opened CRM as the first argument; raise :class:`crmkit.cli.CommandError` (or any crmkit error) for
+    a user's mistake, which the command line prints as one line ``error: ...`` with a non-zero exit.
+    Import click and ``crmkit.cli`` inside the hook, so loading the plugin in an app does not.
+
+    :returns: the commands to add (``click.Command`` or ``click.Group``).
+
+    .. versionadded:: 0.2
+    """
+
+
 # -- events -------------------------------------------------------------------------------------------
 
 
@@ -175,6 +195,11 @@ def crmkit_customer_created(tx: Transaction, customer: Mapping[str, Any]) -> Non
     customer and everything written in this transaction are rolled back. Effects outside the database go
     through ``tx.after_commit``.
 
+    :param tx: the write's unit of work: add rows through ``tx.session`` (never commit or roll it back),
+        register effects outside the database with ``tx.after_commit``.
+    :param customer: the customer as stored, serialised like ``crm.customers.get()`` returns it (core and
+        plugin fields, ``id`` included).
+
     .. versionadded:: 0.1
     """
 
@@ -184,6 +209,12 @@ def crmkit_customer_updated(tx: Transaction, customer: Mapping[str, Any], change
     """Called after a customer's fields are updated, inside the same transaction.
 
     ``changes`` holds the validated new values of the fields that were given. Raise to veto the update.
+
+    :param tx: the write's unit of work: add rows through ``tx.session`` (never commit or roll it back),
+        register effects outside the database with ``tx.after_commit``.
+    :param customer: the customer after the update, serialised like ``crm.customers.get()`` returns it.
+    :param changes: the validated new values of the fields the update gave, keyed by field name (only
+        those: a field not given is not in it).
 
     .. versionadded:: 0.1
     """
@@ -197,6 +228,12 @@ def crmkit_stage_changed(tx: Transaction, change: Mapping[str, Any]) -> None:
     ``from_stage`` (``None`` on creation), ``to_stage``, ``lifecycle``, ``at`` (ISO 8601, UTC), ``cause``
     and ``actor_id``. Raise to veto the move. Runs inside the transaction of the write that caused it.
 
+    :param tx: the write's unit of work: add rows through ``tx.session`` (never commit or roll it back),
+        register effects outside the database with ``tx.after_commit``.
+    :param change: the move, a JSON-safe dict: ``customer_id``, ``from_stage`` (the previous stage,
+        ``None`` when the customer was just created), ``to_stage``, ``lifecycle`` (the core stage of
+        ``to_stage``), ``at`` (ISO 8601, UTC), ``cause`` and ``actor_id`` (the acting user, or ``None``).
+
     .. versionadded:: 0.1
     """
 
@@ -209,6 +246,11 @@ def crmkit_activity_logged(tx: Transaction, activity: Mapping[str, Any]) -> None
     event was recorded before, and ``log()`` returns the stored activity without writing anything. Bulk
     ingestion does not call this per row (it would defeat the set-based insert); it calls
     :func:`crmkit_activities_ingested` once per batch instead.
+
+    :param tx: the write's unit of work: add rows through ``tx.session`` (never commit or roll it back),
+        register effects outside the database with ``tx.after_commit``.
+    :param activity: the activity as stored, serialised like ``crm.activities.get()`` returns it (``id``,
+        ``customer_id``, ``kind``, ``status``, ``occurred_at``, ``data``...).
 
     .. versionadded:: 0.1
     """
@@ -232,6 +274,13 @@ def crmkit_activities_ingested(
 
     Raise to abort the whole ingest.
 
+    :param tx: the ingest's unit of work: add rows through ``tx.session`` (never commit or roll it
+        back), register effects outside the database with ``tx.after_commit``.
+    :param count: how many rows this batch stored (rows skipped as already stored are not counted).
+    :param kinds: the same rows counted by activity kind (``{"checkin": 950, "purchase": 50}``).
+    :param activities: the stored rows as described above; empty unless an implementation names this
+        parameter.
+
     .. versionadded:: 0.1
     """
 
@@ -242,6 +291,11 @@ def crmkit_customers_merged(tx: Transaction, survivor_id: int, merged_id: int) -
 
     By then every activity, task, history row and plugin row pointing at the duplicate points at the
     survivor. Raise to roll back the merge.
+
+    :param tx: the merge's unit of work: add rows through ``tx.session`` (never commit or roll it
+        back), register effects outside the database with ``tx.after_commit``.
+    :param survivor_id: the id of the customer that remains and now owns everything.
+    :param merged_id: the id of the duplicate, whose row no longer exists.
 
     .. versionadded:: 0.1
     """
@@ -254,6 +308,15 @@ def crmkit_trigger_fired(tx: Transaction, trigger: Trigger, firings: Sequence[Fi
     ``firings`` carry the customer record and the trigger's evidence. Held-out firings (the control
     group) are not passed: nothing is done for them. Raise to roll back the batch; crmkit then retries the
     firings one by one and rolls back only those that fail, reporting them in the run's errors.
+
+    :param tx: the run's unit of work, in a savepoint for this batch: add rows through ``tx.session``
+        (never commit or roll it back); an ``after_commit`` callback registered here is dropped if the
+        batch is rolled back.
+    :param trigger: the :class:`~crmkit.triggers.Trigger` declaration that fired.
+    :param firings: the batch's :class:`~crmkit.triggers.Firing` objects, one per customer: ``id`` (of the
+        firing row), ``trigger`` (its name), ``customer`` (the customer record, plugin fields included),
+        ``evidence`` (the trigger's evidence values by name), ``as_of`` and ``held_out`` (always false
+        here).
 
     .. versionadded:: 0.1
     """
@@ -275,6 +338,10 @@ def crmkit_normalize_phone(raw: str, region: str) -> str | None:
     TH: ..."); the reason becomes the customer's validation error. Override it for local conventions
     (internal extensions, short codes).
 
+    :param raw: the phone number as the caller gave it.
+    :param region: the upper-case ISO 3166 alpha-2 region a number without ``+`` is read in, chosen as
+        described above.
+
     .. versionadded:: 0.1
     """
 
@@ -286,6 +353,10 @@ def crmkit_run_demo(path: Path, echo: Callable[[str], None], size: int) -> bool 
     An industry edition implements it to show itself off (a gym with a year of check-ins); ``size`` is a
     hint of how many customers to generate. Return ``True`` when you ran it. The first plugin that does
     wins; the core's small studio demo runs when no plugin does.
+
+    :param path: the SQLite file to build (it does not exist yet; its folder does).
+    :param echo: prints one line to the command's output (``click.echo``).
+    :param size: the number of customers asked for with ``--size``: a hint, scale the demo to it.
 
     .. versionadded:: 0.1
     """
@@ -302,6 +373,9 @@ def crmkit_send_message(message: Mapping[str, Any]) -> bool | None:
     attempts. Delivery is at least once (a deliverer that dies after sending but before recording it
     leaves the message to be sent again), so make the gateway idempotent on ``id``. crmkit ships no
     gateway; the app or a plugin implements this for the channels it has.
+
+    :param message: the outbox row as a dict: ``id``, ``channel``, ``customer_id``, ``subject`` (may be
+        ``None``), ``body``, ``source`` and ``source_id``.
 
     .. versionadded:: 0.1
     """

@@ -12,6 +12,9 @@ the same :class:`~crmkit.errors.ValidationError` on both databases:
 * dates (:class:`Day`) and datetimes (:class:`Moment`): 1900 to 2199, so adding a duration cannot overflow;
 * free JSON (:class:`JSONObject`): text, finite numbers, booleans, null, lists and objects only;
 * ids of reads (:func:`require_id`): an int, and one outside the column's range cannot exist.
+
+:func:`load` runs a schema of these fields and turns marshmallow's error into crmkit's. **Public and stable**
+for plugins (see ``docs/plugin-api.md``).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from marshmallow import Schema, validate
 from marshmallow import ValidationError as FieldError
 from marshmallow import fields as mf
-from marshmallow import validate
 
 from crmkit.errors import NotFound, ValidationError
 
@@ -312,7 +315,18 @@ def id_filter(value: object, kind: str, *, bits: int = 32) -> int | None:
         return None
 
 
-def check(field: mf.Field, value: Any, name: str, message: str = "invalid input") -> Any:
+def load(schema: Schema, data: Any, *, partial: bool = False, message: str = "invalid input") -> dict[str, Any]:
+    """Validate ``data`` with ``schema``; raise crmkit's ``ValidationError`` listing every problem."""
+    if not isinstance(data, Mapping):
+        raise ValidationError({"_schema": ["expected a mapping of field names to values"]}, message)
+    try:
+        return dict(schema.load(data, partial=partial))
+    except FieldError as exc:
+        errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise ValidationError(errors, message) from None
+
+
+def check(field: mf.Field[Any], value: Any, name: str, message: str = "invalid input") -> Any:
     """``value`` loaded by ``field`` for an argument that is not part of a schema (a move's cause, a task's
     completion time); crmkit's ``ValidationError`` naming ``name`` otherwise."""
     try:

@@ -72,12 +72,12 @@ class Filterable:
     """
 
     column: ColumnElement[Any]
-    field: mf.Field
-    prefix: mf.Field | None = None
+    field: mf.Field[Any]
+    prefix: mf.Field[Any] | None = None
     nullable: bool = True
     in_json: bool = False
     ranged: bool = True
-    cursor: mf.Field | None = None
+    cursor: mf.Field[Any] | None = None
     #: The lookups allowed, when fewer than the field's type allows.
     only: tuple[str, ...] | None = None
     #: The id column of the column's own table, when it is joined one to one with the listed rows (a
@@ -396,7 +396,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _read(field: mf.Field, value: Any, key: str) -> Any:
+def _read(field: mf.Field[Any], value: Any, key: str) -> Any:
     try:
         return field.deserialize(value)
     except FieldError as exc:
@@ -408,12 +408,12 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-class Normalised(mf.Field):
+class Normalised(mf.Field[Any]):
     """A value read by ``inner``, then passed through ``convert`` (a ``ValueError`` is a field error): the
     email filter lower-cases, the phone filter reads the number as the CRM stores it. Text is trimmed
     first, as every input schema trims it."""
 
-    def __init__(self, inner: mf.Field, convert: Callable[[Any], Any]) -> None:
+    def __init__(self, inner: mf.Field[Any], convert: Callable[[Any], Any]) -> None:
         super().__init__()
         self.inner = inner
         self.convert = convert

@@ -183,7 +183,8 @@ def _move_references(
             dropped[where] = gone
         try:
             with session.begin_nested():
-                result = session.execute(
+                # Core DML through the session's connection: its result is typed a CursorResult, with rowcount
+                result = session.connection().execute(
                     update(table).where(table.c[column] == duplicate_id).values({column: survivor_id})
                 )
         except IntegrityError as exc:

@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, Table, text
 
+from crmkit.errors import MigrationError
 from crmkit.plugins import Registry
 
 
@@ -61,7 +62,13 @@ def _run(crm: CRM, connection: Connection | None, fn: Any, *args: Any, **kwargs:
 
 
 def upgrade(crm: CRM, revision: str = "heads", connection: Connection | None = None) -> None:
-    """Bring the database to ``revision`` (all branches' heads by default)."""
+    """Bring the database to ``revision`` (all branches' heads by default).
+
+    Upgrading to the heads raises :class:`~crmkit.errors.MigrationError`, before anything is migrated, when
+    a loaded plugin has tables but no migration branch: they would silently stay missing. An explicit
+    revision (``crmkit@head``: the core alone, to write that plugin's first revision) is not checked."""
+    if revision in ("heads", "head"):
+        check_branches(crm)
     _run(crm, connection, command.upgrade, revision)
 
 
@@ -78,7 +85,28 @@ def heads(crm: CRM) -> set[str]:
     return set(ScriptDirectory.from_config(config(crm)).get_heads())
 
 
+def unmigrated(crm: CRM) -> dict[str, list[str]]:
+    """Each loaded plugin that has tables (its fields' ``<plugin>_customer``, its models) but no revision
+    labelled with its name, mapped to those tables: no migration creates them."""
+    script = ScriptDirectory.from_config(config(crm))
+    labelled = {label for rev in script.walk_revisions() for label in rev.branch_labels or ()}
+    tables: dict[str, list[str]] = {}
+    for plugin, table in crm.extension_tables.items():
+        tables.setdefault(plugin, []).append(table.name)
+    for name, (plugin, _table) in crm.registry.tables.items():
+        tables.setdefault(plugin, []).append(name)
+    return {plugin: sorted(names) for plugin, names in sorted(tables.items()) if plugin not in labelled}
+
+
+def check_branches(crm: CRM) -> None:
+    """Raise :class:`~crmkit.errors.MigrationError` naming every plugin whose tables no migration creates."""
+    missing = unmigrated(crm)
+    if missing:
+        raise MigrationError(missing)
+
+
 def current(crm: CRM) -> set[str]:
+    """The revisions recorded in the database's version table (as they are: nothing is checked)."""
     with crm.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         return set(ctx.get_current_heads())
@@ -86,7 +114,11 @@ def current(crm: CRM) -> set[str]:
 
 def up_to_date(crm: CRM) -> bool:
     """Whether every branch's head is applied (a plugin's revision implies the core ones it depends on,
-    so the version table may list fewer revisions than there are heads)."""
+    so the version table may list fewer revisions than there are heads).
+
+    Raises :class:`~crmkit.errors.MigrationError` when a loaded plugin has tables but no migration branch:
+    the database is not up to date with the plugins, whatever the version table says."""
+    check_branches(crm)
     script = ScriptDirectory.from_config(config(crm))
     applied = {r.revision for r in script.get_all_current(tuple(current(crm)))}
     return heads(crm) <= applied

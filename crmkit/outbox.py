@@ -151,6 +151,7 @@ class Outbox:
     def _send(self, message: _Claimed, now: dt.datetime | None) -> int:
         """Send one claimed message through the hook (no transaction is open) and record the outcome."""
         payload = message.payload
+        error: str | None
         try:
             delivered = self._hooks.send_message(dict(payload))
         except Exception as exc:  # the gateway's failure is the message's, not the deliverer's

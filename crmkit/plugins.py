@@ -304,7 +304,7 @@ def _collect_tables(pm: pluggy.PluginManager) -> dict[str, tuple[str, Table]]:
 
 
 def _paths(pm: pluggy.PluginManager, hook: str) -> list[tuple[str, Any]]:
-    out = []
+    out: list[tuple[str, Any]] = []
     for owner, result in _each(pm, hook):
         items: Sequence[Any] = [result] if isinstance(result, (str, Path)) else list(result)
         out.extend((owner, item) for item in items)

@@ -44,10 +44,11 @@ class RuntimeFields:
         return dict(self._registry.fields)
 
     def personal(self) -> list[str]:
-        """The *names* (strings, not specs) of every customer field flagged as personal data: the core's
-        (``name``, ``email``, ``phone``, their normalised forms, ``birthday``), then the plugins' and the
-        run-time ones declared with ``personal=True``. Export, erasure and masking work from this list,
-        never from scanning tables."""
+        """The **names** (strings, not :class:`~crmkit.FieldSpec` objects) of every customer field flagged
+        as personal data, keys of the customer record: the core's (``name``, ``email``,
+        ``email_normalized``, ``phone``, ``phone_normalized``, ``birthday``), then the plugins' and the
+        run-time fields' with ``personal=True``, in declaration order. Export, erasure and masking work
+        from this list, never from scanning tables."""
         declared = [f.name for f in [*self._registry.fields.values(), *self.runtime()] if f.personal]
         return [*CORE_PERSONAL_FIELDS, *declared]
 
@@ -99,7 +100,8 @@ def _spec_problems(spec: FieldSpec) -> dict[str, list[str]]:
         problem = text_problem(getattr(spec, name))
         if problem:
             problems[name] = [problem]
-    bad_choices = [c for c in spec.choices if not isinstance(c, str) or text_problem(c)]
+    choices: tuple[object, ...] = spec.choices  # an admin's input: the declared type is not yet true
+    bad_choices = [c for c in choices if not isinstance(c, str) or text_problem(c)]
     if bad_choices:
         problems["choices"] = [f"{c!r} is not storable text" for c in bad_choices]
     if type(spec.max_length) is not int or not 1 <= spec.max_length <= _MAX_RUNTIME_LENGTH:

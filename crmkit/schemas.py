@@ -15,8 +15,10 @@ from marshmallow import fields as mf
 
 from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, TASK_STATUSES, USER_ROLES
 from crmkit.fields import marshmallow_field, output_field, to_json_value
-from crmkit.limits import Day, Email, Int, JSONObject, Moment, Money, Text
+from crmkit.limits import Day, Email, Int, JSONObject, Moment, Money, Text, load
 from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
+
+__all__ = ["load"]  # re-exported: it lives beside the fields in crmkit.limits
 
 #: ``normalize(raw, region)``: the normalised phone, or ``ValueError`` with the reason.
 Normalizer = Callable[[str, str | None], str | None]
@@ -37,11 +39,17 @@ class _Strict(Schema):
         return data
 
 
-class Country(mf.String):
-    """ISO 3166 alpha-2, stored upper-case; only regions ``phonenumbers`` knows, since phones are read in it."""
+class Country(mf.Field[str | None]):
+    """ISO 3166 alpha-2, stored upper-case; only regions ``phonenumbers`` knows, since phones are read in it.
+
+    Not a ``String``: an empty value loads as ``None``, which a ``String`` field's contract does not allow."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
-        text = super()._deserialize(value, attr, data, **kwargs)
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        text = value
         code = text.strip().upper()
         if not code:
             return None  # an empty form field: no country
@@ -66,7 +74,7 @@ def customer_in(
     A full input's phone is checked in the region its own ``country`` or ``branch`` gives (``region_of``).
     A partial input (an update) cannot know the stored country and branch: the service checks it.
     """
-    declared: dict[str, mf.Field] = {
+    declared: dict[str, mf.Field[Any]] = {
         "name": Text(required=True, min_length=1, max_length=200),
         "email": Email(allow_none=True, max_length=320),
         "phone": Text(allow_none=True, max_length=50),
@@ -100,7 +108,7 @@ def customer_in(
 
 
 def customer_out(fields: Iterable[FieldSpec], runtime: Iterable[FieldSpec]) -> type[Schema]:
-    declared: dict[str, mf.Field] = {
+    declared: dict[str, mf.Field[Any]] = {
         "id": mf.Integer(),
         "name": mf.String(),
         "email": mf.String(),
@@ -292,19 +300,6 @@ class ContactOut(Schema):
     role = mf.String()
     email = mf.String()
     phone = mf.String()
-
-
-def load(schema: Schema, data: Any, *, partial: bool = False, message: str = "invalid input") -> dict[str, Any]:
-    """Validate ``data`` with ``schema``; raise crmkit's ``ValidationError`` listing every problem."""
-    from crmkit.errors import ValidationError as CRMValidationError
-
-    if not isinstance(data, Mapping):
-        raise CRMValidationError({"_schema": ["expected a mapping of field names to values"]}, message)
-    try:
-        return schema.load(data, partial=partial)
-    except ValidationError as exc:
-        errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        raise CRMValidationError(errors, message) from None
 
 
 class Schemas:

@@ -32,8 +32,8 @@ _MOMENT = Moment()
 class _Kind:
     """How a value of a core column is read, before it is bound to its column."""
 
-    field: mf.Field
-    prefix: mf.Field | None = None
+    field: mf.Field[Any]
+    prefix: mf.Field[Any] | None = None
 
 
 def _text(max_length: int | None, *, choices: Iterable[str] = ()) -> _Kind:
@@ -107,7 +107,7 @@ def customer_listing(
 def activity_listing(*, kinds: Iterable[str], record: Callable[[Mapping[Any, Any]], dict[str, Any]]) -> Listing:
     """Activities, by the columns an activity list is filtered by; ``kinds`` are the declared kinds (an
     unknown kind is a mistake worth an error, not an empty list)."""
-    table: Table = Activity.__table__  # type: ignore[assignment]
+    table: Table = Activity.__table__
     fields = _bind(
         table,
         {
@@ -130,7 +130,7 @@ def activity_listing(*, kinds: Iterable[str], record: Callable[[Mapping[Any, Any
 
 
 def task_listing(*, record: Callable[[Mapping[Any, Any]], dict[str, Any]]) -> Listing:
-    table: Table = Task.__table__  # type: ignore[assignment]
+    table: Table = Task.__table__
     fields = _bind(
         table,
         {

@@ -8,6 +8,7 @@ load time); user input is validated by marshmallow at the API boundary, never by
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import attrs
@@ -20,7 +21,23 @@ CORE_STAGES: tuple[str, ...] = ("lead", "active", "loyal", "lost")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def _identifier(instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+def names_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    """attrs converter for a tuple of names, e.g. ``attrs.field(default=(), converter=names_tuple)``.
+
+    Annotated (unlike a bare ``converter=tuple``) so that a type checker accepts ``("grams",)`` or a list
+    where the declaration takes names. A lone string is refused: ``tuple("visit")`` would silently become
+    five one-letter names.
+    """
+    if isinstance(value, str):
+        raise TypeError(f"expected a tuple of names, got the string {value!r}; write ({value!r},)")
+    return tuple(value)
+
+
+def _field_specs(value: Iterable[FieldSpec]) -> tuple[FieldSpec, ...]:
+    return tuple(value)
+
+
+def _identifier(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str) or not _NAME.match(value) or len(value) > 48:
         raise ValueError(
             f"{type(instance).__name__}.{attribute.name} must be a lowercase identifier"
@@ -40,7 +57,7 @@ class FieldSpec:
     name: str = attrs.field(validator=_identifier)
     type: FieldType = attrs.field(default="string", validator=attrs.validators.in_(FIELD_TYPES))
     label: str = ""
-    choices: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    choices: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
     required: bool = False
     personal: bool = False
     index: bool = False
@@ -126,13 +143,18 @@ class ActivityKindSpec:
     for this kind. ``data_fields`` are kind-specific values kept in the activity's JSON data and validated
     against their declarations. ``calendar`` marks kinds that occupy the owner's time, checked for
     overlaps when booked.
+
+    An activity of any kind has a status (``crmkit.db.models.ACTIVITY_STATUSES``), ``done`` unless the
+    input gives another: ``planned`` (booked ahead; ``result`` is then not required), ``in_progress``,
+    ``done`` (it happened), ``cancelled`` or ``missed`` (a no-show). Only ``done`` counts as happened for
+    triggers, goals and KPIs; ``planned``, ``in_progress`` and ``done`` occupy a calendar kind's owner.
     """
 
     name: str = attrs.field(validator=_identifier)
     label: str = ""
     channel: str | None = None
-    required: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    data_fields: tuple[FieldSpec, ...] = attrs.field(default=(), converter=tuple)
+    required: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
+    data_fields: tuple[FieldSpec, ...] = attrs.field(default=(), converter=_field_specs)
     calendar: bool = False
     description: str = ""
     owner: str = ""

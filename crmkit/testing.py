@@ -1,4 +1,5 @@
-"""A pytest kit for crmkit and for plugin authors.
+"""A pytest kit for crmkit and for plugin authors. ``check_plugin``, ``run_in_processes`` and ``database_of``
+are **public and stable** (see ``docs/plugin-api.md``).
 
 Add ``pytest_plugins = ["crmkit.testing"]`` to your ``conftest.py`` and you get:
 
@@ -6,7 +7,9 @@ Add ``pytest_plugins = ["crmkit.testing"]`` to your ``conftest.py`` and you get:
   or on the database named by the ``CRMKIT_TEST_DATABASE_URL`` environment variable (each test gets its
   own PostgreSQL schema, dropped afterwards);
 * ``crm``: a CRM without plugins, from ``crm_factory``;
-* :func:`check_plugin`, contract checks any plugin gets for free;
+* :func:`check_plugin` (from :mod:`crmkit.plugin_check`), contract checks any plugin gets for free: its
+  migrations build a fresh database, a valid value of every field it declares round-trips, an activity
+  of each of its kinds is logged and each of its reports renders;
 * :func:`run_in_processes`, for concurrency tests with real processes started together, and
   :func:`database_of`, which opens a test's database from another process.
 
@@ -29,6 +32,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from crmkit.app import CRM
+from crmkit.plugin_check import check_plugin as check_plugin
 
 ENV_VAR = "CRMKIT_TEST_DATABASE_URL"
 
@@ -174,40 +178,3 @@ def _worker(
     except BaseException:
         barrier.abort()  # the others must not wait for a worker that will never arrive
         out.put((n, (False, traceback.format_exc())))
-
-
-def check_plugin(crm: CRM, name: str) -> None:
-    """Contract checks for a loaded plugin: it is registered, its declarations are stamped with its
-    name, its tables follow the naming rule and exist in the database, and a customer can be created
-    and read back with its fields."""
-    from sqlalchemy import inspect
-
-    assert name in crm.plugins, f"plugin {name!r} is not loaded (loaded: {crm.plugins})"
-    reg = crm.registry
-    for spec in [*reg.fields.values(), *reg.stages.values(), *reg.activity_kinds.values()]:
-        assert spec.owner, f"{spec!r} was not stamped with its plugin"
-    existing = set(inspect(crm.engine).get_table_names())
-    for table_name, (owner, _table) in reg.tables.items():
-        if owner == name:
-            assert table_name in existing, f"table {table_name} was not created"
-    if name in crm.extension_tables:
-        assert crm.extension_tables[name].name in existing
-    initial = next(s.name for s in reg.stages.values() if s.initial)
-    required = {f.name: _sample(f.type, f.choices) for f in reg.fields.values() if f.required and f.owner == name}
-    record = crm.customers.create({"name": "Contract check", "stage": initial, **required}, allow_duplicate=True)
-    for field in reg.fields_of(name):
-        assert field.name in record, f"field {field.name!r} is missing from the customer record"
-
-
-def _sample(kind: str, choices: tuple[str, ...]) -> Any:
-    if choices:
-        return choices[0]
-    return {
-        "string": "x",
-        "text": "x",
-        "integer": 1,
-        "decimal": "1.00",
-        "boolean": True,
-        "date": "2020-01-01",
-        "datetime": "2020-01-01T00:00:00+00:00",
-    }[kind]

@@ -28,21 +28,21 @@ class Transaction:
 
     session: Session
     actor_id: int | None = None
-    _after_commit: list[Callable[[], None]] = attrs.field(factory=list, alias="_after_commit")
-    _after_rollback: list[Callable[[], None]] = attrs.field(factory=list, alias="_after_rollback")
+    _after_commit: list[Callable[[], object]] = attrs.field(factory=list, alias="_after_commit")
+    _after_rollback: list[Callable[[], object]] = attrs.field(factory=list, alias="_after_rollback")
 
-    def after_commit(self, callback: Callable[[], None]) -> None:
+    def after_commit(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` once the transaction has committed; dropped if it (or the part of it that
         registered the callback) rolls back. Callbacks are best-effort: one that raises is logged and the
         others still run. For delivery that must not be lost, write to the outbox instead."""
         self._after_commit.append(callback)
 
-    def after_rollback(self, callback: Callable[[], None]) -> None:
+    def after_rollback(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` if the work that registered it is rolled back (to forget a cache, say)."""
         self._after_rollback.append(callback)
 
 
-def _run_all(callbacks: list[Callable[[], None]]) -> None:
+def _run_all(callbacks: list[Callable[[], object]]) -> None:
     for callback in callbacks:
         try:
             callback()

@@ -29,6 +29,7 @@ FAMILIES: tuple[tuple[str, str], ...] = (
 _ROLE = re.compile(r":(?:class|func|meth|data|attr|mod|exc):`(~?)([^`]+)`")
 _LITERAL = re.compile(r"``([^`]+)``")
 _VERSION = re.compile(r"^\.\. (versionadded|versionchanged|deprecated):: *(\S+)\s*$", re.MULTILINE)
+_PARAM = re.compile(r"^:param (\w+): *((?:.*)(?:\n[ \t]+\S.*)*)", re.MULTILINE)
 _VERSION_LABEL = {"versionadded": "Added in", "versionchanged": "Changed in", "deprecated": "Deprecated since"}
 
 
@@ -40,7 +41,7 @@ def spec_options(function: Callable[..., Any]) -> dict[str, Any]:
 def family(name: str, function: Callable[..., Any]) -> str:
     if spec_options(function).get("firstresult"):
         return "decision"
-    if name.startswith("crmkit_register_"):
+    if name.startswith("crmkit_register_") or name == "crmkit_cli_commands":
         return "declaration"
     return "event"
 
@@ -75,7 +76,20 @@ def to_markdown(rst: str) -> str:
 
     text = _ROLE.sub(role, rst)
     text = _LITERAL.sub(r"`\1`", text)
+    first = _PARAM.search(text)
+
+    def param(match: re.Match[str]) -> str:
+        # one list item per parameter, its wrapped description joined into one line
+        item = f"- `{match.group(1)}`: {' '.join(match.group(2).split())}"
+        return f"Parameters:\n\n{item}" if first is not None and match.start() == first.start() else item
+
+    text = _PARAM.sub(param, text)
     return _VERSION.sub(lambda m: f"*{_VERSION_LABEL[m.group(1)]} version {m.group(2)}.*", text)
+
+
+def documented_params(function: Callable[..., Any]) -> list[str]:
+    """The parameter names that ``function``'s docstring documents with ``:param name:``, in order."""
+    return [m.group(1) for m in _PARAM.finditer(inspect.cleandoc(function.__doc__ or ""))]
 
 
 def hooks() -> list[tuple[str, Callable[..., Any]]]:

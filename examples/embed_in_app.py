@@ -94,9 +94,11 @@ class Shop:
         """An order, its purchase activity and the customer's first move to ``active``, all or nothing."""
         crm = self.crm
         with crm.transaction(actor_id=clerk_id) as tx:
-            order_id = tx.session.execute(
-                orders.insert().values(customer_id=customer_id, total=Decimal(total), currency=currency)
-            ).inserted_primary_key[0]
+            order_id = tx.session.scalar(
+                orders.insert()
+                .values(customer_id=customer_id, total=Decimal(total), currency=currency)
+                .returning(orders.c.id)
+            )
             crm.activities.log(
                 {
                     "customer_id": customer_id,

@@ -404,7 +404,8 @@ def keyed_visits(p: dict[str, Any], n: int, source: str = "turnstile") -> list[d
 
 def stored_keys(crm: CRM) -> list[tuple[int, str | None, str | None]]:
     with crm.session() as s:
-        return [tuple(r) for r in s.execute(select(Activity.customer_id, Activity.source, Activity.external_id))]
+        rows = s.execute(select(Activity.customer_id, Activity.source, Activity.external_id))
+        return [(customer_id, source, key) for customer_id, source, key in rows]
 
 
 def test_ingesting_the_same_keyed_rows_twice_stores_them_once(pcrm: CRM, people: dict[str, Any], probe: Probe) -> None:

@@ -40,7 +40,8 @@ def test_the_club_is_kept_and_reused_for_the_same_sizes(target: data.Target, clu
     again = data.club(target, SIZES, echo=built.append)
     again.close()
     assert built == []
-    assert target.stamp(f"club_{SIZES.key}")["customers"] == SIZES.customers
+    stamp = target.stamp(f"club_{SIZES.key}")
+    assert stamp is not None and stamp["customers"] == SIZES.customers
 
 
 def test_the_club_has_the_asked_payments_and_firings_from_a_real_trigger_run(club: CRM) -> None:
@@ -52,7 +53,7 @@ def test_the_club_has_the_asked_payments_and_firings_from_a_real_trigger_run(clu
         payments = s.scalar(select(func.count()).where(Activity.kind == "payment"))
         firings = s.scalar(select(func.count()).select_from(TriggerFiring))
     assert payments == SIZES.payments
-    assert firings > 0
+    assert firings is not None and firings > 0
 
 
 def test_ingest_baseline_stores_the_same_rows_as_crmkit(target: data.Target, club: CRM) -> None:
@@ -88,6 +89,7 @@ def test_every_shaped_member_meets_the_trigger_it_was_shaped_for(club: CRM) -> N
         shaped = s.execute(select(Customer.id, Customer.email).where(Customer.email.like(f"%@{shapes.DOMAIN}")))
         by_trigger: dict[str, set[int]] = {}
         for cid, email in shaped:
+            assert email is not None
             by_trigger.setdefault("fitness." + email.split("@")[0].rsplit("-", 1)[0].replace("-", "_"), set()).add(cid)
     assert set(by_trigger) == set(shapes.SHAPES)
     assert all(len(ids) == shapes.per_trigger(SIZES.customers) == 3 for ids in by_trigger.values())

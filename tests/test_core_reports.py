@@ -55,11 +55,11 @@ def test_report_rows_are_the_kpi_rows(crm: CRM) -> None:
             crm.activities.log(
                 {"customer_id": c["id"], "kind": "purchase", "amount": f"{10 * (i + 1)}", "currency": "EUR"}
             )
-    params = {"since": year_ago(dt.datetime.now(dt.UTC)), "until": next_month(dt.datetime.now(dt.UTC))}
+    now = dt.datetime.now(dt.UTC)
     leads = crm.reports.run("crm.leads_to_deals").rows
     assert [(r["group"], r["leads"], r["deals"]) for r in leads] == [("ads", 2, 2), ("web", 2, 1), ("(all)", 4, 3)]
     checks = crm.reports.run("crm.average_check").rows
-    assert checks == kpis.average_check(crm, **params)
+    assert checks == kpis.average_check(crm, since=year_ago(now), until=next_month(now))
     assert sum(r["revenue"] for r in checks) == 60
     assert json.loads(crm.reports.render("crm.average_check", format="json"))["rows"] == checks
 

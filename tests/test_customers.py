@@ -172,7 +172,9 @@ def test_runtime_fields_are_validated_and_stored_as_json(crm: CRM) -> None:
     c = crm.customers.create({"name": "Anna", "shoe_size": "38", "channel_pref": "sms", "first_visit": "2026-02-01"})
     assert (c["shoe_size"], c["channel_pref"], c["first_visit"]) == (38, "sms", "2026-02-01")
     with crm.session() as s:
-        assert s.get(Customer, c["id"]).extra == {"shoe_size": 38, "channel_pref": "sms", "first_visit": "2026-02-01"}
+        stored = s.get(Customer, c["id"])
+        assert stored is not None
+        assert stored.extra == {"shoe_size": 38, "channel_pref": "sms", "first_visit": "2026-02-01"}
     with pytest.raises(ValidationError) as err:
         crm.customers.create({"name": "Ben", "channel_pref": "fax", "shoe_size": "big"})
     assert set(err.value.errors) == {"channel_pref", "shoe_size"}

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import io
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import attrs
 import pytest
+from probe import Probe
 
-from crmkit import hookspecs
+from crmkit import FieldSpec, hookimpl, hookspecs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 FENCE = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -54,6 +58,11 @@ def test_every_hook_is_documented(name: str) -> None:
     doc = getattr(hookspecs, name).__doc__
     assert doc and doc.strip(), f"hook {name} has no docstring"
     assert "versionadded" in doc, f"hook {name} does not say in which version it was added"
+    parameters = list(inspect.signature(getattr(hookspecs, name)).parameters)
+    documented = load_generator().documented_params(getattr(hookspecs, name))
+    assert documented == parameters, (
+        f"hook {name} documents parameters {documented} with :param:, its signature has {parameters}"
+    )
 
 
 def test_hook_reference_is_up_to_date() -> None:
@@ -120,3 +129,45 @@ def test_python_blocks_of_the_guides_compile(page: str) -> None:
     assert examples
     for example in examples:
         compile(example.code, f"docs/{page}:{example.line}", "exec")
+
+
+def migration_recipe() -> Example:
+    """The plugin guide's test of a migration branch (the block that defines it)."""
+    examples = python_examples((DOCS / "plugin-guide.md").read_text(encoding="utf-8"))
+    [recipe] = [e for e in examples if "def test_migrations_build_the_models(" in e.code]
+    return recipe
+
+
+class _NewFieldNoRevision(Probe):
+    @hookimpl
+    def crmkit_register_fields(self) -> list[FieldSpec]:
+        return [*super().crmkit_register_fields(), FieldSpec("nickname")]
+
+
+@pytest.mark.parametrize(("plugin", "passes"), [(Probe, True), (_NewFieldNoRevision, False)])
+def test_the_guides_migration_recipe_runs_on_a_plugin_with_a_branch(
+    crm_factory: Any, monkeypatch: pytest.MonkeyPatch, plugin: type[Probe], passes: bool
+) -> None:
+    """The recipe runs as written, with the guide's salon plugin played by the probe (which ships a
+    migration branch): it passes on the probe and catches a field its revisions do not add."""
+    recipe = migration_recipe()
+    salon = ModuleType("crmkit_salon")
+    salon.SalonPlugin = lambda sms: plugin()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "crmkit_salon", salon)
+    namespace: dict[str, Any] = {"__name__": "plugin_guide", "FakeSms": object}
+    exec(compile(recipe.code, f"docs/plugin-guide.md:{recipe.line}", "exec"), namespace)
+    if passes:
+        namespace["test_migrations_build_the_models"](crm_factory)
+    else:
+        with pytest.raises(AssertionError):
+            namespace["test_migrations_build_the_models"](crm_factory)
+
+
+def test_the_reference_lists_each_hooks_parameters() -> None:
+    """The :param: entries reach docs/hooks.md as a list under the hook, one item per parameter."""
+    generator = load_generator()
+    section = generator.render().split("### crmkit_customers_merged\n", 1)[1].split("\n### ", 1)[0]
+    assert "Parameters:\n\n- `tx`: " in section
+    items = [line.split("`")[1] for line in section.splitlines() if line.startswith("- `")]
+    assert items == ["tx", "survivor_id", "merged_id"]
+    assert not re.search(r"^\s*:param ", generator.render(), re.MULTILINE)

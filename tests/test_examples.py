@@ -59,7 +59,7 @@ def test_example_url_is_isolated(example_url: str) -> None:
     try:
         if engine.dialect.name == "postgresql":
             with engine.connect() as conn:
-                assert conn.execute(text("SELECT current_schema()")).scalar().startswith("crmkit_ex_")
+                assert str(conn.execute(text("SELECT current_schema()")).scalar()).startswith("crmkit_ex_")
         assert set(inspect(engine).get_table_names()) == set()
     finally:
         engine.dispose()

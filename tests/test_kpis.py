@@ -7,7 +7,7 @@ import inspect
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from sqlalchemy import update
@@ -16,7 +16,17 @@ from crmkit import CRM, StageSpec, TransitionSpec, hookimpl
 from crmkit.db import Customer, StageHistory
 from crmkit.reports import kpis
 
-MARCH = {"since": dt.date(2026, 3, 1), "until": dt.date(2026, 4, 1)}
+
+class Period(TypedDict):
+    since: dt.date
+    until: dt.date
+
+
+class Cohorts(Period):
+    months: int
+
+
+MARCH: Period = {"since": dt.date(2026, 3, 1), "until": dt.date(2026, 4, 1)}
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "kpis.md"
 
 
@@ -122,7 +132,7 @@ def test_average_check_per_month_and_year(crm: CRM) -> None:
     buy(y, "5.00", at("2026-03-10"), currency="USD")
     buy(x, "20.00", at("2026-04-01"))
 
-    q1 = {"since": dt.date(2026, 1, 1), "until": dt.date(2026, 4, 1)}
+    q1: Period = {"since": dt.date(2026, 1, 1), "until": dt.date(2026, 4, 1)}
     assert kpis.average_check(crm, **q1) == [
         {
             "period": "2026-01",
@@ -433,7 +443,7 @@ def test_cohort_retention_by_month_of_first_activation(crm: CRM) -> None:
 
 def test_cohort_retention_shows_only_months_ended_by_as_of(crm: CRM) -> None:
     build_cohorts(crm)
-    period = {"since": dt.date(2026, 1, 1), "until": dt.date(2026, 3, 1), "months": 3}
+    period: Cohorts = {"since": dt.date(2026, 1, 1), "until": dt.date(2026, 3, 1), "months": 3}
     ended = kpis.cohort_retention(crm, **period, as_of=at("2026-04-01"))  # March has just ended
     assert [(r["cohort"], r["month"]) for r in ended] == [
         ("2026-01", 0),

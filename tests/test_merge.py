@@ -52,7 +52,8 @@ def test_merge_moves_everything_and_fills_gaps(pcrm: CRM, probe: Probe) -> None:
         for model in (Activity, Task, StageHistory, Contact, ProbeNote):
             owners = set(s.scalars(select(model.customer_id)))
             assert owners == {keep["id"]}, model.__name__
-        assert s.get(Contact, contact["id"]).customer_id == keep["id"]
+        moved = s.get(Contact, contact["id"])
+        assert moved is not None and moved.customer_id == keep["id"]
         record = s.scalars(select(Merge)).one()
         assert (record.survivor_id, record.merged_id, record.actor_id) == (keep["id"], dupe["id"], agent["id"])
         assert record.snapshot["name"] == "A. Berg" and record.snapshot["tier"] == "silver"

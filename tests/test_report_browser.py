@@ -16,7 +16,7 @@ import pytest
 from probe import Probe
 
 from crmkit import CRM
-from crmkit.reports import Chart, Column, Report
+from crmkit.reports import Chart, Column, Report, ReportContext
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -67,7 +67,7 @@ def test_html_report_opens_cleanly_with_its_charts(crm_factory: Any, tmp_path: P
             {"name": f"<script>alert({i})</script>", "tier": tier if tier != "<b>bold</b>" else "gold"}
         )
 
-    def visits(crm: CRM, params: Any) -> list[dict[str, Any]]:
+    def visits(ctx: ReportContext, params: Any) -> list[dict[str, Any]]:
         return [
             {"day": d, "hour": f"{h:02d}", "visits": (i + h) % 5}
             for i, d in enumerate(["Mon", "Tue"])

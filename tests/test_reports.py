@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from probe import Probe
 
 from crmkit import CRM, NotFound, PluginError, ValidationError
 from crmkit.cli import main
-from crmkit.reports import Chart, Column, Param, Report
+from crmkit.reports import Chart, Column, Param, Report, ReportContext
 
 NOW = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -27,7 +28,7 @@ def crm(crm_factory: Any, probe: Probe) -> CRM:
 
 
 def names_report(crm: CRM) -> Report:
-    def data(crm: CRM, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def data(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows = crm.customers.list()
         return [{"name": c["name"], "score": c["score"]} for c in rows if (c["score"] or 0) >= params["min_score"]]
 

@@ -309,7 +309,8 @@ def test_an_action_that_raises_rolls_back_only_its_firing(crm: CRM, probe: Probe
     assert result.errors == (f"customer {bad}: ValueError: coupon service refused",)
     assert fired(crm, "t.coupon") == good
     with crm.session() as s:
-        assert sorted(s.scalars(select(Task.customer_id))) == good
+        task_customers = list(s.scalars(select(Task.customer_id)))
+    assert sorted(c for c in task_customers if c is not None) == good and len(task_customers) == len(good)
     assert sorted(i for _, ids in probe.of("fired") for i in ids) == good
     assert sorted(mailed) == sorted(f"Good{i}" for i in range(5))  # once each, nothing for the rolled-back one
 

@@ -181,7 +181,8 @@ def _processor(type_: TypeEngine[Any], dialect: Dialect, cast: str | None) -> Bi
         # SQLAlchemy's own JSON processor (its NULL rules) with the serializer it would use itself; on
         # psycopg that is also the one psycopg's Jsonb wrapper would have called
         serializer = getattr(dialect, "_json_serializer", None) or json.dumps
-        process: BindProcessor = impl._make_bind_processor(None, serializer)  # type: ignore[attr-defined]
+        # a private SQLAlchemy helper, not annotated
+        process: BindProcessor = impl._make_bind_processor(None, serializer)  # type: ignore[no-untyped-call]
         return process
     return impl.bind_processor(dialect)
 

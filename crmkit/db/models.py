@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     CheckConstraint,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -33,6 +34,17 @@ NAMING_CONVENTION = {
 }
 
 USER_ROLES = ("admin", "manager", "operator", "viewer")
+#: An activity's status, set when it is logged (``done`` unless given):
+#:
+#: * ``planned``: booked ahead, not happened yet (a meeting next Monday); needs no ``result``; occupies its
+#:   owner's calendar; the status :meth:`TriggerQuery.planned <crmkit.triggers.TriggerQuery.planned>` looks for.
+#: * ``in_progress``: under way now; occupies the calendar.
+#: * ``done``: it happened. The only status that counts as happened: triggers' activity aggregates
+#:   (``q.count``, ``q.has``, ``q.last``, ``q.total``, ``q.aggregate``, unless given ``statuses=``), a
+#:   trigger's goal, and every KPI count ``done`` activities only. Occupies the calendar.
+#: * ``cancelled``: called off; frees the calendar; never counts.
+#: * ``missed``: was due and did not happen (a no-show); frees the calendar; never counts as happened (a
+#:   trigger can look for it with ``statuses=("missed",)``).
 ACTIVITY_STATUSES = ("planned", "in_progress", "done", "cancelled", "missed")
 ACTIVITY_DIRECTIONS = ("inbound", "outbound", "internal")
 TASK_STATUSES = ("open", "done", "cancelled")
@@ -40,6 +52,9 @@ TASK_STATUSES = ("open", "done", "cancelled")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # SQLAlchemy types __table__ as FromClause because a class may be mapped to a SELECT; every crmkit and
+    # plugin model maps a Table, and saying so lets Core code use Model.__table__ without a cast.
+    __table__: ClassVar[Table]
 
 
 def _in(column: str, values: tuple[str, ...]) -> CheckConstraint:

@@ -11,7 +11,7 @@ from crmkit.reports import kpis
 from crmkit.reports.spec import Chart, Column, Param, Report
 
 if TYPE_CHECKING:
-    from crmkit.app import CRM
+    from crmkit.reports.spec import ReportContext
 
 
 def _first_of_month(day: dt.date, months_back: int = 0) -> dt.date:
@@ -43,27 +43,27 @@ def _period(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"since": since, "until": until}
 
 
-def _leads_to_deals(crm: CRM, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _leads_to_deals(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     by = params["by"]
-    rows = kpis.leads_to_deals(crm, by=by, **_period(params))
+    rows = kpis.leads_to_deals(ctx, by=by, **_period(params))
     return [{"group": row[by], **{k: v for k, v in row.items() if k != by}} for row in rows]
 
 
-def _plan_vs_fact(crm: CRM, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = kpis.plan_vs_fact(crm, **_period(params))
+def _plan_vs_fact(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = kpis.plan_vs_fact(ctx, **_period(params))
     return [{"label": f"{row['user']} · {row['metric']} · {row['period_start']}", **row} for row in rows]
 
 
 def effectiveness_rows(
-    crm: CRM, params: Mapping[str, Any], *, prefix: str = "", only_fired: bool = False
+    ctx: ReportContext, params: Mapping[str, Any], *, prefix: str = "", only_fired: bool = False
 ) -> list[dict[str, Any]]:
-    """Rows of ``crm.triggers.effectiveness`` (computed by the database) for triggers with a goal whose
+    """Rows of ``ctx.triggers.effectiveness`` (computed by the database) for triggers with a goal whose
     name starts with ``prefix``, firings in ``[since, until)``; rates as percentages."""
 
     def pct(value: float | None) -> float | None:
         return None if value is None else round(value * 100, 2)
 
-    names = [t.name for t in crm.triggers.all() if t.name.startswith(prefix) and t.goal is not None]
+    names = [t.name for t in ctx.triggers.all() if t.name.startswith(prefix) and t.goal is not None]
     period = _period(params)
     start = dt.datetime.combine(period["since"], dt.time(), dt.UTC)
     end = dt.datetime.combine(period["until"], dt.time(), dt.UTC)
@@ -78,7 +78,7 @@ def effectiveness_rows(
             "held_out_pct": pct(e.held_out_rate),
             "uplift_pp": pct(e.uplift),
         }
-        for e in crm.triggers.effectiveness(names=names, since=start, until=end)
+        for e in ctx.triggers.effectiveness(names=names, since=start, until=end)
         if not only_fired or e.fired or e.held_out
     ]
 
@@ -117,7 +117,7 @@ def core_reports() -> list[Report]:
         Report(
             "crm.average_check",
             "Average check",
-            data=lambda crm, p: kpis.average_check(crm, period=p["period"], currency=p.get("currency"), **_period(p)),
+            data=lambda ctx, p: kpis.average_check(ctx, period=p["period"], currency=p.get("currency"), **_period(p)),
             params=[*PERIOD, Param("period", default="month", choices=("month", "year")), Param("currency")],
             columns=[
                 Column("period"),
@@ -133,7 +133,7 @@ def core_reports() -> list[Report]:
         Report(
             "crm.customer_growth",
             "Customer base growth",
-            data=lambda crm, p: kpis.customer_growth(crm, **_period(p)),
+            data=lambda ctx, p: kpis.customer_growth(ctx, **_period(p)),
             params=PERIOD,
             columns=[
                 Column("month"),
@@ -150,7 +150,7 @@ def core_reports() -> list[Report]:
         Report(
             "crm.lead_processing_time",
             "Lead processing time",
-            data=lambda crm, p: kpis.lead_processing_time(crm, **_period(p)),
+            data=lambda ctx, p: kpis.lead_processing_time(ctx, **_period(p)),
             params=PERIOD,
             columns=[
                 Column("owner", "Manager"),
@@ -180,7 +180,7 @@ def core_reports() -> list[Report]:
         Report(
             "crm.lifecycle_funnel",
             "Lifecycle funnel",
-            data=lambda crm, p: kpis.lifecycle_funnel(crm, **_period(p)),
+            data=lambda ctx, p: kpis.lifecycle_funnel(ctx, **_period(p)),
             params=PERIOD,
             columns=[Column("stage"), Column("customers", type="integer"), Column("pct", "Share", "percent")],
             charts=[Chart("bar", x="stage", y=("customers",), title="Customers who reached each stage")],
@@ -188,7 +188,7 @@ def core_reports() -> list[Report]:
         Report(
             "crm.stage_durations",
             "Time in stage",
-            data=lambda crm, p: kpis.stage_durations(crm, **_period(p)),
+            data=lambda ctx, p: kpis.stage_durations(ctx, **_period(p)),
             params=PERIOD,
             columns=[Column("stage"), Column("stays", type="integer"), Column("avg_days", "Average days", "number")],
             charts=[Chart("bar", x="stage", y=("avg_days",), title="Average days in stage")],
@@ -196,7 +196,7 @@ def core_reports() -> list[Report]:
         Report(
             "crm.cohort_retention",
             "Retention by monthly cohort",
-            data=lambda crm, p: kpis.cohort_retention(crm, months=p["months"], **_period(p)),
+            data=lambda ctx, p: kpis.cohort_retention(ctx, months=p["months"], **_period(p)),
             params=[*PERIOD, Param("months", "integer", default=6)],
             columns=[
                 Column("cohort"),

@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,11 +20,11 @@ from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
 from crmkit.limits import MAX_DATE, MIN_DATE, Int, Text
 from crmkit.reports.charts import render_chart
-from crmkit.reports.spec import Column, Param, Report
+from crmkit.reports.spec import Column, Param, Report, ReportContext
 from crmkit.schemas import load
 
 if TYPE_CHECKING:
-    from crmkit.app import CRM
+    from crmkit.plugins import Registry
 
 FORMATS = ("html", "md", "csv", "json")
 #: The dates a report parameter (and the command line's dates) may take: those every stored date keeps to
@@ -52,18 +52,19 @@ class ReportResult:
         return not self.rows
 
 
-def _param_field(param: Param) -> mf.Field:
+def _param_field(param: Param) -> mf.Field[Any]:
     kwargs: dict[str, Any] = {"required": param.required, "allow_none": not param.required}
     if param.choices:
         kwargs["validate"] = validate.OneOf(param.choices)
-    return {
+    fields: dict[str, Callable[..., mf.Field[Any]]] = {
         "string": Text,  # no NUL or broken text: a parameter may end up in a query's WHERE
         "integer": Int,
         "number": mf.Float,
         "boolean": mf.Boolean,
         "date": mf.Date,
         "datetime": lambda **kw: mf.AwareDateTime(default_timezone=dt.UTC, **kw),
-    }[param.type](**kwargs)
+    }
+    return fields[param.type](**kwargs)
 
 
 def _day(value: dt.date) -> dt.date:
@@ -110,12 +111,14 @@ def _md(value: str) -> str:
 class Reports:
     """The reports of a CRM: the core's, the plugins', and any registered in code."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, *, registry: Registry, context: ReportContext, template_dirs: Iterable[Path] = ()) -> None:
+        self._registry = registry
+        self._context = context
+        self._template_dirs = tuple(template_dirs)
         self._reports: dict[str, Report] = {}
         self._schemas: dict[str, Schema] = {}
         self._env: jinja2.Environment | None = None
-        for report in crm.registry.reports.values():
+        for report in registry.reports.values():
             self._add(report)
 
     def register(self, report: Report) -> None:
@@ -139,7 +142,9 @@ class Reports:
 
     # -- data ------------------------------------------------------------------------------------------
 
-    def params(self, name: str, raw: Mapping[str, Any] | None = None, *, now: dt.datetime | None = None) -> dict:
+    def params(
+        self, name: str, raw: Mapping[str, Any] | None = None, *, now: dt.datetime | None = None
+    ) -> dict[str, Any]:
         """Validate parameters (strings from a command line are fine); fill defaults."""
         report = self.get(name)
         schema = self._schemas.get(name)
@@ -167,7 +172,7 @@ class Reports:
         """Validate the parameters and compute the rows (in SQL, by the report's data function)."""
         report = self.get(name)
         values = self.params(name, params, now=now)
-        rows = [dict(row) for row in report.data(self._crm, values)]
+        rows = [dict(row) for row in report.data(self._context, values)]
         return ReportResult(report, values, rows, now or utcnow())
 
     # -- rendering -------------------------------------------------------------------------------------
@@ -177,8 +182,8 @@ class Reports:
         """Templates from the user's folders, then the plugins', then the core's; autoescaped HTML."""
         if self._env is None:
             folders = [
-                *self._crm.template_dirs,
-                *(path for _owner, path in self._crm.registry.template_dirs),
+                *self._template_dirs,
+                *(path for _owner, path in self._registry.template_dirs),
                 CORE_TEMPLATES,
             ]
             env = jinja2.Environment(

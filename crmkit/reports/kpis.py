@@ -1,6 +1,7 @@
 """The KPI library: the numbers a CRM is judged by, each computed by the database in one statement.
 
-Every function takes the CRM and keyword parameters and returns a list of rows (plain dicts holding only
+Every function takes a :class:`~crmkit.reports.ReportContext` (or anything with an ``engine``, such as
+the CRM) and keyword parameters and returns a list of rows (plain dicts holding only
 ``str``, ``int``, ``float`` and ``None``), ready for a :class:`~crmkit.reports.spec.Report` to render.
 
 Conventions shared by all KPIs (see ``docs/kpis.md``):
@@ -13,47 +14,45 @@ Conventions shared by all KPIs (see ``docs/kpis.md``):
   SQLite's floating point and PostgreSQL's exact numerics give the same numbers; the renderer only
   formats them.
 * Anything that differs between SQLite and PostgreSQL goes through a function compiled per dialect
-  (``crmkit.db.functions`` or the private ones below); lists of months or stages are sent as a
+  (``crmkit.sql`` or the private ones below); lists of months or stages are sent as a
   ``VALUES`` list, so empty months and stages still get a row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import (
     Date,
     Float,
     Integer,
+    RowMapping,
     String,
     Table,
     and_,
-    bindparam,
     case,
     cast,
-    column,
     exists,
     func,
     literal,
     or_,
     select,
-    text,
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import CTE, Subquery, TextualSelect
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.sql.selectable import CTE, Subquery
 
 from crmkit.db.functions import seconds_between, year_month
 from crmkit.db.models import Activity, Customer, StageHistory, Target, User
 from crmkit.db.types import UTCDateTime, utcnow
+from crmkit.sql import values_cte
 
 if TYPE_CHECKING:
-    from crmkit.app import CRM
+    from crmkit.reports.spec import HasEngine as CRM  # a ReportContext, or anything with an engine
 
 __all__ = [
     "CONTACT_KINDS",
@@ -83,11 +82,11 @@ _NONE = "(none)"
 _ALL = "(all)"
 _UNASSIGNED = "(unassigned)"
 
-_customers: Table = Customer.__table__  # type: ignore[assignment]
-_history: Table = StageHistory.__table__  # type: ignore[assignment]
-_activities: Table = Activity.__table__  # type: ignore[assignment]
-_targets: Table = Target.__table__  # type: ignore[assignment]
-_users: Table = User.__table__  # type: ignore[assignment]
+_customers: Table = Customer.__table__
+_history: Table = StageHistory.__table__
+_activities: Table = Activity.__table__
+_targets: Table = Target.__table__
+_users: Table = User.__table__
 
 
 # -- dialect-specific SQL (kept here so the KPIs stay portable) --------------------------------------
@@ -158,31 +157,6 @@ def _calendar(since: dt.date, until: dt.date, period: Literal["month", "year"] =
     return out
 
 
-class _BoundValues(TextualSelect):
-    """``VALUES (...), ...`` of bound parameters, named like the columns of a ``WITH name(cols)``."""
-
-    name_cte_columns = True
-    inherit_cache = True
-
-
-def values_cte(name: str, columns: Sequence[tuple[str, TypeEngine[Any]]], rows: Sequence[tuple[Any, ...]]) -> CTE:
-    """A small constant table (months, stages) as ``WITH name(cols) AS (VALUES ...)``; ``rows`` must not be
-    empty.
-
-    Not SQLAlchemy's ``values()``: a statement holding one is never cached, so every run would compile the
-    whole KPI again (milliseconds, as long as a small report's query). Written as text with a bound
-    parameter per cell, the statement is compiled once per number of rows and the rows are only bound.
-    """
-    binds: list[BindParameter[Any]] = []
-    tuples = []
-    for i, row in enumerate(rows):
-        keys = [f"{name}_{i}_{j}" for j in range(len(columns))]
-        binds += [bindparam(k, v, type_=t) for k, v, (_, t) in zip(keys, row, columns, strict=True)]
-        tuples.append("(" + ", ".join(f":{k}" for k in keys) + ")")
-    clause = text(f"VALUES {', '.join(tuples)}").bindparams(*binds)
-    return _BoundValues(clause, [column(n, t) for n, t in columns]).cte(name)
-
-
 def _keys(name: str, calendar: Sequence[tuple[str, dt.date]]) -> CTE:
     """The keys of a period's months (or years) as the constant table ``name(idx, key)``, ``idx`` in order."""
     return values_cte(name, [("idx", Integer()), ("key", String())], [(i, k) for i, (k, _) in enumerate(calendar)])
@@ -190,11 +164,11 @@ def _keys(name: str, calendar: Sequence[tuple[str, dt.date]]) -> CTE:
 
 def _pct(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
     """``part * 100 / whole``, NULL when ``whole`` is 0. The cast keeps SQLite off integer division."""
-    return cast(part, Float) * 100 / func.nullif(whole, 0)
+    return cast(part, Float()) * 100 / func.nullif(whole, 0)
 
 
 def _ratio(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
-    return cast(part, Float) / func.nullif(whole, 0)
+    return cast(part, Float()) / func.nullif(whole, 0)
 
 
 def _r2(value: Any) -> float | None:
@@ -235,7 +209,7 @@ def _created_in(start: dt.datetime, end: dt.datetime) -> ColumnElement[bool]:
     return and_(_customers.c.created_at >= _at(start), _customers.c.created_at < _at(end))
 
 
-def _fetch(crm: CRM, query: Any) -> list[Mapping[str, Any]]:
+def _fetch(crm: CRM, query: Any) -> list[RowMapping]:
     with crm.engine.connect() as conn:
         return list(conn.execute(query).mappings())
 
@@ -335,7 +309,7 @@ def average_check(
         return []
     periods = _keys("periods", calendar)
     a = _activities
-    key = year_month(a.c.occurred_at)
+    key: ColumnElement[Any] = year_month(a.c.occurred_at)
     if period == "year":
         key = func.substr(key, 1, 4)
     conditions = [

@@ -1,15 +1,22 @@
-"""Report declarations: parameters, columns, charts, and the function that yields the rows."""
+"""Report declarations: parameters, columns, charts, and the function that yields the rows.
+
+Public and stable through :mod:`crmkit.reports` (see ``docs/plugin-api.md``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
+from sqlalchemy import Engine, MetaData, RowMapping, Table
+
+from crmkit.errors import NotFound
+from crmkit.specs import names_tuple
 
 if TYPE_CHECKING:
-    from crmkit.app import CRM
+    from crmkit.plugins import Registry
+    from crmkit.triggers.engine import Triggers
 
 ParamType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
 ColumnType = Literal["string", "integer", "number", "percent", "money", "date", "datetime", "hours"]
@@ -18,7 +25,7 @@ ChartKind = Literal["bar", "line", "heatmap"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 
-def _report_name(instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+def _report_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str) or not _NAME.match(value):
         raise ValueError(f"report name must look like 'plugin.what' or 'what', got {value!r}")
 
@@ -34,7 +41,7 @@ class Param:
     type: ParamType = "string"
     default: Any = None
     required: bool = False
-    choices: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    choices: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
     help: str = ""
 
 
@@ -61,24 +68,75 @@ class Chart:
 
     kind: ChartKind
     x: str
-    y: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    y: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
     value: str | None = None
     title: str = ""
 
 
-DataFunction = Callable[["CRM", Mapping[str, Any]], Iterable[Mapping[str, Any]]]
+# Typed converters (not a bare ``converter=tuple``) so that a checker accepts a list or tuple of these.
+def _columns(value: Iterable[Column]) -> tuple[Column, ...]:
+    return tuple(value)
+
+
+def _params(value: Iterable[Param]) -> tuple[Param, ...]:
+    return tuple(value)
+
+
+def _charts(value: Iterable[Chart]) -> tuple[Chart, ...]:
+    return tuple(value)
+
+
+class HasEngine(Protocol):
+    """Anything a KPI function can read from: a :class:`ReportContext`, or the CRM itself."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+
+@attrs.frozen
+class ReportContext:
+    """What a report's data function is given: the database and the few services a report reads.
+
+    * ``engine``: run the report's statement with :meth:`fetch` (or ``engine.connect()``); a report only
+      reads, and never opens a write transaction;
+    * ``registry``: what the loaded plugins declared (stages, fields, activity kinds, triggers);
+    * ``triggers``: the trigger service, for effectiveness figures (see :func:`effectiveness_rows`);
+    * ``metadata``: this CRM's tables; :meth:`table` gives one by name, such as a plugin's extension table
+      of customer fields, ``<plugin>_customer``, which exists only per CRM.
+    """
+
+    engine: Engine
+    registry: Registry
+    triggers: Triggers
+    metadata: MetaData
+
+    def table(self, name: str) -> Table:
+        """This CRM's table ``name`` (core, plugin, or a plugin's ``<plugin>_customer``)."""
+        try:
+            return self.metadata.tables[name]
+        except KeyError:
+            raise NotFound("table", name) from None
+
+    def fetch(self, query: Any) -> list[RowMapping]:
+        """The rows of one statement, as mappings keyed by column label, on a connection of its own."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).mappings())
+
+
+DataFunction = Callable[[ReportContext, Mapping[str, Any]], Iterable[Mapping[str, Any]]]
 
 
 @attrs.frozen
 class Report:
-    """A report: ``data(crm, params)`` returns rows (mappings keyed by column name) computed in SQL."""
+    """A report: ``data(ctx, params)`` (``ctx`` a :class:`ReportContext`) returns rows (mappings keyed by
+    column name) computed in SQL."""
 
     name: str = attrs.field(validator=_report_name)
     title: str
     data: DataFunction
-    columns: tuple[Column, ...] = attrs.field(converter=tuple)
-    params: tuple[Param, ...] = attrs.field(default=(), converter=tuple)
-    charts: tuple[Chart, ...] = attrs.field(default=(), converter=tuple)
+    columns: tuple[Column, ...] = attrs.field(converter=_columns)
+    params: tuple[Param, ...] = attrs.field(default=(), converter=_params)
+    charts: tuple[Chart, ...] = attrs.field(default=(), converter=_charts)
     description: str = ""
     template: str | None = None
     owner: str = ""

@@ -1,4 +1,7 @@
-"""Retention triggers: declarations, set-based evaluation, firings, holdouts and effectiveness."""
+"""Retention triggers: declarations, set-based evaluation, firings, holdouts and effectiveness.
+
+The declarations (``Trigger``, ``TriggerQuery``, actions, ``Goal``) and ``Firing``/``Effectiveness`` are
+**public and stable** for plugins (see ``docs/plugin-api.md``)."""
 
 from crmkit.triggers.engine import Triggers
 from crmkit.triggers.query import TriggerQuery

@@ -39,7 +39,7 @@ _MOMENT = Moment()
 def _aware(moment: dt.datetime, name: str = "as_of") -> dt.datetime:
     """``moment`` (naive: UTC) within the range every stored time keeps to: the windows computed from it
     (cooldowns, goals, days ago) then never overflow a date."""
-    return check(_MOMENT, moment, name, f"invalid {name}")  # type: ignore[no-any-return]
+    return check(_MOMENT, moment, name, f"invalid {name}")
 
 
 def _days_since(value: Any, as_of: dt.datetime) -> int | None:
@@ -150,10 +150,10 @@ class Triggers:
         run_id = None
         if not dry_run:
             with crm.transaction() as tx:
-                run = TriggerRun(as_of=as_of)
-                tx.session.add(run)
+                started = TriggerRun(as_of=as_of)
+                tx.session.add(started)
                 tx.session.flush()
-                run_id = run.id
+                run_id = started.id
         if dry_run:
             # only reads: one session for every trigger rather than a transaction each
             with crm.session() as s:

@@ -59,7 +59,7 @@ class TriggerQuery:
     def __init__(self, crm: CRM, as_of: dt.datetime) -> None:
         self.crm = crm
         self.as_of = as_of
-        self.customer: Table = Customer.__table__  # type: ignore[assignment]
+        self.customer: Table = Customer.__table__
         self._joined: dict[str, Table] = {}
 
     # -- the customer -------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class TriggerQuery:
         read once, where a :meth:`count` each reads them once per count.
         """
         where = self._activities(kinds, within, dt.timedelta(0), statuses)
-        activities: Table = Activity.__table__  # type: ignore[assignment]
+        activities: Table = Activity.__table__
         return select(build(activities)).where(*where).scalar_subquery()
 
     def last(self, kinds: str | Iterable[str], *, statuses: Iterable[str] = HAPPENED) -> ColumnElement[dt.datetime]:
@@ -186,7 +186,14 @@ class TriggerQuery:
         return select(func.max(Activity.occurred_at)).where(*where).scalar_subquery()
 
     def planned(self, kinds: str | Iterable[str], within: dt.timedelta | None = None) -> ColumnElement[bool]:
-        """Whether a future activity is booked (within ``within`` after ``as_of``, if given)."""
+        """Whether the customer has an activity booked ahead: one of ``kinds`` with status ``planned`` whose
+        ``occurred_at`` is strictly after ``as_of`` and, when ``within`` is given, at most ``as_of + within``
+        (``as_of < occurred_at <= as_of + within``).
+
+        Only status ``planned`` counts, whatever the helpers' ``statuses=`` default: not ``in_progress``,
+        and not a ``planned`` activity whose time is ``as_of`` or earlier (booked, then never logged as
+        done or missed). There is no ``statuses=`` parameter.
+        """
         conditions = [
             Activity.customer_id == self.customer.c.id,
             Activity.kind.in_(_kinds(kinds)),

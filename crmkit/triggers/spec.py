@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from crmkit.specs import names_tuple
+
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
 
@@ -18,17 +20,17 @@ if TYPE_CHECKING:
 _TRIGGER_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 
-def _trigger_name(instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+def _trigger_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str) or not _TRIGGER_NAME.match(value) or len(value) > 100:
         raise ValueError(f"trigger name must look like 'plugin.what_happens', got {value!r}")
 
 
-def _share(instance: object, attribute: attrs.Attribute, value: float) -> None:  # type: ignore[type-arg]
+def _share(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{attribute.name} must be a share in [0, 1), got {value!r}")
 
 
-def _positive(instance: object, attribute: attrs.Attribute, value: dt.timedelta) -> None:  # type: ignore[type-arg]
+def _positive(instance: object, attribute: attrs.Attribute[dt.timedelta], value: dt.timedelta) -> None:
     if value <= dt.timedelta(0):
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
@@ -37,7 +39,9 @@ def _positive(instance: object, attribute: attrs.Attribute, value: dt.timedelta)
 class TaskAction:
     """Create a task. ``title`` and ``reason`` are jinja2 templates rendered with ``customer`` (the flat
     record, plugin fields included), the trigger's ``evidence`` values, ``as_of`` and ``trigger``.
-    The task goes to the customer's owner unless ``assignee_id`` is given."""
+    The task goes to the customer's owner unless ``assignee_id`` is given (a customer without an owner
+    gets an unassigned task). It is due ``due_in`` after the run's ``as_of`` (not after the wall clock):
+    one day by default, so a run at 08:00 makes tasks due at 08:00 the next day. It has no reminder."""
 
     title: str
     reason: str = ""
@@ -59,7 +63,7 @@ class MessageAction:
 class Goal:
     """What counts as success after a firing: an activity of one of ``kinds`` within ``window``."""
 
-    kinds: tuple[str, ...] = attrs.field(converter=tuple)
+    kinds: tuple[str, ...] = attrs.field(converter=names_tuple)
     window: dt.timedelta = attrs.field(default=dt.timedelta(days=30), validator=_positive)
 
 
@@ -69,8 +73,10 @@ class Trigger:
 
     ``condition`` receives a :class:`~crmkit.triggers.query.TriggerQuery` and returns a SQLAlchemy boolean
     expression over the customer, its plugin fields and activity aggregates; it is evaluated by the
-    database for all customers at once. ``stages`` limits it to customers in those stages (a core stage
-    includes its sub-stages). A customer fires at most once per ``cooldown``. ``holdout`` keeps that share
+    database for all customers at once. ``stages`` limits it to customers in those stages: a customer
+    matches when its stage or its lifecycle (the core stage above it) is named, so a core stage includes
+    its sub-stages. The default, ``()``, applies no stage filter: every customer, ``lost`` ones
+    included, is evaluated. A customer fires at most once per ``cooldown``. ``holdout`` keeps that share
     of the matches as a control group: the firing is recorded, no action is taken.
 
     Actions, all optional: ``task``, ``move_to`` (a stage; customers whose stage cannot move there are
@@ -82,7 +88,7 @@ class Trigger:
     name: str = attrs.field(validator=_trigger_name)
     condition: Callable[[TriggerQuery], ColumnElement[bool]]
     description: str = ""
-    stages: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    stages: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
     cooldown: dt.timedelta = attrs.field(default=dt.timedelta(days=7), validator=_positive)
     priority: int = 50
     task: TaskAction | None = None

@@ -24,15 +24,15 @@ class ProbeNote(Base):
     body: Mapped[str] = mapped_column(String(200))
 
 
-def tiers(crm: Any, params: Any) -> Any:
-    table = crm.extension_tables["probe"]
+def tiers(ctx: Any, params: Any) -> Any:
+    table = ctx.table("probe_customer")
     query = (
         select(table.c.tier, func.count().label("customers"))
         .where(func.coalesce(table.c.score, 0) >= params["min_score"])
         .group_by(table.c.tier)
         .order_by(table.c.tier)
     )
-    with crm.engine.connect() as conn:
+    with ctx.engine.connect() as conn:
         return [dict(row) for row in conn.execute(query).mappings()]
 
 
@@ -173,6 +173,10 @@ class Probe:
     def crmkit_run_demo(self, path: Path, size: int) -> bool | None:
         self.events.append(("demo", (str(path), size)))
         return None  # not this plugin's demo: the next implementation (the core's) runs
+
+    @hookimpl
+    def crmkit_cli_commands(self) -> list[Any]:
+        return []  # the command line asks installed plugins only; the probe is never installed
 
     @hookimpl
     def crmkit_normalize_phone(self, raw: str) -> str | None:

@@ -49,4 +49,4 @@ def plan(crm: CRM, *, days: int = 30, sessions: int | None = None, freeze_days: 
         return existing
     return fitness(crm).create_plan(
         {"name": name, "duration_days": days, "price": "49.00", "sessions": sessions, "freeze_days": freeze_days}
-    )
+    )["id"]

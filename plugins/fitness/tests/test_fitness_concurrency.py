@@ -64,19 +64,19 @@ def test_concurrent_plans_of_one_name_make_one_plan(club: CRM) -> None:
 
 def test_concurrent_renewals_follow_each_other(club: CRM) -> None:
     f = fitness(club)
-    plan = f.create_plan({"name": "Monthly", "duration_days": 30, "price": "10.00"})
+    plan = f.create_plan({"name": "Monthly", "duration_days": 30, "price": "10.00"})["id"]
     anna = member(club, "Anna")
     f.sell({"customer_id": anna, "plan_id": plan, "starts_on": "2026-06-01"})
     assert _run(club, "renew", [anna] * PROCESSES) == ["renewed"] * PROCESSES
     periods = [(m["starts_on"], m["ends_on"]) for m in f.memberships(anna)]
     # by hand: 06-01..06-30, then four back-to-back months, none overlapping another
     starts = [dt.date(2026, 6, 1) + dt.timedelta(days=30 * k) for k in range(PROCESSES + 1)]
-    assert periods == [(s, s + dt.timedelta(days=29)) for s in starts]
+    assert periods == [(s.isoformat(), (s + dt.timedelta(days=29)).isoformat()) for s in starts]
 
 
 def test_concurrent_checkins_use_each_session_once(club: CRM) -> None:
     f = fitness(club)
-    plan = f.create_plan({"name": "Ten", "duration_days": 30, "price": "10.00", "sessions": 10})
+    plan = f.create_plan({"name": "Ten", "duration_days": 30, "price": "10.00", "sessions": 10})["id"]
     anna = member(club, "Anna")
     f.sell({"customer_id": anna, "plan_id": plan, "starts_on": "2026-06-01"})
     f.sell({"customer_id": anna, "plan_id": plan, "starts_on": "2026-06-05"})  # an early renewal, ends later

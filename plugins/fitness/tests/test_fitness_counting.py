@@ -24,7 +24,7 @@ from crmkit.reports import kpis
 
 def sell(crm: CRM, cid: int, starts_on: dt.date, *, days: int = 30, sessions: int | None = None, **kw: Any) -> int:
     plan_id = plan(crm, days=days, sessions=sessions, **kw)
-    return fitness(crm).sell({"customer_id": cid, "plan_id": plan_id, "starts_on": starts_on.isoformat()})
+    return fitness(crm).sell({"customer_id": cid, "plan_id": plan_id, "starts_on": starts_on.isoformat()})["id"]
 
 
 def balances(crm: CRM, cid: int) -> list[int | None]:
@@ -291,8 +291,10 @@ def test_a_sale_is_never_moved_before_the_previous_move_nor_into_the_future(club
 
 def test_a_class_checkin_logged_through_the_activity_api_uses_a_session(club: CRM) -> None:
     f = fitness(club)
-    trainer = f.add_trainer({"name": "Tom", "speciality": "yoga"})
-    yoga = f.add_class({"name": "Yoga", "trainer_id": trainer, "club": "main", "weekday": 0, "starts_at": "18:00"})
+    trainer = f.add_trainer({"name": "Tom", "speciality": "yoga"})["id"]
+    yoga = f.add_class({"name": "Yoga", "trainer_id": trainer, "club": "main", "weekday": 0, "starts_at": "18:00"})[
+        "id"
+    ]
     cid = member(club, "Yogi")
     sell(club, cid, TODAY - 5 * DAY, sessions=8)
     log_checkin(club, cid, ago(1), class_id=yoga)

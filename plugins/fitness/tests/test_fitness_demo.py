@@ -98,9 +98,9 @@ def test_stage_history_is_what_the_nightly_triggers_would_have_done(club_factory
     more, so one database serves every night."""
     crm, _ = generated(club_factory, members=200)
     names = [t.name for t in crm.triggers.all() if t.name.startswith("fitness.stage_")]
-    h: Table = StageHistory.__table__  # type: ignore[assignment]
-    c: Table = Customer.__table__  # type: ignore[assignment]
-    m: Table = Membership.__table__  # type: ignore[assignment]
+    h: Table = StageHistory.__table__
+    c: Table = Customer.__table__
+    m: Table = Membership.__table__
     generated_moves = defaultdict(set)
     with crm.engine.connect() as conn:
         for row in conn.execute(

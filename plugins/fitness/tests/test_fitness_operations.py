@@ -22,11 +22,11 @@ from crmkit.errors import NotFound, ValidationError
 def monthly(club: CRM) -> int:
     return fitness(club).create_plan(
         {"name": "Monthly 10", "duration_days": 30, "price": "45.50", "sessions": 10, "freeze_days": 14}
-    )
+    )["id"]
 
 
 def sell(crm: CRM, cid: int, plan: int, starts: dt.date) -> int:
-    return fitness(crm).sell({"customer_id": cid, "plan_id": plan, "starts_on": starts.isoformat()})
+    return fitness(crm).sell({"customer_id": cid, "plan_id": plan, "starts_on": starts.isoformat()})["id"]
 
 
 def membership(crm: CRM, cid: int, mid: int) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def purchases(crm: CRM, cid: int) -> list[tuple[dt.datetime, Decimal, dict[str, 
             .where(Activity.customer_id == cid, Activity.kind == "purchase")
             .order_by(Activity.occurred_at, Activity.id)
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
 
 # -- renew ------------------------------------------------------------------------------------------------
@@ -49,12 +49,12 @@ def purchases(crm: CRM, cid: int) -> list[tuple[dt.datetime, Decimal, dict[str, 
 def test_renew_starts_the_day_after_the_latest_membership_ends(club: CRM, monthly: int) -> None:
     anna = member(club, "Anna")
     first = sell(club, anna, monthly, dt.date(2026, 6, 1))  # 06-01..06-30
-    renewal = fitness(club).renew({"customer_id": anna})
-    again = fitness(club).renew({"customer_id": anna, "starts_on": "2026-09-01"})
+    renewal = fitness(club).renew({"customer_id": anna})["id"]
+    again = fitness(club).renew({"customer_id": anna, "starts_on": "2026-09-01"})["id"]
     assert [(m["id"], m["starts_on"], m["ends_on"], m["sessions_left"]) for m in fitness(club).memberships(anna)] == [
-        (first, dt.date(2026, 6, 1), dt.date(2026, 6, 30), 10),
-        (renewal, dt.date(2026, 7, 1), dt.date(2026, 7, 30), 10),
-        (again, dt.date(2026, 9, 1), dt.date(2026, 9, 30), 10),
+        (first, "2026-06-01", "2026-06-30", 10),
+        (renewal, "2026-07-01", "2026-07-30", 10),
+        (again, "2026-09-01", "2026-09-30", 10),
     ]
     # each renewal is a purchase of the plan's price (the triggers' renewal goal)
     assert [(at.date(), amount) for at, amount, _ in purchases(club, anna)] == [
@@ -66,14 +66,43 @@ def test_renew_starts_the_day_after_the_latest_membership_ends(club: CRM, monthl
 
 def test_renew_onto_another_plan_and_without_a_membership(club: CRM, monthly: int) -> None:
     f = fitness(club)
-    year = f.create_plan({"name": "Year", "duration_days": 365, "price": "399.00"})
+    year = f.create_plan({"name": "Year", "duration_days": 365, "price": "399.00"})["id"]
     anna = member(club, "Anna")
     sell(club, anna, monthly, dt.date(2026, 6, 1))
-    renewal = f.renew({"customer_id": anna, "plan_id": year})
-    assert membership(club, anna, renewal)["ends_on"] == dt.date(2027, 6, 30)
+    renewal = f.renew({"customer_id": anna, "plan_id": year})["id"]
+    assert membership(club, anna, renewal)["ends_on"] == "2027-06-30"
     nobody = member(club, "Nobody")
     with pytest.raises(ValidationError, match="no membership to renew"):
         f.renew({"customer_id": nobody})
+
+
+# -- records ----------------------------------------------------------------------------------------------
+
+
+def test_sales_and_reads_are_json_safe_records_that_see_the_unit_of_work(club: CRM, monthly: int) -> None:
+    anna = member(club, "Anna")
+    f = fitness(club)
+    with club.transaction() as tx:
+        sold = f.sell({"customer_id": anna, "plan_id": monthly, "starts_on": "2026-06-01"}, tx=tx)
+        assert f.memberships(anna, tx=tx) == [sold]  # not committed yet: only the unit of work sees it
+        assert f.memberships(anna) == []
+    # by hand: the plan runs 30 days from 06-01, has 10 sessions and costs 45.50
+    assert {k: sold[k] for k in ("customer_id", "starts_on", "ends_on", "status", "sessions_left", "price")} == {
+        "customer_id": anna,
+        "starts_on": "2026-06-01",
+        "ends_on": "2026-06-30",
+        "status": "active",
+        "sessions_left": 10,
+        "price": "45.50",
+    }
+    assert sold["frozen_from"] is None and sold["created_at"].endswith("+00:00")
+    assert f.memberships(anna) == [sold]
+    package = f.sell_pt_package({"customer_id": anna, "sessions": 3, "price": "90", "purchased_on": "2026-06-02"})
+    assert f.pt_packages(anna) == [package]
+    assert (package["purchased_on"], package["sessions_left"], package["expires_on"]) == ("2026-06-02", 3, None)
+    plan = f.create_plan({"name": "Day pass", "duration_days": 1, "price": "5"})
+    assert club.table("fitness_plans").get(plan["id"]) == plan
+    assert (plan["price"], plan["currency"], plan["freeze_days"], plan["active"]) == ("5.00", "EUR", 0, True)
 
 
 # -- freeze and unfreeze -------------------------------------------------------------------------------------
@@ -87,23 +116,23 @@ def test_unfreezing_early_gives_back_the_unused_days(club: CRM, monthly: int) ->
     m = membership(club, anna, mid)
     assert (m["status"], m["frozen_until"], m["ends_on"], m["freeze_days_used"]) == (
         "frozen",
-        dt.date(2026, 6, 19),
-        dt.date(2026, 7, 10),
+        "2026-06-19",
+        "2026-07-10",
         10,
     )
     # back on 06-14: frozen 06-10..06-13 (4 days); 6 days go back to the allowance and off the end
-    assert f.unfreeze(mid, on=dt.date(2026, 6, 14)) == 6
+    assert f.unfreeze(mid, on="2026-06-14") == 6
     m = membership(club, anna, mid)
     assert (m["status"], m["frozen_from"], m["frozen_until"], m["ends_on"], m["freeze_days_used"]) == (
         "active",
-        dt.date(2026, 6, 10),
-        dt.date(2026, 6, 13),
-        dt.date(2026, 7, 4),
+        "2026-06-10",
+        "2026-06-13",
+        "2026-07-04",
         4,
     )
     # the 10 days left of the allowance can be used again
     f.freeze(mid, start=dt.date(2026, 6, 20), days=10)
-    assert membership(club, anna, mid)["ends_on"] == dt.date(2026, 7, 14)
+    assert membership(club, anna, mid)["ends_on"] == "2026-07-14"
     with pytest.raises(ValidationError, match="only 0 freeze days left"):
         f.freeze(mid, start=dt.date(2026, 7, 1), days=1)
 
@@ -118,7 +147,7 @@ def test_unfreezing_before_the_freeze_begins_calls_it_off(club: CRM, monthly: in
     assert (m["status"], m["frozen_from"], m["ends_on"], m["freeze_days_used"]) == (
         "active",
         None,
-        dt.date(2026, 6, 30),
+        "2026-06-30",
         0,
     )
     with pytest.raises(ValidationError, match="not frozen"):
@@ -144,7 +173,7 @@ def test_cancel_keeps_the_reason_and_the_day(club: CRM, monthly: int) -> None:
     assert (m["status"], m["cancel_reason"], m["cancelled_on"]) == (
         "cancelled",
         "moved to another city",
-        dt.date(2026, 6, 12),
+        "2026-06-12",
     )
     with pytest.raises(ValidationError, match="cancelled on 2026-06-12"):
         f.cancel(mid, reason="again")
@@ -178,7 +207,7 @@ def test_expire_marks_every_membership_past_its_end_at_once(club: CRM, monthly: 
 def test_a_pt_package_is_sold_and_its_sessions_used_by_pt_sessions(club: CRM) -> None:
     f = fitness(club)
     coach = club.users.create({"name": "Coach", "email": "coach@club.example", "role": "operator"})["id"]
-    trainer = f.add_trainer({"name": "Coach", "user_id": coach, "speciality": "strength"})
+    trainer = f.add_trainer({"name": "Coach", "user_id": coach, "speciality": "strength"})["id"]
     anna = member(club, "Anna")
     package = f.sell_pt_package(
         {
@@ -189,7 +218,7 @@ def test_a_pt_package_is_sold_and_its_sessions_used_by_pt_sessions(club: CRM) ->
             "purchased_on": "2026-06-01",
             "expires_on": "2026-08-31",
         }
-    )
+    )["id"]
     assert purchases(club, anna)[0][1:] == (Decimal("250.00"), {"pt_package_id": package})
 
     def session(day: str, **data: Any) -> dict[str, Any]:
@@ -220,10 +249,10 @@ def test_a_pt_package_is_sold_and_its_sessions_used_by_pt_sessions(club: CRM) ->
 
 def test_trainers_and_classes_are_added(club: CRM) -> None:
     f = fitness(club)
-    tom = f.add_trainer({"name": "Tom"})
+    tom = f.add_trainer({"name": "Tom"})["id"]
     yoga = f.add_class(
         {"name": "Yoga", "trainer_id": tom, "club": "riverside", "weekday": 6, "starts_at": "18:30", "capacity": 12}
-    )
+    )["id"]
     with club.session() as s:
         row = s.get(GymClass, yoga)
         assert row is not None
@@ -241,7 +270,7 @@ def test_trainers_and_classes_are_added(club: CRM) -> None:
 
 def test_class_checkins_ingested_use_sessions_and_skipped_duplicates_use_none(club: CRM, monthly: int) -> None:
     f = fitness(club)
-    yoga = f.add_class({"name": "Yoga", "club": "main", "weekday": 0, "starts_at": "07:00"})
+    yoga = f.add_class({"name": "Yoga", "club": "main", "weekday": 0, "starts_at": "07:00"})["id"]
     anna = member(club, "Anna")
     mid = sell(club, anna, monthly, TODAY - 5 * DAY)
     rows = [
@@ -294,7 +323,7 @@ def test_bad_plans_are_refused_naming_the_field(club: CRM, data: dict[str, Any],
 
 
 def test_the_largest_price_the_column_holds_is_stored_exactly(club: CRM) -> None:
-    plan = fitness(club).create_plan({**PLAN, "price": "99999999.99"})
+    plan = fitness(club).create_plan({**PLAN, "price": "99999999.99"})["id"]
     with club.session() as s:
         assert s.get(Plan, plan).price == Decimal("99999999.99")  # type: ignore[union-attr]
     with pytest.raises(ValidationError, match="exists"):

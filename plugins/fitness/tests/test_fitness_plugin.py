@@ -12,8 +12,8 @@ from crmkit import CRM, migrate
 from crmkit.testing import check_plugin
 
 
-def test_contract(club: CRM) -> None:
-    check_plugin(club, "fitness")
+def test_contract(crm_factory: Any) -> None:
+    check_plugin(crm_factory([FitnessPlugin(FitnessConfig())], create_schema=False), "fitness")
 
 
 def test_installed_entry_point_loads_the_plugin() -> None:

@@ -73,11 +73,11 @@ def test_bad_parameters_are_refused_with_every_problem(club: CRM) -> None:
 def renewals(club: CRM) -> CRM:
     """Memberships of 30 days (``ends = starts + 29``); the comments give each end and how it counts."""
     f = fitness(club)
-    plan = f.create_plan({"name": "Monthly", "duration_days": 30, "price": "50.00", "freeze_days": 10})
+    plan = f.create_plan({"name": "Monthly", "duration_days": 30, "price": "50.00", "freeze_days": 10})["id"]
     people = {n: club.customers.create({"name": n})["id"] for n in ("Anna", "Ben", "Cleo", "Dan", "Eva", "Finn")}
 
     def sell(name: str, starts: str) -> int:
-        return f.sell({"customer_id": people[name], "plan_id": plan, "starts_on": starts})
+        return f.sell({"customer_id": people[name], "plan_id": plan, "starts_on": starts})["id"]
 
     sell("Anna", "2026-01-01")  # ends 01-30: renewed by the next one, the day after
     sell("Anna", "2026-01-31")  # ends 03-01: the next starts 03-16, 15 days after: not renewed within 14
@@ -91,7 +91,9 @@ def renewals(club: CRM) -> CRM:
     sell("Eva", "2026-02-20")  # ends 03-21: nothing after
     cancelled = sell("Finn", "2026-03-01")  # cancelled: not counted at all
     with club.session() as s:
-        s.get(Membership, cancelled).status = "cancelled"
+        membership = s.get(Membership, cancelled)
+        assert membership is not None
+        membership.status = "cancelled"
         s.commit()
     return club
 
@@ -257,8 +259,8 @@ def test_trainer_load_counts_class_checkins_and_pt_sessions(club: CRM) -> None:
 def absent(club: CRM) -> dict[str, int]:
     """Members as of 2026-06-15 with 14 days as the limit; see each line for why they are (not) listed."""
     f = fitness(club)
-    monthly8 = f.create_plan({"name": "Monthly 8", "duration_days": 30, "price": "49.00", "sessions": 8})
-    unlimited = f.create_plan({"name": "Unlimited", "duration_days": 30, "price": "79.00"})
+    monthly8 = f.create_plan({"name": "Monthly 8", "duration_days": 30, "price": "49.00", "sessions": 8})["id"]
+    unlimited = f.create_plan({"name": "Unlimited", "duration_days": 30, "price": "79.00"})["id"]
     maria = club.users.create({"name": "Maria", "role": "manager"})["id"]
     omar = club.users.create({"name": "Omar", "role": "manager"})["id"]
 

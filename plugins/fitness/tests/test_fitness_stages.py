@@ -30,7 +30,7 @@ def plan(crm: CRM, days: int = 30) -> tuple[int, str]:
     with crm.session() as s:
         existing = s.scalar(select(Plan.id).where(Plan.name == name))
     if existing is None:
-        existing = fitness(crm).create_plan({"name": name, "duration_days": days, "price": "49.00"})
+        existing = fitness(crm).create_plan({"name": name, "duration_days": days, "price": "49.00"})["id"]
     return existing, name
 
 
@@ -41,7 +41,7 @@ def sell(
         assert ends_on is not None
         starts_on = ends_on - dt.timedelta(days=days - 1)
     plan_id, _ = plan(crm, days)
-    return fitness(crm).sell({"customer_id": cid, "plan_id": plan_id, "starts_on": starts_on.isoformat()})
+    return fitness(crm).sell({"customer_id": cid, "plan_id": plan_id, "starts_on": starts_on.isoformat()})["id"]
 
 
 def add_membership(crm: CRM, cid: int, starts_on: dt.date, ends_on: dt.date, status: str = "active") -> None:

@@ -54,7 +54,7 @@ def sell(
         assert ends_on is not None
         starts_on = ends_on - dt.timedelta(days=days - 1)
     plan_id = plan(crm, days=days, sessions=sessions, freeze_days=freeze_days)
-    return fitness(crm).sell({"customer_id": cid, "plan_id": plan_id, "starts_on": starts_on.isoformat()})
+    return fitness(crm).sell({"customer_id": cid, "plan_id": plan_id, "starts_on": starts_on.isoformat()})["id"]
 
 
 def run(crm: CRM, name: str, as_of: dt.datetime = AS_OF) -> list[str]:

@@ -20,7 +20,7 @@ from crmkit.errors import ValidationError
 from crmkit.testing import run_in_processes
 
 
-def checkins(crm: CRM) -> list[tuple[int, dt.datetime, dict]]:
+def checkins(crm: CRM) -> list[tuple[int, dt.datetime, dict[str, Any]]]:
     with crm.session() as s:
         rows = s.execute(
             select(Activity.customer_id, Activity.occurred_at, Activity.data)
@@ -108,9 +108,9 @@ def test_check_ins_use_up_sessions_of_the_covering_membership(club: CRM, members
     from crmkit_fitness import fitness
 
     club_ops = fitness(club)
-    eight = club_ops.create_plan({"name": "8 sessions", "duration_days": 30, "price": "49", "sessions": 8})
-    unlimited = club_ops.create_plan({"name": "Unlimited", "duration_days": 30, "price": "79"})
-    anna = club_ops.sell({"customer_id": members["A-100"], "plan_id": eight, "starts_on": "2026-06-01"})
+    eight = club_ops.create_plan({"name": "8 sessions", "duration_days": 30, "price": "49", "sessions": 8})["id"]
+    unlimited = club_ops.create_plan({"name": "Unlimited", "duration_days": 30, "price": "79"})["id"]
+    anna = club_ops.sell({"customer_id": members["A-100"], "plan_id": eight, "starts_on": "2026-06-01"})["id"]
     club_ops.sell({"customer_id": members["B-200"], "plan_id": unlimited, "starts_on": "2026-06-01"})
     visits = (("01", "07:00"), ("02", "07:00"), ("02", "18:30"), ("03", "07:00"))
     export = "card,time\n" + "".join(f"A-100,2026-06-{d} {h}\n" for d, h in visits) + "A-100,2026-07-02 07:00\n"
@@ -130,7 +130,7 @@ def _club_with_sessions(crm: CRM, cards: int, sessions: int) -> dict[str, int]:
     from crmkit_fitness import fitness
 
     ops = fitness(crm)
-    plan = ops.create_plan({"name": "Pack", "duration_days": 30, "price": "30.00", "sessions": sessions})
+    plan = ops.create_plan({"name": "Pack", "duration_days": 30, "price": "30.00", "sessions": sessions})["id"]
     members = {}
     for i in range(cards):
         card = f"C-{i:03d}"

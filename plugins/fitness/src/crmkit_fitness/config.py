@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
+
+from crmkit.errors import CRMError
+
+if TYPE_CHECKING:
+    from crmkit.app import CRM
 
 
 @attrs.frozen
@@ -34,3 +41,11 @@ class FitnessConfig:
     goal_window_days: int = 21
     #: Where check-ins with no club in the export are put.
     default_club: str = "main"
+
+
+def config_of(crm: CRM) -> FitnessConfig:
+    """The configuration of the fitness plugin loaded into ``crm``."""
+    config = getattr(crm.plugin_manager.get_plugin("fitness"), "config", None)
+    if not isinstance(config, FitnessConfig):
+        raise CRMError("the fitness plugin is not loaded into this CRM")
+    return config

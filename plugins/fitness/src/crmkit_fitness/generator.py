@@ -38,9 +38,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Connection, Table, func, insert, select
 
-from crmkit.db import Customer
-from crmkit.db.models import StageHistory, User
-from crmkit_fitness.config import FitnessConfig
+from crmkit.db import Customer, StageHistory, User
+from crmkit_fitness.config import FitnessConfig, config_of
 from crmkit_fitness.models import GymClass, Membership, Plan, PTPackage, Trainer
 from crmkit_fitness.plugin import GOALS
 from crmkit_fitness.service import JOINING, fitness
@@ -191,7 +190,7 @@ class _Club:
 
 
 def _users(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    table: Table = User.__table__  # type: ignore[assignment]
+    table: Table = User.__table__
     return _insert_returning(conn, table, rows)
 
 
@@ -205,7 +204,7 @@ def _insert_returning(conn: Connection, table: Table, rows: Sequence[Mapping[str
 
 def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
     """Staff, plans, trainers and the class timetable: a handful of rows, so the public API where there is one."""
-    config: FitnessConfig = crm.plugin_manager.get_plugin("fitness").config
+    config = config_of(crm)
     start = today.toordinal() - HISTORY_DAYS
     opened = dt.datetime.combine(dt.date.fromordinal(start), dt.time(8), dt.UTC)
     n_clubs = max(1, min(len(CLUBS), round(members / 1000)))
@@ -253,7 +252,7 @@ def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
             specialities = [SPECIALITIES[i % len(SPECIALITIES)] for i in range(n_trainers)]
             trainer_ids = _insert_returning(
                 conn,
-                Trainer.__table__,  # type: ignore[arg-type]
+                Trainer.__table__,
                 [
                     {"name": f"{f} {la}", "user_id": uid, "speciality": spec}
                     for (f, la), uid, spec in zip(people, user_ids, specialities, strict=True)
@@ -263,7 +262,7 @@ def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
                 _TrainerRow(tid, uid, club, spec)
                 for tid, uid, spec in zip(trainer_ids, user_ids, specialities, strict=True)
             ]
-            slots = []
+            slots: list[dict[str, Any]] = []
             for weekday, day_classes in TIMETABLE.items():
                 for hour, minute, name, minutes, speciality in day_classes:
                     fit = [t for t in trainers[club] if t.speciality == speciality] or trainers[club]
@@ -278,7 +277,7 @@ def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
                             "capacity": 20,
                         }
                     )
-            class_ids = _insert_returning(conn, GymClass.__table__, slots)  # type: ignore[arg-type]
+            class_ids = _insert_returning(conn, GymClass.__table__, slots)
             for slot, class_id in zip(slots, class_ids, strict=True):
                 minute_of_day = slot["starts_at"].hour * 60 + slot["starts_at"].minute
                 classes.setdefault((club, slot["weekday"]), []).append((minute_of_day, class_id))
@@ -294,7 +293,7 @@ def _setup(crm: CRM, rng: random.Random, members: int, today: dt.date) -> _Club:
                     "freeze_days": p.freeze_days,
                 },
                 tx=tx,
-            )
+            )["id"]
             for p in PLANS
         ]
         plans = [
@@ -603,8 +602,10 @@ class _Simulation:
             if purchase_day == day:
                 purchase_day = None
                 renewing = current is not None and current.ends >= day - 1
-                plan = current.plan if renewing and rng.random() < 0.8 else None
-                plan = plan or rng.choices(club.plans, weights=club.plan_weights)[0]
+                if current is not None and renewing and rng.random() < 0.8:
+                    plan = current.plan
+                else:
+                    plan = rng.choices(club.plans, weights=club.plan_weights)[0]
                 moment = self.at(day, rng.uniform(9 * 60, 20 * 60))
                 if day == created:  # a walk-in buys after the front desk has entered them
                     moment = created_at + dt.timedelta(minutes=rng.uniform(10, 40))
@@ -782,8 +783,8 @@ class _Counts:
 
 def _write(crm: CRM, club: _Club, journeys: list[_Journey], counts: _Counts) -> None:
     """One transaction per batch: rows with ids first (customers, memberships, packages), then the rest."""
-    customers: Table = Customer.__table__  # type: ignore[assignment]
-    history: Table = StageHistory.__table__  # type: ignore[assignment]
+    customers: Table = Customer.__table__
+    history: Table = StageHistory.__table__
     extension = crm.extension_tables["fitness"]
     with crm.transaction() as tx:
         conn = tx.session.connection()
@@ -802,7 +803,7 @@ def _write(crm: CRM, club: _Club, journeys: list[_Journey], counts: _Counts) -> 
         memberships = [(cid, m) for cid, j in zip(ids, journeys, strict=True) for m in j.memberships]
         membership_ids = _insert_returning(
             conn,
-            Membership.__table__,  # type: ignore[arg-type]
+            Membership.__table__,
             [_membership_row(cid, m, club.today) for cid, m in memberships],
         )
         for (_, m), mid in zip(memberships, membership_ids, strict=True):
@@ -810,7 +811,7 @@ def _write(crm: CRM, club: _Club, journeys: list[_Journey], counts: _Counts) -> 
         packages = [(cid, p) for cid, j in zip(ids, journeys, strict=True) for p in j.packages]
         package_ids = _insert_returning(
             conn,
-            PTPackage.__table__,  # type: ignore[arg-type]
+            PTPackage.__table__,
             [
                 {
                     "customer_id": cid,

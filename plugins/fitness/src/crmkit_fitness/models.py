@@ -9,13 +9,23 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from marshmallow import validate
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit.db import Base
-from crmkit.db.types import UTCDateTime, utcnow
+from crmkit.db import Base, UTCDateTime, utcnow
 
 MEMBERSHIP_STATUSES = ("active", "frozen", "expired", "cancelled")
+#: Ten years: the longest plan, freeze or package a club sells.
+MAX_DAYS = 3660
+
+
+def _limits(**kwargs: object) -> dict[str, object]:
+    """What ``crm.table(...)`` checks beyond the column's type (see ``crmkit.tables``)."""
+    return {"crmkit": kwargs}
+
+
+_NAMED = _limits(min_length=1)
 
 
 class Plan(Base):
@@ -24,12 +34,16 @@ class Plan(Base):
     __tablename__ = "fitness_plans"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    duration_days: Mapped[int]
-    price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
-    currency: Mapped[str] = mapped_column(String(3), default="EUR")
-    sessions: Mapped[int | None]
-    freeze_days: Mapped[int] = mapped_column(default=0)
+    name: Mapped[str] = mapped_column(String(100), unique=True, info=_NAMED)
+    duration_days: Mapped[int] = mapped_column(info=_limits(min=1, max=MAX_DAYS))
+    price: Mapped[Decimal] = mapped_column(Numeric(10, 2), info=_limits(validate=validate.Range(min=0)))
+    currency: Mapped[str] = mapped_column(
+        String(3),
+        default="EUR",
+        info=_limits(validate=validate.Regexp(r"^[A-Z]{3}$", error="must be 3 capital letters")),
+    )
+    sessions: Mapped[int | None] = mapped_column(info=_limits(min=1))
+    freeze_days: Mapped[int] = mapped_column(default=0, info=_limits(min=0, max=MAX_DAYS))
     active: Mapped[bool] = mapped_column(default=True)
 
 
@@ -66,7 +80,7 @@ class Trainer(Base):
     __tablename__ = "fitness_trainers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), info=_NAMED)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
     speciality: Mapped[str | None] = mapped_column(String(100))
 
@@ -77,13 +91,14 @@ class GymClass(Base):
     __tablename__ = "fitness_classes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100), info=_NAMED)
     trainer_id: Mapped[int | None] = mapped_column(ForeignKey("fitness_trainers.id", ondelete="SET NULL"))
-    club: Mapped[str] = mapped_column(String(100))
-    weekday: Mapped[int]
+    club: Mapped[str] = mapped_column(String(100), info=_NAMED)
+    #: 0 = Monday ... 6 = Sunday, as in the attendance report.
+    weekday: Mapped[int] = mapped_column(info=_limits(min=0, max=6))
     starts_at: Mapped[dt.time]
-    duration_min: Mapped[int] = mapped_column(default=60)
-    capacity: Mapped[int] = mapped_column(default=20)
+    duration_min: Mapped[int] = mapped_column(default=60, info=_limits(min=1, max=24 * 60))
+    capacity: Mapped[int] = mapped_column(default=20, info=_limits(min=1, max=10_000))
 
 
 class PTPackage(Base):

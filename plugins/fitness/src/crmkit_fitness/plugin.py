@@ -136,6 +136,12 @@ class FitnessPlugin:
         return _package_dir("migrations") / "versions"
 
     @hookimpl
+    def crmkit_cli_commands(self) -> list[Any]:
+        from crmkit_fitness.cli import fitness_group
+
+        return [fitness_group]
+
+    @hookimpl
     def crmkit_run_demo(self, path: Path, echo: Callable[[str], None], size: int) -> bool:
         from crmkit_fitness.demo import run_demo
 

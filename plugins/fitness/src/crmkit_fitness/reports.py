@@ -2,26 +2,24 @@
 
 Every number is computed by the database in one statement per report (set-based, no loop over members);
 Python only shapes the handful of aggregated rows. Conventions are the core KPI library's
-(``crmkit.reports.kpis``): a period is ``[since, until)`` of UTC dates, the default is the last twelve
+(``crmkit.reports``): a period is ``[since, until)`` of UTC dates, the default is the last twelve
 months, rates are percentages rounded to 2 decimals once, a rate over nothing is ``None``, and anything
-SQLite and PostgreSQL spell differently goes through a function compiled per dialect, defined below.
+SQLite and PostgreSQL spell differently goes through ``crmkit.sql``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Date,
-    Float,
     Integer,
     String,
     Table,
     and_,
     case,
-    cast,
     exists,
     func,
     literal,
@@ -29,20 +27,22 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.sql.elements import ColumnElement
 
-from crmkit.db import Activity, Customer
-from crmkit.db.functions import day_number, hour_of_day, iso_weekday, year_month
-from crmkit.db.models import User
-from crmkit.db.types import UTCDateTime
-from crmkit.errors import ValidationError
-from crmkit.reports import Chart, Column, Param, Report
-from crmkit.reports.core import EFFECTIVENESS_CHARTS, EFFECTIVENESS_COLUMNS, PERIOD, effectiveness_rows
-from crmkit.reports.kpis import values_cte
+from crmkit import ValidationError
+from crmkit.db import Activity, Customer, User
+from crmkit.reports import (
+    EFFECTIVENESS_CHARTS,
+    EFFECTIVENESS_COLUMNS,
+    PERIOD,
+    Chart,
+    Column,
+    Param,
+    Report,
+    ReportContext,
+    effectiveness_rows,
+)
+from crmkit.sql import day_number, hour_of_day, iso_weekday, percent, utc_midnight, values_cte, year_month
 from crmkit_fitness.models import GymClass, Membership, Trainer
-
-if TYPE_CHECKING:
-    from crmkit import CRM
 
 Row = dict[str, Any]
 
@@ -52,29 +52,19 @@ _UNASSIGNED = "(unassigned)"
 MEMBER_LIFECYCLES = ("active", "loyal")
 _EPOCH = dt.date(1970, 1, 1)
 
-_activities: Table = Activity.__table__  # type: ignore[assignment]
-_customers: Table = Customer.__table__  # type: ignore[assignment]
-_users: Table = User.__table__  # type: ignore[assignment]
-_memberships: Table = Membership.__table__  # type: ignore[assignment]
-_trainers: Table = Trainer.__table__  # type: ignore[assignment]
-_classes: Table = GymClass.__table__  # type: ignore[assignment]
+_activities: Table = Activity.__table__
+_customers: Table = Customer.__table__
+_users: Table = User.__table__
+_memberships: Table = Membership.__table__
+_trainers: Table = Trainer.__table__
+_classes: Table = GymClass.__table__
 
 
 # -- shared helpers -------------------------------------------------------------------------------------
 
 
-def _at(day: dt.date) -> ColumnElement[dt.datetime]:
-    """UTC midnight of ``day`` as a bound timestamp, comparable with the timestamp columns."""
-    return literal(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), UTCDateTime())
-
-
 def _day(value: dt.date) -> int:
     return (value - _EPOCH).days
-
-
-def _pct(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
-    """``part * 100 / whole``, NULL when ``whole`` is 0; the cast keeps SQLite off integer division."""
-    return cast(part, Float) * 100 / func.nullif(whole, 0)
 
 
 def _r2(value: Any) -> float | None:
@@ -83,11 +73,6 @@ def _r2(value: Any) -> float | None:
 
 def _int(value: Any) -> int:
     return int(value or 0)  # PostgreSQL sums of counts are Decimal
-
-
-def _fetch(crm: CRM, query: Any) -> list[Mapping[str, Any]]:
-    with crm.engine.connect() as conn:
-        return list(conn.execute(query).mappings())
 
 
 def _check(report: str, params: Mapping[str, Any], *names: str) -> None:
@@ -123,7 +108,7 @@ def _today(now: dt.datetime) -> dt.date:
 # -- fitness.renewal_rate -----------------------------------------------------------------------------
 
 
-def renewal_rate(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
+def renewal_rate(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
     """Renewals by the month memberships end in.
 
     For every UTC calendar month of ``[since, until)``, the memberships (not cancelled) whose ``ends_on``
@@ -183,13 +168,13 @@ def renewal_rate(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
             total.label("ending"),
             done.label("renewed"),
             pending.label("pending"),
-            _pct(done, total - pending).label("renewal_pct"),
+            percent(done, total - pending).label("renewal_pct"),
         )
         .select_from(months_cte.outerjoin(ending, ending.c.key == months_cte.c.key))
         .order_by(months_cte.c.idx)
     )
     rows = []
-    for r in _fetch(crm, query):
+    for r in ctx.fetch(query):
         ending_n, renewed_n, pending_n = _int(r["ending"]), _int(r["renewed"]), _int(r["pending"])
         rows.append(
             {
@@ -208,7 +193,7 @@ def renewal_rate(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
 # -- fitness.attendance -------------------------------------------------------------------------------
 
 
-def attendance(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
+def attendance(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
     """Check-ins by weekday and hour of the day (UTC).
 
     Counts ``checkin`` activities with status ``done`` whose ``occurred_at`` is in ``[since, until)`` (and
@@ -223,8 +208,8 @@ def attendance(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
     conditions = [
         a.c.kind == "checkin",
         a.c.status == "done",
-        a.c.occurred_at >= _at(params["since"]),
-        a.c.occurred_at < _at(params["until"]),
+        a.c.occurred_at >= utc_midnight(params["since"]),
+        a.c.occurred_at < utc_midnight(params["until"]),
     ]
     if params.get("club"):
         conditions.append(a.c.data["club"].as_string() == params["club"])
@@ -233,7 +218,7 @@ def attendance(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
         .where(*conditions)
         .group_by(weekday, hour)
     )
-    counts = {(int(r["weekday"]), int(r["hour"])): int(r["n"]) for r in _fetch(crm, query)}
+    counts = {(int(r["weekday"]), int(r["hour"])): int(r["n"]) for r in ctx.fetch(query)}
     if not counts:
         return []
     total = sum(counts.values())
@@ -255,7 +240,7 @@ def attendance(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
 # -- fitness.trainer_load -----------------------------------------------------------------------------
 
 
-def trainer_load(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
+def trainer_load(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
     """Per trainer: weekly class slots, check-ins to their classes, personal-training sessions, members seen.
 
     * ``classes``: the trainer's weekly slots in ``fitness_classes`` today.
@@ -272,7 +257,9 @@ def trainer_load(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
     _check("fitness.trainer_load", params)
     a, t, k = _activities, _trainers, _classes
     in_period = and_(
-        a.c.status == "done", a.c.occurred_at >= _at(params["since"]), a.c.occurred_at < _at(params["until"])
+        a.c.status == "done",
+        a.c.occurred_at >= utc_midnight(params["since"]),
+        a.c.occurred_at < utc_midnight(params["until"]),
     )
     class_visits = (
         select(k.c.trainer_id.label("trainer_id"), a.c.customer_id, literal(1).label("cls"), literal(0).label("pt"))
@@ -319,7 +306,7 @@ def trainer_load(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
             "pt_sessions": _int(r["pt_sessions"]),
             "members": _int(r["members"]),
         }
-        for r in _fetch(crm, query)
+        for r in ctx.fetch(query)
     ]
     # trainers on the books but nothing in the period: "No data" says it more plainly than a table of zeros
     return rows if any(r["class_checkins"] or r["pt_sessions"] for r in rows) else []
@@ -328,7 +315,7 @@ def trainer_load(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
 # -- fitness.members_at_risk ----------------------------------------------------------------------------
 
 
-def members_at_risk(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
+def members_at_risk(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
     """Members to call: in the ``at_risk`` stage, or without a check-in for ``days`` days.
 
     Members are customers whose lifecycle is ``active`` (adaptation, active, at risk) or ``loyal``. As of the
@@ -343,7 +330,7 @@ def members_at_risk(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
     _check("fitness.members_at_risk", params, "days", "limit")
     as_of: dt.date = params["as_of"]
     c, a, m, u = _customers, _activities, _memberships, _users
-    end_of_day = _at(as_of + dt.timedelta(days=1))
+    end_of_day = utc_midnight(as_of + dt.timedelta(days=1))
     last_visit = (
         select(func.max(a.c.occurred_at))
         .where(a.c.customer_id == c.c.id, a.c.kind == "checkin", a.c.status == "done", a.c.occurred_at < end_of_day)
@@ -394,19 +381,19 @@ def members_at_risk(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
             "membership_end": r["membership_end"],
             "owner": _UNASSIGNED if r["owner_id"] is None else r["owner"],
         }
-        for r in _fetch(crm, query)
+        for r in ctx.fetch(query)
     ]
 
 
 # -- fitness.trigger_effectiveness ----------------------------------------------------------------------
 
 
-def trigger_effectiveness(crm: CRM, params: Mapping[str, Any]) -> list[Row]:
-    """The core's trigger effectiveness (``crm.triggers.effectiveness``, computed by the database) for the
+def trigger_effectiveness(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
+    """The core's trigger effectiveness (``ctx.triggers.effectiveness``, computed by the database) for the
     ``fitness.*`` triggers that fired in ``[since, until)``: contacted and held-out firings, how many
     reached the trigger's goal within its window, and the uplift of contacting over not contacting."""
     _check("fitness.trigger_effectiveness", params)
-    return effectiveness_rows(crm, params, prefix="fitness.", only_fired=True)
+    return effectiveness_rows(ctx, params, prefix="fitness.", only_fired=True)
 
 
 # -- the declarations -----------------------------------------------------------------------------------

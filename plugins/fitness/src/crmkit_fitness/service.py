@@ -18,16 +18,12 @@ from marshmallow import RAISE, Schema, validate, validates_schema
 from marshmallow import ValidationError as SchemaError
 from marshmallow import fields as mf
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
-from crmkit.db import Customer
-from crmkit.db.models import User
-from crmkit.db.types import utcnow
-from crmkit.errors import NotFound, ValidationError
-from crmkit.limits import MAX_DATE, Day, Int, Moment, Money, Text, require_id
-from crmkit.schemas import load
-from crmkit.unit import Transaction
-from crmkit_fitness.models import GymClass, Membership, Plan, PTPackage, Trainer
+from crmkit import NotFound, Transaction, ValidationError
+from crmkit.db import Customer, User, utcnow
+from crmkit.limits import MAX_DATE, Day, Int, Moment, Money, Text, load, require_id
+from crmkit.tables import TableService
+from crmkit_fitness.models import MAX_DAYS, Membership, Plan, PTPackage, Trainer
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -36,8 +32,6 @@ if TYPE_CHECKING:
 
 #: Stages a sale moves a customer out of, into ``adaptation``: a lead or a trial joins, a lapsed one returns.
 JOINING = {"lead": False, "trial": False, "lost": True, "lapsed": True}
-#: Ten years: the longest plan, freeze or package a club sells.
-MAX_DAYS = 3660
 DAY = dt.timedelta(days=1)
 
 
@@ -48,15 +42,6 @@ class _In(Schema):
 
 def _currency() -> mf.String:
     return mf.String(load_default="EUR", validate=validate.Regexp(r"^[A-Z]{3}$", error="must be 3 capital letters"))
-
-
-class PlanIn(_In):
-    name = Text(required=True, min_length=1, max_length=100)
-    duration_days = Int(required=True, min=1, max=MAX_DAYS)
-    price = Money(required=True, precision=10, scale=2, validate=validate.Range(min=0))
-    currency = _currency()
-    sessions = Int(allow_none=True, load_default=None, min=1)
-    freeze_days = Int(load_default=0, min=0, max=MAX_DAYS)
 
 
 class SaleIn(_In):
@@ -118,23 +103,6 @@ class PTPackageIn(_In):
             raise SchemaError("must not be before purchased_on", "expires_on")
 
 
-class TrainerIn(_In):
-    name = Text(required=True, min_length=1, max_length=200)
-    user_id = Int(min=1, allow_none=True, load_default=None)
-    speciality = Text(allow_none=True, load_default=None, max_length=100)
-
-
-class ClassIn(_In):
-    name = Text(required=True, min_length=1, max_length=100)
-    trainer_id = Int(min=1, allow_none=True, load_default=None)
-    club = Text(required=True, min_length=1, max_length=100)
-    #: 0 = Monday ... 6 = Sunday, as in the attendance report.
-    weekday = Int(required=True, min=0, max=6)
-    starts_at = mf.Time(required=True)
-    duration_min = Int(load_default=60, min=1, max=24 * 60)
-    capacity = Int(load_default=20, min=1, max=10_000)
-
-
 def _noon(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(12), dt.UTC)
 
@@ -150,23 +118,17 @@ class Fitness:
     def _tx(self, tx: Transaction | None) -> Any:
         return self._crm.units.write(tx)
 
+    def _table(self, name: str) -> TableService:
+        return self._crm.table(name)
+
     # -- plans and sales ---------------------------------------------------------------------------------
 
-    def create_plan(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> int:
-        values = load(PlanIn(), data, message="invalid plan")
-        taken = ValidationError({"name": [f"a plan named {values['name']!r} exists"]}, "invalid plan")
-        with self._tx(tx) as t:
-            if t.session.scalar(select(Plan.id).where(Plan.name == values["name"])):
-                raise taken
-            plan = Plan(**values)
-            t.session.add(plan)
-            try:
-                t.session.flush()
-            except IntegrityError:  # the same name created at the same moment: the unique key decides
-                raise taken from None
-            return plan.id
+    def create_plan(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
+        """A plan (``name`` unique, ``duration_days``, ``price``, optional ``currency``, ``sessions``,
+        ``freeze_days``), validated against its table's columns; returns the plan's record."""
+        return self._table("fitness_plans").insert(data, tx=tx)
 
-    def sell(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> int:
+    def sell(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
         """Sell a membership: the membership row, a ``purchase`` activity (the renewal goal of the triggers),
         and, for a lead, a trial or a lapsed member, the move into ``adaptation``. One transaction.
 
@@ -176,9 +138,9 @@ class Fitness:
         previous move: it is clamped to that move's time, as the trigger engine does for backfills."""
         values = load(SaleIn(), data, message="invalid sale")
         with self._tx(tx) as t:
-            return self._sell(t, values, "invalid sale")
+            return self._membership_record(t, self._sell(t, values, "invalid sale"))
 
-    def renew(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> int:
+    def renew(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
         """Sell the membership that follows the customer's latest one (the one that ends last, not cancelled):
         it starts the day after that one ends, or on ``starts_on``, on the same plan unless ``plan_id`` says
         otherwise. Two renewals at once queue on the customer, so the second follows the first."""
@@ -196,7 +158,7 @@ class Fitness:
             values["plan_id"] = values["plan_id"] or latest.plan_id
             if values["starts_on"] is None:
                 values["starts_on"] = latest.ends_on + DAY
-            return self._sell(t, values, "invalid renewal")
+            return self._membership_record(t, self._sell(t, values, "invalid renewal"))
 
     def _sell(self, t: Transaction, values: dict[str, Any], message: str) -> int:
         crm, session = self._crm, t.session
@@ -274,7 +236,7 @@ class Fitness:
             membership.freeze_days_used += days
             membership.ends_on += dt.timedelta(days=days)
 
-    def unfreeze(self, membership_id: int, *, on: dt.date, tx: Transaction | None = None) -> int:
+    def unfreeze(self, membership_id: int, *, on: dt.date | str, tx: Transaction | None = None) -> int:
         """End a freeze: the member is back on ``on``. Ending it early gives back the days not used: they
         return to the plan's allowance and the end date moves back by as many. Returns the days given back."""
         key = require_id(membership_id, "membership")
@@ -327,7 +289,7 @@ class Fitness:
 
     # -- personal training, trainers, classes --------------------------------------------------------------
 
-    def sell_pt_package(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> int:
+    def sell_pt_package(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
         """Sell a personal-training package: the package with all its sessions left and a ``purchase``
         activity dated noon UTC of ``purchased_on``. A ``pt_session`` activity then uses one of its sessions
         (the package named in its ``data.package_id``, or the one valid that day that expires first)."""
@@ -362,76 +324,42 @@ class Fitness:
                 },
                 tx=t,
             )
-            return package.id
+            return self._table("fitness_pt_packages").get(package.id, tx=t)
 
-    def add_trainer(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> int:
-        values = load(TrainerIn(), data, message="invalid trainer")
-        with self._tx(tx) as t:
-            errors: dict[str, list[str]] = {}
-            self._user(t.session, values["user_id"], "user_id", errors)
-            if errors:
-                raise ValidationError(errors, "invalid trainer")
-            trainer = Trainer(**values)
-            t.session.add(trainer)
-            t.session.flush()
-            return trainer.id
+    def add_trainer(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
+        """A trainer (``name``, optional ``user_id`` of a staff user, ``speciality``); returns the record."""
+        return self._table("fitness_trainers").insert(data, tx=tx)
 
-    def add_class(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> int:
-        values = load(ClassIn(), data, message="invalid class")
-        with self._tx(tx) as t:
-            errors: dict[str, list[str]] = {}
-            self._row(t.session, Trainer, values["trainer_id"], "trainer_id", "trainer", errors)
-            if errors:
-                raise ValidationError(errors, "invalid class")
-            gym_class = GymClass(**values)
-            t.session.add(gym_class)
-            t.session.flush()
-            return gym_class.id
+    def add_class(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
+        """A weekly class (``name``, ``club``, ``weekday`` 0 = Monday, ``starts_at``, optional ``trainer_id``,
+        ``duration_min``, ``capacity``); returns the record."""
+        return self._table("fitness_classes").insert(data, tx=tx)
 
     # -- reads ---------------------------------------------------------------------------------------------
 
-    def memberships(self, customer_id: int) -> list[dict[str, Any]]:
+    def memberships(self, customer_id: int, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
+        """The customer's memberships, first started first, as records (dates ``"YYYY-MM-DD"``, the price a
+        string); read in ``tx`` when given."""
         key = require_id(customer_id, "customer", bits=64)
-        with self._crm.session() as s:
-            rows = s.scalars(
-                select(Membership).where(Membership.customer_id == key).order_by(Membership.starts_on, Membership.id)
-            )
-            return [
-                {
-                    "id": m.id,
-                    "plan_id": m.plan_id,
-                    "starts_on": m.starts_on,
-                    "ends_on": m.ends_on,
-                    "status": m.status,
-                    "sessions_left": m.sessions_left,
-                    "freeze_days_used": m.freeze_days_used,
-                    "frozen_from": m.frozen_from,
-                    "frozen_until": m.frozen_until,
-                    "cancel_reason": m.cancel_reason,
-                    "cancelled_on": m.cancelled_on,
-                }
-                for m in rows
-            ]
+        table = self._table("fitness_memberships")
+        m = table.table
+        query = select(m).where(m.c.customer_id == key).order_by(m.c.starts_on, m.c.id)
+        with self._crm.units.read(tx) as session:
+            return [table.dump(row._mapping) for row in session.execute(query)]
 
-    def pt_packages(self, customer_id: int) -> list[dict[str, Any]]:
+    def pt_packages(self, customer_id: int, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
+        """The customer's personal-training packages, first bought first, as records."""
         key = require_id(customer_id, "customer", bits=64)
-        with self._crm.session() as s:
-            rows = s.scalars(
-                select(PTPackage).where(PTPackage.customer_id == key).order_by(PTPackage.purchased_on, PTPackage.id)
-            )
-            return [
-                {
-                    "id": p.id,
-                    "trainer_id": p.trainer_id,
-                    "sessions_total": p.sessions_total,
-                    "sessions_left": p.sessions_left,
-                    "purchased_on": p.purchased_on,
-                    "expires_on": p.expires_on,
-                }
-                for p in rows
-            ]
+        table = self._table("fitness_pt_packages")
+        p = table.table
+        query = select(p).where(p.c.customer_id == key).order_by(p.c.purchased_on, p.c.id)
+        with self._crm.units.read(tx) as session:
+            return [table.dump(row._mapping) for row in session.execute(query)]
 
     # -- helpers -------------------------------------------------------------------------------------------
+
+    def _membership_record(self, t: Transaction, membership_id: int) -> dict[str, Any]:
+        return self._table("fitness_memberships").get(membership_id, tx=t)
 
     @staticmethod
     def _membership(session: Session, membership_id: int) -> Membership:

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from crmkit.errors import ValidationError
 from crmkit_fitness.models import GymClass, Membership, PTPackage
 
-_memberships: Table = Membership.__table__  # type: ignore[assignment]
-_packages: Table = PTPackage.__table__  # type: ignore[assignment]
+_memberships: Table = Membership.__table__
+_packages: Table = PTPackage.__table__
 #: Customers per ``IN (...)``, well under SQLite's limit of bound parameters.
 _IN_CHUNK = 10_000
 

@@ -30,9 +30,9 @@ import attrs
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crmkit.errors import ValidationError
+from crmkit import Transaction, ValidationError
 from crmkit.limits import text_problem
-from crmkit.unit import Transaction
+from crmkit_fitness.config import config_of
 
 if TYPE_CHECKING:
     from crmkit import CRM
@@ -90,7 +90,7 @@ def import_turnstile(
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValidationError({"tz": [f"unknown time zone {tz!r}"]}, "cannot import the turnstile export") from exc
-    default_club = club or crm.plugin_manager.get_plugin("fitness").config.default_club
+    default_club = club or config_of(crm).default_club
     try:
         if isinstance(source, (str, Path)):
             with open(source, newline="", encoding="utf-8-sig") as handle:
@@ -109,8 +109,8 @@ def _import(
     if not header:
         return TurnstileReport(0, 0, (LineError(1, "empty file: expected a header with card and time"),))
     card_col, time_col = _column(header, CARD), _column(header, TIME)
-    missing = [n for n, c in (("card", card_col), ("time", time_col)) if c is None]
-    if missing:
+    if card_col is None or time_col is None:
+        missing = [n for n, c in (("card", card_col), ("time", time_col)) if c is None]
         return TurnstileReport(0, 0, (LineError(1, f"header has no {' or '.join(missing)} column: {header}"),))
     index = {name: i for i, name in enumerate(header)}
     columns = (
@@ -118,7 +118,7 @@ def _import(
         index[time_col],
         _at(index, _column(header, ("door",))),
         _at(index, _column(header, ("club",))),
-    )  # type: ignore[index]
+    )
     rejected: list[LineError] = []
     imported = duplicates = 0
     lines: Iterator[tuple[int, list[str]]] = ((reader.line_num, row) for row in reader)
