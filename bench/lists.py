@@ -25,7 +25,7 @@ PAGE = 100
 _HAND = text(
     "SELECT c.*, f.card_number, f.goal, f.interests, f.trial_ends_on, f.home_club"
     " FROM crm_customers c JOIN fitness_customer f ON f.customer_id = c.id"
-    " WHERE f.home_club = :club AND f.customer_id > :after ORDER BY f.customer_id LIMIT :limit"
+    " WHERE f.home_club = :club AND f.customer_id > :after AND c.id > :after ORDER BY f.customer_id LIMIT :limit"
 )
 
 

@@ -332,7 +332,13 @@ def _after(
     value, last_id = decode_cursor(cursor, order_by, order, listing.id_bits)
     column = order.column
     if column is listing.id_column:
-        return ident < last_id if descending else ident > last_id
+        if ident is column:
+            return ident < last_id if descending else ident > last_id
+        # the same bound on both ids: PostgreSQL carries equalities across a join but not ranges, and
+        # without it would walk the listed table's key from its first row on every page
+        if descending:
+            return and_(ident < last_id, column < last_id)
+        return and_(ident > last_id, column > last_id)
     if descending:  # NULLs first, then values high to low
         if value is None:
             return or_(and_(column.is_(None), ident < last_id), column.is_not(None))
