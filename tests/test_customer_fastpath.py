@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from crmkit import CRM, FieldSpec, ValidationError, hookimpl
 from crmkit import schemas as sch
-from crmkit.fastpath import customer_fast_check
+from crmkit.fastpath import customer_fast_check, record_dumper
 from crmkit.schemas import load
 
 
@@ -139,3 +139,48 @@ def test_typical_input_takes_the_fast_path() -> None:
     assert CHECKS[True]({"phone": "+14155550100", "hair": "long"}) == {"phone": "+14155550100", "hair": "long"}
     assert CHECKS[False]({**row, "email": " anna@example.com"}) is None  # marshmallow trims it
     assert CHECKS[False]({"name": "Anna"}) is None  # a required plugin field missing: marshmallow says so
+
+
+OUT = sch.customer_out(FIELDS, [FieldSpec("shoe", "decimal"), FieldSpec("seen", "datetime")])()
+DUMP = record_dumper(OUT)
+_ZONES = [dt.UTC, dt.timezone(dt.timedelta(hours=7))]
+records = st.fixed_dictionaries(
+    {
+        name: st.one_of(st.none(), values)
+        for name, values in {
+            "id": st.integers(1, 2**31),
+            "name": st.text(max_size=5),
+            "email": st.text(max_size=5),
+            "email_normalized": st.text(max_size=5),
+            "phone": st.text(max_size=5),
+            "phone_normalized": st.text(max_size=5),
+            "birthday": st.dates(),
+            "source": st.text(max_size=3),
+            "campaign": st.text(max_size=3),
+            "owner_id": st.one_of(st.integers(), st.just(True)),
+            "branch": st.text(max_size=3),
+            "country": st.sampled_from(["TH", "US"]),
+            "stage": st.sampled_from(["lead", "active"]),
+            "lifecycle": st.sampled_from(["lead", "active"]),
+            "stage_changed_at": st.datetimes(timezones=st.sampled_from(_ZONES)),
+            "created_at": st.datetimes(timezones=st.sampled_from(_ZONES)),
+            "updated_at": st.datetimes(),
+            "card": st.one_of(st.text(max_size=3), st.integers()),
+            "hair": st.sampled_from(["short", "long"]),
+            "notes": st.text(max_size=3),
+            "visits": st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.booleans()),
+            "vip": st.one_of(st.booleans(), st.integers(0, 1)),
+            "since": st.dates(),
+            "spent": st.decimals(places=2, allow_nan=False, allow_infinity=False),
+            "shoe": st.decimals(places=2, allow_nan=False, allow_infinity=False),
+            "seen": st.datetimes(timezones=st.sampled_from(_ZONES)),
+        }.items()
+    }
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(record=records)
+def test_the_record_dumper_is_marshmallows_dump(record: dict[str, Any]) -> None:
+    assert len(OUT.dump_fields) == len(record) > 20
+    assert DUMP(record) == OUT.dump(record)

@@ -1,0 +1,131 @@
+"""Single-row statements on the unit of work's own DBAPI cursor: the validated one-at-a-time writes.
+
+An app calls ``customers.create`` or ``activities.log`` once per request, so what each statement costs on
+the client decides how fast they are. Through SQLAlchemy a statement costs tens of microseconds of Python
+(building the statement, its cache key, an execution context, result processing) and a flush of the ORM
+more; the database itself answers a single-row ``INSERT`` in a few. The services therefore write their hot
+rows with SQL compiled once per dialect, on the DBAPI cursor of the connection the session already holds,
+inside the same transaction, converting values with the columns' own bind and result processors.
+
+What is kept from SQLAlchemy: the transaction (the session's connection, so ORM code in hooks and the
+caller's own statements see these rows), and the translation of driver errors (``_handle_dbapi_exception``
+runs the engine's ``handle_error`` hooks, which turn a lost lock into crmkit's ``DatabaseBusyError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, Table, inspect
+from sqlalchemy.orm import Session
+
+Processor = Callable[[Any], Any]
+#: One name for every savepoint: nested ones shadow it, and ``RELEASE``/``ROLLBACK TO`` find the innermost
+#: (both databases), so the statements' text never changes.
+_SAVEPOINT = "crmkit_write"
+
+
+class Cursor:
+    """A DBAPI cursor of one connection, raising what SQLAlchemy would raise for a driver error."""
+
+    __slots__ = ("_connection", "_cursor")
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._cursor.execute(sql, params)
+        except Exception as exc:
+            if not isinstance(exc, self._connection.dialect.loaded_dbapi.Error):
+                raise
+            self._connection._handle_dbapi_exception(exc, sql, params, self._cursor, None)  # always raises
+            raise  # pragma: no cover
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self.execute(sql, params)
+        row: tuple[Any, ...] | None = self._cursor.fetchone()
+        if row is not None:
+            self._cursor.fetchall()  # leave nothing pending on a cursor the next statement reuses
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.execute(sql, params)
+        return list(self._cursor.fetchall())
+
+
+def cursor(session: Session) -> Cursor:
+    """The driver cursor of the session's connection (beginning its transaction, as any statement would)."""
+    connection = session.connection()
+    info = connection.info  # lives with the DBAPI connection, so does its cursor
+    found: Cursor | None = info.get("crmkit_cursor")
+    if found is None or found._connection is not connection:
+        found = info["crmkit_cursor"] = Cursor(connection)
+    return found
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[Cursor]:
+    """Run part of a transaction in a savepoint set on the driver's cursor (SQLAlchemy's ``begin_nested`` costs
+    ten times more in Python); if it raises, its rows are rolled back and so is what the ORM knows of them.
+
+    The session's pending ORM changes are flushed before the savepoint (they are the caller's) and before
+    it is released (a hook's, made inside it), as ``begin_nested`` does. When the part fails, objects the
+    session took in during it are dropped from it and every other is expired, so no ORM object outlives
+    the rows it stood for."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    cur = cursor(session)
+    known = set(session.identity_map.keys()) if session.identity_map else set()
+    cur.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        yield cur
+        if session.new or session.dirty or session.deleted:
+            session.flush()
+    except BaseException:
+        cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+        cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        for obj in list(session):  # what the session holds, new objects included
+            if inspect(obj).identity_key not in known:
+                session.expunge(obj)
+        session.expire_all()
+        raise
+    cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+
+
+def mark(dialect: Dialect) -> str:
+    """The driver's positional placeholder."""
+    return "?" if dialect.paramstyle == "qmark" else "%s"
+
+
+def placeholders(dialect: Dialect, count: int) -> str:
+    return ", ".join([mark(dialect)] * count)
+
+
+def binders(table: Table, columns: Sequence[str], dialect: Dialect) -> tuple[Processor | None, ...]:
+    """Each column's bind processor for ``dialect`` (``None``: the driver takes the Python value as it is)."""
+    return tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns)
+
+
+def readers(table: Table, columns: Sequence[str], dialect: Dialect) -> tuple[Processor | None, ...]:
+    """Each column's result processor for ``dialect`` (``None``: the driver's value is the Python value)."""
+    return tuple(
+        table.c[name].type.dialect_impl(dialect).result_processor(dialect, None)  # type: ignore[arg-type]
+        for name in columns
+    )
+
+
+def bind_named(processors: Mapping[str, Processor | None], values: Mapping[str, Any]) -> list[Any]:
+    """``values`` of the named columns, in their order, converted by ``processors``."""
+    out = []
+    for name, value in values.items():
+        process = processors[name]
+        out.append(value if process is None else process(value))
+    return out
+
+
+def convert(processors: Sequence[Processor | None], values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(v if p is None else p(v) for p, v in zip(processors, values, strict=True))
