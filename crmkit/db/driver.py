@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table, inspect
+from sqlalchemy import Connection, Dialect, Numeric, Table, inspect
+from sqlalchemy.types import TypeEngine
 from sqlalchemy.orm import Session
 
 Processor = Callable[[Any], Any]
@@ -30,10 +31,12 @@ _SAVEPOINT = "crmkit_write"
 class Cursor:
     """A DBAPI cursor of one connection, raising what SQLAlchemy would raise for a driver error."""
 
-    __slots__ = ("_connection", "_cursor")
+    __slots__ = ("_connection", "_cursor", "mark")
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        #: The driver's positional placeholder.
+        self.mark = mark(connection.dialect)
         self._cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -42,7 +45,8 @@ class Cursor:
         except Exception as exc:
             if not isinstance(exc, self._connection.dialect.loaded_dbapi.Error):
                 raise
-            self._connection._handle_dbapi_exception(exc, sql, params, self._cursor, None)  # always raises
+            # no cursor given: SQLAlchemy would close it, and this one is kept for the next statement
+            self._connection._handle_dbapi_exception(exc, sql, params, None, None)  # always raises
             raise  # pragma: no cover
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
@@ -112,10 +116,17 @@ def binders(table: Table, columns: Sequence[str], dialect: Dialect) -> tuple[Pro
 
 def readers(table: Table, columns: Sequence[str], dialect: Dialect) -> tuple[Processor | None, ...]:
     """Each column's result processor for ``dialect`` (``None``: the driver's value is the Python value)."""
-    return tuple(
-        table.c[name].type.dialect_impl(dialect).result_processor(dialect, None)  # type: ignore[arg-type]
-        for name in columns
-    )
+    return tuple(_reader(table.c[name].type, dialect) for name in columns)
+
+
+#: The type code psycopg reports for a ``NUMERIC`` column, which SQLAlchemy's processor for it asks for.
+_PG_NUMERIC = 1700
+
+
+def _reader(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
+    impl = type_.dialect_impl(dialect)
+    numeric = isinstance(impl, Numeric) and dialect.name == "postgresql"
+    return impl.result_processor(dialect, _PG_NUMERIC if numeric else None)  # type: ignore[arg-type]
 
 
 def bind_named(processors: Mapping[str, Processor | None], values: Mapping[str, Any]) -> list[Any]:
