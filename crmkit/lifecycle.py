@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
 from crmkit.db.models import Customer, StageHistory
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, TransitionError
+from crmkit.hooks import Hooks
 from crmkit.limits import Moment, Text, check, id_filter, require_id
+from crmkit.plugins import Registry
 from crmkit.specs import StageSpec, TransitionSpec
-from crmkit.unit import StageChange, Transaction, use_transaction
-
-if TYPE_CHECKING:
-    from crmkit.app import CRM
-
+from crmkit.unit import Transaction, Units
 
 _CAUSE = Text(max_length=200)
 _AT = Moment()
@@ -25,16 +23,18 @@ _AT = Moment()
 class Lifecycle:
     """``crm.lifecycle``: where a customer is, where they may go, and how they got there."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, registry: Registry, units: Units, hooks: Hooks) -> None:
+        self._registry = registry
+        self._units = units
+        self._hooks = hooks
 
     @property
     def stages(self) -> dict[str, StageSpec]:
-        return self._crm.registry.stages
+        return self._registry.stages
 
     @property
     def transitions(self) -> dict[tuple[str, str], TransitionSpec]:
-        return self._crm.registry.transitions
+        return self._registry.transitions
 
     def stage(self, name: str) -> StageSpec:
         try:
@@ -66,15 +66,17 @@ class Lifecycle:
         actor_id: int | None = None,
         at: dt.datetime | None = None,
         tx: Transaction | None = None,
-    ) -> StageChange:
-        """Move a customer to ``target``. Forbidden moves raise; every move lands in the history."""
+    ) -> dict[str, Any]:
+        """Move a customer to ``target``. Forbidden moves raise; every move lands in the history.
+
+        Returns the move as :meth:`history` lists it, with ``customer_id``."""
         customer_id = require_id(customer_id, "customer")
         # the history's cause column is String(200); a blank cause is the transition's business (check())
         if cause is not None:
             cause = check(_CAUSE, cause, "cause", "invalid move")
         if at is not None:
             at = check(_AT, at, "at", "invalid move")
-        with use_transaction(self._crm, self._crm.session_factory, tx, actor_id) as t:
+        with self._units.write(tx, actor_id) as t:
             customer = t.session.get(Customer, customer_id, with_for_update=True)
             if customer is None:
                 raise NotFound("customer", customer_id)
@@ -95,7 +97,7 @@ class Lifecycle:
         cause: str,
         actor_id: int | None,
         at: dt.datetime | None = None,
-    ) -> StageChange:
+    ) -> dict[str, Any]:
         """Write a move that has been checked (``source`` is ``None`` for a new customer's first stage)
         and tell the plugins."""
         at = at or utcnow()
@@ -115,28 +117,43 @@ class Lifecycle:
             )
         )
         tx.session.flush()
-        change = StageChange(customer.id, source, target, at, cause, actor_id)
-        self._crm.hook.crmkit_stage_changed(tx=tx, change=change)
+        change = move_record(customer.id, source, target, spec.lifecycle, at, cause, actor_id)
+        self._hooks.stage_changed(tx, change)
         return change
 
-    def history(self, customer_id: int) -> list[dict[str, Any]]:
-        """Every move of a customer, oldest first."""
+    def history(self, customer_id: int, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
+        """Every move of a customer, oldest first: ``customer_id``, ``from_stage`` (``None`` for the first),
+        ``to_stage``, ``lifecycle``, ``at`` (ISO 8601, UTC), ``cause``, ``actor_id``."""
         if id_filter(customer_id, "customer") is None:
             return []
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             rows = s.execute(
                 select(StageHistory)
                 .where(StageHistory.customer_id == customer_id)
                 .order_by(StageHistory.at, StageHistory.id)
             ).scalars()
             return [
-                {
-                    "from_stage": r.from_stage,
-                    "to_stage": r.to_stage,
-                    "lifecycle": r.to_lifecycle,
-                    "at": r.at,
-                    "cause": r.cause,
-                    "actor_id": r.actor_id,
-                }
+                move_record(r.customer_id, r.from_stage, r.to_stage, r.to_lifecycle, r.at, r.cause, r.actor_id)
                 for r in rows
             ]
+
+
+def move_record(
+    customer_id: int,
+    source: str | None,
+    target: str,
+    lifecycle: str,
+    at: dt.datetime,
+    cause: str | None,
+    actor_id: int | None,
+) -> dict[str, Any]:
+    """One stage move in the read model: what :meth:`Lifecycle.history` lists and hooks receive."""
+    return {
+        "customer_id": customer_id,
+        "from_stage": source,
+        "to_stage": target,
+        "lifecycle": lifecycle,
+        "at": at.astimezone(dt.UTC).isoformat(),
+        "cause": cause,
+        "actor_id": actor_id,
+    }

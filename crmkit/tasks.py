@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import case, func, or_, select
 
@@ -12,23 +12,20 @@ from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
 from crmkit.limits import Moment, check, id_filter, require_id
-from crmkit.schemas import load
-from crmkit.unit import Transaction, use_transaction
-
-if TYPE_CHECKING:
-    from crmkit.app import CRM
+from crmkit.schemas import Schemas, load
+from crmkit.unit import Transaction, Units
 
 
 class Tasks:
     """``crm.tasks``."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, *, schemas: Schemas, units: Units) -> None:
+        self._schemas = schemas
+        self._units = units
 
     def create(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
-        crm = self._crm
-        values = load(crm.schemas.task_in, data, message="invalid task")
-        with use_transaction(crm, crm.session_factory, tx) as t:
+        values = load(self._schemas.task_in, data, message="invalid task")
+        with self._units.write(tx) as t:
             errors: dict[str, list[str]] = {}
             if values.get("customer_id") is not None and t.session.get(Customer, values["customer_id"]) is None:
                 errors["customer_id"] = [f"no customer with id {values['customer_id']}"]
@@ -39,7 +36,7 @@ class Tasks:
             task = Task(**values)
             t.session.add(task)
             t.session.flush()
-            return crm.schemas.task_out.dump(task)
+            return self._schemas.task_out.dump(task)
 
     def complete(self, task_id: int, *, at: dt.datetime | None = None, tx: Transaction | None = None) -> dict[str, Any]:
         return self._close(task_id, "done", at, tx)
@@ -47,15 +44,17 @@ class Tasks:
     def cancel(self, task_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         return self._close(task_id, "cancelled", None, tx)
 
-    def get(self, task_id: int) -> dict[str, Any]:
+    def get(self, task_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         task_id = require_id(task_id, "task", bits=64)
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             task = s.get(Task, task_id)
             if task is None:
                 raise NotFound("task", task_id)
-            return self._crm.schemas.task_out.dump(task)
+            return self._schemas.task_out.dump(task)
 
-    def open(self, *, assignee_id: int | None = None, customer_id: int | None = None) -> list[dict[str, Any]]:
+    def open(
+        self, *, assignee_id: int | None = None, customer_id: int | None = None, tx: Transaction | None = None
+    ) -> list[dict[str, Any]]:
         """Open tasks, most urgent first: higher priority, then earlier due time (undated last)."""
         if (assignee_id is not None and id_filter(assignee_id, "assignee") is None) or (
             customer_id is not None and id_filter(customer_id, "customer") is None
@@ -67,11 +66,16 @@ class Tasks:
         if customer_id is not None:
             query = query.where(Task.customer_id == customer_id)
         query = query.order_by(Task.priority.desc(), case((Task.due_at.is_(None), 1), else_=0), Task.due_at, Task.id)
-        with self._crm.session() as s:
-            return self._crm.schemas.task_out.dump(s.scalars(query), many=True)
+        with self._units.read(tx) as s:
+            return self._schemas.task_out.dump(s.scalars(query), many=True)
 
     def next_actions(
-        self, *, as_of: dt.datetime | None = None, assignee_id: int | None = None, limit: int = 20
+        self,
+        *,
+        as_of: dt.datetime | None = None,
+        assignee_id: int | None = None,
+        limit: int = 20,
+        tx: Transaction | None = None,
     ) -> dict[int | None, list[dict[str, Any]]]:
         """What each member of staff should do today: open tasks due by the end of ``as_of``'s day (overdue
         included) or undated, ranked by priority, then due time; at most ``limit`` per person.
@@ -104,12 +108,12 @@ class Tasks:
         if assignee_id is not None:
             query = query.where(Task.assignee_id == assignee_id)
         out: dict[int | None, list[dict[str, Any]]] = {}
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             for task, _rank in s.execute(query):
-                out.setdefault(task.assignee_id, []).append(self._crm.schemas.task_out.dump(task))
+                out.setdefault(task.assignee_id, []).append(self._schemas.task_out.dump(task))
         return out
 
-    def reminders_due(self, as_of: dt.datetime | None = None) -> list[dict[str, Any]]:
+    def reminders_due(self, as_of: dt.datetime | None = None, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
         """Open tasks whose reminder time has come by ``as_of`` (now by default)."""
         as_of = utcnow() if as_of is None else check(Moment(), as_of, "as_of", "invalid as_of")
         query = (
@@ -117,14 +121,14 @@ class Tasks:
             .where(Task.status == "open", Task.remind_at.is_not(None), Task.remind_at <= as_of)
             .order_by(Task.remind_at, Task.id)
         )
-        with self._crm.session() as s:
-            return self._crm.schemas.task_out.dump(s.scalars(query), many=True)
+        with self._units.read(tx) as s:
+            return self._schemas.task_out.dump(s.scalars(query), many=True)
 
     def _close(self, task_id: int, status: str, at: dt.datetime | None, tx: Transaction | None) -> dict[str, Any]:
         task_id = require_id(task_id, "task", bits=64)
         if at is not None:
             at = check(Moment(), at, "at", "cannot close task")
-        with use_transaction(self._crm, self._crm.session_factory, tx) as t:
+        with self._units.write(tx) as t:
             task = t.session.get(Task, task_id, with_for_update=True)
             if task is None:
                 raise NotFound("task", task_id)
@@ -133,4 +137,4 @@ class Tasks:
             task.status = status
             task.completed_at = at or utcnow()
             t.session.flush()
-            return self._crm.schemas.task_out.dump(task)
+            return self._schemas.task_out.dump(task)
