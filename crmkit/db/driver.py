@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Numeric, Table, inspect
-from sqlalchemy.types import TypeEngine
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 Processor = Callable[[Any], Any]
 #: One name for every savepoint: nested ones shadow it, and ``RELEASE``/``ROLLBACK TO`` find the innermost
