@@ -31,10 +31,11 @@ _SAVEPOINT = "crmkit_write"
 class Cursor:
     """A DBAPI cursor of one connection, raising what SQLAlchemy would raise for a driver error."""
 
-    __slots__ = ("_connection", "_cursor", "mark")
+    __slots__ = ("_connection", "_cursor", "dialect", "mark")
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self.dialect = connection.dialect
         #: The driver's positional placeholder.
         self.mark = mark(connection.dialect)
         self._cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
