@@ -317,8 +317,9 @@ def _dump_value(field: mf.Field, name: str) -> Callable[[Any, Mapping[str, Any]]
         return lambda v, record: v if type(v) is int else slow(v, record)
     if kind is mf.Boolean:
         return lambda v, record: v if type(v) is bool else slow(v, record)
-    if kind is mf.DateTime and field.format is None:  # type: ignore[attr-defined]
+    # a bound field's format is "iso" unless declared: marshmallow's "iso" is the type's own isoformat()
+    if kind is mf.DateTime and field.format in (None, "iso"):  # type: ignore[attr-defined]
         return lambda v, record: v.isoformat() if type(v) is dt.datetime else slow(v, record)
-    if kind is mf.Date and field.format is None:  # type: ignore[attr-defined]
+    if kind is mf.Date and field.format in (None, "iso"):  # type: ignore[attr-defined]
         return lambda v, record: v.isoformat() if type(v) is dt.date else slow(v, record)
     return slow

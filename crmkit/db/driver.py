@@ -22,6 +22,8 @@ from sqlalchemy import Connection, Dialect, Numeric, Table, inspect
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
+from crmkit.db.types import UTCDateTime
+
 Processor = Callable[[Any], Any]
 #: One name for every savepoint: nested ones shadow it, and ``RELEASE``/``ROLLBACK TO`` find the innermost
 #: (both databases), so the statements' text never changes.
@@ -64,12 +66,20 @@ class Cursor:
 
 def cursor(session: Session) -> Cursor:
     """The driver cursor of the session's connection (beginning its transaction, as any statement would)."""
+    found: Cursor | None = session.info.get("crmkit_cursor")
+    # kept with the session while its transaction lasts: asking the session for its connection costs more
+    # than the statement the cursor is wanted for
+    if found is not None and not found._connection.closed and found._connection.in_transaction():
+        return found
     connection = session.connection()
-    info = connection.info  # lives with the DBAPI connection, so does its cursor
-    found: Cursor | None = info.get("crmkit_cursor")
-    if found is None or found._connection is not connection:
-        found = info["crmkit_cursor"] = Cursor(connection)
+    found = session.info["crmkit_cursor"] = Cursor(connection)
     return found
+
+
+def _pending(session: Session) -> bool:
+    """Whether the session holds ORM changes not flushed yet (``_is_clean`` is the cheap form of looking at
+    ``new``, ``dirty`` and ``deleted``, which build sets)."""
+    return not session._is_clean()
 
 
 @contextmanager
@@ -81,14 +91,14 @@ def savepoint(session: Session) -> Iterator[Cursor]:
     it is released (a hook's, made inside it), as ``begin_nested`` does. When the part fails, objects the
     session took in during it are dropped from it and every other is expired, so no ORM object outlives
     the rows it stood for."""
-    if session.new or session.dirty or session.deleted:
+    if _pending(session):
         session.flush()
     cur = cursor(session)
     known = set(session.identity_map.keys()) if session.identity_map else set()
     cur.execute(f"SAVEPOINT {_SAVEPOINT}")
     try:
         yield cur
-        if session.new or session.dirty or session.deleted:
+        if _pending(session):
             session.flush()
     except BaseException:
         cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
@@ -112,7 +122,16 @@ def placeholders(dialect: Dialect, count: int) -> str:
 
 def binders(table: Table, columns: Sequence[str], dialect: Dialect) -> tuple[Processor | None, ...]:
     """Each column's bind processor for ``dialect`` (``None``: the driver takes the Python value as it is)."""
-    return tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns)
+    return tuple(_binder(table.c[name].type, dialect) for name in columns)
+
+
+def _binder(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if not isinstance(type_, UTCDateTime) or process is None:
+        return process
+    aware = type_.aware_binder(dialect)  # one call instead of the chain, for the aware datetimes written here
+    full = process
+    return lambda value: aware(value) if value is not None and value.tzinfo is not None else full(value)
 
 
 def readers(table: Table, columns: Sequence[str], dialect: Dialect) -> tuple[Processor | None, ...]:
@@ -139,5 +158,5 @@ def bind_named(processors: Mapping[str, Processor | None], values: Mapping[str, 
     return out
 
 
-def convert(processors: Sequence[Processor | None], values: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(v if p is None else p(v) for p, v in zip(processors, values, strict=True))
+def convert(processors: Sequence[Processor | None], values: Sequence[Any]) -> list[Any]:
+    return [v if p is None else p(v) for p, v in zip(processors, values, strict=True)]
