@@ -119,18 +119,17 @@ class Customers:
             row.update(stage=stage, lifecycle=lifecycle, stage_changed_at=now, created_at=now, updated_at=now)
             row["extra"] = self._runtime_values(values)
             self._check_owner(cur, row["owner_id"])
-            customer_id = rows.insert(cur, row)
+            fields = {
+                plugin: [values.get(f.name) for f in self._registry.fields_of(plugin)]
+                for plugin in self._extension_tables
+            }
+            customer_id = rows.insert_new(cur, row, fields, (None, stage, lifecycle, now, "created", actor))
             gained = claims_of(row["email_normalized"], phone_normalized)
             self._claim(rows, cur, customer_id, row, gained, set(), allow_duplicate=allow_duplicate)
-            fields: dict[str, Any] = {}
-            for plugin in self._extension_tables:
-                names = [f.name for f in self._registry.fields_of(plugin)]
-                plugin_values = [values.get(name) for name in names]
-                rows.insert_extension(cur, plugin, customer_id, plugin_values)
-                fields.update(zip(names, plugin_values, strict=True))
-            rows.history(cur, (customer_id, None, stage, lifecycle, now, "created", actor))
             self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, now, "created", actor))
-            record = self._record({"id": customer_id, **row, **fields})
+            for plugin, plugin_values in fields.items():
+                row.update(zip([f.name for f in self._registry.fields_of(plugin)], plugin_values, strict=True))
+            record = self._record({"id": customer_id, **row})
             self._hooks.customer_created(t, record)
             return record
 

@@ -56,11 +56,35 @@ class CustomerRows:
             f" VALUES ({placeholders(dialect, len(names) + 1)})"
             for plugin, (table, names) in self._extensions.items()
         }
+        self._insert_all = self._compile_insert_all(history.name) if self._postgres else ""
         self._updates: dict[tuple[str, tuple[str, ...]], str] = {}
         self._read, self._read_names, self._read_processors = self._compile_read(False)
         self._lock = self._compile_read(True)[0]
 
     # -- writes ----------------------------------------------------------------------------------
+
+    def insert_new(
+        self, cur: Cursor, values: Mapping[str, Any], extensions: Mapping[str, Sequence[Any]], history: Sequence[Any]
+    ) -> int:
+        """Insert a new customer, its extension rows (each plugin's field values in declaration order) and
+        its first history row (from, to, lifecycle, at, cause, actor); its new id.
+
+        On PostgreSQL it is one statement (each row a round trip to the server otherwise; the rows that
+        point at the customer take its id from the statement's own ``INSERT``); on SQLite, where a
+        statement is a function call, one per row."""
+        if not self._postgres:
+            customer_id = self.insert(cur, values)
+            for plugin, row in extensions.items():
+                self.insert_extension(cur, plugin, customer_id, row)
+            self.history(cur, (customer_id, *history))
+            return customer_id
+        params = bind_named(self._bind, {name: values[name] for name in self.columns})
+        for plugin in self._extensions:
+            params.extend(convert(self._extension_bind[plugin], extensions[plugin]))
+        params.extend(convert(self._history_bind[1:], history))
+        found = cur.one(self._insert_all, params)
+        assert found is not None
+        return int(found[0])
 
     def insert(self, cur: Cursor, values: Mapping[str, Any]) -> int:
         """Insert a customer (``values`` of every column but ``id``); its new id."""
@@ -160,6 +184,18 @@ class CustomerRows:
             name: value if process is None or value is None else process(value)
             for name, process, value in zip(self._read_names, self._read_processors, row, strict=True)
         }
+
+    def _compile_insert_all(self, history: str) -> str:
+        new_id = "(SELECT id FROM new_customer)"
+        parts = [f"new_customer AS ({self._insert})"]
+        for i, (table, names) in enumerate(self._extensions.values()):
+            marks = placeholders(self.dialect, len(names))
+            parts.append(
+                f"e{i} AS (INSERT INTO {table.name} (customer_id, {', '.join(names)}) VALUES ({new_id}, {marks}))"
+            )
+        marks = placeholders(self.dialect, len(_HISTORY) - 1)
+        parts.append(f"h AS (INSERT INTO {history} ({', '.join(_HISTORY)}) VALUES ({new_id}, {marks}))")
+        return f"WITH {', '.join(parts)} SELECT id FROM new_customer"
 
     def _compile_read(self, lock: bool) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
         customers = self._customers
