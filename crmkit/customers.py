@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 from sqlalchemy import Dialect, Select, Table, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from crmkit import fields as fieldmod
 from crmkit.claims import claims_of
@@ -181,6 +182,9 @@ class Customers:
                 row = {f.name: values[f.name] for f in self._registry.fields_of(plugin) if f.name in values}
                 rows.write_extension(cur, plugin, customer_id, row)
                 after.update(row)
+            stale = t.session.identity_map.get(identity_key(Customer, customer_id))
+            if stale is not None:  # the caller's ORM copy of this customer: read it again when next used
+                t.session.expire(stale)
             record = self._record(after)
             self._hooks.customer_updated(t, record, changes=values)
             return record

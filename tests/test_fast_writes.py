@@ -100,3 +100,14 @@ def test_a_birthday_in_the_future_somewhere_is_refused_through_marshmallow(crm: 
     with pytest.raises(ValidationError) as err:
         crm.customers.create({"name": "Anna", "birthday": dt.date.today() + dt.timedelta(days=3)})
     assert list(err.value.errors) == ["birthday"]
+
+
+def test_an_orm_copy_of_the_customer_in_the_unit_of_work_sees_the_update(crm: CRM) -> None:
+    from crmkit.db.models import Customer
+
+    anna = crm.customers.create({"name": "Anna", "phone": "(415) 555-0100"})
+    with crm.transaction() as tx:
+        loaded = tx.session.get(Customer, anna["id"])
+        assert loaded is not None and loaded.phone_normalized == "+14155550100"
+        crm.customers.update(anna["id"], {"phone": "(415) 555-0101"}, tx=tx)
+        assert loaded.phone_normalized == "+14155550101"
