@@ -64,3 +64,5 @@ class Workload:
     reset: Callable[[], None] | None = None
     #: What a result holds, part by part; every part must be non-empty on both sides (see :func:`parts`).
     parts: Callable[[Any], dict[str, int]] = parts
+    #: How many calls one run makes (the app path's one-at-a-time workloads): the table shows time per call.
+    calls: int = 0

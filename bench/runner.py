@@ -50,6 +50,7 @@ MEMORY = Goal("<= 1.5x", max_ratio=1.5)
 #: Not a figure from the issue: building full records (plugin and run-time fields) may cost this much more
 #: than fetching bare rows.
 LISTS = Goal("<= 3x", max_ratio=3.0)
+APP_PATH = Goal("<= 4x", max_ratio=4)
 
 
 @attrs.frozen
@@ -70,6 +71,8 @@ class Timing:
     crmkit_rows: dict[str, int] = attrs.field(factory=dict)
     baseline_rows: dict[str, int] = attrs.field(factory=dict)
     empty: list[str] = attrs.field(factory=list)
+    #: Calls per run (the app path), else 0.
+    calls: int = 0
 
 
 def _timed(call: Callable[[], Any], reset: Callable[[], None] | None) -> tuple[float, float, Any]:
@@ -121,6 +124,7 @@ def measure(workload: Workload, goal: Goal, repeat: int) -> Timing:
         crmkit_rows=ours_rows,
         baseline_rows=theirs_rows,
         empty=empty_parts(ours_rows, theirs_rows) if ours_rows or theirs_rows else ["everything"],
+        calls=workload.calls,
     )
 
 
@@ -164,6 +168,24 @@ def format_timings(timings: list[Timing]) -> str:
             t.goal,
             ("met" if t.met else "MISSED") + ("" if t.same else " RESULTS DIFFER") + (" EMPTY" if t.empty else ""),
             f"{t.crmkit_peak_mb:,.0f} / {t.baseline_peak_mb:,.0f} MB",
+            t.baseline_kind,
+        )
+        for t in timings
+    ]
+    return _table(header, rows)
+
+
+def format_app_path(timings: list[Timing]) -> str:
+    """The app path's workloads: time per call on each side."""
+    header = ("app path", "crmkit / call", "baseline / call", "ratio", "target", "", "baseline is")
+    rows = [
+        (
+            t.workload,
+            f"{t.crmkit_s / t.calls * 1e6:,.1f} µs",
+            f"{t.baseline_s / t.calls * 1e6:,.1f} µs",
+            _ratio(t),
+            t.goal,
+            ("met" if t.met else "MISSED") + ("" if t.same else " RESULTS DIFFER") + (" EMPTY" if t.empty else ""),
             t.baseline_kind,
         )
         for t in timings
@@ -225,7 +247,9 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
 
 # -- the run ------------------------------------------------------------------------------------------
 
-WORKLOADS = ("ingest", "triggers", "reports", "lists", "memory")
+WORKLOADS = ("ingest", "triggers", "reports", "lists", "memory", "apppath")
+#: The workloads that run on the generated club (the app path starts from an empty database of its own).
+CLUB_WORKLOADS = frozenset(WORKLOADS) - {"apppath"}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -239,6 +263,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sample", type=int, default=10_000, help="customers the per-customer ORM loop runs on")
     parser.add_argument("--memory-small", type=int, help="the smaller club for memory (default: customers / 10)")
+    parser.add_argument("--app-customers", type=int, default=10_000, help="app path: customers created, updated")
+    parser.add_argument("--app-activities", type=int, default=100_000, help="app path: activities logged")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side; the table shows medians")
     parser.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}")
     parser.add_argument("--work-dir", type=Path, default=Path(".bench"), help="SQLite files and kept clubs")
@@ -257,14 +283,64 @@ def main(argv: list[str] | None = None) -> int:
     target = data.Target(args.url, args.work_dir, args.prefix)
     sizes = data.Sizes(args.customers, args.visits, args.payments, args.seed)
     echo = data.log
-    crm = data.club(target, sizes, echo)
-    counts = _counts(crm)
-    echo(
-        f"club: {counts['customers']:,} customers, {counts['checkins']:,} check-ins, {counts['payments']:,} payments"
-        f" on {target.dialect}; {args.repeat} runs per side"
-    )
     timings: list[Timing] = []
+    if only & CLUB_WORKLOADS:
+        crm = data.club(target, sizes, echo)
+        counts = _counts(crm)
+        echo(
+            f"club: {counts['customers']:,} customers, {counts['checkins']:,} check-ins,"
+            f" {counts['payments']:,} payments on {target.dialect}; {args.repeat} runs per side"
+        )
+        _club_workloads(crm, target, args, only, timings, echo)
+        crm.close()
+    else:
+        counts = {"customers": 0, "checkins": 0, "payments": 0}
+    figures = _memory(target, sizes, args, echo) if "memory" in only else []
+    app: list[Timing] = []
+    if "apppath" in only:
+        app = _app_path(target, args, echo)
+        timings.extend(app)
+    club = [t for t in timings if not t.calls]
 
+    if only & CLUB_WORKLOADS:
+        print(f"\ncrmkit bench on {target.dialect}: {counts['customers']:,} customers, {counts['checkins']:,}"
+              f" check-ins, {counts['payments']:,} payments; medians of {args.repeat} runs per side\n")  # fmt: skip
+    if club:
+        print(format_timings(club))
+        print()
+        print(format_compared([t for t in club if t.crmkit_rows or t.baseline_rows]))
+    if figures:
+        print()
+        print(format_memory(figures))
+    if app:
+        print(f"\ncrmkit app path on {target.dialect}: one validated call at a time; medians of {args.repeat} runs"
+              " per side\n")  # fmt: skip
+        print(format_app_path(app))
+        print()
+        print(format_compared(app))
+    if args.json:
+        payload = {
+            "database": target.dialect,
+            "sizes": attrs.asdict(sizes),
+            "app_sizes": {"customers": args.app_customers, "activities": args.app_activities},
+            "counts": counts,
+            "repeat": args.repeat,
+            "timings": [attrs.asdict(t) for t in timings],
+            "memory": [attrs.asdict(f) for f in figures],
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+    differ = [t.workload for t in timings if not t.same]
+    if differ:
+        print(f"\ncrmkit and the baseline disagree on: {', '.join(differ)}")
+    empty = [f"{t.workload} ({', '.join(t.empty)})" for t in timings if t.empty]
+    if empty:
+        print(f"\nthese comparisons compared nothing, so they prove nothing: {'; '.join(empty)}")
+    return 1 if differ or empty else 0
+
+
+def _club_workloads(
+    crm: Any, target: data.Target, args: argparse.Namespace, only: set[str], timings: list[Timing], echo: Any
+) -> None:
     def run(workload: Workload, goal: Goal) -> None:
         echo(f"  {workload.name} ...")
         timings.append(measure(workload, goal, args.repeat))
@@ -296,35 +372,20 @@ def main(argv: list[str] | None = None) -> int:
         from bench.lists import list_workload
 
         run(list_workload(crm), LISTS)
-    crm.close()
-    figures = _memory(target, sizes, args, echo) if "memory" in only else []
 
-    print(f"\ncrmkit bench on {target.dialect}: {counts['customers']:,} customers, {counts['checkins']:,} check-ins,"
-          f" {counts['payments']:,} payments; medians of {args.repeat} runs per side\n")  # fmt: skip
-    if timings:
-        print(format_timings(timings))
-        print()
-        print(format_compared([t for t in timings if t.crmkit_rows or t.baseline_rows]))
-    if figures:
-        print()
-        print(format_memory(figures))
-    if args.json:
-        payload = {
-            "database": target.dialect,
-            "sizes": attrs.asdict(sizes),
-            "counts": counts,
-            "repeat": args.repeat,
-            "timings": [attrs.asdict(t) for t in timings],
-            "memory": [attrs.asdict(f) for f in figures],
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
-    differ = [t.workload for t in timings if not t.same]
-    if differ:
-        print(f"\ncrmkit and the baseline disagree on: {', '.join(differ)}")
-    empty = [f"{t.workload} ({', '.join(t.empty)})" for t in timings if t.empty]
-    if empty:
-        print(f"\nthese comparisons compared nothing, so they prove nothing: {'; '.join(empty)}")
-    return 1 if differ or empty else 0
+
+def _app_path(target: data.Target, args: argparse.Namespace, echo: Any) -> list[Timing]:
+    from bench.apppath import AppPath, AppSizes
+
+    app = AppPath(target, AppSizes(args.app_customers, args.app_activities))
+    try:
+        timings = []
+        for workload in app.workloads():
+            echo(f"  {workload.name} ...")
+            timings.append(measure(workload, APP_PATH, args.repeat))
+        return timings
+    finally:
+        app.close()
 
 
 def _total(reports: list[Timing]) -> Timing:

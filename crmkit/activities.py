@@ -13,13 +13,15 @@ from typing import Any
 
 import attrs
 from sqlalchemy import Dialect, and_, select
+from sqlalchemy.exc import IntegrityError
 
+from crmkit.db import driver
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
-from crmkit.fastpath import activity_fast_check
+from crmkit.fastpath import Checker, Dumper, activity_checker, activity_fast_check, record_dumper
 from crmkit.hooks import Hooks
 from crmkit.limits import Moment, Text, check, id_filter, require_id
 from crmkit.listing import Listing, Page
@@ -115,6 +117,10 @@ class Activities:
         self._hooks = hooks
         self._units = units
         self._writers: dict[Dialect, _RowWriter] = {}
+        self._fast: Checker | None = None
+        self._log_inserts: dict[Dialect, tuple[str, tuple[driver.Processor | None, ...]]] = {}
+        self._dump_for: object = None
+        self._dumper: Dumper = dict
 
     def log(
         self,
@@ -139,15 +145,17 @@ class Activities:
         either way it is stored once.
         """
         out = self._schemas.activity_out
-        values = self._prepare(load(self._schemas.activity_in, data, message="invalid activity"))
+        values = self._load(data)
+        kind = self._kinds[values["kind"]]
         keyed = values["external_id"] is not None
+        calendar = kind.calendar and not allow_conflict and values.get("owner_id") and values["status"] in _BUSY
         with self._units.write(tx, actor_id) as t:
-            self._check_references(t.session, [values])
+            if keyed or calendar or values["contact_id"] is not None or values["owner_id"] is not None:
+                self._check_references(t.session, [values])  # the customer too, before anything else is said
             stored = self._by_key(t.session, values) if keyed else None
             if stored is not None:
                 return out.dump(stored)
-            kind = self._kinds[values["kind"]]
-            if kind.calendar and not allow_conflict and values.get("owner_id") and values["status"] in _BUSY:
+            if calendar:
                 clashes = self._overlapping(t.session, values["owner_id"], values["occurred_at"], values["ends_at"])
                 if clashes:
                     raise CalendarConflictError(values["owner_id"], clashes)
@@ -157,13 +165,56 @@ class Activities:
                     stored = self._by_key(t.session, values)
                     assert stored is not None
                     return out.dump(stored)
+                record = out.dump(activity)
             else:
-                activity = Activity(**values)
-                t.session.add(activity)
-                t.session.flush()
-            record = out.dump(activity)
+                record = self._insert(t, values)
             self._hooks.activity_logged(t, record)
             return record
+
+    def _load(self, data: Any) -> dict[str, Any]:
+        """``data`` validated: by the fast check when it is typed (see :mod:`crmkit.fastpath`), else by
+        marshmallow; with the defaults of every column."""
+        if self._fast is None:
+            self._fast = activity_checker(self._kinds)
+        values = self._fast(data)
+        if values is None:
+            values = load(self._schemas.activity_in, data, message="invalid activity")
+        return self._prepare(values)
+
+    def _insert(self, t: Transaction, values: dict[str, Any]) -> dict[str, Any]:
+        """Insert an activity without an idempotency key on the driver's cursor (see :mod:`crmkit.db.driver`)
+        and return its record. The customer is checked by its foreign key, in the same statement: a
+        missing one fails it, which is worded as the reference check words it (the contact and the owner
+        were checked before, so the customer is the only reference left)."""
+        cur = driver.cursor(t.session)
+        sql, binders = self._log_insert(cur)
+        row = {**values, "created_at": utcnow()}
+        try:
+            found = cur.one(sql, driver.convert(binders, [row[c] for c in _INSERT_COLUMNS]))
+        except IntegrityError:
+            customer_id = row["customer_id"]
+            raise ValidationError({"customer_id": [f"no customer with id {customer_id}"]}, "invalid activity") from None
+        assert found is not None
+        for column in ("occurred_at", "ends_at"):  # stored in UTC, and read back so
+            if row[column] is not None:
+                row[column] = row[column].astimezone(dt.UTC)
+        return self._dump({"id": found[0], **row})
+
+    def _log_insert(self, cur: driver.Cursor) -> tuple[str, tuple[driver.Processor | None, ...]]:
+        dialect = cur.dialect
+        if dialect not in self._log_inserts:
+            table: Any = Activity.__table__
+            columns = ", ".join(_INSERT_COLUMNS)
+            sql = f"INSERT INTO {table.name} ({columns}) VALUES ({driver.placeholders(dialect, len(_INSERT_COLUMNS))})"
+            self._log_inserts[dialect] = sql + " RETURNING id", driver.binders(table, _INSERT_COLUMNS, dialect)
+        return self._log_inserts[dialect]
+
+    def _dump(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        schema = self._schemas.activity_out
+        if self._dump_for is not schema:
+            self._dumper = record_dumper(schema)
+            self._dump_for = schema
+        return self._dumper(record)
 
     def ingest(
         self,

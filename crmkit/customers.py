@@ -6,19 +6,24 @@ import builtins
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
-from sqlalchemy import Select, Table, func, insert, or_, select
+from sqlalchemy import Dialect, Select, Table, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from crmkit import fields as fieldmod
-from crmkit.claims import claims_of, take_claims
-from crmkit.db.models import Contact, Customer, Merge, User
-from crmkit.db.schema import write_extension
+from crmkit.claims import claims_of
+from crmkit.db.customer_rows import CustomerRows
+from crmkit.db.driver import Cursor, cursor
+from crmkit.db.models import Contact, Customer, CustomerClaim, Merge, StageHistory, User
+from crmkit.db.types import utcnow
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
+from crmkit.fastpath import CustomerCheck, Dumper, customer_fast_check, record_dumper
 from crmkit.hooks import Hooks
-from crmkit.lifecycle import Lifecycle
+from crmkit.lifecycle import Lifecycle, move_record
 from crmkit.limits import Text, check, id_filter, require_id
 from crmkit.listing import Listing, Page
 from crmkit.listing import count as listing_count
@@ -84,6 +89,11 @@ class Customers:
         self._extension_tables = dict(extension_tables)
         # every table that may point at a customer (the CRM's and the app's): a merge re-points them
         self._referencing_tables = referencing_tables
+        self._customer_rows: dict[Dialect, CustomerRows] = {}
+        self._fast_for: object = None
+        self._checks: dict[bool, CustomerCheck] = {}
+        self._dump_for: object = None
+        self._dumper: Dumper = dict
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -102,26 +112,30 @@ class Customers:
         concurrent writers (see :mod:`crmkit.claims`). Nothing is written unless everything, plugin event
         hooks included, succeeds.
         """
-        values = load(self._schemas.customer_in, data, message="invalid customer")
+        values, phone_normalized = self._load_new(data)
         stage = values.pop("stage", "lead")
-        with self._units.write(tx, actor_id) as t:
-            customer = Customer(
-                **{k: values.get(k) for k in _CORE_INPUT},
-                stage=stage,
-                lifecycle=self._lifecycle.stage(stage).lifecycle,
-                extra=self._runtime_values(values),
-            )
-            self._normalise_email(customer)
-            self._normalise_phone(customer)
-            self._check_owner(t, customer.owner_id)
-            t.session.add(customer)
-            t.session.flush()
-            self._claim(t, customer, set(), allow_duplicate=allow_duplicate)
-            for plugin, table in self._extension_tables.items():
-                row = {f.name: values.get(f.name) for f in self._registry.fields_of(plugin)}
-                t.session.execute(insert(table).values(customer_id=customer.id, **row))
-            self._lifecycle.record(t, customer, None, stage, cause="created", actor_id=actor_id or t.actor_id)
-            record = self._read(t.session, customer.id)
+        lifecycle = self._lifecycle.stage(stage).lifecycle
+        with self._write(tx, actor_id) as (t, cur):
+            actor = actor_id or t.actor_id
+            rows = self._rows(t)
+            now = utcnow()
+            row = {key: values.get(key) for key in _CORE_INPUT}
+            row["email_normalized"] = normalize_email(row["email"])
+            row["phone_normalized"] = phone_normalized
+            row.update(stage=stage, lifecycle=lifecycle, stage_changed_at=now, created_at=now, updated_at=now)
+            row["extra"] = self._runtime_values(values)
+            self._check_owner(cur, row["owner_id"])
+            fields = {
+                plugin: [values.get(f.name) for f in self._registry.fields_of(plugin)]
+                for plugin in self._extension_tables
+            }
+            customer_id = rows.insert_new(cur, row, fields, (None, stage, lifecycle, now, "created", actor))
+            gained = claims_of(row["email_normalized"], phone_normalized)
+            self._claim(rows, cur, customer_id, row, gained, set(), allow_duplicate=allow_duplicate)
+            self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, now, "created", actor))
+            for plugin, plugin_values in fields.items():
+                row.update(zip([f.name for f in self._registry.fields_of(plugin)], plugin_values, strict=True))
+            record = self._record({"id": customer_id, **row})
             self._hooks.customer_created(t, record)
             return record
 
@@ -146,30 +160,37 @@ class Customers:
                 "invalid customer",
             )
         customer_id = require_id(customer_id, "customer")
-        values = load(self._schemas.customer_in, data, partial=True, message="invalid customer")
-        with self._units.write(tx, actor_id) as t:
-            customer = t.session.get(Customer, customer_id, with_for_update=True)
-            if customer is None:
+        values = self._load_changes(data)
+        with self._write(tx, actor_id) as (t, cur):
+            rows = self._rows(t)
+            current = rows.read(cur, customer_id, lock=True)
+            if current is None:
                 raise NotFound("customer", customer_id)
-            self._check_owner(t, values.get("owner_id"))
-            held = claims_of(customer.email_normalized, customer.phone_normalized)
-            for key in _CORE_INPUT:
-                if key in values:
-                    setattr(customer, key, values[key])
+            self._check_owner(cur, values.get("owner_id"))
+            held = claims_of(current["email_normalized"], current["phone_normalized"])
+            after = dict(current)
+            after.update((key, values[key]) for key in _CORE_INPUT if key in values)
             runtime = self._runtime_values(values, only_given=True)
             if runtime:
-                customer.extra = {**(customer.extra or {}), **runtime}
+                after["extra"] = {**(current["extra"] or {}), **runtime}
             if "email" in values:
-                self._normalise_email(customer)
+                after["email_normalized"] = normalize_email(after["email"])
             if _PHONE_INPUTS & values.keys():
-                self._normalise_phone(customer)
-            t.session.flush()
-            self._claim(t, customer, held, allow_duplicate=allow_duplicate)
-            for plugin, table in self._extension_tables.items():
+                after["phone_normalized"] = self._phone_of(after["phone"], after["country"], after["branch"])
+            changed = {key: value for key, value in after.items() if value != current[key]}
+            if changed:  # as the ORM did: a customer whose columns keep their values is not touched
+                changed["updated_at"] = after["updated_at"] = utcnow()
+                rows.update(cur, customer_id, changed)
+            now = claims_of(after["email_normalized"], after["phone_normalized"])
+            self._claim(rows, cur, customer_id, after, now, held, allow_duplicate=allow_duplicate)
+            for plugin in self._extension_tables:
                 row = {f.name: values[f.name] for f in self._registry.fields_of(plugin) if f.name in values}
-                write_extension(t.session, table, customer_id, row)
-            t.session.flush()
-            record = self._read(t.session, customer_id)
+                rows.write_extension(cur, plugin, customer_id, row)
+                after.update(row)
+            stale = t.session.identity_map.get(identity_key(Customer, customer_id))
+            if stale is not None:  # the caller's ORM copy of this customer: read it again when next used
+                t.session.expire(stale)
+            record = self._record(after)
             self._hooks.customer_updated(t, record, changes=values)
             return record
 
@@ -359,16 +380,117 @@ class Customers:
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    def _load_new(self, data: Any) -> tuple[dict[str, Any], str | None]:
+        """A new customer's values, validated (see :mod:`crmkit.fastpath`), and its normalised phone."""
+        values = self._fast(partial=False)(data)
+        if values is None:
+            values = load(self._schemas.customer_in, data, message="invalid customer")
+        # marshmallow's schema reads the phone too; the fast check leaves it here, refused with its message
+        return values, self._phone_of(values.get("phone"), values.get("country"), values.get("branch"))
+
+    def _load_changes(self, data: Any) -> dict[str, Any]:
+        values = self._fast(partial=True)(data)
+        if values is None:
+            values = load(self._schemas.customer_in, data, partial=True, message="invalid customer")
+        return values
+
+    def _fast(self, *, partial: bool) -> CustomerCheck:
+        schema = self._schemas.customer_in
+        if self._fast_for is not schema:  # a run-time field was added: a new schema, new checks
+            initial = [s.name for s in self._registry.stages.values() if s.initial]
+            fields = self._fields.all()
+            self._checks = {p: customer_fast_check(fields, initial, partial=p) for p in (False, True)}
+            self._fast_for = schema
+        return self._checks[partial]
+
+    def _rows(self, t: Transaction) -> CustomerRows:
+        dialect = t.session.get_bind().dialect
+        found = self._customer_rows.get(dialect)
+        if found is None:
+            extensions = {
+                plugin: (table, [f.name for f in self._registry.fields_of(plugin)])
+                for plugin, table in self._extension_tables.items()
+            }
+            found = self._customer_rows[dialect] = CustomerRows(
+                _table(Customer), _table(StageHistory), _table(CustomerClaim), extensions, dialect
+            )
+        return found
+
+    @contextmanager
+    def _write(self, tx: Transaction | None, actor_id: int | None) -> Iterator[tuple[Transaction, Cursor]]:
+        with self._units.write(tx, actor_id) as t:
+            yield t, cursor(t.session)
+
+    def _record(self, flat: Mapping[str, Any]) -> dict[str, Any]:
+        """The record of a customer whose every column and plugin field is in ``flat`` (Python values, run-time
+        fields in ``extra`` as stored): what reading it back would give, without reading it back."""
+        record = self._flat(flat)
+        for spec in self._registry.fields.values():
+            value = record.get(spec.name)
+            if spec.type == "datetime" and value is not None:
+                record[spec.name] = value.astimezone(dt.UTC)  # stored in UTC, and read back so
+        return self._dump(record)
+
+    def _dump(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        schema = self._schemas.customer_out
+        if self._dump_for is not schema:
+            self._dumper = record_dumper(schema)
+            self._dump_for = schema
+        return self._dumper(record)
+
+    def _phone_of(self, phone: str | None, country: str | None, branch: str | None) -> str | None:
+        if not phone:
+            return None
+        try:
+            return self._phones.normalize(phone, self._phones.region_of(country, branch))
+        except ValueError as exc:
+            raise ValidationError({"phone": [str(exc)]}, "invalid customer") from None
+
+    def _check_owner(self, cur: Cursor, owner_id: int | None) -> None:
+        sql = f"SELECT 1 FROM {User.__tablename__} WHERE id = {cur.mark}"
+        if owner_id is not None and cur.one(sql, (owner_id,)) is None:
+            raise ValidationError({"owner_id": [f"no user with id {owner_id}"]}, "invalid customer")
+
+    def _claim(
+        self,
+        rows: CustomerRows,
+        cur: Cursor,
+        customer_id: int,
+        customer: Mapping[str, Any],
+        now: set[tuple[str, str]],
+        held: set[tuple[str, str]],
+        *,
+        allow_duplicate: bool,
+    ) -> None:
+        """Claim the values the customer gains and release those it lost, then, unless duplicates are
+        allowed, refuse a value another customer has. The claim comes first: it waits for any concurrent
+        writer of the same value, so the check that follows sees that writer's customer."""
+        gained, lost = now - held, held - now
+        if not gained and not lost:
+            return
+        rows.claim(cur, dict.fromkeys(gained, customer_id), dict.fromkeys(lost, customer_id))
+        if not gained or allow_duplicate:
+            return
+        kinds = {kind for kind, _ in gained}
+        email = customer["email_normalized"] if "email" in kinds else None
+        phone = customer["phone_normalized"] if "phone" in kinds else None
+        found = rows.duplicates(cur, email, phone, customer_id)
+        if found:
+            pairs = (("email", email), ("phone", phone))
+            matched = {label for _, *theirs in found for (label, mine), value in zip(pairs, theirs, strict=True)
+                       if mine and mine == value}  # fmt: skip
+            raise DuplicateCustomerError([cid for cid, _, _ in found], sorted(matched))
+
     def _read(self, session: Session, customer_id: int) -> dict[str, Any]:
         row = session.execute(self.select().where(Customer.__table__.c.id == customer_id)).mappings().first()
         if row is None:
             raise NotFound("customer", customer_id)
-        return self._schemas.customer_out.dump(self._flat(row))
+        return self._dump(self._flat(row))
 
     def record(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The read model of one row of :meth:`select`: the record ``get`` returns (run-time fields taken
         out of ``extra``, dumped JSON-safe). For an app's or a plugin's own queries built on ``select()``."""
-        return self._schemas.customer_out.dump(self._flat(row))
+        return self._dump(self._flat(row))
 
     def _flat(self, row: Mapping[Any, Any]) -> dict[str, Any]:
         record = dict(row)
@@ -383,59 +505,6 @@ class Customers:
             for spec in self._fields.runtime()
             if not only_given or spec.name in values
         }
-
-    def _normalise_email(self, customer: Customer) -> None:
-        customer.email_normalized = normalize_email(customer.email)
-
-    def _normalise_phone(self, customer: Customer) -> None:
-        if not customer.phone:
-            customer.phone_normalized = None
-            return
-        region = self._phones.region_of(customer.country, customer.branch)
-        try:
-            customer.phone_normalized = self._phones.normalize(customer.phone, region)
-        except ValueError as exc:
-            raise ValidationError({"phone": [str(exc)]}, "invalid customer") from None
-
-    def _claim(self, t: Transaction, customer: Customer, held: set[tuple[str, str]], *, allow_duplicate: bool) -> None:
-        """Claim the values the customer gains and release those it lost, then, unless duplicates are
-        allowed, refuse a value another customer has. The claim comes first: it waits for any concurrent
-        writer of the same value, so the check that follows sees that writer's customer."""
-        now = claims_of(customer.email_normalized, customer.phone_normalized)
-        gained, lost = now - held, held - now
-        if not gained and not lost:
-            return
-        take_claims(t.session, dict.fromkeys(gained, customer.id), dict.fromkeys(lost, customer.id))
-        if gained and not allow_duplicate:
-            self._refuse_duplicates(t, customer, {kind for kind, _ in gained}, exclude=customer.id)
-
-    def _check_owner(self, t: Transaction, owner_id: int | None) -> None:
-        if owner_id is not None and t.session.get(User, owner_id) is None:
-            raise ValidationError({"owner_id": [f"no user with id {owner_id}"]}, "invalid customer")
-
-    def _refuse_duplicates(self, t: Transaction, customer: Customer, kinds: set[str], exclude: int) -> None:
-        checks = []
-        if customer.email_normalized and "email" in kinds:
-            checks.append(("email", Customer.email_normalized == customer.email_normalized))
-        if customer.phone_normalized and "phone" in kinds:
-            checks.append(("phone", Customer.phone_normalized == customer.phone_normalized))
-        if not checks:
-            return
-        query = select(Customer.id, Customer.email_normalized, Customer.phone_normalized).where(
-            or_(*(c for _, c in checks)), Customer.id != exclude
-        )
-        rows = t.session.execute(query.order_by(Customer.id)).all()
-        if rows:
-            matched = sorted(
-                {
-                    label
-                    for row in rows
-                    for label in sorted(kinds)
-                    if getattr(row, f"{label}_normalized") == getattr(customer, f"{label}_normalized")
-                    and getattr(customer, f"{label}_normalized")
-                }
-            )
-            raise DuplicateCustomerError([r.id for r in rows], matched)
 
     # -- lists -----------------------------------------------------------------------------------
 
@@ -478,3 +547,8 @@ class Customers:
         )
         self._built_listing = (out, listing)
         return listing
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table

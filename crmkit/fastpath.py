@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import phonenumbers
+from marshmallow import Schema, validate
+from marshmallow import ValidationError as FieldError
+from marshmallow import fields as mf
 
 from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES
 from crmkit.limits import INT32, MAX_MOMENT, MIN_MOMENT, json_ok, text_problem
@@ -210,3 +215,113 @@ def activity_checker(kinds: Mapping[str, ActivityKindSpec]) -> Checker:
         return values
 
     return check
+
+
+#: Customer input: the checks of the core fields (besides ``name``, ``country`` and ``stage``, looked at
+#: by the check itself), each taking a non-None value.
+CustomerCheck = Callable[[Mapping[str, Any]], "dict[str, Any] | None"]
+_EMAIL = validate.Email()
+
+
+def _email(value: Any) -> bool:
+    if not _plain_str(value, 320):
+        return False
+    try:
+        _EMAIL(value)
+    except FieldError:
+        return False
+    return True
+
+
+_CUSTOMER_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "email": _email,
+    "phone": lambda v: _plain_str(v, 50),
+    "source": lambda v: _plain_str(v, 100),
+    "campaign": lambda v: _plain_str(v, 100),
+    "branch": lambda v: _plain_str(v, 100),
+    "owner_id": _int,
+    # stored upper-case: marshmallow upper-cases it, a value already upper-case comes out unchanged
+    "country": lambda v: type(v) is str and len(v) == 2 and v.isupper() and v in phonenumbers.SUPPORTED_REGIONS,
+    # a date is left to marshmallow: it compares it with today and the storage range
+    "birthday": lambda v: False,
+}
+
+
+def customer_fast_check(fields: Iterable[FieldSpec], stages: Iterable[str], *, partial: bool = False) -> CustomerCheck:
+    """The fast check of customer input (``partial`` for an update): the values marshmallow's ``customer_in``
+    would load from ``row``, or ``None`` when the row is not certain to load unchanged (then marshmallow
+    decides, and words any error). ``fields`` are the plugin and run-time fields, in the schema's order.
+
+    It does not check the phone against its region, which the full schema does as its last step: the
+    service reads the phone once for both and refuses it with marshmallow's message (see
+    ``crmkit.customers``)."""
+    checks = dict(_CUSTOMER_CHECKS)
+    specs = list(fields)
+    for spec in specs:
+        checks[spec.name] = _value_check(spec)
+    checks["stage"] = _choice(frozenset(stages))
+    required = frozenset(s.name for s in specs if s.required) | {"name"}
+    nullable = frozenset(checks) - required - {"stage"}
+    defaults = {} if partial else {s.name: s.default for s in specs if s.default is not None}
+    names = frozenset(checks) | {"name"}
+
+    def check(row: Mapping[str, Any]) -> dict[str, Any] | None:
+        if type(row) is not dict or not row.keys() <= names:
+            return None
+        if not partial and not required <= row.keys():
+            return None
+        for key, value in row.items():
+            if value is None:
+                if key not in nullable:
+                    return None
+            elif key == "name":
+                if not (_plain_str(value, 200) and value):
+                    return None
+            elif not checks[key](value):
+                return None
+        if defaults and not defaults.keys() <= row.keys():
+            return {**defaults, **row}
+        return dict(row)
+
+    return check
+
+
+def _choice(choices: frozenset[str]) -> Callable[[Any], bool]:
+    return lambda v: type(v) is str and v in choices and _storable(v)
+
+
+Dumper = Callable[[Mapping[str, Any]], "dict[str, Any]"]
+
+
+def record_dumper(schema: Schema) -> Dumper:
+    """``schema.dump`` of a flat record (a mapping holding every field), for output schemas of plain fields:
+    a value already of its field's Python type is turned into what marshmallow makes of it in one step
+    (text, an int and a bool as they are, a date or datetime in ISO 8601); anything else, the field
+    serialises itself. ``tests/test_customer_fastpath.py`` checks it against ``schema.dump``."""
+    plan: list[tuple[str, str, Callable[[Any, Mapping[str, Any]], Any]]] = []
+    for name, field in schema.dump_fields.items():
+        plan.append((field.data_key or name, field.attribute or name, _dump_value(field, name)))
+
+    def dump(record: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: None if (v := record[attr]) is None else value(v, record) for key, attr, value in plan}
+
+    return dump
+
+
+def _dump_value(field: mf.Field[Any], name: str) -> Callable[[Any, Mapping[str, Any]], Any]:
+    def slow(value: Any, record: Mapping[str, Any]) -> Any:
+        return field._serialize(value, name, record)
+
+    kind = type(field)
+    if kind is mf.String:
+        return lambda v, record: v if type(v) is str else slow(v, record)
+    if kind is mf.Integer and not field.as_string:  # type: ignore[attr-defined]
+        return lambda v, record: v if type(v) is int else slow(v, record)
+    if kind is mf.Boolean:
+        return lambda v, record: v if type(v) is bool else slow(v, record)
+    # a bound field's format is "iso" unless declared: marshmallow's "iso" is the type's own isoformat()
+    if kind is mf.DateTime and field.format in (None, "iso"):  # type: ignore[attr-defined]
+        return lambda v, record: v.isoformat() if type(v) is dt.datetime else slow(v, record)
+    if kind is mf.Date and field.format in (None, "iso"):  # type: ignore[attr-defined]
+        return lambda v, record: v.isoformat() if type(v) is dt.date else slow(v, record)
+    return slow

@@ -19,6 +19,8 @@ import attrs
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from crmkit.db import driver
+
 log = logging.getLogger("crmkit")
 
 
@@ -110,7 +112,7 @@ def savepoint(tx: Transaction) -> Iterator[Transaction]:
     registered are undone, and the rest of the unit of work goes on."""
     committed, rolled_back = len(tx._after_commit), len(tx._after_rollback)
     try:
-        with tx.session.begin_nested():
+        with driver.savepoint(tx.session):
             yield tx
     except BaseException:
         del tx._after_commit[committed:]

@@ -144,6 +144,7 @@ def test_python_m_bench_prints_every_workload_and_writes_the_figures(
     argv = [
         *("--customers", str(SIZES.customers), "--visits", str(SIZES.visits), "--payments", str(SIZES.payments)),
         *("--seed", str(SIZES.seed), "--sample", "60", "--memory-small", "60", "--repeat", "1"),
+        *("--only", "ingest,triggers,reports,memory"),
         *("--work-dir", str(target.work_dir), "--prefix", target.prefix, "--json", str(out)),
     ]
     if target.url:
@@ -188,3 +189,43 @@ def test_the_list_workload_pages_through_the_same_members_as_plain_python(club: 
     assert len(members) > 7 and [r["id"] for r in ours[1]] == sorted(members)
     assert ours[1] == theirs[1] == [club.customers.get(cid) for cid in sorted(members)]
     assert workload.same(ours, theirs) and ours[0] == -(-len(members) // 7)
+
+
+def test_app_path_baseline_stores_the_same_rows_as_crmkit(target: data.Target) -> None:
+    from bench.apppath import AppPath, AppSizes, check_same_rows
+
+    app = AppPath(target, AppSizes(customers=25, activities=40))
+    try:
+        assert check_same_rows(app) == {"create": 25, "update": 25, "log": 40}
+    finally:
+        app.close()
+
+
+def test_python_m_bench_app_path_stores_what_each_workload_claims(
+    target: data.Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "app.json"
+    argv = ["--only", "apppath", "--app-customers", "30", "--app-activities", "50", "--repeat", "1"]
+    argv += ["--work-dir", str(target.work_dir), "--prefix", target.prefix, "--json", str(out)]
+    if target.url:
+        argv += ["--url", target.url]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    timings = json.loads(out.read_text())["timings"]
+    assert [t["workload"] for t in timings] == [
+        f"{verb} {n} {what}, {mode}"
+        for verb, n, what in (("create", 30, "customers"), ("update", 30, "customers"), ("log", 50, "activities"))
+        for mode in ("one outer transaction", "a transaction per call")
+    ]
+    # each side's result is what it stored, counted by plain SQL after the run
+    expected = {
+        "create": {"customers": 30, "normalised phones": 30, "extension rows": 30, "history rows": 30},
+        "update": {"phones changed": 30, "goals changed": 30},
+        "log": {"activities": 50},
+    }
+    for t in timings:
+        wanted = expected[t["workload"].split()[0]]
+        assert t["crmkit_rows"] == t["baseline_rows"] == wanted, t["workload"]
+        assert t["same"] and t["empty"] == [] and t["calls"] == int(t["workload"].split()[1])
+        assert t["crmkit_s"] > 0 and t["baseline_s"] > 0
+    assert "crmkit app path on" in printed and "µs" in printed
