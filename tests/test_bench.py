@@ -144,7 +144,7 @@ def test_python_m_bench_prints_every_workload_and_writes_the_figures(
     argv = [
         *("--customers", str(SIZES.customers), "--visits", str(SIZES.visits), "--payments", str(SIZES.payments)),
         *("--seed", str(SIZES.seed), "--sample", "60", "--memory-small", "60", "--repeat", "1"),
-        *("--only", "ingest,triggers,reports,memory"),
+        *("--only", "ingest,triggers,reports,lists,memory"),
         *("--work-dir", str(target.work_dir), "--prefix", target.prefix, "--json", str(out)),
     ]
     if target.url:
