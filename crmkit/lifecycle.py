@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm.util import identity_key
 
 from crmkit.db.models import Customer, StageHistory
 from crmkit.db.types import utcnow
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
 
 _CAUSE = Text(max_length=200)
 _AT = Moment()
+#: Customers read per statement by :meth:`Lifecycle.move_many`: far below SQLite's limit of bound parameters.
+_CHUNK = 1000
 
 
 class Lifecycle:
@@ -140,3 +144,78 @@ class Lifecycle:
                 }
                 for r in rows
             ]
+
+    def move_many(
+        self,
+        customer_ids: Iterable[int],
+        target: str,
+        *,
+        cause: str,
+        actor_id: int | None = None,
+        at: dt.datetime | None = None,
+        from_stages: Iterable[str] | None = None,
+        tx: Transaction | None = None,
+    ) -> list[StageChange]:
+        """Move several customers to ``target`` with set-based writes; return the moves made, by customer id.
+
+        Each move is checked as :meth:`move` checks one, lands in the history and is told to the plugins
+        (``crmkit_stage_changed``, once per customer). With ``from_stages``, only the customers in one of
+        those stages move and the others are left where they are; without it, every customer must exist
+        and every move be allowed, or nothing moves. A customer whose last move is later than ``at`` (a
+        backfill) is moved at the time of that last move, so the history stays in order.
+        """
+        ids = sorted({require_id(i, "customer") for i in customer_ids})
+        cause = check(_CAUSE, cause, "cause", "invalid move")
+        when = utcnow() if at is None else check(_AT, at, "at", "invalid move")
+        sources = None if from_stages is None else list(from_stages)
+        customers = Customer.__table__
+        spec = self.stage(target) if target in self.stages else None
+        changes: list[StageChange] = []
+        with use_transaction(self._crm, self._crm.session_factory, tx, actor_id) as t:
+            actor = actor_id or t.actor_id
+            found: list[Any] = []
+            for start in range(0, len(ids), _CHUNK):
+                query = select(Customer.id, Customer.stage, Customer.stage_changed_at).where(
+                    Customer.id.in_(ids[start : start + _CHUNK])
+                )
+                if sources is not None:
+                    query = query.where(Customer.stage.in_(sources))
+                found.extend(t.session.execute(query.order_by(Customer.id).with_for_update()).all())
+            if sources is None and len(found) < len(ids):
+                missing = sorted(set(ids) - {row.id for row in found})
+                raise NotFound("customer", missing[0])
+            for row in found:
+                self.check(row.stage, target, cause)
+                changes.append(StageChange(row.id, row.stage, target, max(when, row.stage_changed_at), cause, actor))
+            if not changes:
+                return []
+            assert spec is not None  # check() refused an unknown target
+            t.session.execute(
+                update(customers)
+                .where(customers.c.id == bindparam("_id"))
+                .values(stage=target, lifecycle=spec.lifecycle, stage_changed_at=bindparam("_at")),
+                [{"_id": c.customer_id, "_at": c.at} for c in changes],
+            )
+            t.session.execute(
+                insert(StageHistory.__table__),
+                [
+                    {
+                        "customer_id": c.customer_id,
+                        "from_stage": c.source,
+                        "to_stage": target,
+                        "to_lifecycle": spec.lifecycle,
+                        "at": c.at,
+                        "cause": cause,
+                        "actor_id": actor,
+                    }
+                    for c in changes
+                ],
+            )
+            # the rows changed under the session: customers it holds must be read again
+            for c in changes:
+                loaded = t.session.identity_map.get(identity_key(Customer, c.customer_id))
+                if loaded is not None:
+                    t.session.expire(loaded)
+            for change in changes:
+                self._crm.hook.crmkit_stage_changed(tx=t, change=change)
+        return changes

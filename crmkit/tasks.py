@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, insert, or_, select
 
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
@@ -17,6 +17,19 @@ from crmkit.unit import Transaction, use_transaction
 
 if TYPE_CHECKING:
     from crmkit.app import CRM
+
+#: What a row of :meth:`Tasks.create_many` holds for each column its input may leave out.
+_TASK_DEFAULTS: dict[str, Any] = {
+    "reason": None,
+    "customer_id": None,
+    "assignee_id": None,
+    "due_at": None,
+    "remind_at": None,
+    "status": "open",
+    "source": None,
+    "source_id": None,
+    "completed_at": None,
+}
 
 
 class Tasks:
@@ -134,3 +147,43 @@ class Tasks:
             task.completed_at = at or utcnow()
             t.session.flush()
             return self._crm.schemas.task_out.dump(task)
+
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, tx: Transaction | None = None) -> list[dict[str, Any]]:
+        """Validate and insert several tasks at once; return the stored records, in the order given.
+
+        Each row is checked as :meth:`create` checks one (the same schema, the customer and the assignee
+        must exist) and the rows go in with one multi-row ``INSERT``. All or nothing: ``ValidationError``
+        lists every problem as ``"[index].field"`` and writes no task.
+        """
+        crm = self._crm
+        batch = list(rows)
+        errors: dict[str, Any] = {}
+        loaded: list[dict[str, Any]] = []
+        for i, data in enumerate(batch):
+            try:
+                loaded.append(load(crm.schemas.task_in, data, message="invalid task"))
+            except ValidationError as exc:
+                errors.update({f"[{i}].{field}": problems for field, problems in exc.errors.items()})
+        if errors:
+            raise ValidationError(errors, "invalid tasks")
+        if not loaded:
+            return []
+        with use_transaction(crm, crm.session_factory, tx) as t:
+            # the existence checks of create(), one query per referenced table for the whole batch
+            for key, model in (("customer_id", Customer), ("assignee_id", User)):
+                wanted = {v[key] for v in loaded if v.get(key) is not None}
+                known = set(t.session.scalars(select(model.id).where(model.id.in_(wanted)))) if wanted else set()
+                for i, values in enumerate(loaded):
+                    if values.get(key) is not None and values[key] not in known:
+                        what = "customer" if model is Customer else "user"
+                        errors[f"[{i}].{key}"] = [f"no {what} with id {values[key]}"]
+            if errors:
+                raise ValidationError(errors, "invalid tasks")
+            table = Task.__table__
+            now = utcnow()
+            # every row names every column, so the dialect can send them as one multi-row statement
+            full = [{**_TASK_DEFAULTS, "created_at": now, **values} for values in loaded]
+            inserted = t.session.execute(
+                insert(table).returning(*table.c, sort_by_parameter_order=True), full
+            ).mappings()
+            return crm.schemas.task_out.dump(list(inserted), many=True)  # type: ignore[no-any-return]
