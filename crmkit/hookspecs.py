@@ -248,11 +248,12 @@ def crmkit_trigger_fired(tx: Transaction, trigger: Trigger, firings: Sequence[Fi
     """Called after a trigger's actions ran for a batch of firings, inside the run's transaction.
 
     Each firing is a plain, JSON-safe dict (:class:`crmkit.triggers.Firing`): ``id``, ``trigger``,
-    ``customer_id``, ``run_id``, ``as_of``, ``window``, ``held_out``, ``goal_until``, ``customer`` (the record
-    as ``crm.customers.get`` returns it, the same shape as ``crmkit_customer_created`` gets) and
+    ``customer_id``, ``run_id``, ``as_of``, ``window``, ``held_out``, ``goal_until``, ``customer`` (the
+    record as ``crm.customers.get`` returns it, the same shape as ``crmkit_customer_created`` gets) and
     ``evidence`` (the trigger's evidence values, datetimes and dates as ISO 8601 strings, decimals as
-    strings). Held-out firings (the control group) are not passed: nothing is done for them. Raise to roll back the batch; crmkit then retries the
-    firings one by one and rolls back only those that fail, reporting them in the run's errors.
+    strings). Held-out firings (the control group) are not passed: nothing is done for them. Raise to roll
+    back the batch; crmkit then retries the firings one by one and rolls back only those that fail,
+    reporting them in the run's errors.
 
     .. versionadded:: 0.1
     """
