@@ -14,6 +14,7 @@ from crmkit.claims import claims_of, take_claims
 from crmkit.db.models import Contact, Customer, Merge, User
 from crmkit.db.schema import write_extension
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
+from crmkit.fastrows import dumper
 from crmkit.limits import Text, check, id_filter, require_id
 from crmkit.merge import merge_customers
 from crmkit.schemas import Country, load
@@ -370,7 +371,7 @@ class Customers:
         """The records of several customers, as :meth:`get` returns each, by id; ids with no customer are
         left out. Read in ``tx`` when given (its own writes included), a few statements for any number."""
         wanted = sorted({i for i in (id_filter(c, "customer") for c in customer_ids) if i is not None})
-        out = self._crm.schemas.customer_out
+        dump = dumper(self._crm.schemas.customer_out)
         column = Customer.__table__.c.id
         with contextlib.ExitStack() as stack:
             session = tx.session if tx is not None else stack.enter_context(self._crm.session())
@@ -378,5 +379,5 @@ class Customers:
             for start in range(0, len(wanted), _MANY_CHUNK):
                 query = self.select().where(column.in_(wanted[start : start + _MANY_CHUNK]))
                 for row in session.execute(query).mappings():
-                    records[row["id"]] = out.dump(self._flat(row))
+                    records[row["id"]] = dump(self._flat(row))
             return records

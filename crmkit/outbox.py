@@ -32,6 +32,7 @@ from sqlalchemy import insert, or_, select, update
 from crmkit.db.models import Customer, OutboxMessage
 from crmkit.db.types import utcnow
 from crmkit.errors import ValidationError
+from crmkit.fastrows import dumper
 from crmkit.schemas import MessageIn, MessageOut, load
 from crmkit.unit import Transaction, use_transaction
 
@@ -235,4 +236,5 @@ class Outbox:
             )
             ids = [row["id"] for row in stored]
             t.after_commit(partial(self.deliver, ids, limit=len(ids)))
-            return MessageOut().dump(stored, many=True)  # type: ignore[no-any-return]
+            dump = dumper(MessageOut())
+            return [dump(row) for row in stored]

@@ -11,6 +11,7 @@ from sqlalchemy import case, func, insert, or_, select
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
+from crmkit.fastrows import dumper, task_fast_load
 from crmkit.limits import Moment, check, id_filter, require_id
 from crmkit.schemas import load
 from crmkit.unit import Transaction, use_transaction
@@ -30,6 +31,14 @@ _TASK_DEFAULTS: dict[str, Any] = {
     "source_id": None,
     "completed_at": None,
 }
+
+
+def _in_utc(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its datetimes in UTC, as the database returns them."""
+    return {
+        key: value.astimezone(dt.UTC) if type(value) is dt.datetime and value.tzinfo is not dt.UTC else value
+        for key, value in row.items()
+    }
 
 
 class Tasks:
@@ -160,6 +169,10 @@ class Tasks:
         errors: dict[str, Any] = {}
         loaded: list[dict[str, Any]] = []
         for i, data in enumerate(batch):
+            fast = task_fast_load(data)
+            if fast is not None:
+                loaded.append(fast)
+                continue
             try:
                 loaded.append(load(crm.schemas.task_in, data, message="invalid task"))
             except ValidationError as exc:
@@ -183,7 +196,8 @@ class Tasks:
             now = utcnow()
             # every row names every column, so the dialect can send them as one multi-row statement
             full = [{**_TASK_DEFAULTS, "created_at": now, **values} for values in loaded]
-            inserted = t.session.execute(
-                insert(table).returning(*table.c, sort_by_parameter_order=True), full
-            ).mappings()
-            return crm.schemas.task_out.dump(list(inserted), many=True)  # type: ignore[no-any-return]
+            ids = t.session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), full)
+            # the record is what was written, times as the database gives them back (in UTC): only the id
+            # is the database's, so it is the only column read back
+            dump = dumper(crm.schemas.task_out)
+            return [dump({**_in_utc(row), "id": task_id}) for row, task_id in zip(full, ids, strict=True)]
