@@ -17,9 +17,9 @@ from crmkit.errors import (
     TransitionError,
     ValidationError,
 )
-from crmkit.plugins import hookimpl
+from crmkit.hookspecs import hookimpl
 from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
-from crmkit.unit import StageChange, Transaction
+from crmkit.unit import Transaction, Units
 
 __all__ = [
     "CRM",
@@ -31,11 +31,11 @@ __all__ = [
     "FieldSpec",
     "NotFound",
     "PluginError",
-    "StageChange",
     "StageSpec",
     "Transaction",
     "TransitionError",
     "TransitionSpec",
+    "Units",
     "ValidationError",
     "hookimpl",
 ]

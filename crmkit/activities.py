@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from itertools import chain, islice
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from sqlalchemy import Dialect, and_, select
@@ -20,13 +20,11 @@ from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
 from crmkit.fastpath import activity_fast_check
+from crmkit.hooks import Hooks
 from crmkit.limits import Moment, Text, check, id_filter, require_id
-from crmkit.schemas import load
+from crmkit.schemas import Schemas, load
 from crmkit.specs import ActivityKindSpec
-from crmkit.unit import Transaction, use_transaction
-
-if TYPE_CHECKING:
-    from crmkit.app import CRM
+from crmkit.unit import Transaction, Units
 
 #: How long a calendar activity lasts when no duration is given.
 DEFAULT_CALENDAR_MINUTES = 60
@@ -95,12 +93,23 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.rejected
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report in the read model: ``{"inserted", "skipped", "rejected": [{"index", "errors"}]}``."""
+        return {
+            "inserted": self.inserted,
+            "skipped": self.skipped,
+            "rejected": [attrs.asdict(r) for r in self.rejected],
+        }
+
 
 class Activities:
     """``crm.activities``."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, *, kinds: Mapping[str, ActivityKindSpec], schemas: Schemas, hooks: Hooks, units: Units) -> None:
+        self._kinds = kinds
+        self._schemas = schemas
+        self._hooks = hooks
+        self._units = units
         self._writers: dict[Dialect, _RowWriter] = {}
 
     def log(
@@ -121,15 +130,15 @@ class Activities:
         called. An integration may deliver the same event twice, or two workers may deliver it at once;
         either way it is stored once.
         """
-        crm = self._crm
-        values = self._prepare(load(crm.schemas.activity_in, data, message="invalid activity"))
+        out = self._schemas.activity_out
+        values = self._prepare(load(self._schemas.activity_in, data, message="invalid activity"))
         keyed = values["external_id"] is not None
-        with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
+        with self._units.write(tx, actor_id) as t:
             self._check_references(t.session, [values])
             stored = self._by_key(t.session, values) if keyed else None
             if stored is not None:
-                return crm.schemas.activity_out.dump(stored)
-            kind = crm.registry.activity_kinds[values["kind"]]
+                return out.dump(stored)
+            kind = self._kinds[values["kind"]]
             if kind.calendar and not allow_conflict and values.get("owner_id") and values["status"] in _BUSY:
                 clashes = self._overlapping(t.session, values["owner_id"], values["occurred_at"], values["ends_at"])
                 if clashes:
@@ -139,13 +148,13 @@ class Activities:
                 if activity is None:  # a concurrent writer stored the same key after our look-up
                     stored = self._by_key(t.session, values)
                     assert stored is not None
-                    return crm.schemas.activity_out.dump(stored)
+                    return out.dump(stored)
             else:
                 activity = Activity(**values)
                 t.session.add(activity)
                 t.session.flush()
-            record = crm.schemas.activity_out.dump(activity)
-            crm.hook.crmkit_activity_logged(tx=t, activity=record)
+            record = out.dump(activity)
+            self._hooks.activity_logged(t, record)
             return record
 
     def ingest(
@@ -176,13 +185,12 @@ class Activities:
         ingests with keyed rows take turns (an advisory lock held until the transaction ends). The hook
         ``crmkit_activities_ingested`` is told about the rows stored, never about skipped ones.
         """
-        crm = self._crm
         inserted = skipped = 0
         rejected: list[RowError] = []
-        hook = crm.hook.crmkit_activities_ingested
+        hooks = self._hooks
         # building a dict per stored row costs: only when some implementation reads them
-        wants_rows = any("activities" in impl.argnames for impl in hook.get_hookimpls())
-        with use_transaction(crm, crm.session_factory, tx) as t:
+        wants_rows = hooks.takes("activities_ingested", "activities")
+        with self._units.write(tx) as t:
             connection = t.session.connection()
             writer = self._writer(connection.dialect)
             typed, validated = writer.typed, writer.validated
@@ -215,8 +223,8 @@ class Activities:
                 inserted += len(stored)
                 skipped += len(good) - len(stored)
                 if stored:
-                    hook(
-                        tx=t,
+                    hooks.activities_ingested(
+                        t,
                         count=len(stored),
                         kinds=dict(Counter(map(_KIND, stored))),
                         activities=writer.records(stored) if wants_rows else [],
@@ -228,16 +236,21 @@ class Activities:
         rejected.sort(key=lambda r: r.index)
         return IngestReport(inserted, tuple(rejected), skipped)
 
-    def get(self, activity_id: int) -> dict[str, Any]:
+    def get(self, activity_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         activity_id = require_id(activity_id, "activity", bits=64)
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             activity = s.get(Activity, activity_id)
             if activity is None:
                 raise NotFound("activity", activity_id)
-            return self._crm.schemas.activity_out.dump(activity)
+            return self._schemas.activity_out.dump(activity)
 
     def for_customer(
-        self, customer_id: int, *, kinds: Iterable[str] | None = None, limit: int = 100
+        self,
+        customer_id: int,
+        *,
+        kinds: Iterable[str] | None = None,
+        limit: int = 100,
+        tx: Transaction | None = None,
     ) -> list[dict[str, Any]]:
         """A customer's activities, newest first."""
         if id_filter(customer_id, "customer") is None:
@@ -247,11 +260,17 @@ class Activities:
             wanted = [check(_KIND_NAME, kind, "kinds", "invalid filter") for kind in kinds]
             query = query.where(Activity.kind.in_(wanted))
         query = query.order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(limit)
-        with self._crm.session() as s:
-            return self._crm.schemas.activity_out.dump(s.scalars(query), many=True)
+        with self._units.read(tx) as s:
+            return self._schemas.activity_out.dump(s.scalars(query), many=True)
 
     def conflicts(
-        self, owner_id: int, start: dt.datetime, end: dt.datetime, *, exclude_id: int | None = None
+        self,
+        owner_id: int,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        exclude_id: int | None = None,
+        tx: Transaction | None = None,
     ) -> list[dict[str, Any]]:
         """Calendar activities of ``owner_id`` that overlap ``[start, end)``."""
         start, end = (
@@ -259,15 +278,15 @@ class Activities:
         )
         if id_filter(owner_id, "owner") is None:
             return []
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             ids = self._overlapping(s, owner_id, start, end, exclude_id=exclude_id)
             rows = s.scalars(select(Activity).where(Activity.id.in_(ids)).order_by(Activity.occurred_at))
-            return self._crm.schemas.activity_out.dump(rows, many=True)
+            return self._schemas.activity_out.dump(rows, many=True)
 
     # -- helpers ---------------------------------------------------------------------------------
 
     def _prepare(self, values: dict[str, Any]) -> dict[str, Any]:
-        kind = self._crm.registry.activity_kinds[values["kind"]]
+        kind = self._kinds[values["kind"]]
         values["occurred_at"] = values.get("occurred_at") or utcnow()
         if values.get("channel") is None:
             values["channel"] = kind.channel
@@ -301,7 +320,7 @@ class Activities:
     def _overlapping(
         self, session: Any, owner_id: int, start: dt.datetime, end: dt.datetime | None, exclude_id: int | None = None
     ) -> list[int]:
-        calendar_kinds = [k.name for k in self._crm.registry.activity_kinds.values() if k.calendar]
+        calendar_kinds = [k.name for k in self._kinds.values() if k.calendar]
         end = end or start
         query = select(Activity.id).where(
             Activity.owner_id == owner_id,
@@ -336,7 +355,7 @@ class _RowWriter:
         self._activities = activities
         self.insert = BulkInsert(Activity.__table__, _INSERT_COLUMNS, dialect)  # type: ignore[arg-type]
         self._processors = dict(zip(self.insert.columns, self.insert.processors, strict=True))
-        kinds = activities._crm.registry.activity_kinds
+        kinds = activities._kinds
         self.typed = _typed_rows(kinds, self._processors, dialect) or _never
 
     def store(self, connection: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -372,7 +391,7 @@ class _RowWriter:
 
     def validated(self, row: Mapping[str, Any], now: dt.datetime) -> tuple[Any, ...]:
         """``row`` validated by marshmallow (``ValidationError`` when it is wrong), as driver values."""
-        values = self._activities._prepare(load(self._activities._crm.schemas.activity_in, row))
+        values = self._activities._prepare(load(self._activities._schemas.activity_in, row))
         values["created_at"] = now
         return self.insert.driver_values(values)
 
@@ -441,23 +460,26 @@ def _batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[Iterator[
         yield chain((first,), islice(numbered, size - 1))
 
 
-def _from_driver_datetime(value: Any) -> dt.datetime | None:
-    """A ``UTCDateTime`` driver value (naive UTC, or SQLite's text of it) as an aware UTC datetime."""
+def _from_driver_datetime(value: Any) -> str | None:
+    """A ``UTCDateTime`` driver value (naive UTC, or SQLite's text of it) as the read model's ISO 8601 text
+    in UTC, as ``activity_out`` dumps it."""
     if value is None:
         return None
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.UTC)
+    return str(value.replace(tzinfo=dt.UTC).isoformat())
 
 
 def _json_data(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, Decimal):
-        return value
-    return Decimal(str(value)).quantize(_CENT)  # SQLite's driver takes floats
+def _decimal(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Decimal):
+        value = Decimal(str(value))  # SQLite's driver takes floats
+    return str(value.quantize(_CENT))
 
 
 #: Where each column of a stored row is, and what turns its driver value into the Python value.
@@ -477,9 +499,10 @@ _READERS: dict[str, tuple[int, Callable[[Any], Any] | None]] = {
 
 class StoredActivity(Mapping[str, Any]):
     """One row an ingest stored, as ``crmkit_activities_ingested`` gets it: a read-only mapping of every
-    input column (no ``id``), with ``occurred_at``/``ends_at`` aware UTC datetimes, ``data`` a dict and
-    ``amount`` a ``Decimal``. Each value is converted from the driver's when it is read, so a plugin that
-    looks at three columns of a million rows does not pay for the other twelve."""
+    input column (no ``id``) in the read model of ``crm.activities.get``: ``occurred_at``/``ends_at`` ISO
+    8601 text in UTC, ``data`` a dict, ``amount`` a string ("12.50"). Each value is converted from the
+    driver's when it is read, so a plugin that looks at three columns of a million rows does not pay for
+    the other twelve."""
 
     __slots__ = ("_row",)
 

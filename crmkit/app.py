@@ -1,4 +1,9 @@
-"""The ``CRM`` object: the one place where crmkit keeps state."""
+"""The ``CRM`` object: the composition root, the one place where crmkit keeps state.
+
+It builds the engine, the plugin manager and the registry, then hands each service what it uses (the
+registry, the schemas, the typed hooks, the unit-of-work factory) and nothing more. Only this module, the
+command line, ``crmkit.testing`` and the demo import it.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +13,27 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import phonenumbers
 import pluggy
 from sqlalchemy import Engine, MetaData, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from crmkit import schemas as sch
 from crmkit.activities import Activities
 from crmkit.customers import Customers
 from crmkit.db.schema import build_metadata
 from crmkit.errors import DatabaseBusyError
+from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle
 from crmkit.outbox import Outbox
+from crmkit.phones import Phones
 from crmkit.plugins import Registry, collect, create_plugin_manager
 from crmkit.reports.engine import Reports
 from crmkit.runtime_fields import RuntimeFields
+from crmkit.schemas import Schemas
 from crmkit.targets import Targets
 from crmkit.tasks import Tasks
 from crmkit.triggers.engine import Triggers
-from crmkit.unit import Transaction, open_transaction
+from crmkit.unit import Transaction, Units
 from crmkit.users import Users
 
 DEFAULT_URL = "sqlite:///crmkit.db"
@@ -61,13 +67,14 @@ class CRM:
     ) -> None:
         if engine is not None and url is not None:
             raise TypeError("pass either url or engine, not both")
-        #: The region (ISO 3166 alpha-2) phone numbers written without ``+`` are read in, unless the
-        #: customer's ``country`` or their branch's region (``branch_regions``) says otherwise.
-        self.region = _region(region, "region")
-        #: The region of each branch, for customers with a branch and no ``country``: ``{"bangkok": "TH"}``.
-        self.branch_regions: dict[str, str] = {
-            branch: _region(r, f"branch_regions[{branch!r}]") for branch, r in (branch_regions or {}).items()
-        }
+        self.plugin_manager: pluggy.PluginManager = create_plugin_manager(
+            plugins, load_entry_points=load_entry_points, disabled=disabled_plugins
+        )
+        #: The typed facade over the plugins' hooks: ``crm.hooks.customer_created(tx, record)``.
+        self.hooks = Hooks(self.plugin_manager)
+        #: How phone numbers are read: ``region`` (ISO 3166 alpha-2) for numbers written without ``+``
+        #: unless the customer's ``country`` or their branch's region (``branch_regions``) says otherwise.
+        self.phones = Phones(self.hooks, region, branch_regions)
         self.engine: Engine = engine or _create_engine(url or DEFAULT_URL, engine_options)
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
@@ -75,34 +82,54 @@ class CRM:
         #: The app's own tables with a foreign key to ``crm_customers.id``: a merge re-points them too.
         self.related_tables = tuple(related_tables)
         self.template_dirs = tuple(Path(p) for p in template_dirs)
-        self.plugin_manager: pluggy.PluginManager = create_plugin_manager(
-            plugins, load_entry_points=load_entry_points, disabled=disabled_plugins
-        )
         self.registry: Registry = collect(self.plugin_manager)
         self.metadata: MetaData
         self.extension_tables: dict[str, Table]
         self.metadata, self.extension_tables = build_metadata(self.registry)
         self.session_factory: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_engine = self.engine.execution_options(crmkit_write=True)
+        #: Units of work on this database: ``write(tx)`` joins or opens one, ``read(tx)`` reads in it.
+        self.units = Units(self.session_factory, self.engine.execution_options(crmkit_write=True))
 
-        self.fields = RuntimeFields(self)
-        self.lifecycle = Lifecycle(self)
-        self.customers = Customers(self)
-        self.activities = Activities(self)
-        self.tasks = Tasks(self)
-        self.users = Users(self)
-        self.schemas = Schemas(self)
-        self.outbox = Outbox(self)
-        self.targets = Targets(self)
+        registry, units, hooks = self.registry, self.units, self.hooks
+        self.fields = RuntimeFields(registry, units)
+        self.schemas = Schemas(
+            registry.activity_kinds,
+            self.fields.all,
+            lambda: [s.name for s in registry.stages.values() if s.initial],
+            self.phones.normalize,
+            self.phones.region_of,
+        )
+        self.fields.on_change(self.schemas.invalidate)
+        self.lifecycle = Lifecycle(registry, units, hooks)
+        self.customers = Customers(
+            registry=registry,
+            schemas=self.schemas,
+            hooks=hooks,
+            units=units,
+            lifecycle=self.lifecycle,
+            fields=self.fields,
+            phones=self.phones,
+            extension_tables=self.extension_tables,
+            referencing_tables=lambda: [*self.metadata.sorted_tables, *self.related_tables],
+        )
+        self.activities = Activities(kinds=registry.activity_kinds, schemas=self.schemas, hooks=hooks, units=units)
+        self.tasks = Tasks(schemas=self.schemas, units=units)
+        self.users = Users(schemas=self.schemas, units=units)
+        self.outbox = Outbox(hooks=hooks, units=units)
+        self.targets = Targets(units=units)
         self.triggers = Triggers(self)
         self.reports = Reports(self)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     @property
-    def hook(self) -> Any:
-        """The plugin manager's hook relay: ``crm.hook.crmkit_<name>(...)``."""
-        return self.plugin_manager.hook
+    def region(self) -> str:
+        """The default region phone numbers are read in (see :attr:`phones`)."""
+        return self.phones.region
+
+    @property
+    def branch_regions(self) -> dict[str, str]:
+        return self.phones.branch_regions
 
     @property
     def plugins(self) -> tuple[str, ...]:
@@ -110,13 +137,14 @@ class CRM:
         return self.registry.plugins
 
     def transaction(self, *, actor_id: int | None = None) -> AbstractContextManager[Transaction]:
-        """Open a unit of work: pass it as ``tx=`` to several calls and they commit (or not) together."""
-        return open_transaction(self, self.session_factory, actor_id)
+        """Open a unit of work: pass it as ``tx=`` to several calls and they commit (or not) together;
+        reads given ``tx=`` see its writes before it commits."""
+        return self.units.open(actor_id)
 
     @property
     def write_engine(self) -> Engine:
         """The engine as used by write transactions (on SQLite they begin with ``BEGIN IMMEDIATE``)."""
-        return self._write_engine
+        return self.units.write_engine
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -147,16 +175,12 @@ class CRM:
         unless it is written with ``+`` and a country code. Raises ``ValueError`` with the reason when it
         is not a valid number there.
         """
-        return self.hook.crmkit_normalize_phone(raw=raw, region=(region or self.region).upper())
+        return self.phones.normalize(raw, region)
 
     def phone_region(self, country: str | None = None, branch: str | None = None) -> str:
         """The region a customer's phone is read in: their ``country``, else their branch's region
         (``branch_regions``), else the CRM's default ``region``."""
-        if country:
-            return country.upper()
-        if branch is not None and branch in self.branch_regions:
-            return self.branch_regions[branch]
-        return self.region
+        return self.phones.region_of(country, branch)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -169,54 +193,6 @@ class CRM:
 
     def __repr__(self) -> str:
         return f"CRM(url={self.engine.url.render_as_string(hide_password=True)!r}, plugins={list(self.plugins)})"
-
-
-class Schemas:
-    """The marshmallow schemas of this CRM, rebuilt when an admin adds a run-time field."""
-
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
-        self._cache: dict[str, Any] = {}
-        reg = crm.registry
-        self.activity_in = sch.activity_in(reg.activity_kinds)()
-        self.activity_out = sch.activity_out()()
-        self.task_in = sch.TaskIn()
-        self.task_out = sch.TaskOut()
-        self.user_in = sch.UserIn()
-        self.user_out = sch.UserOut()
-        self.contact_in = sch.ContactIn()
-        self.contact_out = sch.ContactOut()
-
-    def invalidate(self) -> None:
-        self._cache.clear()
-
-    @property
-    def customer_in(self) -> Any:
-        if "customer_in" not in self._cache:
-            reg = self._crm.registry
-            initial = [s.name for s in reg.stages.values() if s.initial]
-            self._cache["customer_in"] = sch.customer_in(
-                reg.fields.values(),
-                self._crm.fields.runtime(),
-                self._crm.normalize_phone,
-                initial,
-                self._crm.phone_region,
-            )()
-        return self._cache["customer_in"]
-
-    @property
-    def customer_out(self) -> Any:
-        if "customer_out" not in self._cache:
-            self._cache["customer_out"] = sch.customer_out(
-                self._crm.registry.fields.values(), self._crm.fields.runtime()
-            )()
-        return self._cache["customer_out"]
-
-
-def _region(value: object, what: str) -> str:
-    if not isinstance(value, str) or value.upper() not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"{what}={value!r} is not an ISO 3166 alpha-2 region that phonenumbers knows")
-    return value.upper()
 
 
 def _create_engine(url: str, engine_options: Mapping[str, Any] | None) -> Engine:

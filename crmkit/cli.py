@@ -292,6 +292,7 @@ def demo(path: str, size: int, no_plugins: bool) -> None:
     An installed edition (such as crmkit-fitness) runs its own demo; otherwise the core's small studio
     demo prints customers and their stages.
     """
+    from crmkit.hooks import Hooks
     from crmkit.plugins import create_plugin_manager
 
     target = Path(path)
@@ -302,7 +303,7 @@ def demo(path: str, size: int, no_plugins: bool) -> None:
         stale.unlink(missing_ok=True)
     pm = create_plugin_manager(load_entry_points=not no_plugins)
     try:
-        pm.hook.crmkit_run_demo(path=target, echo=click.echo, size=size)
+        Hooks(pm).run_demo(target, click.echo, size)
     except BaseException:
         # a half-built demo is worse than none: the next run would start from it
         for partial in files:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
 from sqlalchemy import Select, Table, func, insert, or_, select
+from sqlalchemy.orm import Session
 
 from crmkit import fields as fieldmod
 from crmkit.claims import claims_of, take_claims
@@ -15,13 +17,15 @@ from crmkit.db.models import Contact, Customer, Merge, User
 from crmkit.db.schema import write_extension
 from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
 from crmkit.fastrows import dumper
+from crmkit.hooks import Hooks
+from crmkit.lifecycle import Lifecycle
 from crmkit.limits import Text, check, id_filter, require_id
 from crmkit.merge import merge_customers
-from crmkit.schemas import Country, load
-from crmkit.unit import Transaction, use_transaction
-
-if TYPE_CHECKING:
-    from crmkit.app import CRM
+from crmkit.phones import Phones
+from crmkit.plugins import Registry
+from crmkit.runtime_fields import RuntimeFields
+from crmkit.schemas import Country, Schemas, load
+from crmkit.unit import Transaction, Units
 
 _CORE_INPUT = ("name", "email", "phone", "birthday", "source", "campaign", "owner_id", "branch", "country")
 #: the inputs a customer's phone is read from: the number and the two things that decide its region
@@ -30,8 +34,8 @@ _TEXT = Text()
 _NAME = Text(max_length=48)
 _COUNTRY = Country()
 _PHONE_INPUTS = frozenset({"phone", "country", "branch"})
-#: Customers read per statement by :meth:`Customers.get_many`: far below SQLite's limit of bound parameters.
-_MANY_CHUNK = 1000
+#: Ids per ``IN (...)``, well under SQLite's limit of bound parameters.
+_IN_CHUNK = 10_000
 
 
 @attrs.frozen
@@ -42,6 +46,9 @@ class DuplicateGroup:
     value: str
     customer_ids: tuple[int, ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"matched_on": self.matched_on, "value": self.value, "customer_ids": list(self.customer_ids)}
+
 
 def normalize_email(email: str | None) -> str | None:
     return email.strip().lower() if email else None
@@ -50,8 +57,29 @@ def normalize_email(email: str | None) -> str | None:
 class Customers:
     """``crm.customers``: create, update, read, find duplicates and merge."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        schemas: Schemas,
+        hooks: Hooks,
+        units: Units,
+        lifecycle: Lifecycle,
+        fields: RuntimeFields,
+        phones: Phones,
+        extension_tables: Mapping[str, Table],
+        referencing_tables: Callable[[], list[Table]],
+    ) -> None:
+        self._registry = registry
+        self._schemas = schemas
+        self._hooks = hooks
+        self._units = units
+        self._lifecycle = lifecycle
+        self._fields = fields
+        self._phones = phones
+        self._extension_tables = dict(extension_tables)
+        # every table that may point at a customer (the CRM's and the app's): a merge re-points them
+        self._referencing_tables = referencing_tables
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -70,14 +98,13 @@ class Customers:
         concurrent writers (see :mod:`crmkit.claims`). Nothing is written unless everything, plugin event
         hooks included, succeeds.
         """
-        crm = self._crm
-        values = load(crm.schemas.customer_in, data, message="invalid customer")
+        values = load(self._schemas.customer_in, data, message="invalid customer")
         stage = values.pop("stage", "lead")
-        with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
+        with self._units.write(tx, actor_id) as t:
             customer = Customer(
                 **{k: values.get(k) for k in _CORE_INPUT},
                 stage=stage,
-                lifecycle=crm.lifecycle.stage(stage).lifecycle,
+                lifecycle=self._lifecycle.stage(stage).lifecycle,
                 extra=self._runtime_values(values),
             )
             self._normalise_email(customer)
@@ -86,12 +113,12 @@ class Customers:
             t.session.add(customer)
             t.session.flush()
             self._claim(t, customer, set(), allow_duplicate=allow_duplicate)
-            for plugin, table in crm.extension_tables.items():
-                row = {f.name: values.get(f.name) for f in crm.registry.fields_of(plugin)}
+            for plugin, table in self._extension_tables.items():
+                row = {f.name: values.get(f.name) for f in self._registry.fields_of(plugin)}
                 t.session.execute(insert(table).values(customer_id=customer.id, **row))
-            crm.lifecycle.record(t, customer, None, stage, cause="created", actor_id=actor_id or t.actor_id)
+            self._lifecycle.record(t, customer, None, stage, cause="created", actor_id=actor_id or t.actor_id)
             record = self._read(t.session, customer.id)
-            crm.hook.crmkit_customer_created(tx=t, customer=record)
+            self._hooks.customer_created(t, record)
             return record
 
     def update(
@@ -109,15 +136,14 @@ class Customers:
         region). A new normalised email or phone is refused when another customer has it, unless
         ``allow_duplicate``; a value the customer keeps is not checked again.
         """
-        crm = self._crm
         if isinstance(data, Mapping) and "stage" in data:
             raise ValidationError(
                 {"stage": ["change the stage with crm.lifecycle.move(), which keeps the history"]},
                 "invalid customer",
             )
         customer_id = require_id(customer_id, "customer")
-        values = load(crm.schemas.customer_in, data, partial=True, message="invalid customer")
-        with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
+        values = load(self._schemas.customer_in, data, partial=True, message="invalid customer")
+        with self._units.write(tx, actor_id) as t:
             customer = t.session.get(Customer, customer_id, with_for_update=True)
             if customer is None:
                 raise NotFound("customer", customer_id)
@@ -135,28 +161,27 @@ class Customers:
                 self._normalise_phone(customer)
             t.session.flush()
             self._claim(t, customer, held, allow_duplicate=allow_duplicate)
-            for plugin, table in crm.extension_tables.items():
-                row = {f.name: values[f.name] for f in crm.registry.fields_of(plugin) if f.name in values}
+            for plugin, table in self._extension_tables.items():
+                row = {f.name: values[f.name] for f in self._registry.fields_of(plugin) if f.name in values}
                 write_extension(t.session, table, customer_id, row)
             t.session.flush()
             record = self._read(t.session, customer_id)
-            crm.hook.crmkit_customer_updated(tx=t, customer=record, changes=values)
+            self._hooks.customer_updated(t, record, changes=values)
             return record
 
     def add_contact(
         self, customer_id: int, data: Mapping[str, Any], *, tx: Transaction | None = None
     ) -> dict[str, Any]:
         """Add a person to a customer (the one a meeting was held with, say)."""
-        crm = self._crm
         customer_id = require_id(customer_id, "customer")
-        values = load(crm.schemas.contact_in, data, message="invalid contact")
-        with use_transaction(crm, crm.session_factory, tx) as t:
+        values = load(self._schemas.contact_in, data, message="invalid contact")
+        with self._units.write(tx) as t:
             if t.session.get(Customer, customer_id) is None:
                 raise NotFound("customer", customer_id)
             contact = Contact(customer_id=customer_id, **values)
             t.session.add(contact)
             t.session.flush()
-            return crm.schemas.contact_out.dump(contact)
+            return self._schemas.contact_out.dump(contact)
 
     def merge(
         self, survivor_id: int, duplicate_id: int, *, actor_id: int | None = None, tx: Transaction | None = None
@@ -169,20 +194,50 @@ class Customers:
         """
         survivor_id = require_id(survivor_id, "customer")
         duplicate_id = require_id(duplicate_id, "customer")
-        crm = self._crm
-        with use_transaction(crm, crm.session_factory, tx, actor_id) as t:
-            merge_customers(t, survivor_id, duplicate_id, actor_id=actor_id or t.actor_id)
+        fields_of = self._registry.fields_of
+        extensions = {table: [f.name for f in fields_of(plugin)] for plugin, table in self._extension_tables.items()}
+        with self._units.write(tx, actor_id) as t:
+            merge_customers(
+                t,
+                survivor_id,
+                duplicate_id,
+                actor_id=actor_id or t.actor_id,
+                read=self._read,
+                extensions=extensions,
+                tables=self._referencing_tables(),
+                hooks=self._hooks,
+            )
             return self._read(t.session, survivor_id)
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def get(self, customer_id: int) -> dict[str, Any]:
+    def get(self, customer_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
+        """The customer's record: core, plugin and run-time fields, flat and JSON-safe. In a unit of work
+        (``tx``) it includes what that unit of work wrote."""
         customer_id = require_id(customer_id, "customer")
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             return self._read(s, customer_id)
 
+    def get_many(self, ids: Iterable[int], *, tx: Transaction | None = None) -> dict[int, dict[str, Any]]:
+        """The records of the customers of ``ids`` that exist, by id, read in one statement per 10,000."""
+        wanted = sorted({i for i in (id_filter(i, "customer") for i in ids) if i is not None})
+        out: dict[int, dict[str, Any]] = {}
+        # marshmallow's exact output without its per-field calls: a trigger run reads a batch at a time
+        dump = dumper(self._schemas.customer_out)
+        with self._units.read(tx) as s:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                query = self.select().where(Customer.__table__.c.id.in_(wanted[start : start + _IN_CHUNK]))
+                for row in s.execute(query).mappings():
+                    out[row["id"]] = dump(self._flat(row))
+        return out
+
     def iter(
-        self, *, stage: str | None = None, lifecycle: str | None = None, batch_size: int = 1000
+        self,
+        *,
+        stage: str | None = None,
+        lifecycle: str | None = None,
+        batch_size: int = 1000,
+        tx: Transaction | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Stream customers in id order without loading them all into memory."""
         query = self.select()
@@ -194,17 +249,17 @@ class Customers:
             query = query.where(customers.c.stage == stage)
         if lifecycle is not None:
             query = query.where(customers.c.lifecycle == lifecycle)
-        out = self._crm.schemas.customer_out
-        with self._crm.engine.connect() as conn:
-            result = conn.execution_options(yield_per=batch_size).execute(query.order_by(customers.c.id))
+        out = self._schemas.customer_out
+        with self._units.read(tx) as s:
+            result = s.execute(query.order_by(customers.c.id), execution_options={"yield_per": batch_size})
             for row in result.mappings():
                 yield out.dump(self._flat(row))
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.iter(**filters))
 
-    def count(self) -> int:
-        with self._crm.session() as s:
+    def count(self, *, tx: Transaction | None = None) -> int:
+        with self._units.read(tx) as s:
             return s.scalar(select(func.count()).select_from(Customer)) or 0
 
     def select(self) -> Select[Any]:
@@ -215,12 +270,12 @@ class Customers:
         customers: Table = Customer.__table__  # type: ignore[assignment]
         columns: list[Any] = [c for c in customers.c if c.name != "extra"] + [customers.c.extra]
         joined: Any = customers
-        for plugin, table in self._crm.extension_tables.items():
+        for plugin, table in self._extension_tables.items():
             joined = joined.outerjoin(table, table.c.customer_id == customers.c.id)
-            columns.extend(table.c[f.name].label(f.name) for f in self._crm.registry.fields_of(plugin))
+            columns.extend(table.c[f.name].label(f.name) for f in self._registry.fields_of(plugin))
         return select(*columns).select_from(joined)
 
-    def merges(self, customer_id: int) -> list[dict[str, Any]]:
+    def merges(self, customer_id: int, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
         """The merges whose survivor is this customer, oldest first (a merged survivor's own merges
         included: they follow it into the next survivor).
 
@@ -232,12 +287,12 @@ class Customers:
         wanted = id_filter(customer_id, "customer")
         if wanted is None:
             return []
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             rows = s.scalars(select(Merge).where(Merge.survivor_id == wanted).order_by(Merge.at, Merge.id))
             return [
                 {
                     "merged_id": r.merged_id,
-                    "at": r.at.isoformat(),
+                    "at": r.at.astimezone(dt.UTC).isoformat(),
                     "actor_id": r.actor_id,
                     "snapshot": r.snapshot,
                     "moved": r.moved,
@@ -247,7 +302,12 @@ class Customers:
             ]
 
     def find_duplicates(
-        self, *, email: str | None = None, phone: str | None = None, country: str | None = None
+        self,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        country: str | None = None,
+        tx: Transaction | None = None,
     ) -> list[int]:
         """Ids of customers whose normalised email or phone matches.
 
@@ -263,16 +323,16 @@ class Customers:
         if phone:
             region = check(_COUNTRY, country, "country", "invalid search") if country else None
             with contextlib.suppress(ValueError):
-                conditions.append(Customer.phone_normalized == self._crm.normalize_phone(phone, region))
+                conditions.append(Customer.phone_normalized == self._phones.normalize(phone, region))
         if not conditions:
             return []
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             return list(s.scalars(select(Customer.id).where(or_(*conditions)).order_by(Customer.id)))
 
-    def duplicate_groups(self) -> list[DuplicateGroup]:
+    def duplicate_groups(self, *, tx: Transaction | None = None) -> list[DuplicateGroup]:
         """Every set of customers sharing a normalised email or phone, found by the database."""
         groups: list[DuplicateGroup] = []
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             for label, column in (("email", Customer.email_normalized), ("phone", Customer.phone_normalized)):
                 dupes = (
                     select(column.label("value"))
@@ -294,23 +354,28 @@ class Customers:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _read(self, session: Any, customer_id: int) -> dict[str, Any]:
+    def _read(self, session: Session, customer_id: int) -> dict[str, Any]:
         row = session.execute(self.select().where(Customer.__table__.c.id == customer_id)).mappings().first()
         if row is None:
             raise NotFound("customer", customer_id)
-        return self._crm.schemas.customer_out.dump(self._flat(row))
+        return self._schemas.customer_out.dump(self._flat(row))
+
+    def record(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The read model of one row of :meth:`select`: the record ``get`` returns (run-time fields taken
+        out of ``extra``, dumped JSON-safe). For an app's or a plugin's own queries built on ``select()``."""
+        return self._schemas.customer_out.dump(self._flat(row))
 
     def _flat(self, row: Mapping[str, Any]) -> dict[str, Any]:
         record = dict(row)
         extra = record.pop("extra", None) or {}
-        for spec in self._crm.fields.runtime():
+        for spec in self._fields.runtime():
             record[spec.name] = fieldmod.from_json_value(spec, extra.get(spec.name))
         return record
 
     def _runtime_values(self, values: Mapping[str, Any], *, only_given: bool = False) -> dict[str, Any]:
         return {
             spec.name: fieldmod.to_json_value(spec, values.get(spec.name))
-            for spec in self._crm.fields.runtime()
+            for spec in self._fields.runtime()
             if not only_given or spec.name in values
         }
 
@@ -321,9 +386,9 @@ class Customers:
         if not customer.phone:
             customer.phone_normalized = None
             return
-        region = self._crm.phone_region(customer.country, customer.branch)
+        region = self._phones.region_of(customer.country, customer.branch)
         try:
-            customer.phone_normalized = self._crm.normalize_phone(customer.phone, region)
+            customer.phone_normalized = self._phones.normalize(customer.phone, region)
         except ValueError as exc:
             raise ValidationError({"phone": [str(exc)]}, "invalid customer") from None
 
@@ -366,18 +431,3 @@ class Customers:
                 }
             )
             raise DuplicateCustomerError([r.id for r in rows], matched)
-
-    def get_many(self, customer_ids: Iterable[int], *, tx: Transaction | None = None) -> dict[int, dict[str, Any]]:
-        """The records of several customers, as :meth:`get` returns each, by id; ids with no customer are
-        left out. Read in ``tx`` when given (its own writes included), a few statements for any number."""
-        wanted = sorted({i for i in (id_filter(c, "customer") for c in customer_ids) if i is not None})
-        dump = dumper(self._crm.schemas.customer_out)
-        column = Customer.__table__.c.id
-        with contextlib.ExitStack() as stack:
-            session = tx.session if tx is not None else stack.enter_context(self._crm.session())
-            records: dict[int, dict[str, Any]] = {}
-            for start in range(0, len(wanted), _MANY_CHUNK):
-                query = self.select().where(column.in_(wanted[start : start + _MANY_CHUNK]))
-                for row in session.execute(query).mappings():
-                    records[row["id"]] = dump(self._flat(row))
-            return records

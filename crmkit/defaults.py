@@ -7,7 +7,7 @@ from pathlib import Path
 
 import phonenumbers
 
-from crmkit.plugins import hookimpl
+from crmkit.hookspecs import hookimpl
 from crmkit.reports.core import core_reports
 from crmkit.reports.spec import Report
 from crmkit.specs import ActivityKindSpec, StageSpec, TransitionSpec

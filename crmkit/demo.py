@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from crmkit.app import CRM
-from crmkit.plugins import hookimpl
+from crmkit.hookspecs import hookimpl
 from crmkit.specs import FieldSpec, StageSpec, TransitionSpec
 
 

@@ -36,11 +36,13 @@ if TYPE_CHECKING:
     from crmkit.reports import Report
     from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
     from crmkit.triggers import Firing, Trigger
-    from crmkit.unit import StageChange, Transaction
+    from crmkit.unit import Transaction
 
 PROJECT = "crmkit"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marks a plugin's function or method as the implementation of the hook of the same name.
+hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 # -- declarations -------------------------------------------------------------------------------------
@@ -188,11 +190,12 @@ def crmkit_customer_updated(tx: Transaction, customer: Mapping[str, Any], change
 
 
 @hookspec
-def crmkit_stage_changed(tx: Transaction, change: StageChange) -> None:
+def crmkit_stage_changed(tx: Transaction, change: Mapping[str, Any]) -> None:
     """Called after a customer moved to another stage and the move was written to the history.
 
-    ``change`` tells the customer, the stages (``source`` is ``None`` on creation), the cause and the
-    actor. Raise to veto the move. Runs inside the transaction of the write that caused it.
+    ``change`` is the move as ``crm.lifecycle.history()`` lists it, with the customer: ``customer_id``,
+    ``from_stage`` (``None`` on creation), ``to_stage``, ``lifecycle``, ``at`` (ISO 8601, UTC), ``cause``
+    and ``actor_id``. Raise to veto the move. Runs inside the transaction of the write that caused it.
 
     .. versionadded:: 0.1
     """
@@ -221,8 +224,9 @@ def crmkit_activities_ingested(
     was already stored are not among them, so an implementation never acts twice on one event.
 
     ``activities`` are the stored rows, one read-only mapping each (``crmkit.activities.StoredActivity``)
-    with every input column (``customer_id``, ``kind``, ``status``, ``occurred_at`` and ``ends_at`` as aware
-    UTC datetimes, ``data`` as a dict, ``source``, ``external_id``...) but no ``id``; each value is
+    with every input column in the read model of ``crm.activities.get`` (``customer_id``, ``kind``,
+    ``status``, ``occurred_at`` and ``ends_at`` as ISO 8601 text in UTC, ``amount`` as a string, ``data`` as
+    a dict, ``source``, ``external_id``...) but no ``id``; each value is
     converted when it is read. Building them costs time on big ingests, so crmkit builds them only
     when a registered implementation names the ``activities`` argument; otherwise the list is empty.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm.util import identity_key
@@ -12,13 +12,11 @@ from sqlalchemy.orm.util import identity_key
 from crmkit.db.models import Customer, StageHistory
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, TransitionError
+from crmkit.hooks import Hooks
 from crmkit.limits import Moment, Text, check, id_filter, require_id
+from crmkit.plugins import Registry
 from crmkit.specs import StageSpec, TransitionSpec
-from crmkit.unit import StageChange, Transaction, use_transaction
-
-if TYPE_CHECKING:
-    from crmkit.app import CRM
-
+from crmkit.unit import Transaction, Units
 
 _CAUSE = Text(max_length=200)
 _AT = Moment()
@@ -29,16 +27,18 @@ _CHUNK = 1000
 class Lifecycle:
     """``crm.lifecycle``: where a customer is, where they may go, and how they got there."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, registry: Registry, units: Units, hooks: Hooks) -> None:
+        self._registry = registry
+        self._units = units
+        self._hooks = hooks
 
     @property
     def stages(self) -> dict[str, StageSpec]:
-        return self._crm.registry.stages
+        return self._registry.stages
 
     @property
     def transitions(self) -> dict[tuple[str, str], TransitionSpec]:
-        return self._crm.registry.transitions
+        return self._registry.transitions
 
     def stage(self, name: str) -> StageSpec:
         try:
@@ -70,15 +70,17 @@ class Lifecycle:
         actor_id: int | None = None,
         at: dt.datetime | None = None,
         tx: Transaction | None = None,
-    ) -> StageChange:
-        """Move a customer to ``target``. Forbidden moves raise; every move lands in the history."""
+    ) -> dict[str, Any]:
+        """Move a customer to ``target``. Forbidden moves raise; every move lands in the history.
+
+        Returns the move as :meth:`history` lists it, with ``customer_id``."""
         customer_id = require_id(customer_id, "customer")
         # the history's cause column is String(200); a blank cause is the transition's business (check())
         if cause is not None:
             cause = check(_CAUSE, cause, "cause", "invalid move")
         if at is not None:
             at = check(_AT, at, "at", "invalid move")
-        with use_transaction(self._crm, self._crm.session_factory, tx, actor_id) as t:
+        with self._units.write(tx, actor_id) as t:
             customer = t.session.get(Customer, customer_id, with_for_update=True)
             if customer is None:
                 raise NotFound("customer", customer_id)
@@ -99,7 +101,7 @@ class Lifecycle:
         cause: str,
         actor_id: int | None,
         at: dt.datetime | None = None,
-    ) -> StageChange:
+    ) -> dict[str, Any]:
         """Write a move that has been checked (``source`` is ``None`` for a new customer's first stage)
         and tell the plugins."""
         at = at or utcnow()
@@ -119,29 +121,23 @@ class Lifecycle:
             )
         )
         tx.session.flush()
-        change = StageChange(customer.id, source, target, at, cause, actor_id)
-        self._crm.hook.crmkit_stage_changed(tx=tx, change=change)
+        change = move_record(customer.id, source, target, spec.lifecycle, at, cause, actor_id)
+        self._hooks.stage_changed(tx, change)
         return change
 
-    def history(self, customer_id: int) -> list[dict[str, Any]]:
-        """Every move of a customer, oldest first."""
+    def history(self, customer_id: int, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
+        """Every move of a customer, oldest first: ``customer_id``, ``from_stage`` (``None`` for the first),
+        ``to_stage``, ``lifecycle``, ``at`` (ISO 8601, UTC), ``cause``, ``actor_id``."""
         if id_filter(customer_id, "customer") is None:
             return []
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             rows = s.execute(
                 select(StageHistory)
                 .where(StageHistory.customer_id == customer_id)
                 .order_by(StageHistory.at, StageHistory.id)
             ).scalars()
             return [
-                {
-                    "from_stage": r.from_stage,
-                    "to_stage": r.to_stage,
-                    "lifecycle": r.to_lifecycle,
-                    "at": r.at,
-                    "cause": r.cause,
-                    "actor_id": r.actor_id,
-                }
+                move_record(r.customer_id, r.from_stage, r.to_stage, r.to_lifecycle, r.at, r.cause, r.actor_id)
                 for r in rows
             ]
 
@@ -155,8 +151,9 @@ class Lifecycle:
         at: dt.datetime | None = None,
         from_stages: Iterable[str] | None = None,
         tx: Transaction | None = None,
-    ) -> list[StageChange]:
-        """Move several customers to ``target`` with set-based writes; return the moves made, by customer id.
+    ) -> list[dict[str, Any]]:
+        """Move several customers to ``target`` with set-based writes; return the moves made, by customer id,
+        each as :meth:`move` returns one.
 
         Each move is checked as :meth:`move` checks one, lands in the history and is told to the plugins
         (``crmkit_stage_changed``, once per customer). With ``from_stages``, only the customers in one of
@@ -169,9 +166,7 @@ class Lifecycle:
         when = utcnow() if at is None else check(_AT, at, "at", "invalid move")
         sources = None if from_stages is None else list(from_stages)
         customers = Customer.__table__
-        spec = self.stage(target) if target in self.stages else None
-        changes: list[StageChange] = []
-        with use_transaction(self._crm, self._crm.session_factory, tx, actor_id) as t:
+        with self._units.write(tx, actor_id) as t:
             actor = actor_id or t.actor_id
             found: list[Any] = []
             for start in range(0, len(ids), _CHUNK):
@@ -184,38 +179,61 @@ class Lifecycle:
             if sources is None and len(found) < len(ids):
                 missing = sorted(set(ids) - {row.id for row in found})
                 raise NotFound("customer", missing[0])
+            moves = []
             for row in found:
                 self.check(row.stage, target, cause)
-                changes.append(StageChange(row.id, row.stage, target, max(when, row.stage_changed_at), cause, actor))
-            if not changes:
+                moves.append((row.id, row.stage, max(when, row.stage_changed_at)))
+            if not moves:
                 return []
-            assert spec is not None  # check() refused an unknown target
+            lifecycle = self.stage(target).lifecycle
             t.session.execute(
                 update(customers)
                 .where(customers.c.id == bindparam("_id"))
-                .values(stage=target, lifecycle=spec.lifecycle, stage_changed_at=bindparam("_at")),
-                [{"_id": c.customer_id, "_at": c.at} for c in changes],
+                .values(stage=target, lifecycle=lifecycle, stage_changed_at=bindparam("_at")),
+                [{"_id": cid, "_at": moved_at} for cid, _, moved_at in moves],
             )
-            t.session.execute(
-                insert(StageHistory.__table__),
-                [
-                    {
-                        "customer_id": c.customer_id,
-                        "from_stage": c.source,
-                        "to_stage": target,
-                        "to_lifecycle": spec.lifecycle,
-                        "at": c.at,
-                        "cause": cause,
-                        "actor_id": actor,
-                    }
-                    for c in changes
-                ],
-            )
+            history = [
+                {
+                    "customer_id": cid,
+                    "from_stage": source,
+                    "to_stage": target,
+                    "to_lifecycle": lifecycle,
+                    "at": moved_at,
+                    "cause": cause,
+                    "actor_id": actor,
+                }
+                for cid, source, moved_at in moves
+            ]
+            t.session.execute(insert(StageHistory.__table__), history)
             # the rows changed under the session: customers it holds must be read again
-            for c in changes:
-                loaded = t.session.identity_map.get(identity_key(Customer, c.customer_id))
+            for cid, _, _ in moves:
+                loaded = t.session.identity_map.get(identity_key(Customer, cid))
                 if loaded is not None:
                     t.session.expire(loaded)
+            changes = [
+                move_record(cid, source, target, lifecycle, moved_at, cause, actor) for cid, source, moved_at in moves
+            ]
             for change in changes:
-                self._crm.hook.crmkit_stage_changed(tx=t, change=change)
+                self._hooks.stage_changed(t, change)
         return changes
+
+
+def move_record(
+    customer_id: int,
+    source: str | None,
+    target: str,
+    lifecycle: str,
+    at: dt.datetime,
+    cause: str | None,
+    actor_id: int | None,
+) -> dict[str, Any]:
+    """One stage move in the read model: what :meth:`Lifecycle.history` lists and hooks receive."""
+    return {
+        "customer_id": customer_id,
+        "from_stage": source,
+        "to_stage": target,
+        "lifecycle": lifecycle,
+        "at": at.astimezone(dt.UTC).isoformat(),
+        "cause": cause,
+        "actor_id": actor_id,
+    }

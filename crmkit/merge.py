@@ -11,15 +11,18 @@ kept in ``crm_merges``, so the survivor's timeline stays its own and the duplica
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Index, Table, UniqueConstraint, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from crmkit.claims import claims_of, take_claims
 from crmkit.db.models import Customer, CustomerClaim, Merge, StageHistory
 from crmkit.db.schema import write_extension
 from crmkit.errors import CRMError, NotFound, ValidationError
+from crmkit.hooks import Hooks
 from crmkit.unit import Transaction
 
 _FILLABLE = (
@@ -63,8 +66,23 @@ def _plain(index: Index) -> bool:
     return not partial and len(index.expressions) == len(index.columns)
 
 
-def merge_customers(t: Transaction, survivor_id: int, duplicate_id: int, *, actor_id: int | None) -> None:
-    crm = t.crm
+def merge_customers(
+    t: Transaction,
+    survivor_id: int,
+    duplicate_id: int,
+    *,
+    actor_id: int | None,
+    read: Callable[[Session, int], dict[str, Any]],
+    extensions: Mapping[Table, list[str]],
+    tables: list[Table],
+    hooks: Hooks,
+) -> None:
+    """Merge ``duplicate_id`` into ``survivor_id`` in ``t``.
+
+    ``read`` gives a customer's record (kept as the merge's snapshot), ``extensions`` the plugin
+    extension tables with their field columns, ``tables`` every table that may reference a customer
+    (the CRM's and the app's ``related_tables``).
+    """
     if survivor_id == duplicate_id:
         raise ValidationError({"duplicate_id": ["cannot merge a customer into itself"]}, "invalid merge")
     session = t.session
@@ -79,15 +97,15 @@ def merge_customers(t: Transaction, survivor_id: int, duplicate_id: int, *, acto
         if cid not in locked:
             raise NotFound("customer", cid)
     survivor, duplicate = locked[survivor_id], locked[duplicate_id]
-    snapshot = crm.customers._read(session, duplicate_id)
+    snapshot = read(session, duplicate_id)
 
     _fill_core(session, survivor, duplicate)
     session.flush()
-    for plugin, table in crm.extension_tables.items():
-        _fill_extension(session, table, [f.name for f in crm.registry.fields_of(plugin)], survivor_id, duplicate_id)
+    for table, names in extensions.items():
+        _fill_extension(session, table, names, survivor_id, duplicate_id)
 
     history = _take_history(session, duplicate_id)
-    moved = _move_references(t, survivor_id, duplicate_id)
+    moved = _move_references(session, tables, list(extensions), survivor_id, duplicate_id)
     session.execute(update(Merge).where(Merge.survivor_id == duplicate_id).values(survivor_id=survivor_id))
 
     session.execute(delete(Customer).where(Customer.id == duplicate_id))
@@ -102,7 +120,7 @@ def merge_customers(t: Transaction, survivor_id: int, duplicate_id: int, *, acto
         )
     )
     session.flush()
-    crm.hook.crmkit_customers_merged(tx=t, survivor_id=survivor_id, merged_id=duplicate_id)
+    hooks.customers_merged(t, survivor_id, duplicate_id)
 
 
 def _fill_core(session: Any, survivor: Customer, duplicate: Customer) -> None:
@@ -144,18 +162,18 @@ def _take_history(session: Any, duplicate_id: int) -> list[dict[str, Any]]:
     return history
 
 
-def _move_references(t: Transaction, survivor_id: int, duplicate_id: int) -> dict[str, Any]:
+def _move_references(
+    session: Session, tables: list[Table], extensions: list[Table], survivor_id: int, duplicate_id: int
+) -> dict[str, Any]:
     """Re-point every reference to the duplicate; return the rows moved (and dropped) per table.column."""
-    crm, session = t.crm, t.session
     moved: dict[str, Any] = {}
     dropped: dict[str, int] = {}
     skip = {
         "crm_customers",
         "crm_merges",
         StageHistory.__tablename__,
-        *(table.name for table in crm.extension_tables.values()),
+        *(table.name for table in extensions),
     }
-    tables = [*crm.metadata.sorted_tables, *crm.related_tables]
     for table, column in customer_references(tables, skip):
         where = f"{table.name}.{column}"
         gone = sum(

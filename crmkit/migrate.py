@@ -10,16 +10,29 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, MetaData, Table, text
 
-if TYPE_CHECKING:
-    from crmkit.app import CRM
+from crmkit.plugins import Registry
+
+
+class CRM(Protocol):
+    """What migrations use of a :class:`crmkit.CRM`: its engine, its plugins' declarations and its tables."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def metadata(self) -> MetaData: ...
+    @property
+    def extension_tables(self) -> dict[str, Table]: ...
+
 
 VERSION_TABLE = "crmkit_alembic_version"
 

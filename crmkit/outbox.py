@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from sqlalchemy import insert, or_, select, update
@@ -33,11 +33,9 @@ from crmkit.db.models import Customer, OutboxMessage
 from crmkit.db.types import utcnow
 from crmkit.errors import ValidationError
 from crmkit.fastrows import dumper
+from crmkit.hooks import Hooks
 from crmkit.schemas import MessageIn, MessageOut, load
-from crmkit.unit import Transaction, use_transaction
-
-if TYPE_CHECKING:
-    from crmkit.app import CRM
+from crmkit.unit import Transaction, Units
 
 #: After this many failed attempts (a gateway error, or no gateway accepting the message) a message is
 #: marked failed and no longer retried.
@@ -79,8 +77,9 @@ class _Claimed:
 class Outbox:
     """``crm.outbox``."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, *, hooks: Hooks, units: Units) -> None:
+        self._hooks = hooks
+        self._units = units
 
     def deliver(self, ids: Iterable[int] | None = None, *, limit: int = 500, now: dt.datetime | None = None) -> int:
         """Hand due pending messages to the channel hooks (at most ``limit``, oldest first, or only those of
@@ -101,11 +100,20 @@ class Outbox:
                 handled += len(claimed)
         return sent
 
-    def pending(self) -> list[dict[str, Any]]:
-        with self._crm.session() as s:
+    def pending(self, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
+        """Messages not sent yet, oldest first: the payload with ``attempts``, the last ``error`` and
+        ``next_attempt_at`` (ISO 8601, UTC; ``None`` when due at once)."""
+        with self._units.read(tx) as s:
             rows = s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(OutboxMessage.id))
             return [
-                self.payload(m) | {"attempts": m.attempts, "error": m.error, "next_attempt_at": m.next_attempt_at}
+                self.payload(m)
+                | {
+                    "attempts": m.attempts,
+                    "error": m.error,
+                    "next_attempt_at": None
+                    if m.next_attempt_at is None
+                    else m.next_attempt_at.astimezone(dt.UTC).isoformat(),
+                }
                 for m in rows
             ]
 
@@ -151,7 +159,7 @@ class Outbox:
         )
         if ids is not None:
             query = query.where(OutboxMessage.id.in_(ids))
-        with self._crm.transaction() as tx:
+        with self._units.open() as tx:
             messages = list(tx.session.scalars(query))
             for message in messages:
                 message.claimed_until = until
@@ -161,7 +169,7 @@ class Outbox:
         """Send one claimed message through the hook (no transaction is open) and record the outcome."""
         payload = message.payload
         try:
-            delivered = self._crm.hook.crmkit_send_message(message=dict(payload))
+            delivered = self._hooks.send_message(dict(payload))
         except Exception as exc:  # the gateway's failure is the message's, not the deliverer's
             error = f"{type(exc).__name__}: {exc}"
         else:
@@ -178,7 +186,7 @@ class Outbox:
                 "claimed_until": None,
                 "status": "failed" if attempts >= MAX_ATTEMPTS else "pending",
             }
-        with self._crm.transaction() as tx:
+        with self._units.open() as tx:
             # only while the claim is still ours: one that lapsed may have been taken over by another
             # deliverer, whose outcome is then the one that counts
             tx.session.execute(
@@ -207,7 +215,6 @@ class Outbox:
         commits, these messages (and only these: others belong to their own writers, or to a periodic
         :meth:`deliver`) are handed to the ``crmkit_send_message`` hook; if it rolls back, nothing is sent.
         """
-        crm = self._crm
         schema = MessageIn()
         errors: dict[str, Any] = {}
         loaded: list[dict[str, Any]] = []
@@ -220,7 +227,7 @@ class Outbox:
             raise ValidationError(errors, "invalid messages")
         if not loaded:
             return []
-        with use_transaction(crm, crm.session_factory, tx) as t:
+        with self._units.write(tx) as t:
             wanted = {m["customer_id"] for m in loaded if m.get("customer_id") is not None}
             known = set(t.session.scalars(select(Customer.id).where(Customer.id.in_(wanted)))) if wanted else set()
             for i, m in enumerate(loaded):

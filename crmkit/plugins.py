@@ -54,7 +54,6 @@ CORE_CUSTOMER_FIELDS: frozenset[str] = frozenset(
     }
 )
 
-hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT)
 
 _PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 S = TypeVar("S")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from marshmallow import ValidationError as MarshmallowError
 from sqlalchemy import select
@@ -11,12 +11,9 @@ from crmkit.db.models import CustomField
 from crmkit.errors import ValidationError
 from crmkit.fields import marshmallow_field
 from crmkit.limits import text_problem
-from crmkit.plugins import CORE_CUSTOMER_FIELDS
+from crmkit.plugins import CORE_CUSTOMER_FIELDS, Registry
 from crmkit.specs import FieldSpec
-from crmkit.unit import Transaction, use_transaction
-
-if TYPE_CHECKING:
-    from crmkit.app import CRM
+from crmkit.unit import Transaction, Units
 
 #: The longest text a run-time string field may declare: kept in JSON, it has no column to bound it.
 _MAX_RUNTIME_LENGTH = 10_000
@@ -32,49 +29,65 @@ class RuntimeFields:
     included. To promote one to a real column, declare it in a plugin and migrate its values.
     """
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, registry: Registry, units: Units) -> None:
+        self._registry = registry
+        self._units = units
         self._runtime: dict[str, FieldSpec] | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever the set of run-time fields may have changed (the schemas rebuild)."""
+        self._listeners.append(listener)
 
     def declared(self) -> dict[str, FieldSpec]:
         """Fields declared by plugins, by name."""
-        return dict(self._crm.registry.fields)
+        return dict(self._registry.fields)
 
     def personal(self) -> list[str]:
-        """Names of every customer field flagged as personal data: core, plugin and run-time. Export,
-        erasure and masking work from this list, never from scanning tables."""
-        declared = [f.name for f in [*self._crm.registry.fields.values(), *self.runtime()] if f.personal]
+        """The *names* (strings, not specs) of every customer field flagged as personal data: the core's
+        (``name``, ``email``, ``phone``, their normalised forms, ``birthday``), then the plugins' and the
+        run-time ones declared with ``personal=True``. Export, erasure and masking work from this list,
+        never from scanning tables."""
+        declared = [f.name for f in [*self._registry.fields.values(), *self.runtime()] if f.personal]
         return [*CORE_PERSONAL_FIELDS, *declared]
 
     def runtime(self) -> list[FieldSpec]:
         """Fields added at run time, read from the database once and cached."""
         if self._runtime is None:
-            with self._crm.session() as s:
+            with self._units.read() as s:
                 rows = s.execute(select(CustomField).order_by(CustomField.id)).scalars()
                 self._runtime = {r.name: FieldSpec.from_row(r.spec) for r in rows}
         return list(self._runtime.values())
 
+    def all(self) -> list[FieldSpec]:
+        """Every customer field beyond the core's: the plugins', then the run-time ones."""
+        return [*self._registry.fields.values(), *self.runtime()]
+
     def reload(self) -> None:
         """Forget the cache, e.g. after another process added a field."""
         self._runtime = None
-        self._crm.schemas.invalidate()
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     def define(self, spec: FieldSpec, *, tx: Transaction | None = None) -> FieldSpec:
         """Add a run-time field. Its name must not clash with a core, plugin or run-time field."""
-        taken = CORE_CUSTOMER_FIELDS | set(self._crm.registry.fields) | {f.name for f in self.runtime()}
+        taken = CORE_CUSTOMER_FIELDS | set(self._registry.fields) | {f.name for f in self.runtime()}
         if spec.name in taken:
             raise ValidationError({"name": [f"field {spec.name!r} already exists"]}, "cannot add field")
         problems = _spec_problems(spec)
         if problems:
             raise ValidationError(problems, "cannot add field")
         spec = FieldSpec.from_row({**spec.to_dict(), "owner": "runtime", "index": False})
-        with use_transaction(self._crm, self._crm.session_factory, tx) as t:
+        with self._units.write(tx) as t:
             t.session.add(CustomField(name=spec.name, spec=spec.to_dict()))
             t.session.flush()
             # usable at once, in this unit of work too; forgotten again if it rolls back
             assert self._runtime is not None
             self._runtime[spec.name] = spec
-            self._crm.schemas.invalidate()
+            self._changed()
             t.after_rollback(self.reload)
         return spec
 

@@ -337,3 +337,55 @@ class MessageOut(Schema):
     next_attempt_at = mf.DateTime()
     created_at = mf.DateTime()
     sent_at = mf.DateTime()
+
+
+class Schemas:
+    """``crm.schemas``: the marshmallow schemas of one CRM, public for an app's own HTTP layer.
+
+    ``customer_in`` validates exactly what ``crm.customers.create`` accepts (``load(..., partial=True)``
+    what ``update`` accepts) and ``customer_out`` dumps what every read returns; likewise ``activity_*``,
+    ``task_*``, ``user_*`` and ``contact_*``. The customer schemas carry the core, plugin and run-time
+    fields and are rebuilt when an admin adds a run-time field.
+    """
+
+    def __init__(
+        self,
+        kinds: Mapping[str, ActivityKindSpec],
+        fields: Callable[[], Iterable[FieldSpec]],
+        stages: Callable[[], Iterable[str]],
+        normalize_phone: Normalizer,
+        region_of: RegionOf,
+    ) -> None:
+        # ``fields`` gives every customer field beyond the core's (plugin, then run-time), as of now
+        self._fields = fields
+        self._stages = stages
+        self._normalize_phone = normalize_phone
+        self._region_of = region_of
+        self._customer_in: Schema | None = None
+        self._customer_out: Schema | None = None
+        self.activity_in: Schema = activity_in(kinds)()
+        self.activity_out: Schema = activity_out()()
+        self.task_in: Schema = TaskIn()
+        self.task_out: Schema = TaskOut()
+        self.user_in: Schema = UserIn()
+        self.user_out: Schema = UserOut()
+        self.contact_in: Schema = ContactIn()
+        self.contact_out: Schema = ContactOut()
+
+    def invalidate(self) -> None:
+        """Forget the customer schemas: the next use rebuilds them with the current run-time fields."""
+        self._customer_in = self._customer_out = None
+
+    @property
+    def customer_in(self) -> Schema:
+        if self._customer_in is None:
+            self._customer_in = customer_in(
+                self._fields(), (), self._normalize_phone, self._stages(), self._region_of
+            )()
+        return self._customer_in
+
+    @property
+    def customer_out(self) -> Schema:
+        if self._customer_out is None:
+            self._customer_out = customer_out(self._fields(), ())()
+        return self._customer_out

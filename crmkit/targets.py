@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from marshmallow import Schema, validate, validates_schema
 from marshmallow import ValidationError as MarshmallowError
@@ -14,10 +14,7 @@ from crmkit.db.models import TARGET_METRICS, Target, User
 from crmkit.errors import ValidationError
 from crmkit.limits import Day, Int, Text
 from crmkit.schemas import load
-from crmkit.unit import Transaction, use_transaction
-
-if TYPE_CHECKING:
-    from crmkit.app import CRM
+from crmkit.unit import Transaction, Units
 
 
 class TargetIn(Schema):
@@ -45,15 +42,15 @@ class TargetOut(Schema):
 class Targets:
     """``crm.targets``: set and read plans. One plan per user, metric and period start."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, *, units: Units) -> None:
+        self._units = units
         self._in = TargetIn()
         self._out = TargetOut()
 
     def set(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
         """Create or replace the plan for ``user_id``, ``metric`` and ``period_start`` (inclusive dates)."""
         values = load(self._in, data, message="invalid target")
-        with use_transaction(self._crm, self._crm.session_factory, tx) as t:
+        with self._units.write(tx) as t:
             if t.session.get(User, values["user_id"]) is None:
                 raise ValidationError({"user_id": [f"no user with id {values['user_id']}"]}, "invalid target")
             target = t.session.scalar(
@@ -71,9 +68,9 @@ class Targets:
             t.session.flush()
             return self._out.dump(target)
 
-    def list(self, *, user_id: int | None = None) -> list[dict[str, Any]]:
+    def list(self, *, user_id: int | None = None, tx: Transaction | None = None) -> list[dict[str, Any]]:
         query = select(Target).order_by(Target.period_start, Target.user_id, Target.metric)
         if user_id is not None:
             query = query.where(Target.user_id == user_id)
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             return self._out.dump(s.scalars(query), many=True)

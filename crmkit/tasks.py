@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import case, func, insert, or_, select
 
@@ -13,11 +13,8 @@ from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
 from crmkit.fastrows import dumper, task_fast_load
 from crmkit.limits import Moment, check, id_filter, require_id
-from crmkit.schemas import load
-from crmkit.unit import Transaction, use_transaction
-
-if TYPE_CHECKING:
-    from crmkit.app import CRM
+from crmkit.schemas import Schemas, load
+from crmkit.unit import Transaction, Units
 
 #: What a row of :meth:`Tasks.create_many` holds for each column its input may leave out.
 _TASK_DEFAULTS: dict[str, Any] = {
@@ -44,13 +41,13 @@ def _in_utc(row: dict[str, Any]) -> dict[str, Any]:
 class Tasks:
     """``crm.tasks``."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(self, *, schemas: Schemas, units: Units) -> None:
+        self._schemas = schemas
+        self._units = units
 
     def create(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
-        crm = self._crm
-        values = load(crm.schemas.task_in, data, message="invalid task")
-        with use_transaction(crm, crm.session_factory, tx) as t:
+        values = load(self._schemas.task_in, data, message="invalid task")
+        with self._units.write(tx) as t:
             errors: dict[str, list[str]] = {}
             if values.get("customer_id") is not None and t.session.get(Customer, values["customer_id"]) is None:
                 errors["customer_id"] = [f"no customer with id {values['customer_id']}"]
@@ -61,7 +58,7 @@ class Tasks:
             task = Task(**values)
             t.session.add(task)
             t.session.flush()
-            return crm.schemas.task_out.dump(task)
+            return self._schemas.task_out.dump(task)
 
     def complete(self, task_id: int, *, at: dt.datetime | None = None, tx: Transaction | None = None) -> dict[str, Any]:
         return self._close(task_id, "done", at, tx)
@@ -69,15 +66,17 @@ class Tasks:
     def cancel(self, task_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         return self._close(task_id, "cancelled", None, tx)
 
-    def get(self, task_id: int) -> dict[str, Any]:
+    def get(self, task_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         task_id = require_id(task_id, "task", bits=64)
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             task = s.get(Task, task_id)
             if task is None:
                 raise NotFound("task", task_id)
-            return self._crm.schemas.task_out.dump(task)
+            return self._schemas.task_out.dump(task)
 
-    def open(self, *, assignee_id: int | None = None, customer_id: int | None = None) -> list[dict[str, Any]]:
+    def open(
+        self, *, assignee_id: int | None = None, customer_id: int | None = None, tx: Transaction | None = None
+    ) -> list[dict[str, Any]]:
         """Open tasks, most urgent first: higher priority, then earlier due time (undated last)."""
         if (assignee_id is not None and id_filter(assignee_id, "assignee") is None) or (
             customer_id is not None and id_filter(customer_id, "customer") is None
@@ -89,11 +88,16 @@ class Tasks:
         if customer_id is not None:
             query = query.where(Task.customer_id == customer_id)
         query = query.order_by(Task.priority.desc(), case((Task.due_at.is_(None), 1), else_=0), Task.due_at, Task.id)
-        with self._crm.session() as s:
-            return self._crm.schemas.task_out.dump(s.scalars(query), many=True)
+        with self._units.read(tx) as s:
+            return self._schemas.task_out.dump(s.scalars(query), many=True)
 
     def next_actions(
-        self, *, as_of: dt.datetime | None = None, assignee_id: int | None = None, limit: int = 20
+        self,
+        *,
+        as_of: dt.datetime | None = None,
+        assignee_id: int | None = None,
+        limit: int = 20,
+        tx: Transaction | None = None,
     ) -> dict[int | None, list[dict[str, Any]]]:
         """What each member of staff should do today: open tasks due by the end of ``as_of``'s day (overdue
         included) or undated, ranked by priority, then due time; at most ``limit`` per person.
@@ -126,12 +130,12 @@ class Tasks:
         if assignee_id is not None:
             query = query.where(Task.assignee_id == assignee_id)
         out: dict[int | None, list[dict[str, Any]]] = {}
-        with self._crm.session() as s:
+        with self._units.read(tx) as s:
             for task, _rank in s.execute(query):
-                out.setdefault(task.assignee_id, []).append(self._crm.schemas.task_out.dump(task))
+                out.setdefault(task.assignee_id, []).append(self._schemas.task_out.dump(task))
         return out
 
-    def reminders_due(self, as_of: dt.datetime | None = None) -> list[dict[str, Any]]:
+    def reminders_due(self, as_of: dt.datetime | None = None, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
         """Open tasks whose reminder time has come by ``as_of`` (now by default)."""
         as_of = utcnow() if as_of is None else check(Moment(), as_of, "as_of", "invalid as_of")
         query = (
@@ -139,14 +143,14 @@ class Tasks:
             .where(Task.status == "open", Task.remind_at.is_not(None), Task.remind_at <= as_of)
             .order_by(Task.remind_at, Task.id)
         )
-        with self._crm.session() as s:
-            return self._crm.schemas.task_out.dump(s.scalars(query), many=True)
+        with self._units.read(tx) as s:
+            return self._schemas.task_out.dump(s.scalars(query), many=True)
 
     def _close(self, task_id: int, status: str, at: dt.datetime | None, tx: Transaction | None) -> dict[str, Any]:
         task_id = require_id(task_id, "task", bits=64)
         if at is not None:
             at = check(Moment(), at, "at", "cannot close task")
-        with use_transaction(self._crm, self._crm.session_factory, tx) as t:
+        with self._units.write(tx) as t:
             task = t.session.get(Task, task_id, with_for_update=True)
             if task is None:
                 raise NotFound("task", task_id)
@@ -155,7 +159,7 @@ class Tasks:
             task.status = status
             task.completed_at = at or utcnow()
             t.session.flush()
-            return self._crm.schemas.task_out.dump(task)
+            return self._schemas.task_out.dump(task)
 
     def create_many(self, rows: Iterable[Mapping[str, Any]], *, tx: Transaction | None = None) -> list[dict[str, Any]]:
         """Validate and insert several tasks at once; return the stored records, in the order given.
@@ -164,7 +168,6 @@ class Tasks:
         must exist) and the rows go in with one multi-row ``INSERT``. All or nothing: ``ValidationError``
         lists every problem as ``"[index].field"`` and writes no task.
         """
-        crm = self._crm
         batch = list(rows)
         errors: dict[str, Any] = {}
         loaded: list[dict[str, Any]] = []
@@ -174,14 +177,14 @@ class Tasks:
                 loaded.append(fast)
                 continue
             try:
-                loaded.append(load(crm.schemas.task_in, data, message="invalid task"))
+                loaded.append(load(self._schemas.task_in, data, message="invalid task"))
             except ValidationError as exc:
                 errors.update({f"[{i}].{field}": problems for field, problems in exc.errors.items()})
         if errors:
             raise ValidationError(errors, "invalid tasks")
         if not loaded:
             return []
-        with use_transaction(crm, crm.session_factory, tx) as t:
+        with self._units.write(tx) as t:
             # the existence checks of create(), one query per referenced table for the whole batch
             for key, model in (("customer_id", Customer), ("assignee_id", User)):
                 wanted = {v[key] for v in loaded if v.get(key) is not None}
@@ -199,5 +202,5 @@ class Tasks:
             ids = t.session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), full)
             # the record is what was written, times as the database gives them back (in UTC): only the id
             # is the database's, so it is the only column read back
-            dump = dumper(crm.schemas.task_out)
+            dump = dumper(self._schemas.task_out)
             return [dump({**_in_utc(row), "id": task_id}) for row, task_id in zip(full, ids, strict=True)]

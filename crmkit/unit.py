@@ -2,42 +2,30 @@
 
 Every public write runs in a :class:`Transaction`. Callers who want several writes to commit together
 open one with ``crm.transaction()`` and pass it as ``tx=``; otherwise each call opens and commits its own.
+Reads take ``tx=`` too, and then see what the unit of work wrote before it commits.
+
+:class:`Units` (``crm.units``) is how a service, the core's or a plugin's, gets its session: ``write(tx)``
+joins the caller's unit of work or opens one, ``read(tx)`` reads inside it or in a session of its own.
+This module is part of the public plugin API.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import attrs
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-if TYPE_CHECKING:
-    from crmkit.app import CRM
-
 log = logging.getLogger("crmkit")
-
-
-@attrs.frozen
-class StageChange:
-    """What an event hook learns about a lifecycle move."""
-
-    customer_id: int
-    source: str | None
-    target: str
-    at: dt.datetime
-    cause: str
-    actor_id: int | None
 
 
 @attrs.define
 class Transaction:
     """Handed to every event hook. Write through ``session``; never commit or roll it back yourself."""
 
-    crm: CRM
     session: Session
     actor_id: int | None = None
     _after_commit: list[Callable[[], None]] = attrs.field(factory=list, alias="_after_commit")
@@ -62,38 +50,58 @@ def _run_all(callbacks: list[Callable[[], None]]) -> None:
             log.exception("crmkit: callback %r failed after the transaction ended", callback)
 
 
-@contextmanager
-def open_transaction(crm: CRM, factory: sessionmaker[Session], actor_id: int | None = None) -> Iterator[Transaction]:
-    session = factory(bind=crm.write_engine)
-    tx = Transaction(crm=crm, session=session, actor_id=actor_id)
-    try:
-        yield tx
-        session.commit()
-    except BaseException:
-        session.rollback()
-        _run_all(tx._after_rollback)
-        raise
-    finally:
-        session.close()
-    _run_all(tx._after_commit)
+@attrs.frozen
+class Units:
+    """Opens units of work on one database: ``crm.units``.
 
-
-@contextmanager
-def use_transaction(
-    crm: CRM, factory: sessionmaker[Session], tx: Transaction | None, actor_id: int | None = None
-) -> Iterator[Transaction]:
-    """Join the caller's transaction, or run a unit of work of our own.
-
-    In a joined transaction a failing call rolls back to a savepoint, so the caller's earlier writes
-    survive the error and the caller decides whether to commit; the callbacks the failed call registered
-    are dropped with it.
+    Services receive it instead of the whole CRM; a plugin's own service uses it the same way, so its
+    writes join the caller's unit of work and its reads see what that unit of work wrote.
     """
-    if tx is None:
-        with open_transaction(crm, factory, actor_id) as own:
-            yield own
-        return
-    with savepoint(tx):
-        yield tx
+
+    session_factory: sessionmaker[Session]
+    #: the engine write transactions run on (on SQLite they begin with ``BEGIN IMMEDIATE``)
+    write_engine: Engine
+
+    @contextmanager
+    def open(self, actor_id: int | None = None) -> Iterator[Transaction]:
+        """A new unit of work, committed when the block ends and rolled back if it raises."""
+        session = self.session_factory(bind=self.write_engine)
+        tx = Transaction(session=session, actor_id=actor_id)
+        try:
+            yield tx
+            session.commit()
+        except BaseException:
+            session.rollback()
+            _run_all(tx._after_rollback)
+            raise
+        finally:
+            session.close()
+        _run_all(tx._after_commit)
+
+    @contextmanager
+    def write(self, tx: Transaction | None, actor_id: int | None = None) -> Iterator[Transaction]:
+        """Join the caller's unit of work ``tx``, or run a unit of work of our own when it is ``None``.
+
+        In a joined unit of work a failing call rolls back to a savepoint, so the caller's earlier writes
+        survive the error and the caller decides whether to commit; the callbacks the failed call
+        registered are dropped with it.
+        """
+        if tx is None:
+            with self.open(actor_id) as own:
+                yield own
+            return
+        with savepoint(tx):
+            yield tx
+
+    @contextmanager
+    def read(self, tx: Transaction | None = None) -> Iterator[Session]:
+        """A session to read with: the unit of work's own (so a read sees its uncommitted writes), or a
+        short-lived one of our own, closed (never committed) when the block ends."""
+        if tx is not None:
+            yield tx.session
+            return
+        with self.session_factory() as session:
+            yield session
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 import crmkit
-from crmkit import CRM, StageChange, Transaction, hookimpl
+from crmkit import CRM, Transaction, hookimpl
 from crmkit.db import Customer
 
 # The app's own tables live in the app's own MetaData. The foreign key names the Column object rather than
@@ -64,9 +64,9 @@ class Notifications:
         self.sent: list[str] = []
 
     @hookimpl
-    def crmkit_stage_changed(self, tx: Transaction, change: StageChange) -> None:
-        if change.source is not None and change.target == "active":
-            customer_id = change.customer_id
+    def crmkit_stage_changed(self, tx: Transaction, change: Mapping[str, Any]) -> None:
+        if change["from_stage"] is not None and change["to_stage"] == "active":
+            customer_id = change["customer_id"]
             tx.after_commit(lambda: self.sent.append(f"thank-you email to customer {customer_id}"))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+import json
 from typing import Any
 from unittest import mock
 
@@ -499,17 +499,18 @@ def test_the_hook_gets_the_stored_rows_and_never_a_skipped_one(crm_factory: Any)
     assert (report.inserted, report.skipped) == (2, 1)
     assert [len(b) for b in listener.batches] == [1, 2]
     chat, payment = sorted(listener.batches[1], key=lambda a: a["kind"])
-    assert chat["occurred_at"] == T0 and chat["occurred_at"].utcoffset() == dt.timedelta(0)
+    # the read model of crm.activities.get: ISO 8601 in UTC, amounts as text
+    assert chat["occurred_at"] == T0.isoformat()
     assert (chat["kind"], chat["data"], chat["source"], chat["external_id"]) == ("chat", {"n": [1, "x"]}, None, None)
     assert (payment["customer_id"], payment["amount"], payment["source"], payment["external_id"]) == (
         anna,
-        Decimal("12.30"),
+        "12.30",
         "t",
         "b",
     )
-    assert listener.batches[0][0]["occurred_at"] == T0
+    assert listener.batches[0][0]["occurred_at"] == T0.isoformat()
     assert (listener.batches[0][0]["ends_at"], listener.batches[0][0]["external_id"]) == (
-        T0 + dt.timedelta(hours=1),
+        (T0 + dt.timedelta(hours=1)).isoformat(),
         "a",
     )
 
@@ -555,3 +556,14 @@ def test_the_key_is_validated(pcrm: CRM, people: dict[str, Any]) -> None:
     limit = pcrm.activities.log({**note, "source": "s" * 100, "external_id": "e" * 200})
     assert (len(limit["source"]), len(limit["external_id"])) == (100, 200)
     assert n_activities(pcrm) == 1
+
+
+def test_an_ingest_report_has_a_json_safe_form(crm: CRM) -> None:
+    anna = crm.customers.create({"name": "Anna"})["id"]
+    report = crm.activities.ingest([{"customer_id": anna, "kind": "visit"}, {"customer_id": anna, "kind": "?"}])
+    assert report.to_dict() == {
+        "inserted": 1,
+        "skipped": 0,
+        "rejected": [{"index": 1, "errors": report.rejected[0].errors}],
+    }
+    assert json.loads(json.dumps(report.to_dict())) == report.to_dict()

@@ -443,10 +443,10 @@ def test_lifecycle_move_stores_what_it_returns(club: CRM, target: str, cause: An
         assert club.customers.get(customer)["stage"] == "lead"
         return
     last = history[-1]
-    assert (last["to_stage"], last["cause"], last["at"]) == (target, change.cause, change.at)
+    assert (last["to_stage"], last["cause"], last["at"]) == (target, change["cause"], change["at"])
     assert last["cause"] == cause
     if at is not None:
-        assert last["at"] == _moment(at)
+        assert last["at"] == _moment(at).isoformat()
     assert club.customers.get(customer)["stage"] == target
 
 
@@ -637,7 +637,7 @@ def test_a_500_character_cause_is_refused(club: CRM) -> None:
         lambda: club.lifecycle.move(customer, "trial", cause="a\x00b"), {"cause": ["must not contain NUL characters"]}
     )
     assert [h["to_stage"] for h in club.lifecycle.history(customer)] == ["lead"]
-    assert club.lifecycle.move(customer, "trial", cause="x" * 200).cause == "x" * 200
+    assert club.lifecycle.move(customer, "trial", cause="x" * 200)["cause"] == "x" * 200
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -411,3 +412,33 @@ def claims(crm: CRM) -> list[tuple[str, str, int]]:
     with crm.session() as s:
         rows = s.execute(select(CustomerClaim.kind, CustomerClaim.value, CustomerClaim.customer_id))
         return sorted((k, v, c) for k, v, c in rows)
+
+
+def test_reads_in_a_unit_of_work_see_its_own_writes(crm: CRM) -> None:
+    with crm.transaction() as tx:
+        anna = crm.customers.create({"name": "Anna", "email": "anna@example.com"}, tx=tx)
+        crm.lifecycle.move(anna["id"], "active", cause="bought", tx=tx)
+        call = crm.activities.log({"customer_id": anna["id"], "kind": "note", "subject": "hi"}, tx=tx)
+        task = crm.tasks.create({"title": "Call Anna", "customer_id": anna["id"]}, tx=tx)
+        assert crm.customers.get(anna["id"], tx=tx)["stage"] == "active"
+        assert crm.customers.get_many([anna["id"], 999], tx=tx) == {anna["id"]: crm.customers.get(anna["id"], tx=tx)}
+        assert crm.customers.count(tx=tx) == 1
+        assert [h["to_stage"] for h in crm.lifecycle.history(anna["id"], tx=tx)] == ["lead", "active"]
+        assert crm.activities.get(call["id"], tx=tx) == call
+        assert crm.tasks.get(task["id"], tx=tx) == task
+        assert crm.customers.find_duplicates(email="ANNA@example.com", tx=tx) == [anna["id"]]
+        # outside the unit of work nothing is visible before it commits
+        with pytest.raises(NotFound):
+            crm.customers.get(anna["id"])
+    assert crm.customers.get(anna["id"])["stage"] == "active"
+
+
+def test_every_read_gives_dates_and_times_as_iso_text(crm: CRM) -> None:
+    anna = crm.customers.create({"name": "Anna", "birthday": "1990-02-03"})
+    change = crm.lifecycle.move(anna["id"], "active", cause="bought")
+    for record in (anna, crm.customers.get(anna["id"]), change, *crm.lifecycle.history(anna["id"])):
+        for key in ("created_at", "updated_at", "stage_changed_at", "at"):
+            if key in record:
+                assert dt.datetime.fromisoformat(record[key]).utcoffset() == dt.timedelta(0)
+    assert anna["birthday"] == "1990-02-03"
+    assert change == {**crm.lifecycle.history(anna["id"])[-1]}

@@ -49,10 +49,11 @@ def test_history_keeps_cause_actor_and_time(crm: CRM) -> None:
         crm.lifecycle.move(c["id"], "active", cause="backdated", at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
     at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=1)
     change = crm.lifecycle.move(c["id"], "active", cause="first purchase", actor_id=boss["id"], at=at)
-    assert (change.source, change.target, change.actor_id) == ("lead", "active", boss["id"])
+    assert (change["from_stage"], change["to_stage"], change["actor_id"]) == ("lead", "active", boss["id"])
     first, second = crm.lifecycle.history(c["id"])
     assert (first["cause"], first["actor_id"]) == ("created", boss["id"])
-    assert (second["cause"], second["actor_id"], second["at"]) == ("first purchase", boss["id"], at)
+    assert (second["cause"], second["actor_id"], second["at"]) == ("first purchase", boss["id"], at.isoformat())
+    assert change == {**second, "customer_id": c["id"]}
     assert crm.customers.get(c["id"])["stage_changed_at"] == at.isoformat()
 
 

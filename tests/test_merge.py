@@ -216,7 +216,7 @@ def test_the_survivors_stage_history_stays_its_own_and_the_duplicates_is_kept_in
         assert s.scalar(select(func.count()).select_from(StageHistory)) == 2
     [record] = pcrm.customers.merges(keep)
     assert record["merged_id"] == dupe
-    assert record["history"] == [{**h, "at": h["at"].isoformat()} for h in dupes_history]
+    assert record["history"] == [{k: v for k, v in h.items() if k != "customer_id"} for h in dupes_history]
     assert [h["to_stage"] for h in record["history"]] == ["lead", "active", "loyal"]
 
 

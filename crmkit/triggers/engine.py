@@ -303,7 +303,7 @@ class Triggers:
 
     def _has_actions(self, trigger: Trigger) -> bool:
         """Whether firings need any per-customer work (without it, recording them is all there is to do)."""
-        listening = bool(self._crm.hook.crmkit_trigger_fired.get_hookimpls())
+        listening = self._crm.hooks.implemented("trigger_fired")
         return listening or any((trigger.task, trigger.move_to, trigger.message, trigger.call))
 
     def _insert_firings(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, run_id: int | None) -> None:
@@ -434,7 +434,7 @@ class Triggers:
         if trigger.call is not None:
             for f in items:
                 trigger.call(tx, f)
-        crm.hook.crmkit_trigger_fired(tx=tx, trigger=trigger, firings=items)
+        crm.hooks.trigger_fired(tx, trigger, items)
         tx.session.flush()
 
     def _move(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, ids: list[int]) -> None:

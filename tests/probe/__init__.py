@@ -134,9 +134,9 @@ class Probe:
 
     @hookimpl
     def crmkit_stage_changed(self, change: Any) -> None:
-        if change.target == "lost" and change.cause == "VETO":
+        if change["to_stage"] == "lost" and change["cause"] == "VETO":
             raise RuntimeError("probe vetoed this move")
-        self.events.append(("stage", (change.source, change.target, change.cause)))
+        self.events.append(("stage", (change["from_stage"], change["to_stage"], change["cause"])))
 
     @hookimpl
     def crmkit_activity_logged(self, activity: Any) -> None:

@@ -26,7 +26,7 @@ from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
 from crmkit.limits import MAX_DATE, Day, Int, Moment, Money, Text, require_id
 from crmkit.schemas import load
-from crmkit.unit import Transaction, use_transaction
+from crmkit.unit import Transaction
 from crmkit_fitness.models import GymClass, Membership, Plan, PTPackage, Trainer
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class Fitness:
         self._crm = crm
 
     def _tx(self, tx: Transaction | None) -> Any:
-        return use_transaction(self._crm, self._crm.session_factory, tx)
+        return self._crm.units.write(tx)
 
     # -- plans and sales ---------------------------------------------------------------------------------
 

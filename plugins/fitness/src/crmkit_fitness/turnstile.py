@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from crmkit.errors import ValidationError
 from crmkit.limits import text_problem
-from crmkit.unit import Transaction, use_transaction
+from crmkit.unit import Transaction
 
 if TYPE_CHECKING:
     from crmkit import CRM
@@ -122,7 +122,7 @@ def _import(
     rejected: list[LineError] = []
     imported = duplicates = 0
     lines: Iterator[tuple[int, list[str]]] = ((reader.line_num, row) for row in reader)
-    with use_transaction(crm, crm.session_factory, tx) as t:
+    with crm.units.write(tx) as t:
         while batch := list(islice(lines, batch_size)):
             parsed = [
                 p for p in (_parse(line, row, len(header), columns, club, zone, rejected) for line, row in batch) if p
