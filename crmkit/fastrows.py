@@ -26,7 +26,7 @@ from marshmallow import fields as mf
 
 from crmkit.limits import INT32, MAX_MOMENT, MIN_MOMENT, text_problem
 
-Dumper = Callable[[Mapping[str, Any]], dict[str, Any]]
+Dumper = Callable[[Mapping[Any, Any]], dict[str, Any]]
 _MISSING = object()
 #: The formats in which marshmallow writes a date or datetime as ``isoformat()`` does (a schema sets "iso"
 #: on the fields it binds).
@@ -72,7 +72,7 @@ def dumper(schema: Schema) -> Dumper:
         for name, field in schema.dump_fields.items()
     ]
 
-    def dump(row: Mapping[str, Any]) -> dict[str, Any]:
+    def dump(row: Mapping[Any, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, attribute, unchanged, convert in plan:
             value = row.get(attribute, _MISSING)

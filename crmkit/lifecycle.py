@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm.util import identity_key
 
 from crmkit.db.models import Customer, StageHistory
@@ -165,7 +165,8 @@ class Lifecycle:
         cause = check(_CAUSE, cause, "cause", "invalid move")
         when = utcnow() if at is None else check(_AT, at, "at", "invalid move")
         sources = None if from_stages is None else list(from_stages)
-        customers = Customer.__table__
+        customers: Table = Customer.__table__  # type: ignore[assignment]
+        history_table: Table = StageHistory.__table__  # type: ignore[assignment]
         with self._units.write(tx, actor_id) as t:
             actor = actor_id or t.actor_id
             found: list[Any] = []
@@ -204,7 +205,7 @@ class Lifecycle:
                 }
                 for cid, source, moved_at in moves
             ]
-            t.session.execute(insert(StageHistory.__table__), history)
+            t.session.execute(insert(history_table), history)
             # the rows changed under the session: customers it holds must be read again
             for cid, _, _ in moves:
                 loaded = t.session.identity_map.get(identity_key(Customer, cid))

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
-from functools import partial
 from typing import Any
 
 import attrs
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 
 from crmkit.db.models import Customer, OutboxMessage
 from crmkit.db.types import utcnow
@@ -235,13 +234,17 @@ class Outbox:
                     errors[f"[{i}].customer_id"] = [f"no customer with id {m['customer_id']}"]
             if errors:
                 raise ValidationError(errors, "invalid messages")
-            table = OutboxMessage.__table__
+            table: Table = OutboxMessage.__table__  # type: ignore[assignment]
             now = utcnow()
             rows = [{**_MESSAGE_DEFAULTS, "created_at": now, **m} for m in loaded]
             stored = list(
                 t.session.execute(insert(table).returning(*table.c, sort_by_parameter_order=True), rows).mappings()
             )
             ids = [row["id"] for row in stored]
-            t.after_commit(partial(self.deliver, ids, limit=len(ids)))
+
+            def deliver() -> None:
+                self.deliver(ids, limit=len(ids))
+
+            t.after_commit(deliver)
             dump = dumper(MessageOut())
             return [dump(row) for row in stored]

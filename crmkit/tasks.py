@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import case, func, insert, or_, select
+from sqlalchemy import Table, case, func, insert, or_, select
 
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
@@ -195,7 +195,7 @@ class Tasks:
                         errors[f"[{i}].{key}"] = [f"no {what} with id {values[key]}"]
             if errors:
                 raise ValidationError(errors, "invalid tasks")
-            table = Task.__table__
+            table: Table = Task.__table__  # type: ignore[assignment]
             now = utcnow()
             # every row names every column, so the dialect can send them as one multi-row statement
             full = [{**_TASK_DEFAULTS, "created_at": now, **values} for values in loaded]

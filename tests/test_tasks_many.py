@@ -126,7 +126,8 @@ def test_move_many_checks_records_and_tells_each_move(crm: CRM, probe: Probe) ->
             at.isoformat(),
         )
         last = crm.lifecycle.history(cid)[-1]
-        assert (last["from_stage"], last["to_stage"], last["cause"], last["at"]) == ("active", "at_risk", "absent", at.isoformat())
+        recorded = (last["from_stage"], last["to_stage"], last["cause"], last["at"])
+        assert recorded == ("active", "at_risk", "absent", at.isoformat())
     assert crm.customers.get(lead)["stage"] == "lead"
     assert probe.of("stage")[-3:] == [("active", "at_risk", "absent")] * 3
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +40,16 @@ from crmkit.triggers.spec import (
 from crmkit.unit import Transaction, savepoint
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.orm import Session
 
-    from crmkit.app import CRM
+    from crmkit.customers import Customers
+    from crmkit.hooks import Hooks
+    from crmkit.lifecycle import Lifecycle
+    from crmkit.outbox import Outbox
+    from crmkit.plugins import Registry
+    from crmkit.tasks import Tasks
+    from crmkit.unit import Units
 
 Progress = Callable[[Trigger, TriggerResult], None]
 _MOMENT = Moment()
@@ -112,13 +118,33 @@ def _days_since(value: Any, as_of: dt.datetime) -> int | None:
 class Triggers:
     """``crm.triggers``: the declared triggers, their runs and their effectiveness."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        tables: Mapping[str, Table],
+        extension_tables: Mapping[str, Table],
+        units: Units,
+        hooks: Hooks,
+        customers: Customers,
+        tasks: Tasks,
+        lifecycle: Lifecycle,
+        outbox: Outbox,
+    ) -> None:
+        self._registry = registry
+        self._tables = tables
+        self._extension_tables = extension_tables
+        self._units = units
+        self._hooks = hooks
+        self._customers = customers
+        self._tasks = tasks
+        self._lifecycle = lifecycle
+        self._outbox = outbox
         self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
         self.env.filters.update(as_date=as_date, as_datetime=as_datetime)
         self._triggers: dict[str, Trigger] = {}
         self._compiled: dict[str, jinja2.Template] = {}
-        for trigger in crm.registry.triggers.values():
+        for trigger in registry.triggers.values():
             self._add(trigger)
 
     # -- declarations --------------------------------------------------------------------------------
@@ -133,7 +159,7 @@ class Triggers:
         owner = trigger.owner or "app"
         if not isinstance(trigger, Trigger):
             raise PluginError(owner, f"{trigger!r} is not a crmkit.triggers.Trigger")
-        reg = self._crm.registry
+        reg = self._registry
         for stage in trigger.stages:
             if stage not in reg.stages:
                 raise PluginError(owner, f"trigger {trigger.name!r}: unknown stage {stage!r}")
@@ -198,9 +224,8 @@ class Triggers:
         return select(c.c.id.label("customer_id")).select_from(q.from_clause()).where(*where, condition, ~recent)
 
     def _query(self, as_of: dt.datetime) -> TriggerQuery:
-        crm = self._crm
         return TriggerQuery(
-            as_of, fields=crm.registry.fields, tables=crm.metadata.tables, extension_tables=crm.extension_tables
+            as_of, fields=self._registry.fields, tables=self._tables, extension_tables=self._extension_tables
         )
 
     def run(
@@ -218,29 +243,28 @@ class Triggers:
         back that one firing (reported in ``errors``), the rest of the trigger and the other triggers
         complete.
         """
-        crm = self._crm
         as_of = _aware(as_of or utcnow())
         triggers = [self.get(n) for n in names] if names is not None else self.all()
         run_id = None
         if not dry_run:
-            with crm.transaction() as tx:
+            with self._units.open() as tx:
                 run = TriggerRun(as_of=as_of)
                 tx.session.add(run)
                 tx.session.flush()
                 run_id = run.id
         if dry_run:
             # only reads: one session for every trigger rather than a transaction each
-            with crm.session() as s:
+            with self._units.read() as s:
                 results = self._each(triggers, lambda t: self._count(s, t, as_of), progress)
         else:
             results = self._each(triggers, lambda t: self._fire(t, as_of, run_id, batch_size), progress)
         report = RunReport(as_of, dry_run, tuple(results))
         if run_id is not None:
-            with crm.transaction() as tx:
-                run = tx.session.get(TriggerRun, run_id)
-                assert run is not None
-                run.finished_at = utcnow()
-                run.summary = {
+            with self._units.open() as tx:
+                finished = tx.session.get(TriggerRun, run_id)
+                assert finished is not None
+                finished.finished_at = utcnow()
+                finished.summary = {
                     r.trigger: {"fired": r.fired, "held_out": r.held_out, "failed": r.failed} for r in results
                 }
         return report
@@ -263,9 +287,8 @@ class Triggers:
         return TriggerResult(trigger.name, matched=matched)
 
     def _fire(self, trigger: Trigger, as_of: dt.datetime, run_id: int | None, batch_size: int) -> TriggerResult:
-        crm = self._crm
         errors: list[str] = []
-        with crm.transaction() as tx:
+        with self._units.open() as tx:
             self._insert_firings(tx, trigger, as_of, run_id)
             counts = dict(
                 tx.session.execute(
@@ -303,7 +326,7 @@ class Triggers:
 
     def _has_actions(self, trigger: Trigger) -> bool:
         """Whether firings need any per-customer work (without it, recording them is all there is to do)."""
-        listening = self._crm.hooks.implemented("trigger_fired")
+        listening = self._hooks.implemented("trigger_fired")
         return listening or any((trigger.task, trigger.move_to, trigger.message, trigger.call))
 
     def _insert_firings(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, run_id: int | None) -> None:
@@ -370,9 +393,8 @@ class Triggers:
         firings: list[tuple[int, int]],
     ) -> None:
         """The trigger's actions for a batch of firings, through the public services (validated, set-based)."""
-        crm = self._crm
         ids = [cid for _, cid in firings]
-        records = crm.customers.get_many(ids, tx=tx)
+        records = self._customers.get_many(ids, tx=tx)
         evidence = self._evidence(tx.session, trigger, as_of, ids)
         at = _iso(as_of)
         window = self._window(trigger, as_of)
@@ -396,7 +418,7 @@ class Triggers:
         source = SOURCE_PREFIX + trigger.name
         if trigger.task is not None:
             task = trigger.task
-            crm.tasks.create_many(
+            self._tasks.create_many(
                 [
                     {
                         "title": self._render(task.title, ctx)[:300],
@@ -417,7 +439,7 @@ class Triggers:
         if trigger.message is not None:
             message = trigger.message
             # delivered once the run's transaction commits (only these messages: see Outbox.enqueue_many)
-            crm.outbox.enqueue_many(
+            self._outbox.enqueue_many(
                 [
                     {
                         "channel": message.channel,
@@ -434,14 +456,14 @@ class Triggers:
         if trigger.call is not None:
             for f in items:
                 trigger.call(tx, f)
-        crm.hooks.trigger_fired(tx, trigger, items)
+        self._hooks.trigger_fired(tx, trigger, items)
         tx.session.flush()
 
     def _move(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, ids: list[int]) -> None:
         """Move the customers whose stage has a forward transition to the target; leave the others alone."""
         target = trigger.move_to
         assert target is not None
-        lifecycle = self._crm.lifecycle
+        lifecycle = self._lifecycle
         sources = [s for (s, t), spec in lifecycle.transitions.items() if t == target and not spec.requires_reason]
         if sources:
             lifecycle.move_many(ids, target, cause=f"trigger {trigger.name}", at=as_of, from_stages=sources, tx=tx)
@@ -498,7 +520,7 @@ class Triggers:
         """
         wanted = [self.get(n) for n in names] if names is not None else self.all()
         out = []
-        with self._crm.session() as s:
+        with self._units.read() as s:
             for trigger in wanted:
                 if trigger.goal is None:
                     continue
@@ -584,8 +606,7 @@ class Triggers:
             .order_by(TriggerFiring.id)
             .limit(size + 1)
         )
-        with ExitStack() as stack:
-            session = tx.session if tx is not None else stack.enter_context(self._crm.session())
+        with self._units.read(tx) as session:
             rows = session.execute(query).all()
         items = [
             {
