@@ -24,7 +24,7 @@ from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Activity, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
-from crmkit.limits import Int, Moment, Text, check, id_filter
+from crmkit.limits import INT64, Int, Moment, Text, check, id_filter
 from crmkit.schemas import MessageIn
 from crmkit.triggers.query import HOLDOUT_BUCKETS, TriggerQuery, exists_where, holdout_sql
 from crmkit.triggers.spec import (
@@ -574,7 +574,7 @@ class Triggers:
         if name is not None:
             conditions.append(TriggerFiring.trigger == check(_NAME, name, "name", "invalid filter"))
         if run_id is not None:
-            wanted = id_filter(run_id, "run", bits=64)
+            wanted = id_filter(run_id, "run")
             if wanted is None:
                 return Page([], None)
             conditions.append(TriggerFiring.run_id == wanted)
@@ -586,7 +586,7 @@ class Triggers:
         if since is not None:
             conditions.append(TriggerFiring.as_of >= literal(_aware(since, "since"), UTCDateTime()))
         if after is not None:
-            if not isinstance(after, str) or not _CURSOR.match(after):
+            if not isinstance(after, str) or not _CURSOR.match(after) or int(after) > INT64[1]:
                 raise ValidationError({"after": ["not a cursor of this list"]}, "invalid filter")
             conditions.append(TriggerFiring.id > int(after))
         size: int = check(_LIMIT, limit, "limit", "invalid filter")
