@@ -18,6 +18,7 @@ from crmkit.errors import (
     ValidationError,
 )
 from crmkit.hookspecs import hookimpl
+from crmkit.listing import Page
 from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
 from crmkit.unit import Transaction, Units
 
@@ -30,6 +31,7 @@ __all__ = [
     "DuplicateCustomerError",
     "FieldSpec",
     "NotFound",
+    "Page",
     "PluginError",
     "StageSpec",
     "Transaction",

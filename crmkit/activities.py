@@ -22,7 +22,11 @@ from crmkit.errors import CalendarConflictError, NotFound, ValidationError
 from crmkit.fastpath import activity_fast_check
 from crmkit.hooks import Hooks
 from crmkit.limits import Moment, Text, check, id_filter, require_id
+from crmkit.listing import Listing, Page
+from crmkit.listing import count as listing_count
+from crmkit.listing import search as listing_search
 from crmkit.schemas import Schemas, load
+from crmkit.searches import activity_listing
 from crmkit.specs import ActivityKindSpec
 from crmkit.unit import Transaction, Units
 
@@ -341,6 +345,32 @@ class Activities:
         )
         if unknown:
             raise ValidationError(next(iter(unknown.values())), "invalid activity")
+
+    # -- lists -----------------------------------------------------------------------------------
+
+    def search(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str = "id",
+        after: str | None = None,
+        limit: int = 50,
+        tx: Transaction | None = None,
+    ) -> Page:
+        """One page of the activities ``where`` selects, as :meth:`get` returns them, in ``order_by`` order
+        (see :mod:`crmkit.listing`); ``after=page.next_cursor`` fetches the next page."""
+        listing = self._listing()
+        with self._units.read(tx) as s:
+            return listing_search(s, listing, where, order_by=order_by, after=after, limit=limit)
+
+    def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
+        """How many activities ``where`` selects."""
+        listing = self._listing()
+        with self._units.read(tx) as s:
+            return listing_count(s, listing, where)
+
+    def _listing(self) -> Listing:
+        return activity_listing(kinds=self._kinds, record=self._schemas.activity_out.dump)
 
 
 class _RowWriter:

@@ -20,11 +20,15 @@ from crmkit.fastrows import dumper
 from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle
 from crmkit.limits import Text, check, id_filter, require_id
+from crmkit.listing import Listing, Page
+from crmkit.listing import count as listing_count
+from crmkit.listing import search as listing_search
 from crmkit.merge import merge_customers
 from crmkit.phones import Phones
 from crmkit.plugins import Registry
 from crmkit.runtime_fields import RuntimeFields
 from crmkit.schemas import Country, Schemas, load
+from crmkit.searches import customer_listing
 from crmkit.unit import Transaction, Units
 
 _CORE_INPUT = ("name", "email", "phone", "birthday", "source", "campaign", "owner_id", "branch", "country")
@@ -258,9 +262,11 @@ class Customers:
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.iter(**filters))
 
-    def count(self, *, tx: Transaction | None = None) -> int:
+    def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
+        """How many customers ``where`` selects (all of them without it); see :meth:`search`."""
+        listing = self._listing()
         with self._units.read(tx) as s:
-            return s.scalar(select(func.count()).select_from(Customer)) or 0
+            return listing_count(s, listing, where)
 
     def select(self) -> Select[Any]:
         """A ``SELECT`` of every customer column and every plugin field, one row per customer.
@@ -431,3 +437,45 @@ class Customers:
                 }
             )
             raise DuplicateCustomerError([r.id for r in rows], matched)
+
+    # -- lists -----------------------------------------------------------------------------------
+
+    def search(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str = "id",
+        after: str | None = None,
+        limit: int = 50,
+        tx: Transaction | None = None,
+    ) -> Page:
+        """One page of the customers ``where`` selects, as :meth:`get` returns them, in ``order_by`` order.
+
+        Filters on core, plugin and run-time fields (see :mod:`crmkit.listing` for the grammar and
+        :mod:`crmkit.searches` for email and phone); ``after=page.next_cursor`` fetches the next page.
+        """
+        listing = self._listing()
+        with self._units.read(tx) as s:
+            return listing_search(s, listing, where, order_by=order_by, after=after, limit=limit)
+
+    #: The listing and the output schema it was built with: a run-time field added or dropped gives a new
+    #: schema, and so a new listing.
+    _built_listing: tuple[object, Listing] | None = None
+
+    def _listing(self) -> Listing:
+        out = self._schemas.customer_out
+        built = self._built_listing
+        if built is not None and built[0] is out:
+            return built[1]
+        listing = customer_listing(
+            customers=Customer.__table__,  # type: ignore[arg-type]
+            query=self.select(),
+            extensions=self._extension_tables,
+            fields_of=self._registry.fields_of,
+            runtime=self._fields.runtime(),
+            stages={name: spec.lifecycle for name, spec in self._registry.stages.items()},
+            normalize_phone=self._phones.normalize,
+            record=lambda row: out.dump(self._flat(row)),
+        )
+        self._built_listing = (out, listing)
+        return listing

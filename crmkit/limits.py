@@ -42,6 +42,9 @@ MAX_JSON_DEPTH = 20
 #: Floats at or above this magnitude are written in exponent form, which PostgreSQL reads back as an exact
 #: decimal (an int for 1e16): not the float that was stored, and not what SQLite returns.
 MAX_JSON_FLOAT = 1e15
+#: The most records one page of a list may hold, and the most values one ``__in`` filter may list.
+MAX_PAGE_SIZE = 1000
+MAX_IN_VALUES = 1000
 
 NUL = "must not contain NUL characters"
 NOT_UNICODE = "is not valid Unicode text"

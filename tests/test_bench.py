@@ -154,6 +154,7 @@ def test_python_m_bench_prints_every_workload_and_writes_the_figures(
     assert any("loop" in n for n in names)
     assert any(n.startswith("fitness triggers") for n in names)
     assert sum(n.startswith("report ") for n in names) == 14
+    assert any(n.startswith("list: ") for n in names)
     assert all(t["same"] for t in figures["timings"])
     compared = [t for t in figures["timings"] if not t["workload"].startswith("all ")]
     assert all(t["empty"] == [] and t["crmkit_rows"] and t["baseline_rows"] for t in compared)
@@ -169,3 +170,19 @@ def test_python_m_bench_prints_every_workload_and_writes_the_figures(
     assert "compared (rows, or matches per trigger)" in printed and "fitness.stage_joined" in printed
     assert "EMPTY" not in printed and "proves nothing" not in printed
     assert "trigger evaluation" in printed
+
+
+def test_the_list_workload_pages_through_the_same_members_as_plain_python(club: CRM) -> None:
+    from sqlalchemy import select
+
+    from bench.lists import busiest_club, list_workload
+
+    home = busiest_club(club)
+    table = club.extension_tables["fitness"]
+    with club.session() as s:
+        members = [cid for cid, h in s.execute(select(table.c.customer_id, table.c.home_club)) if h == home]
+    workload = list_workload(club, page=7)
+    ours, theirs = workload.crmkit(), workload.baseline()
+    assert len(members) > 7 and [r["id"] for r in ours[1]] == sorted(members)
+    assert ours[1] == theirs[1] == [club.customers.get(cid) for cid in sorted(members)]
+    assert workload.same(ours, theirs) and ours[0] == -(-len(members) // 7)

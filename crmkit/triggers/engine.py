@@ -10,7 +10,6 @@ unique index, then inserts nothing), fires nothing twice.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -24,7 +23,8 @@ from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Activity, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
-from crmkit.limits import INT64, Int, Moment, Text, check, id_filter
+from crmkit.limits import Int, Moment, Text, check, id_filter
+from crmkit.listing import Filterable, Page, check_limit, decode_cursor, encode_cursor
 from crmkit.schemas import MessageIn
 from crmkit.triggers.query import HOLDOUT_BUCKETS, TriggerQuery, exists_where, holdout_sql
 from crmkit.triggers.spec import (
@@ -32,7 +32,6 @@ from crmkit.triggers.spec import (
     SOURCE_PREFIX,
     Effectiveness,
     Firing,
-    Page,
     RunReport,
     Trigger,
     TriggerResult,
@@ -54,10 +53,8 @@ if TYPE_CHECKING:
 Progress = Callable[[Trigger, TriggerResult], None]
 _MOMENT = Moment()
 _NAME = Text(max_length=MAX_NAME)
-#: The most firings a page of :meth:`Triggers.firings` holds.
-MAX_PAGE = 1000
-_LIMIT = Int(min=1, max=MAX_PAGE)
-_CURSOR = re.compile(r"^[0-9]{1,19}$")
+#: Firings are paged by their id (BIGINT), which the cursor holds.
+_BY_ID = Filterable(TriggerFiring.id, Int(bits=64), nullable=False)
 
 
 def _aware(moment: dt.datetime, name: str = "as_of") -> dt.datetime:
@@ -586,10 +583,9 @@ class Triggers:
         if since is not None:
             conditions.append(TriggerFiring.as_of >= literal(_aware(since, "since"), UTCDateTime()))
         if after is not None:
-            if not isinstance(after, str) or not _CURSOR.match(after) or int(after) > INT64[1]:
-                raise ValidationError({"after": ["not a cursor of this list"]}, "invalid filter")
-            conditions.append(TriggerFiring.id > int(after))
-        size: int = check(_LIMIT, limit, "limit", "invalid filter")
+            _, last_id = decode_cursor(after, "id", _BY_ID, id_bits=64)
+            conditions.append(TriggerFiring.id > last_id)
+        size = check_limit(limit)
         query = (
             select(
                 TriggerFiring.id,
@@ -622,7 +618,8 @@ class Triggers:
             }
             for r in rows[:size]
         ]
-        return Page(items, str(items[-1]["id"]) if len(rows) > size else None)
+        last = items[-1]["id"] if len(rows) > size else None
+        return Page(items, None if last is None else encode_cursor("id", last, last))
 
     def _converted(self, name: str | None) -> ColumnElement[Any]:
         """Per firing, whether a goal activity came after it and within the goal's window: each declared

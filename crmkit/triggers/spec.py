@@ -122,18 +122,6 @@ class Firing(TypedDict):
 
 
 @attrs.frozen
-class Page:
-    """One page of :meth:`crmkit.triggers.Triggers.firings`: its rows, and the cursor of the next page
-    (``None`` on the last one)."""
-
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "next_cursor": self.next_cursor}
-
-
-@attrs.frozen
 class TriggerResult:
     """What a run did with one trigger."""
 
