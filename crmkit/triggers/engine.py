@@ -54,7 +54,7 @@ Progress = Callable[[Trigger, TriggerResult], None]
 _MOMENT = Moment()
 _NAME = Text(max_length=MAX_NAME)
 #: Firings are paged by their id (BIGINT), which the cursor holds.
-_BY_ID = Filterable(TriggerFiring.id, Int(bits=64), nullable=False)
+_BY_ID = Filterable(TriggerFiring.__table__.c.id, Int(bits=64), nullable=False)
 
 
 def _aware(moment: dt.datetime, name: str = "as_of") -> dt.datetime:
