@@ -34,12 +34,18 @@ _TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _in_utc(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with its datetimes in UTC, as the database returns them."""
-    return {
-        key: value.astimezone(dt.UTC) if type(value) is dt.datetime and value.tzinfo is not dt.UTC else value
-        for key, value in row.items()
-    }
+#: The task's datetime columns: a record gives them in UTC, as the database does.
+_MOMENTS = ("due_at", "remind_at", "created_at", "completed_at")
+
+
+def _stored(row: dict[str, Any], task_id: int) -> dict[str, Any]:
+    """The task as the database now holds it: ``row`` with its id, and its datetimes in UTC."""
+    record = {**row, "id": task_id}
+    for key in _MOMENTS:
+        value = record[key]
+        if value is not None and value.tzinfo is not dt.UTC:
+            record[key] = value.astimezone(dt.UTC)
+    return record
 
 
 class Tasks:
@@ -207,7 +213,7 @@ class Tasks:
             # the record is what was written, times as the database gives them back (in UTC): only the id
             # is the database's, so it is the only column read back
             dump = dumper(self._schemas.task_out)
-            return [dump({**_in_utc(row), "id": task_id}) for row, task_id in zip(full, ids, strict=True)]
+            return [dump(_stored(row, task_id)) for row, task_id in zip(full, ids, strict=True)]
 
     # -- lists -----------------------------------------------------------------------------------
 
