@@ -21,7 +21,8 @@ from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
-from crmkit.fastpath import Checker, Dumper, activity_checker, activity_fast_check, record_dumper
+from crmkit.fastpath import Checker, activity_checker, activity_fast_check
+from crmkit.fastrows import Dumper, dumper
 from crmkit.hooks import Hooks
 from crmkit.limits import Moment, Text, check, id_filter, require_id
 from crmkit.listing import Listing, Page
@@ -212,7 +213,7 @@ class Activities:
     def _dump(self, record: Mapping[str, Any]) -> dict[str, Any]:
         schema = self._schemas.activity_out
         if self._dump_for is not schema:
-            self._dumper = record_dumper(schema)
+            self._dumper = dumper(schema)
             self._dump_for = schema
         return self._dumper(record)
 

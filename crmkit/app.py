@@ -119,7 +119,17 @@ class CRM:
         self.users = Users(schemas=self.schemas, units=units)
         self.outbox = Outbox(hooks=hooks, units=units)
         self.targets = Targets(units=units)
-        self.triggers = Triggers(self)
+        self.triggers = Triggers(
+            registry=registry,
+            tables=self.metadata.tables,
+            extension_tables=self.extension_tables,
+            units=units,
+            hooks=hooks,
+            customers=self.customers,
+            tasks=self.tasks,
+            lifecycle=self.lifecycle,
+            outbox=self.outbox,
+        )
         self._tables: dict[str, TableService] = {}
         self.reports = Reports(
             registry=self.registry,

@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import phonenumbers
-from marshmallow import Schema, validate
 from marshmallow import ValidationError as FieldError
-from marshmallow import fields as mf
+from marshmallow import validate
 
 from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES
 from crmkit.limits import INT32, MAX_MOMENT, MIN_MOMENT, json_ok, text_problem
@@ -288,40 +287,3 @@ def customer_fast_check(fields: Iterable[FieldSpec], stages: Iterable[str], *, p
 
 def _choice(choices: frozenset[str]) -> Callable[[Any], bool]:
     return lambda v: type(v) is str and v in choices and _storable(v)
-
-
-Dumper = Callable[[Mapping[str, Any]], "dict[str, Any]"]
-
-
-def record_dumper(schema: Schema) -> Dumper:
-    """``schema.dump`` of a flat record (a mapping holding every field), for output schemas of plain fields:
-    a value already of its field's Python type is turned into what marshmallow makes of it in one step
-    (text, an int and a bool as they are, a date or datetime in ISO 8601); anything else, the field
-    serialises itself. ``tests/test_customer_fastpath.py`` checks it against ``schema.dump``."""
-    plan: list[tuple[str, str, Callable[[Any, Mapping[str, Any]], Any]]] = []
-    for name, field in schema.dump_fields.items():
-        plan.append((field.data_key or name, field.attribute or name, _dump_value(field, name)))
-
-    def dump(record: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: None if (v := record[attr]) is None else value(v, record) for key, attr, value in plan}
-
-    return dump
-
-
-def _dump_value(field: mf.Field[Any], name: str) -> Callable[[Any, Mapping[str, Any]], Any]:
-    def slow(value: Any, record: Mapping[str, Any]) -> Any:
-        return field._serialize(value, name, record)
-
-    kind = type(field)
-    if kind is mf.String:
-        return lambda v, record: v if type(v) is str else slow(v, record)
-    if kind is mf.Integer and not field.as_string:  # type: ignore[attr-defined]
-        return lambda v, record: v if type(v) is int else slow(v, record)
-    if kind is mf.Boolean:
-        return lambda v, record: v if type(v) is bool else slow(v, record)
-    # a bound field's format is "iso" unless declared: marshmallow's "iso" is the type's own isoformat()
-    if kind is mf.DateTime and field.format in (None, "iso"):  # type: ignore[attr-defined]
-        return lambda v, record: v.isoformat() if type(v) is dt.datetime else slow(v, record)
-    if kind is mf.Date and field.format in (None, "iso"):  # type: ignore[attr-defined]
-        return lambda v, record: v.isoformat() if type(v) is dt.date else slow(v, record)
-    return slow

@@ -305,9 +305,13 @@ def crmkit_customers_merged(tx: Transaction, survivor_id: int, merged_id: int) -
 def crmkit_trigger_fired(tx: Transaction, trigger: Trigger, firings: Sequence[Firing]) -> None:
     """Called after a trigger's actions ran for a batch of firings, inside the run's transaction.
 
-    ``firings`` carry the customer record and the trigger's evidence. Held-out firings (the control
-    group) are not passed: nothing is done for them. Raise to roll back the batch; crmkit then retries the
-    firings one by one and rolls back only those that fail, reporting them in the run's errors.
+    Each firing is a plain, JSON-safe dict (:class:`crmkit.triggers.Firing`): ``id``, ``trigger``,
+    ``customer_id``, ``run_id``, ``as_of``, ``window``, ``held_out``, ``goal_until``, ``customer`` (the
+    record as ``crm.customers.get`` returns it, the same shape as ``crmkit_customer_created`` gets) and
+    ``evidence`` (the trigger's evidence values, datetimes and dates as ISO 8601 strings, decimals as
+    strings). Held-out firings (the control group) are not passed: nothing is done for them. Raise to roll
+    back the batch; crmkit then retries the firings one by one and rolls back only those that fail,
+    reporting them in the run's errors.
 
     :param tx: the run's unit of work, in a savepoint for this batch: add rows through ``tx.session``
         (never commit or roll it back); an ``after_commit`` callback registered here is dropped if the

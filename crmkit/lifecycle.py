@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm.util import identity_key
 
 from crmkit.db.models import Customer, StageHistory
 from crmkit.db.types import utcnow
@@ -18,6 +20,8 @@ from crmkit.unit import Transaction, Units
 
 _CAUSE = Text(max_length=200)
 _AT = Moment()
+#: Customers read per statement by :meth:`Lifecycle.move_many`: far below SQLite's limit of bound parameters.
+_CHUNK = 1000
 
 
 class Lifecycle:
@@ -136,6 +140,83 @@ class Lifecycle:
                 move_record(r.customer_id, r.from_stage, r.to_stage, r.to_lifecycle, r.at, r.cause, r.actor_id)
                 for r in rows
             ]
+
+    def move_many(
+        self,
+        customer_ids: Iterable[int],
+        target: str,
+        *,
+        cause: str,
+        actor_id: int | None = None,
+        at: dt.datetime | None = None,
+        from_stages: Iterable[str] | None = None,
+        tx: Transaction | None = None,
+    ) -> list[dict[str, Any]]:
+        """Move several customers to ``target`` with set-based writes; return the moves made, by customer id,
+        each as :meth:`move` returns one.
+
+        Each move is checked as :meth:`move` checks one, lands in the history and is told to the plugins
+        (``crmkit_stage_changed``, once per customer). With ``from_stages``, only the customers in one of
+        those stages move and the others are left where they are; without it, every customer must exist
+        and every move be allowed, or nothing moves. A customer whose last move is later than ``at`` (a
+        backfill) is moved at the time of that last move, so the history stays in order.
+        """
+        ids = sorted({require_id(i, "customer") for i in customer_ids})
+        cause = check(_CAUSE, cause, "cause", "invalid move")
+        when = utcnow() if at is None else check(_AT, at, "at", "invalid move")
+        sources = None if from_stages is None else list(from_stages)
+        customers: Table = Customer.__table__
+        history_table: Table = StageHistory.__table__
+        with self._units.write(tx, actor_id) as t:
+            actor = actor_id or t.actor_id
+            found: list[Any] = []
+            for start in range(0, len(ids), _CHUNK):
+                query = select(Customer.id, Customer.stage, Customer.stage_changed_at).where(
+                    Customer.id.in_(ids[start : start + _CHUNK])
+                )
+                if sources is not None:
+                    query = query.where(Customer.stage.in_(sources))
+                found.extend(t.session.execute(query.order_by(Customer.id).with_for_update()).all())
+            if sources is None and len(found) < len(ids):
+                missing = sorted(set(ids) - {row.id for row in found})
+                raise NotFound("customer", missing[0])
+            moves = []
+            for row in found:
+                self.check(row.stage, target, cause)
+                moves.append((row.id, row.stage, max(when, row.stage_changed_at)))
+            if not moves:
+                return []
+            lifecycle = self.stage(target).lifecycle
+            t.session.execute(
+                update(customers)
+                .where(customers.c.id == bindparam("_id"))
+                .values(stage=target, lifecycle=lifecycle, stage_changed_at=bindparam("_at")),
+                [{"_id": cid, "_at": moved_at} for cid, _, moved_at in moves],
+            )
+            history = [
+                {
+                    "customer_id": cid,
+                    "from_stage": source,
+                    "to_stage": target,
+                    "to_lifecycle": lifecycle,
+                    "at": moved_at,
+                    "cause": cause,
+                    "actor_id": actor,
+                }
+                for cid, source, moved_at in moves
+            ]
+            t.session.execute(insert(history_table), history)
+            # the rows changed under the session: customers it holds must be read again
+            for cid, _, _ in moves:
+                loaded = t.session.identity_map.get(identity_key(Customer, cid))
+                if loaded is not None:
+                    t.session.expire(loaded)
+            changes = [
+                move_record(cid, source, target, lifecycle, moved_at, cause, actor) for cid, source, moved_at in moves
+            ]
+            for change in changes:
+                self._hooks.stage_changed(t, change)
+        return changes
 
 
 def move_record(

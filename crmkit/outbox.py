@@ -22,15 +22,18 @@ the message ``id`` (most SMS and email APIs take a client reference for this).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 
-from crmkit.db.models import OutboxMessage
+from crmkit.db.models import Customer, OutboxMessage
 from crmkit.db.types import utcnow
+from crmkit.errors import ValidationError
+from crmkit.fastrows import dumper
 from crmkit.hooks import Hooks
+from crmkit.schemas import MessageIn, MessageOut, load
 from crmkit.unit import Transaction, Units
 
 #: After this many failed attempts (a gateway error, or no gateway accepting the message) a message is
@@ -43,6 +46,19 @@ MAX_BACKOFF = dt.timedelta(hours=1)
 LEASE = dt.timedelta(minutes=5)
 #: Messages claimed at a time: small, so that a claim's lease covers the sending of all its messages.
 CLAIM_SIZE = 50
+#: What a row of :meth:`Outbox.enqueue_many` holds for each column its input may leave out.
+_MESSAGE_DEFAULTS: dict[str, Any] = {
+    "customer_id": None,
+    "subject": None,
+    "source": None,
+    "source_id": None,
+    "status": "pending",
+    "attempts": 0,
+    "next_attempt_at": None,
+    "claimed_until": None,
+    "error": None,
+    "sent_at": None,
+}
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -183,3 +199,53 @@ class Outbox:
                 .values(**values)
             )
         return 1 if error is None else 0
+
+    def enqueue(self, message: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
+        """Write one message to the outbox; see :meth:`enqueue_many`."""
+        return self.enqueue_many([message], tx=tx)[0]
+
+    def enqueue_many(
+        self, messages: Iterable[Mapping[str, Any]], *, tx: Transaction | None = None
+    ) -> list[dict[str, Any]]:
+        """Validate and write messages to the outbox in the unit of work; return the stored records.
+
+        Each message is ``{"channel", "body", "customer_id", "subject", "source", "source_id"}`` (the last
+        four optional), checked by :class:`crmkit.schemas.MessageIn`; the customer must exist. All or
+        nothing: ``ValidationError`` lists every problem as ``"[index].field"``. Once the unit of work
+        commits, these messages (and only these: others belong to their own writers, or to a periodic
+        :meth:`deliver`) are handed to the ``crmkit_send_message`` hook; if it rolls back, nothing is sent.
+        """
+        schema = MessageIn()
+        errors: dict[str, Any] = {}
+        loaded: list[dict[str, Any]] = []
+        for i, data in enumerate(messages):
+            try:
+                loaded.append(load(schema, data, message="invalid message"))
+            except ValidationError as exc:
+                errors.update({f"[{i}].{field}": problems for field, problems in exc.errors.items()})
+        if errors:
+            raise ValidationError(errors, "invalid messages")
+        if not loaded:
+            return []
+        with self._units.write(tx) as t:
+            wanted = {m["customer_id"] for m in loaded if m.get("customer_id") is not None}
+            known = set(t.session.scalars(select(Customer.id).where(Customer.id.in_(wanted)))) if wanted else set()
+            for i, m in enumerate(loaded):
+                if m.get("customer_id") is not None and m["customer_id"] not in known:
+                    errors[f"[{i}].customer_id"] = [f"no customer with id {m['customer_id']}"]
+            if errors:
+                raise ValidationError(errors, "invalid messages")
+            table: Table = OutboxMessage.__table__
+            now = utcnow()
+            rows = [{**_MESSAGE_DEFAULTS, "created_at": now, **m} for m in loaded]
+            stored = list(
+                t.session.execute(insert(table).returning(*table.c, sort_by_parameter_order=True), rows).mappings()
+            )
+            ids = [row["id"] for row in stored]
+
+            def deliver() -> None:
+                self.deliver(ids, limit=len(ids))
+
+            t.after_commit(deliver)
+            dump = dumper(MessageOut())
+            return [dump(row) for row in stored]

@@ -346,6 +346,38 @@ class ContactOut(_Out):
     phone = mf.String()
 
 
+class MessageIn(_Strict):
+    """A message for the outbox (:meth:`crmkit.outbox.Outbox.enqueue_many`). ``channel`` names the gateway
+    that delivers it (``sms``, ``email``...): any lowercase name a ``crmkit_send_message`` hook answers to."""
+
+    channel = Text(
+        required=True,
+        max_length=20,
+        validate=validate.Regexp(r"^[a-z][a-z0-9_]*$", error="a lowercase channel name such as 'sms'"),
+    )
+    customer_id = Int(allow_none=True)
+    subject = _str(300)
+    body = Text(required=True, min_length=1)
+    source = _str(100)
+    source_id = _str(100)
+
+
+class MessageOut(Schema):
+    id = mf.Integer()
+    channel = mf.String()
+    customer_id = mf.Integer()
+    subject = mf.String()
+    body = mf.String()
+    source = mf.String()
+    source_id = mf.String()
+    status = mf.String()
+    attempts = mf.Integer()
+    error = mf.String()
+    next_attempt_at = mf.DateTime()
+    created_at = mf.DateTime()
+    sent_at = mf.DateTime()
+
+
 class Schemas:
     """``crm.schemas``: the marshmallow schemas of one CRM, public for an app's own HTTP layer.
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Table, case, func, insert, or_, select
 
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
+from crmkit.fastrows import dumper, task_fast_load
 from crmkit.limits import Moment, check, id_filter, require_id
 from crmkit.listing import Listing, Page
 from crmkit.listing import count as listing_count
@@ -18,6 +19,33 @@ from crmkit.listing import search as listing_search
 from crmkit.schemas import Schemas, load
 from crmkit.searches import task_listing
 from crmkit.unit import Transaction, Units
+
+#: What a row of :meth:`Tasks.create_many` holds for each column its input may leave out.
+_TASK_DEFAULTS: dict[str, Any] = {
+    "reason": None,
+    "customer_id": None,
+    "assignee_id": None,
+    "due_at": None,
+    "remind_at": None,
+    "status": "open",
+    "source": None,
+    "source_id": None,
+    "completed_at": None,
+}
+
+
+#: The task's datetime columns: a record gives them in UTC, as the database does.
+_MOMENTS = ("due_at", "remind_at", "created_at", "completed_at")
+
+
+def _stored(row: dict[str, Any], task_id: int) -> dict[str, Any]:
+    """The task as the database now holds it: ``row`` with its id, and its datetimes in UTC."""
+    record = {**row, "id": task_id}
+    for key in _MOMENTS:
+        value = record[key]
+        if value is not None and value.tzinfo is not dt.UTC:
+            record[key] = value.astimezone(dt.UTC)
+    return record
 
 
 class Tasks:
@@ -142,6 +170,50 @@ class Tasks:
             task.completed_at = at or utcnow()
             t.session.flush()
             return self._schemas.task_out.dump(task)
+
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, tx: Transaction | None = None) -> list[dict[str, Any]]:
+        """Validate and insert several tasks at once; return the stored records, in the order given.
+
+        Each row is checked as :meth:`create` checks one (the same schema, the customer and the assignee
+        must exist) and the rows go in with one multi-row ``INSERT``. All or nothing: ``ValidationError``
+        lists every problem as ``"[index].field"`` and writes no task.
+        """
+        batch = list(rows)
+        errors: dict[str, Any] = {}
+        loaded: list[dict[str, Any]] = []
+        for i, data in enumerate(batch):
+            fast = task_fast_load(data)
+            if fast is not None:
+                loaded.append(fast)
+                continue
+            try:
+                loaded.append(load(self._schemas.task_in, data, message="invalid task"))
+            except ValidationError as exc:
+                errors.update({f"[{i}].{field}": problems for field, problems in exc.errors.items()})
+        if errors:
+            raise ValidationError(errors, "invalid tasks")
+        if not loaded:
+            return []
+        with self._units.write(tx) as t:
+            # the existence checks of create(), one query per referenced table for the whole batch
+            for key, model in (("customer_id", Customer), ("assignee_id", User)):
+                wanted = {v[key] for v in loaded if v.get(key) is not None}
+                known = set(t.session.scalars(select(model.id).where(model.id.in_(wanted)))) if wanted else set()
+                for i, values in enumerate(loaded):
+                    if values.get(key) is not None and values[key] not in known:
+                        what = "customer" if model is Customer else "user"
+                        errors[f"[{i}].{key}"] = [f"no {what} with id {values[key]}"]
+            if errors:
+                raise ValidationError(errors, "invalid tasks")
+            table: Table = Task.__table__
+            now = utcnow()
+            # every row names every column, so the dialect can send them as one multi-row statement
+            full = [{**_TASK_DEFAULTS, "created_at": now, **values} for values in loaded]
+            ids = t.session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), full)
+            # the record is what was written, times as the database gives them back (in UTC): only the id
+            # is the database's, so it is the only column read back
+            dump = dumper(self._schemas.task_out)
+            return [dump(_stored(row, task_id)) for row, task_id in zip(full, ids, strict=True)]
 
     # -- lists -----------------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from sqlalchemy import literal, select
 from crmkit import CRM
 from crmkit.db.models import ACTIVITY_STATUSES
 from crmkit.triggers import TaskAction, Trigger
-from crmkit.triggers.query import TriggerQuery
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 AS_OF = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -21,7 +20,7 @@ WEEK = dt.timedelta(days=7)
 
 
 def matching(crm: CRM, condition: Any) -> set[int]:
-    q = TriggerQuery(crm, AS_OF)
+    q = crm.triggers.query(AS_OF)
     where = condition(q)
     with crm.engine.connect() as conn:
         return set(conn.execute(select(q.customer.c.id).select_from(q.from_clause()).where(where)).scalars())

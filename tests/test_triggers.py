@@ -292,8 +292,8 @@ def test_an_action_that_raises_rolls_back_only_its_firing(crm: CRM, probe: Probe
     mailed: list[str] = []
 
     def issue_coupon(tx: Any, firing: Any) -> None:
-        tx.after_commit(lambda: mailed.append(firing.customer["name"]))
-        if firing.customer["name"] == "Bad":
+        tx.after_commit(lambda: mailed.append(firing["customer"]["name"]))
+        if firing["customer"]["name"] == "Bad":
             raise ValueError("coupon service refused")
 
     crm.triggers.register(

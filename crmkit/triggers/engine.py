@@ -11,29 +11,50 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable, Iterable
-from functools import partial
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import jinja2
-from sqlalchemy import case, delete, exists, false, func, literal, select, true
+from marshmallow import ValidationError as FieldError
+from sqlalchemy import ColumnElement, case, delete, exists, false, func, literal, null, select, true
 
 from crmkit.db.functions import upsert_insert
-from crmkit.db.models import Activity, Customer, OutboxMessage, Task, TriggerFiring, TriggerRun
+from crmkit.db.models import Activity, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
-from crmkit.errors import NotFound, PluginError
-from crmkit.limits import Moment, check
+from crmkit.errors import NotFound, PluginError, ValidationError
+from crmkit.limits import Int, Moment, Text, check, id_filter
+from crmkit.listing import Filterable, Page, check_limit, decode_cursor, encode_cursor
+from crmkit.schemas import MessageIn
 from crmkit.triggers.query import HOLDOUT_BUCKETS, TriggerQuery, exists_where, holdout_sql
-from crmkit.triggers.spec import Effectiveness, Firing, RunReport, Trigger, TriggerResult
+from crmkit.triggers.spec import (
+    MAX_NAME,
+    SOURCE_PREFIX,
+    Effectiveness,
+    Firing,
+    RunReport,
+    Trigger,
+    TriggerResult,
+)
 from crmkit.unit import Transaction, savepoint
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.orm import Session
 
-    from crmkit.app import CRM
+    from crmkit.customers import Customers
+    from crmkit.hooks import Hooks
+    from crmkit.lifecycle import Lifecycle
+    from crmkit.outbox import Outbox
+    from crmkit.plugins import Registry
+    from crmkit.tasks import Tasks
+    from crmkit.unit import Units
 
 Progress = Callable[[Trigger, TriggerResult], None]
 _MOMENT = Moment()
+_NAME = Text(max_length=MAX_NAME)
+#: Firings are paged by their id (BIGINT), which the cursor holds.
+_BY_ID = Filterable(TriggerFiring.__table__.c.id, Int(bits=64), nullable=False)
 
 
 def _aware(moment: dt.datetime, name: str = "as_of") -> dt.datetime:
@@ -42,9 +63,50 @@ def _aware(moment: dt.datetime, name: str = "as_of") -> dt.datetime:
     return check(_MOMENT, moment, name, f"invalid {name}")
 
 
-def _days_since(value: Any, as_of: dt.datetime) -> int | None:
-    if value is None:
+def _iso(moment: dt.datetime) -> str:
+    """A datetime as the read model writes it: ISO 8601 in UTC."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).isoformat()
+
+
+def json_safe(value: Any) -> Any:
+    """A value computed by the database as the read model gives it: datetimes ISO 8601 in UTC, dates
+    ``YYYY-MM-DD``, decimals as strings; numbers, text, booleans and ``None`` as they are."""
+    if isinstance(value, dt.datetime):
+        return _iso(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def as_datetime(value: Any) -> dt.datetime | None:
+    """An ISO 8601 datetime (naive: UTC) or a date (its midnight in UTC), as an aware datetime, for a
+    template that computes with a time of the read model (``{{ (customer.created_at | as_datetime).year }}``)."""
+    if value is None or value == "":
         return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value) if len(value) > 10 else dt.date.fromisoformat(value)
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time())
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def as_date(value: Any) -> dt.date | None:
+    """An ISO 8601 date (or datetime: its UTC date) as a ``date``, for a template that formats a date of the
+    read model (``{{ (customer.birthday | as_date).strftime('%d %B') }}``)."""
+    moment = as_datetime(value)
+    return None if moment is None else moment.astimezone(dt.UTC).date()
+
+
+def _days_since(value: Any, as_of: dt.datetime) -> int | None:
+    """Whole days from ``value`` (a datetime, a date, or either in ISO 8601) to ``as_of``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        if len(value) <= 10:
+            return (as_of.date() - dt.date.fromisoformat(value)).days
+        value = as_datetime(value)
     if isinstance(value, dt.datetime):
         return (as_of - (value if value.tzinfo else value.replace(tzinfo=dt.UTC))).days
     return (as_of.date() - value).days
@@ -53,12 +115,33 @@ def _days_since(value: Any, as_of: dt.datetime) -> int | None:
 class Triggers:
     """``crm.triggers``: the declared triggers, their runs and their effectiveness."""
 
-    def __init__(self, crm: CRM) -> None:
-        self._crm = crm
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        tables: Mapping[str, Table],
+        extension_tables: Mapping[str, Table],
+        units: Units,
+        hooks: Hooks,
+        customers: Customers,
+        tasks: Tasks,
+        lifecycle: Lifecycle,
+        outbox: Outbox,
+    ) -> None:
+        self._registry = registry
+        self._tables = tables
+        self._extension_tables = extension_tables
+        self._units = units
+        self._hooks = hooks
+        self._customers = customers
+        self._tasks = tasks
+        self._lifecycle = lifecycle
+        self._outbox = outbox
         self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        self.env.filters.update(as_date=as_date, as_datetime=as_datetime)
         self._triggers: dict[str, Trigger] = {}
         self._compiled: dict[str, jinja2.Template] = {}
-        for trigger in crm.registry.triggers.values():
+        for trigger in registry.triggers.values():
             self._add(trigger)
 
     # -- declarations --------------------------------------------------------------------------------
@@ -73,12 +156,20 @@ class Triggers:
         owner = trigger.owner or "app"
         if not isinstance(trigger, Trigger):
             raise PluginError(owner, f"{trigger!r} is not a crmkit.triggers.Trigger")
-        reg = self._crm.registry
+        reg = self._registry
         for stage in trigger.stages:
             if stage not in reg.stages:
                 raise PluginError(owner, f"trigger {trigger.name!r}: unknown stage {stage!r}")
         if trigger.move_to is not None and trigger.move_to not in reg.stages:
             raise PluginError(owner, f"trigger {trigger.name!r}: cannot move to unknown stage {trigger.move_to!r}")
+        if trigger.task is not None and not 0 <= trigger.priority <= 100:
+            # a task takes the trigger's priority, and a task's priority is 0 to 100
+            raise PluginError(owner, f"trigger {trigger.name!r}: a trigger with a task needs a priority from 0 to 100")
+        if trigger.message is not None:
+            try:
+                MessageIn().fields["channel"].deserialize(trigger.message.channel)
+            except FieldError as exc:
+                raise PluginError(owner, f"trigger {trigger.name!r}: bad channel: {exc.messages}") from None
         if trigger.goal is not None:
             for kind in trigger.goal.kinds:
                 if kind not in reg.activity_kinds:
@@ -115,7 +206,7 @@ class Triggers:
         """The ``SELECT`` of customer ids the trigger would fire for at ``as_of`` (cooldown applied)."""
         trigger = self.get(name)
         as_of = _aware(as_of)
-        q = TriggerQuery(self._crm, as_of)
+        q = self.query(as_of)
         condition = trigger.condition(q)
         c = q.customer
         recent = exists_where(
@@ -128,6 +219,13 @@ class Triggers:
         # subqueries only run for customers in the stages, and the cooldown last, for the few still matching
         where = [q.stage_filter(trigger.stages)] if trigger.stages else []
         return select(c.c.id.label("customer_id")).select_from(q.from_clause()).where(*where, condition, ~recent)
+
+    def query(self, as_of: dt.datetime) -> TriggerQuery:
+        """The ``q`` conditions are written against, for ``as_of``: to try a condition by hand,
+        ``select(q.customer.c.id).select_from(q.from_clause()).where(condition(q))``."""
+        return TriggerQuery(
+            as_of, fields=self._registry.fields, tables=self._tables, extension_tables=self._extension_tables
+        )
 
     def run(
         self,
@@ -144,29 +242,28 @@ class Triggers:
         back that one firing (reported in ``errors``), the rest of the trigger and the other triggers
         complete.
         """
-        crm = self._crm
         as_of = _aware(as_of or utcnow())
         triggers = [self.get(n) for n in names] if names is not None else self.all()
         run_id = None
         if not dry_run:
-            with crm.transaction() as tx:
+            with self._units.open() as tx:
                 started = TriggerRun(as_of=as_of)
                 tx.session.add(started)
                 tx.session.flush()
                 run_id = started.id
         if dry_run:
             # only reads: one session for every trigger rather than a transaction each
-            with crm.session() as s:
+            with self._units.read() as s:
                 results = self._each(triggers, lambda t: self._count(s, t, as_of), progress)
         else:
             results = self._each(triggers, lambda t: self._fire(t, as_of, run_id, batch_size), progress)
         report = RunReport(as_of, dry_run, tuple(results))
         if run_id is not None:
-            with crm.transaction() as tx:
-                run = tx.session.get(TriggerRun, run_id)
-                assert run is not None
-                run.finished_at = utcnow()
-                run.summary = {
+            with self._units.open() as tx:
+                finished = tx.session.get(TriggerRun, run_id)
+                assert finished is not None
+                finished.finished_at = utcnow()
+                finished.summary = {
                     r.trigger: {"fired": r.fired, "held_out": r.held_out, "failed": r.failed} for r in results
                 }
         return report
@@ -189,9 +286,8 @@ class Triggers:
         return TriggerResult(trigger.name, matched=matched)
 
     def _fire(self, trigger: Trigger, as_of: dt.datetime, run_id: int | None, batch_size: int) -> TriggerResult:
-        crm = self._crm
         errors: list[str] = []
-        with crm.transaction() as tx:
+        with self._units.open() as tx:
             self._insert_firings(tx, trigger, as_of, run_id)
             counts = dict(
                 tx.session.execute(
@@ -216,7 +312,7 @@ class Triggers:
                 if not batch:
                     break
                 last_id = batch[-1].id
-                errors.extend(self._act_isolated(tx, trigger, as_of, [(r.id, r.customer_id) for r in batch]))
+                errors.extend(self._act_isolated(tx, trigger, as_of, run_id, [(r.id, r.customer_id) for r in batch]))
         fired = counts.get(False, 0) - len(errors)
         return TriggerResult(
             trigger.name,
@@ -229,12 +325,12 @@ class Triggers:
 
     def _has_actions(self, trigger: Trigger) -> bool:
         """Whether firings need any per-customer work (without it, recording them is all there is to do)."""
-        listening = self._crm.hooks.implemented("trigger_fired")
+        listening = self._hooks.implemented("trigger_fired")
         return listening or any((trigger.task, trigger.move_to, trigger.message, trigger.call))
 
     def _insert_firings(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, run_id: int | None) -> None:
         matches = self.matching(trigger.name, as_of).subquery()
-        window_key = int(as_of.timestamp() // trigger.cooldown.total_seconds())
+        window_key = self._window(trigger, as_of)
         goal_until = as_of + trigger.goal.window if trigger.goal else None
         held_out: Any = (
             holdout_sql(trigger.name, matches.c.customer_id) < round(trigger.holdout * HOLDOUT_BUCKETS)
@@ -262,13 +358,13 @@ class Triggers:
     # -- actions -------------------------------------------------------------------------------------
 
     def _act_isolated(
-        self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, firings: list[tuple[int, int]]
+        self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, run_id: int | None, firings: list[tuple[int, int]]
     ) -> list[str]:
         """Act on a batch in one savepoint; if that fails, retry one firing per savepoint so only the
         failing ones are rolled back (and their firing rows deleted, so they may fire again later)."""
         try:
             with savepoint(tx):
-                self._act(tx, trigger, as_of, firings)
+                self._act(tx, trigger, as_of, run_id, firings)
             return []
         except Exception:
             if len(firings) == 1:
@@ -277,7 +373,7 @@ class Triggers:
         for firing in firings:
             try:
                 with savepoint(tx):
-                    self._act(tx, trigger, as_of, [firing])
+                    self._act(tx, trigger, as_of, run_id, [firing])
             except Exception:
                 errors.extend(self._drop(tx, firing, trigger))
         return errors
@@ -287,106 +383,119 @@ class Triggers:
         tx.session.execute(delete(TriggerFiring).where(TriggerFiring.id == firing[0]))
         return [f"customer {firing[1]}: {type(exc).__name__}: {exc}"]
 
-    def _act(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, firings: list[tuple[int, int]]) -> None:
-        crm = self._crm
-        session = tx.session
+    def _act(
+        self,
+        tx: Transaction,
+        trigger: Trigger,
+        as_of: dt.datetime,
+        run_id: int | None,
+        firings: list[tuple[int, int]],
+    ) -> None:
+        """The trigger's actions for a batch of firings, through the public services (validated, set-based)."""
         ids = [cid for _, cid in firings]
-        records = self._records(session, ids)
-        evidence = self._evidence(session, trigger, as_of, ids)
-        items = [
-            Firing(fid, trigger.name, records[cid], evidence.get(cid, {}), as_of, held_out=False)
+        records = self._customers.get_many(ids, tx=tx)
+        evidence = self._evidence(tx.session, trigger, as_of, ids)
+        at = _iso(as_of)
+        window = self._window(trigger, as_of)
+        goal_until = _iso(as_of + trigger.goal.window) if trigger.goal else None
+        items: list[Firing] = [
+            {
+                "id": fid,
+                "trigger": trigger.name,
+                "customer_id": cid,
+                "run_id": run_id,
+                "as_of": at,
+                "window": window,
+                "held_out": False,
+                "goal_until": goal_until,
+                "customer": records[cid],
+                "evidence": evidence.get(cid, {}),
+            }
             for fid, cid in firings
         ]
-        contexts = [self._context(f) for f in items]  # rendered by the task and the message alike
-        now = utcnow()
-        source = {"source": f"trigger:{trigger.name}", "created_at": now}
+        contexts = [self._context(f, as_of) for f in items]  # rendered by the task and the message alike
+        source = SOURCE_PREFIX + trigger.name
         if trigger.task is not None:
             task = trigger.task
-            rows = [
-                {
-                    "title": self._render(task.title, ctx)[:300],
-                    "reason": self._render(task.reason, ctx) or None,
-                    "customer_id": f.customer["id"],
-                    "assignee_id": task.assignee_id or f.customer.get("owner_id"),
-                    "due_at": as_of + task.due_in,
-                    "remind_at": None,
-                    "status": "open",
-                    "priority": trigger.priority,
-                    "source_id": str(f.id),
-                    **source,
-                }
-                for f, ctx in zip(items, contexts, strict=True)
-            ]
-            session.execute(Task.__table__.insert(), rows)
+            self._tasks.create_many(
+                [
+                    {
+                        "title": self._render(task.title, ctx)[:300],
+                        "reason": self._render(task.reason, ctx) or None,
+                        "customer_id": f["customer_id"],
+                        "assignee_id": task.assignee_id or f["customer"].get("owner_id"),
+                        "due_at": as_of + task.due_in,
+                        "priority": trigger.priority,
+                        "source": source,
+                        "source_id": str(f["id"]),
+                    }
+                    for f, ctx in zip(items, contexts, strict=True)
+                ],
+                tx=tx,
+            )
         if trigger.move_to is not None:
             self._move(tx, trigger, as_of, ids)
         if trigger.message is not None:
             message = trigger.message
-            rows = [
-                {
-                    "channel": message.channel,
-                    "customer_id": f.customer["id"],
-                    "subject": self._render(message.subject, ctx) or None,
-                    "body": self._render(message.body, ctx),
-                    "status": "pending",
-                    "attempts": 0,
-                    "source_id": str(f.id),
-                    **source,
-                }
-                for f, ctx in zip(items, contexts, strict=True)
-            ]
-            outbox = OutboxMessage.__table__
-            ids = list(session.scalars(outbox.insert().returning(outbox.c.id), rows))
-            # only the messages these firings wrote: others belong to their own writers' deliveries (or to
-            # the app's periodic crm.outbox.deliver())
-            tx.after_commit(partial(crm.outbox.deliver, ids, limit=len(ids)))
+            # delivered once the run's transaction commits (only these messages: see Outbox.enqueue_many)
+            self._outbox.enqueue_many(
+                [
+                    {
+                        "channel": message.channel,
+                        "customer_id": f["customer_id"],
+                        "subject": self._render(message.subject, ctx) or None,
+                        "body": self._render(message.body, ctx),
+                        "source": source,
+                        "source_id": str(f["id"]),
+                    }
+                    for f, ctx in zip(items, contexts, strict=True)
+                ],
+                tx=tx,
+            )
         if trigger.call is not None:
             for f in items:
                 trigger.call(tx, f)
-        crm.hooks.trigger_fired(tx, trigger, items)
-        session.flush()
+        self._hooks.trigger_fired(tx, trigger, items)
+        tx.session.flush()
 
     def _move(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, ids: list[int]) -> None:
+        """Move the customers whose stage has a forward transition to the target; leave the others alone."""
         target = trigger.move_to
         assert target is not None
-        sources = [
-            s for (s, t), spec in self._crm.registry.transitions.items() if t == target and not spec.requires_reason
-        ]
-        movable = tx.session.scalars(select(Customer).where(Customer.id.in_(ids), Customer.stage.in_(sources)))
-        for customer in movable:
-            # a backfill never dates a move before the customer's previous one
-            at = max(as_of, customer.stage_changed_at)
-            self._crm.lifecycle.record(
-                tx, customer, customer.stage, target, cause=f"trigger {trigger.name}", actor_id=None, at=at
-            )
+        lifecycle = self._lifecycle
+        sources = [s for (s, t), spec in lifecycle.transitions.items() if t == target and not spec.requires_reason]
+        if sources:
+            lifecycle.move_many(ids, target, cause=f"trigger {trigger.name}", at=as_of, from_stages=sources, tx=tx)
 
-    def _records(self, session: Any, ids: list[int]) -> dict[int, dict[str, Any]]:
-        customers = self._crm.customers
-        query = customers.select().where(Customer.__table__.c.id.in_(ids))
-        return {row["id"]: customers._flat(row) for row in session.execute(query).mappings()}
+    @staticmethod
+    def _window(trigger: Trigger, as_of: dt.datetime) -> int:
+        """The cooldown window of ``as_of``: part of a firing's unique key."""
+        return int(as_of.timestamp() // trigger.cooldown.total_seconds())
 
     def _evidence(
         self, session: Any, trigger: Trigger, as_of: dt.datetime, ids: list[int]
     ) -> dict[int, dict[str, Any]]:
         if not trigger.evidence:
             return {}
-        q = TriggerQuery(self._crm, as_of)
+        q = self.query(as_of)
         columns = [build(q).label(name) for name, build in trigger.evidence.items()]
         query = select(q.customer.c.id, *columns).select_from(q.from_clause()).where(q.customer.c.id.in_(ids))
         out = {}
         for row in session.execute(query).mappings():
-            values = dict(row)
+            values = {name: json_safe(value) for name, value in row.items()}
             out[values.pop("id")] = values
         return out
 
-    def _context(self, firing: Firing) -> dict[str, Any]:
-        as_of = firing.as_of
+    @staticmethod
+    def _context(firing: Firing, as_of: dt.datetime) -> dict[str, Any]:
+        """What a template sees: the firing's JSON-safe values (the ``as_date`` and ``as_datetime`` filters
+        turn its ISO strings back into dates and times to format or compute with)."""
         return {
-            "customer": firing.customer,
-            **firing.evidence,
-            "evidence": firing.evidence,
-            "as_of": as_of,
-            "trigger": firing.trigger,
+            "customer": firing["customer"],
+            **firing["evidence"],
+            "evidence": firing["evidence"],
+            "as_of": firing["as_of"],
+            "trigger": firing["trigger"],
             "days_since": lambda value: _days_since(value, as_of),
         }
 
@@ -410,7 +519,7 @@ class Triggers:
         """
         wanted = [self.get(n) for n in names] if names is not None else self.all()
         out = []
-        with self._crm.session() as s:
+        with self._units.read() as s:
             for trigger in wanted:
                 if trigger.goal is None:
                     continue
@@ -435,3 +544,98 @@ class Triggers:
                 held, held_conv = rows.get(True, (0, 0))
                 out.append(Effectiveness(trigger.name, fired, int(conv), held, int(held_conv)))
         return out
+
+    # -- firings ---------------------------------------------------------------------------------------
+
+    def firings(
+        self,
+        name: str | None = None,
+        *,
+        run_id: int | None = None,
+        held_out: bool | None = None,
+        since: dt.datetime | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        tx: Transaction | None = None,
+    ) -> Page:
+        """Whom the triggers fired for or held out, oldest firing first, a page at a time.
+
+        Filters: the trigger's ``name``, the run (``run_id``), the control group only (``held_out=True``)
+        or the contacted only (``False``), and firings at or after ``since`` (their ``as_of``). ``after`` is
+        the ``next_cursor`` of the previous page (keyset pagination on the firing id: a page is one indexed
+        statement however deep it is). Each row is a JSON-safe dict: ``id``, ``trigger``, ``customer_id``,
+        ``run_id``, ``as_of``, ``window`` (the cooldown window the firing took), ``held_out``, ``goal_until``
+        (the end of the goal's window, ``None`` without a goal) and ``converted`` (whether a goal activity
+        came in that window; ``None`` when the trigger has no goal or is no longer declared). Firings that
+        failed were rolled back and are not listed.
+        """
+        conditions: list[ColumnElement[bool]] = []
+        if name is not None:
+            conditions.append(TriggerFiring.trigger == check(_NAME, name, "name", "invalid filter"))
+        if run_id is not None:
+            wanted = id_filter(run_id, "run")
+            if wanted is None:
+                return Page([], None)
+            conditions.append(TriggerFiring.run_id == wanted)
+        if held_out is not None:
+            if not isinstance(held_out, bool):
+                problem = f"must be true, false or None, got {held_out!r}"
+                raise ValidationError({"held_out": [problem]}, "invalid filter")
+            conditions.append(TriggerFiring.held_out.is_(held_out))
+        if since is not None:
+            conditions.append(TriggerFiring.as_of >= literal(_aware(since, "since"), UTCDateTime()))
+        if after is not None:
+            _, last_id = decode_cursor(after, "id", _BY_ID, id_bits=64)
+            conditions.append(TriggerFiring.id > last_id)
+        size = check_limit(limit)
+        query = (
+            select(
+                TriggerFiring.id,
+                TriggerFiring.trigger,
+                TriggerFiring.customer_id,
+                TriggerFiring.run_id,
+                TriggerFiring.as_of,
+                TriggerFiring.window_key,
+                TriggerFiring.held_out,
+                TriggerFiring.goal_until,
+                self._converted(name).label("converted"),
+            )
+            .where(*conditions)
+            .order_by(TriggerFiring.id)
+            .limit(size + 1)
+        )
+        with self._units.read(tx) as session:
+            rows = session.execute(query).all()
+        items = [
+            {
+                "id": r.id,
+                "trigger": r.trigger,
+                "customer_id": r.customer_id,
+                "run_id": r.run_id,
+                "as_of": _iso(r.as_of),
+                "window": r.window_key,
+                "held_out": bool(r.held_out),
+                "goal_until": None if r.goal_until is None else _iso(r.goal_until),
+                "converted": None if r.converted is None else bool(r.converted),
+            }
+            for r in rows[:size]
+        ]
+        last = items[-1]["id"] if len(rows) > size else None
+        return Page(items, None if last is None else encode_cursor("id", last, last))
+
+    def _converted(self, name: str | None) -> ColumnElement[Any]:
+        """Per firing, whether a goal activity came after it and within the goal's window: each declared
+        trigger with a goal has its own kinds, so one ``CASE`` branch per trigger (only the firing's runs)."""
+        branches = []
+        for trigger in self._triggers.values():
+            if trigger.goal is None or (name is not None and trigger.name != name):
+                continue
+            reached = exists_where(
+                Activity.customer_id == TriggerFiring.customer_id,
+                Activity.kind.in_(list(trigger.goal.kinds)),
+                Activity.status == "done",
+                Activity.occurred_at > TriggerFiring.as_of,
+                Activity.occurred_at <= TriggerFiring.goal_until,
+            )
+            branches.append((TriggerFiring.trigger == trigger.name, case((reached, True), else_=False)))
+        return case(*branches, else_=null()) if branches else null()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -34,7 +34,7 @@ from crmkit.db.models import Activity, Customer
 from crmkit.db.types import UTCDateTime
 
 if TYPE_CHECKING:
-    from crmkit.app import CRM
+    from crmkit.specs import FieldSpec
 
 #: Activity statuses that count as something that happened.
 HAPPENED = ("done",)
@@ -54,11 +54,24 @@ def exists_where(*conditions: ColumnElement[bool]) -> Exists:
 
 
 class TriggerQuery:
-    """What a trigger's condition is written against. One is built per trigger and run."""
+    """What a trigger's condition is written against. One is built per trigger and run.
 
-    def __init__(self, crm: CRM, as_of: dt.datetime) -> None:
-        self.crm = crm
+    It is given what it reads: ``as_of``, the plugin fields by name (the registry's ``fields``), the tables
+    by name (the CRM's ``metadata.tables``) and each plugin's extension table (``extension_tables``).
+    """
+
+    def __init__(
+        self,
+        as_of: dt.datetime,
+        *,
+        fields: Mapping[str, FieldSpec],
+        tables: Mapping[str, Table],
+        extension_tables: Mapping[str, Table],
+    ) -> None:
         self.as_of = as_of
+        self._fields = fields
+        self._tables = tables
+        self._extension_tables = extension_tables
         self.customer: Table = Customer.__table__
         self._joined: dict[str, Table] = {}
 
@@ -66,10 +79,10 @@ class TriggerQuery:
 
     def field(self, name: str) -> ColumnElement[Any]:
         """A plugin field of the customer (its extension table is joined for you)."""
-        spec = self.crm.registry.fields.get(name)
+        spec = self._fields.get(name)
         if spec is None:
             raise KeyError(f"no plugin field named {name!r}")
-        table = self.crm.extension_tables[spec.owner]
+        table = self._extension_tables[spec.owner]
         self._joined[spec.owner] = table
         return table.c[name]
 
@@ -89,7 +102,7 @@ class TriggerQuery:
     def table(self, name: str) -> Table:
         """A plugin's own table, for a correlated subquery of your own (``.where(t.c.customer_id ==
         q.customer.c.id)``)."""
-        return self.crm.metadata.tables[name]
+        return self._tables[name]
 
     def in_stage_since(self, delta: dt.timedelta) -> ColumnElement[bool]:
         """The customer has been in the current stage for at least ``delta``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import attrs
 
@@ -18,10 +18,14 @@ if TYPE_CHECKING:
     from crmkit.unit import Transaction
 
 _TRIGGER_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+#: What the tasks and messages of a trigger name as their ``source`` (a column of 100 characters).
+SOURCE_PREFIX = "trigger:"
+#: The longest trigger name: one whose ``source`` still fits its column.
+MAX_NAME = 100 - len(SOURCE_PREFIX)
 
 
 def _trigger_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
-    if not isinstance(value, str) or not _TRIGGER_NAME.match(value) or len(value) > 100:
+    if not isinstance(value, str) or not _TRIGGER_NAME.match(value) or len(value) > MAX_NAME:
         raise ValueError(f"trigger name must look like 'plugin.what_happens', got {value!r}")
 
 
@@ -101,16 +105,26 @@ class Trigger:
     owner: str = ""
 
 
-@attrs.frozen
-class Firing:
-    """One customer matched by one trigger in one run, as the actions see it."""
+class Firing(TypedDict):
+    """One customer matched by one trigger in one run, as the actions, ``call`` and the
+    ``crmkit_trigger_fired`` hook see it: a plain, JSON-safe dict.
+
+    ``customer`` is the customer's record as ``crm.customers.get`` returns it (core, plugin and run-time
+    fields); ``evidence`` the trigger's evidence values by name, JSON-safe too (datetimes and dates as ISO
+    8601 strings, decimals as strings); ``as_of`` the run's moment as an ISO 8601 string in UTC. The other
+    keys are those of a row of :meth:`crmkit.triggers.Triggers.firings`.
+    """
 
     id: int
     trigger: str
+    customer_id: int
+    run_id: int | None
+    as_of: str
+    window: int
+    held_out: bool
+    goal_until: str | None
     customer: dict[str, Any]
     evidence: dict[str, Any]
-    as_of: dt.datetime
-    held_out: bool
 
 
 @attrs.frozen

@@ -156,9 +156,9 @@ class Probe:
 
     @hookimpl
     def crmkit_trigger_fired(self, trigger: Any, firings: Any) -> None:
-        if any(f.customer["name"] == "VETO-TRIGGER" for f in firings):
+        if any(f["customer"]["name"] == "VETO-TRIGGER" for f in firings):
             raise RuntimeError("probe vetoed this firing")
-        self.events.append(("fired", (trigger.name, [f.customer["id"] for f in firings])))
+        self.events.append(("fired", (trigger.name, [f["customer"]["id"] for f in firings])))
 
     @hookimpl
     def crmkit_send_message(self, message: Any) -> bool | None:

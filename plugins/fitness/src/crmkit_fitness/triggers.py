@@ -280,7 +280,8 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
             cooldown=7 * DAY,
             task=task(
                 "Welcome back soon: {{ customer.name }}",
-                "{{ customer.name }}: freeze ends {{ frozen_until.strftime('%a %d %b') }}; plan the first session back",
+                "{{ customer.name }}: freeze ends {{ (frozen_until | as_date).strftime('%a %d %b') }};"
+                " plan the first session back",
             ),
             holdout=c.holdout,
             goal=goal_visit,
@@ -294,8 +295,9 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
             cooldown=300 * DAY,
             task=task(
                 "Congratulate {{ customer.name }}",
-                "{% set b = customer.birthday %}{{ customer.name }}: birthday on {{ b.strftime('%d %B') }}, turns"
-                " {{ as_of.year - b.year + (1 if (b.month, b.day) < (as_of.month, as_of.day) else 0) }}",
+                "{% set b = customer.birthday | as_date %}{% set today = as_of | as_date %}{{ customer.name }}:"
+                " birthday on {{ b.strftime('%d %B') }}, turns"
+                " {{ today.year - b.year + (1 if (b.month, b.day) < (today.month, today.day) else 0) }}",
             ),
             holdout=c.holdout,
             goal=goal_visit,

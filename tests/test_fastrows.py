@@ -1,0 +1,129 @@
+"""The typed fast paths give exactly what marshmallow gives: dumps of stored values, and task rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from marshmallow import Schema
+from marshmallow import fields as mf
+from probe import Probe
+
+from crmkit import CRM, ValidationError
+from crmkit.fastrows import dumper, task_fast_load
+from crmkit.schemas import TaskIn, TaskOut, customer_out, load
+
+CRM_ = CRM("sqlite://", plugins=[Probe()], load_entry_points=False)  # declarations only; no database use
+#: The customer record with the probe's plugin fields (of every type).
+CUSTOMER_OUT = customer_out(CRM_.registry.fields.values(), [])()
+ZONES = st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=7)), dt.timezone(dt.timedelta(hours=-5, minutes=-30))])
+MOMENTS = st.datetimes(min_value=dt.datetime(1800, 1, 1), max_value=dt.datetime(2300, 1, 1), timezones=ZONES)
+TEXT = st.one_of(st.text(max_size=8), st.sampled_from(["", " a", "a ", "x" * 300, "x" * 301, "a\x00b", "\ud800", "é"]))
+#: What a stored value may be, and a few it should not be (marshmallow's own conversion must then run).
+VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.booleans(),
+    TEXT,
+    st.dates(),
+    MOMENTS,
+    st.datetimes(),  # naive
+    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+EVERY_TYPE = Schema.from_dict(
+    {
+        "i": mf.Integer(),
+        "s": mf.String(),
+        "b": mf.Boolean(),
+        "d": mf.Date(),
+        "t": mf.DateTime(),
+        "m": mf.Decimal(as_string=True),
+        "j": mf.Dict(),
+        "r": mf.Raw(),
+        "n": mf.Integer(data_key="renamed"),
+    }
+)()
+
+
+def _same(schema: Schema, row: dict[str, Any]) -> None:
+    try:
+        expected = schema.dump(row)
+    except Exception as exc:  # a value marshmallow cannot dump: the fast dumper raises too
+        try:
+            dumper(schema)(row)
+        except Exception as fast:
+            assert type(fast) is type(exc)
+            return
+        raise AssertionError(f"marshmallow raised {exc!r}, the fast dumper did not") from None
+    assert dumper(schema)(row) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from("isbdtmjrn"), VALUES))
+def test_dump_is_marshmallows_for_any_value(row: dict[str, Any]) -> None:
+    _same(EVERY_TYPE, row)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "id": st.integers(min_value=1, max_value=2**31),
+            "name": TEXT,
+            "birthday": st.one_of(st.none(), st.dates()),
+            "created_at": MOMENTS,
+            "score": st.one_of(st.none(), st.integers(min_value=-(2**31), max_value=2**31)),
+            "vip": st.one_of(st.none(), st.booleans()),
+            "balance": st.one_of(st.none(), st.decimals(allow_nan=False, allow_infinity=False, places=2)),
+            "last_seen": st.one_of(st.none(), MOMENTS),
+            "joined_on": st.one_of(st.none(), st.dates()),
+        }
+    )
+)
+def test_dump_is_marshmallows_for_customer_and_task_records(row: dict[str, Any]) -> None:
+    _same(CUSTOMER_OUT, row)
+    _same(TaskOut(), {**row, "due_at": row["created_at"], "title": row["name"], "priority": row["id"] % 101})
+
+
+TASK_VALUES = {
+    "title": TEXT,
+    "reason": st.one_of(st.none(), TEXT),
+    "customer_id": st.one_of(st.none(), st.integers(min_value=-(2**32), max_value=2**32), st.booleans(), TEXT),
+    "assignee_id": st.one_of(st.none(), st.integers(min_value=-(2**32), max_value=2**32), st.floats()),
+    "due_at": st.one_of(st.none(), MOMENTS, st.datetimes(), st.dates(), TEXT),
+    "remind_at": st.one_of(st.none(), MOMENTS),
+    "priority": st.one_of(st.none(), st.integers(min_value=-5, max_value=105), st.booleans(), st.floats()),
+    "source": st.one_of(st.none(), TEXT, st.just("s" * 101)),
+    "source_id": st.one_of(st.none(), TEXT),
+    "status": st.just("done"),
+}
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.data())
+def test_task_fast_load_accepts_only_what_marshmallow_loads_the_same(data: Any) -> None:
+    keys = data.draw(st.sets(st.sampled_from(sorted(TASK_VALUES))))
+    row = {key: data.draw(TASK_VALUES[key]) for key in sorted(keys)}
+    fast = task_fast_load(row)
+    if fast is None:
+        return  # marshmallow decides, as for any row
+    assert fast == load(TaskIn(), row)
+
+
+def test_task_fast_load_takes_the_trigger_engines_rows() -> None:
+    at = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
+    row = {"title": "Call Anna", "reason": None, "customer_id": 7, "assignee_id": None, "due_at": at}
+    row |= {"priority": 80, "source": "trigger:t.x", "source_id": "12"}
+    assert task_fast_load(row) == load(TaskIn(), row) == row
+    assert task_fast_load({"title": "Call"}) == {"title": "Call", "priority": 0}
+    for bad in ({"title": ""}, {"title": "x", "priority": 101}, {"title": "x", "colour": 1}, {"title": " x"}):
+        assert task_fast_load(bad) is None
+    try:
+        load(TaskIn(), {"title": ""})
+    except ValidationError as exc:
+        assert "title" in exc.errors
