@@ -33,7 +33,7 @@ _MISSING = object()
 _ISO = (None, "iso")
 
 
-def _converter(field: mf.Field) -> Callable[[Any], Any]:
+def _converter(field: mf.Field[Any]) -> Callable[[Any], Any]:
     """The conversion of one non-None stored value, marshmallow's own for a value of an unusual type."""
 
     def slow(value: Any) -> Any:
@@ -53,7 +53,7 @@ def _converter(field: mf.Field) -> Callable[[Any], Any]:
     return slow
 
 
-def _unchanged(field: mf.Field) -> type | None:
+def _unchanged(field: mf.Field[Any]) -> type | None:
     """The type of value that ``field`` dumps as it is (an int for an integer field...), if any."""
     kind = type(field)
     if kind is mf.Integer and not field.as_string:  # type: ignore[attr-defined]
