@@ -10,7 +10,7 @@ import attrs
 from crmkit.errors import CRMError
 
 if TYPE_CHECKING:
-    from crmkit.app import CRM
+    from crmkit import CRM
 
 
 @attrs.frozen
