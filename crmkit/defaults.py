@@ -80,7 +80,9 @@ def crmkit_normalize_phone(raw: str, region: str) -> str | None:
         number = phonenumbers.parse(raw, region.upper())
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"not a phone number: {raw!r}") from exc
-    if not phonenumbers.is_valid_number(number):
+    # valid in the region it was read in implies valid: one region's patterns instead of every region of
+    # the country code (25 for +1); the full check decides only for numbers of another region
+    if not phonenumbers.is_valid_number_for_region(number, region.upper()) and not phonenumbers.is_valid_number(number):
         number = phonenumbers.parse(raw, region.upper(), keep_raw_input=True)
         # name where it was read: a national number in the customer's region, an international one by its code
         where = (

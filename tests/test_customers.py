@@ -444,3 +444,34 @@ def test_every_read_gives_dates_and_times_as_iso_text(crm: CRM) -> None:
                 assert dt.datetime.fromisoformat(record[key]).utcoffset() == dt.timedelta(0)
     assert anna["birthday"] == "1990-02-03"
     assert change == {**crm.lifecycle.history(anna["id"])[-1]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    region=st.sampled_from(["US", "CA", "GB", "TH", "DE", "BR"]),
+    other=st.sampled_from(["US", "CA", "GB", "TH", "DE", "BR", "JM", "PR"]),
+    digits=st.integers(min_value=0, max_value=10**7 - 1),
+    international=st.booleans(),
+)
+def test_the_phone_hook_accepts_exactly_what_phonenumbers_calls_valid(
+    region: str, other: str, digits: int, international: bool
+) -> None:
+    """The core's hook checks the region a number was read in first; the answer must be phonenumbers' own."""
+    import phonenumbers
+
+    from crmkit.defaults import crmkit_normalize_phone
+
+    example = phonenumbers.example_number(other)
+    assert example is not None
+    national = str(example.national_number)
+    raw = national[: max(0, len(national) - 7)] + f"{digits:07d}"
+    if international:
+        raw = f"+{example.country_code} {raw}"
+    number = phonenumbers.parse(raw, region)
+    try:
+        normalized = crmkit_normalize_phone(raw, region)
+    except ValueError:
+        assert not phonenumbers.is_valid_number(number)
+    else:
+        assert phonenumbers.is_valid_number(number)
+        assert normalized == phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
