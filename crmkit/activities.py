@@ -25,9 +25,7 @@ from crmkit.fastpath import Checker, activity_checker, activity_fast_check
 from crmkit.fastrows import Dumper, dumper
 from crmkit.hooks import Hooks
 from crmkit.limits import Moment, Text, check, id_filter, require_id
-from crmkit.listing import Listing, Page
-from crmkit.listing import count as listing_count
-from crmkit.listing import search as listing_search
+from crmkit.listing import Listing, Searchable
 from crmkit.schemas import Schemas, load
 from crmkit.searches import activity_listing
 from crmkit.specs import ActivityKindSpec
@@ -109,7 +107,7 @@ class IngestReport:
         }
 
 
-class Activities:
+class Activities(Searchable):
     """``crm.activities``."""
 
     def __init__(self, *, kinds: Mapping[str, ActivityKindSpec], schemas: Schemas, hooks: Hooks, units: Units) -> None:
@@ -404,29 +402,8 @@ class Activities:
 
     # -- lists -----------------------------------------------------------------------------------
 
-    def search(
-        self,
-        where: Mapping[str, Any] | None = None,
-        *,
-        order_by: str = "id",
-        after: str | None = None,
-        limit: int = 50,
-        tx: Transaction | None = None,
-    ) -> Page:
-        """One page of the activities ``where`` selects, as :meth:`get` returns them, in ``order_by`` order
-        (see :mod:`crmkit.listing`); ``after=page.next_cursor`` fetches the next page."""
-        listing = self._listing()
-        with self._units.read(tx) as s:
-            return listing_search(s, listing, where, order_by=order_by, after=after, limit=limit)
-
-    def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
-        """How many activities ``where`` selects."""
-        listing = self._listing()
-        with self._units.read(tx) as s:
-            return listing_count(s, listing, where)
-
     def _listing(self) -> Listing:
-        return activity_listing(kinds=self._kinds, record=self._schemas.activity_out.dump)
+        return activity_listing(kinds=self._kinds, record=self._dump)
 
 
 class _RowWriter:

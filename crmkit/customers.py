@@ -26,9 +26,7 @@ from crmkit.fastrows import Dumper, dumper
 from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle, move_record
 from crmkit.limits import Text, check, id_filter, require_id
-from crmkit.listing import Listing, Page
-from crmkit.listing import count as listing_count
-from crmkit.listing import search as listing_search
+from crmkit.listing import Listing, Searchable
 from crmkit.merge import merge_customers
 from crmkit.phones import Phones
 from crmkit.plugins import Registry
@@ -64,7 +62,7 @@ def normalize_email(email: str | None) -> str | None:
     return email.strip().lower() if email else None
 
 
-class Customers:
+class Customers(Searchable):
     """``crm.customers``: create, update, read, find duplicates and merge."""
 
     def __init__(
@@ -90,6 +88,8 @@ class Customers:
         self._extension_tables = dict(extension_tables)
         # every table that may point at a customer (the CRM's and the app's): a merge re-points them
         self._referencing_tables = referencing_tables
+        # the listing and the output schema it was built with: a run-time field defined gives a new schema
+        self._built_listing: tuple[object, Listing] | None = None
         self._customer_rows: dict[Dialect, CustomerRows] = {}
         self._fast_for: object = None
         self._checks: dict[bool, CustomerCheck] = {}
@@ -283,12 +283,6 @@ class Customers:
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.iter(**filters))
-
-    def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
-        """How many customers ``where`` selects (all of them without it); see :meth:`search`."""
-        listing = self._listing()
-        with self._units.read(tx) as s:
-            return listing_count(s, listing, where)
 
     def select(self) -> Select[Any]:
         """A ``SELECT`` of every customer column and every plugin field, one row per customer.
@@ -510,28 +504,6 @@ class Customers:
 
     # -- lists -----------------------------------------------------------------------------------
 
-    def search(
-        self,
-        where: Mapping[str, Any] | None = None,
-        *,
-        order_by: str = "id",
-        after: str | None = None,
-        limit: int = 50,
-        tx: Transaction | None = None,
-    ) -> Page:
-        """One page of the customers ``where`` selects, as :meth:`get` returns them, in ``order_by`` order.
-
-        Filters on core, plugin and run-time fields (see :mod:`crmkit.listing` for the grammar and
-        :mod:`crmkit.searches` for email and phone); ``after=page.next_cursor`` fetches the next page.
-        """
-        listing = self._listing()
-        with self._units.read(tx) as s:
-            return listing_search(s, listing, where, order_by=order_by, after=after, limit=limit)
-
-    #: The listing and the output schema it was built with: a run-time field added or dropped gives a new
-    #: schema, and so a new listing.
-    _built_listing: tuple[object, Listing] | None = None
-
     def _listing(self) -> Listing:
         out = self._schemas.customer_out
         built = self._built_listing
@@ -545,7 +517,7 @@ class Customers:
             runtime=self._fields.runtime(),
             stages={name: spec.lifecycle for name, spec in self._registry.stages.items()},
             normalize_phone=self._phones.normalize,
-            record=lambda row: out.dump(self._flat(row)),
+            record=lambda row: self._dump(self._flat(row)),
         )
         self._built_listing = (out, listing)
         return listing

@@ -38,6 +38,7 @@ from crmkit.errors import ValidationError
 from crmkit.fields import FIELD_TYPES
 from crmkit.limits import INT64, MAX_IN_VALUES, MAX_PAGE_SIZE, Int, Text
 from crmkit.specs import FieldSpec
+from crmkit.unit import Transaction, Units
 
 #: The lookups a filter key may end with, after ``__``.
 LOOKUPS = ("in", "gt", "gte", "lt", "lte", "prefix", "isnull")
@@ -458,3 +459,35 @@ def json_filter(spec: FieldSpec, document: ColumnElement[Any]) -> Filterable:
         base = attrs.evolve(base, field=Normalised(base.field, dt.date.isoformat))
     only = ("isnull",) if spec.type == "datetime" else None
     return attrs.evolve(base, in_json=True, only=only)
+
+
+class Searchable:
+    """``search`` and ``count`` for a service whose records a :class:`Listing` describes (customers,
+    activities, tasks): the service gives ``_units`` and ``_listing()``."""
+
+    _units: Units
+
+    def _listing(self) -> Listing:
+        raise NotImplementedError
+
+    def search(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str = "id",
+        after: str | None = None,
+        limit: int = 50,
+        tx: Transaction | None = None,
+    ) -> Page:
+        """One page of the records ``where`` selects, as the service's ``get`` returns them, in ``order_by``
+        order (``"-field"`` descending); ``after=page.next_cursor`` fetches the next page. See this module
+        for the filter grammar; bad filters, orders, limits and cursors are a ``ValidationError``."""
+        listing = self._listing()
+        with self._units.read(tx) as s:
+            return search(s, listing, where, order_by=order_by, after=after, limit=limit)
+
+    def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
+        """How many records ``where`` selects (all of them without it)."""
+        listing = self._listing()
+        with self._units.read(tx) as s:
+            return count(s, listing, where)

@@ -13,9 +13,7 @@ from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
 from crmkit.fastrows import dumper, task_fast_load
 from crmkit.limits import Moment, check, id_filter, require_id
-from crmkit.listing import Listing, Page
-from crmkit.listing import count as listing_count
-from crmkit.listing import search as listing_search
+from crmkit.listing import Listing, Searchable
 from crmkit.schemas import Schemas, load
 from crmkit.searches import task_listing
 from crmkit.unit import Transaction, Units
@@ -48,7 +46,7 @@ def _stored(row: dict[str, Any], task_id: int) -> dict[str, Any]:
     return record
 
 
-class Tasks:
+class Tasks(Searchable):
     """``crm.tasks``."""
 
     def __init__(self, *, schemas: Schemas, units: Units) -> None:
@@ -216,27 +214,6 @@ class Tasks:
             return [dump(_stored(row, task_id)) for row, task_id in zip(full, ids, strict=True)]
 
     # -- lists -----------------------------------------------------------------------------------
-
-    def search(
-        self,
-        where: Mapping[str, Any] | None = None,
-        *,
-        order_by: str = "id",
-        after: str | None = None,
-        limit: int = 50,
-        tx: Transaction | None = None,
-    ) -> Page:
-        """One page of the tasks ``where`` selects, as :meth:`get` returns them, in ``order_by`` order
-        (see :mod:`crmkit.listing`); ``after=page.next_cursor`` fetches the next page."""
-        listing = self._listing()
-        with self._units.read(tx) as s:
-            return listing_search(s, listing, where, order_by=order_by, after=after, limit=limit)
-
-    def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
-        """How many tasks ``where`` selects."""
-        listing = self._listing()
-        with self._units.read(tx) as s:
-            return listing_count(s, listing, where)
 
     def _listing(self) -> Listing:
         return task_listing(record=self._schemas.task_out.dump)
