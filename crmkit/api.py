@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from crmkit import sql
+
 _ERRORS = (
     "CRMError",
     "CalendarConflictError",
@@ -77,19 +79,8 @@ PLUGIN_API: Mapping[str, frozenset[str]] = MappingProxyType(
             }
         ),
         "crmkit.tables": frozenset({"MAX_PAGE", "TableService", "UnitsOfWork"}),
-        "crmkit.sql": frozenset(
-            {
-                "day_number",
-                "hour_of_day",
-                "iso_weekday",
-                "month_day",
-                "percent",
-                "seconds_between",
-                "utc_midnight",
-                "values_cte",
-                "year_month",
-            }
-        ),
+        # the module exists for plugins: everything it exports is declared
+        "crmkit.sql": frozenset(sql.__all__),
         "crmkit.reports": frozenset(
             {
                 "Chart",

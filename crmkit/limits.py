@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from marshmallow import Schema, validate
@@ -324,6 +324,23 @@ def load(schema: Schema, data: Any, *, partial: bool = False, message: str = "in
     except FieldError as exc:
         errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         raise ValidationError(errors, message) from None
+
+
+def load_each(
+    rows: Iterable[Any], load_one: Callable[[Any], dict[str, Any]], *, message: str = "invalid input"
+) -> list[dict[str, Any]]:
+    """Every row loaded by ``load_one`` (which raises crmkit's ``ValidationError``), all or nothing: one
+    ``ValidationError`` lists every problem of every row as ``"[index].field"``."""
+    errors: dict[str, Any] = {}
+    loaded: list[dict[str, Any]] = []
+    for i, data in enumerate(rows):
+        try:
+            loaded.append(load_one(data))
+        except ValidationError as exc:
+            errors.update({f"[{i}].{field}": problems for field, problems in exc.errors.items()})
+    if errors:
+        raise ValidationError(errors, message)
+    return loaded
 
 
 def check(field: mf.Field[Any], value: Any, name: str, message: str = "invalid input") -> Any:

@@ -33,6 +33,7 @@ from crmkit.db.types import utcnow
 from crmkit.errors import ValidationError
 from crmkit.fastrows import dumper
 from crmkit.hooks import Hooks
+from crmkit.limits import load_each
 from crmkit.schemas import MessageIn, MessageOut, load
 from crmkit.unit import Transaction, Units
 
@@ -216,20 +217,15 @@ class Outbox:
         :meth:`deliver`) are handed to the ``crmkit_send_message`` hook; if it rolls back, nothing is sent.
         """
         schema = MessageIn()
-        errors: dict[str, Any] = {}
-        loaded: list[dict[str, Any]] = []
-        for i, data in enumerate(messages):
-            try:
-                loaded.append(load(schema, data, message="invalid message"))
-            except ValidationError as exc:
-                errors.update({f"[{i}].{field}": problems for field, problems in exc.errors.items()})
-        if errors:
-            raise ValidationError(errors, "invalid messages")
+        loaded = load_each(
+            messages, lambda data: load(schema, data, message="invalid message"), message="invalid messages"
+        )
         if not loaded:
             return []
         with self._units.write(tx) as t:
             wanted = {m["customer_id"] for m in loaded if m.get("customer_id") is not None}
             known = set(t.session.scalars(select(Customer.id).where(Customer.id.in_(wanted)))) if wanted else set()
+            errors: dict[str, Any] = {}
             for i, m in enumerate(loaded):
                 if m.get("customer_id") is not None and m["customer_id"] not in known:
                     errors[f"[{i}].customer_id"] = [f"no customer with id {m['customer_id']}"]

@@ -12,7 +12,7 @@ from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
 from crmkit.fastrows import dumper, task_fast_load
-from crmkit.limits import Moment, check, id_filter, require_id
+from crmkit.limits import Moment, check, id_filter, load_each, require_id
 from crmkit.listing import Listing, Searchable
 from crmkit.schemas import Schemas, load
 from crmkit.searches import task_listing
@@ -176,23 +176,18 @@ class Tasks(Searchable):
         must exist) and the rows go in with one multi-row ``INSERT``. All or nothing: ``ValidationError``
         lists every problem as ``"[index].field"`` and writes no task.
         """
-        batch = list(rows)
-        errors: dict[str, Any] = {}
-        loaded: list[dict[str, Any]] = []
-        for i, data in enumerate(batch):
+        schema = self._schemas.task_in
+
+        def load_task(data: Any) -> dict[str, Any]:
+            # typed rows skip marshmallow: crmkit.fastrows accepts only what the schema loads unchanged
             fast = task_fast_load(data)
-            if fast is not None:
-                loaded.append(fast)
-                continue
-            try:
-                loaded.append(load(self._schemas.task_in, data, message="invalid task"))
-            except ValidationError as exc:
-                errors.update({f"[{i}].{field}": problems for field, problems in exc.errors.items()})
-        if errors:
-            raise ValidationError(errors, "invalid tasks")
+            return fast if fast is not None else load(schema, data, message="invalid task")
+
+        loaded = load_each(rows, load_task, message="invalid tasks")
         if not loaded:
             return []
         with self._units.write(tx) as t:
+            errors: dict[str, Any] = {}
             # the existence checks of create(), one query per referenced table for the whole batch
             for key, model in (("customer_id", Customer), ("assignee_id", User)):
                 wanted = {v[key] for v in loaded if v.get(key) is not None}
