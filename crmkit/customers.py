@@ -115,25 +115,86 @@ class Customers(Searchable):
         """
         values, phone_normalized = self._load_new(data)
         stage = values.pop("stage", "lead")
+        return self._insert(values, phone_normalized, stage, None, None, "created", actor_id, allow_duplicate, tx)
+
+    def create_historical(
+        self,
+        data: Mapping[str, Any],
+        *,
+        created_at: dt.datetime,
+        stage: str | None = None,
+        stage_changed_at: dt.datetime | None = None,
+        cause: str = "imported",
+        actor_id: int | None = None,
+        allow_duplicate: bool = False,
+        tx: Transaction | None = None,
+    ) -> dict[str, Any]:
+        """Insert a customer that already existed elsewhere (a migration from another CRM) with its own
+        history: created at ``created_at``, in ``stage`` (any declared stage, not only an initial one; the
+        first initial stage when ``None``) since ``stage_changed_at`` (``created_at`` when ``None``). Its one
+        history row moves it into ``stage`` at that time with ``cause``, so cohorts and funnels count it
+        from when it really started. Everything else is as :meth:`create`.
+
+        Both times must be aware datetimes, not in the future, and ``stage_changed_at`` not before
+        ``created_at``; anything else is a ``ValidationError``.
+        """
+        errors: dict[str, list[str]] = {}
+        now = utcnow()
+        for name, value in (("created_at", created_at), ("stage_changed_at", stage_changed_at)):
+            if value is None and name == "stage_changed_at":
+                continue
+            if not isinstance(value, dt.datetime) or value.tzinfo is None:
+                errors[name] = ["must be a datetime with a time zone"]
+            elif value > now:
+                errors[name] = [f"{value.isoformat()} is in the future"]
+        if not errors and stage_changed_at is not None and stage_changed_at < created_at:
+            errors["stage_changed_at"] = ["is before created_at"]
+        initial = next(s.name for s in self._registry.stages.values() if s.initial)
+        stage = initial if stage is None else stage
+        if stage not in self._registry.stages:
+            errors["stage"] = [f"unknown stage {stage!r}: expected one of {', '.join(self._registry.stages)}"]
+        input_data = {k: v for k, v in data.items() if k != "stage"} if isinstance(data, Mapping) else data
+        try:
+            values, phone_normalized = self._load_new(input_data)
+        except ValidationError as exc:
+            raise ValidationError({**exc.errors, **errors}, "invalid customer") from None
+        if errors:
+            raise ValidationError(errors, "invalid customer")
+        moved = stage_changed_at or created_at
+        return self._insert(values, phone_normalized, stage, created_at, moved, cause, actor_id, allow_duplicate, tx)
+
+    def _insert(
+        self,
+        values: dict[str, Any],
+        phone_normalized: str | None,
+        stage: str,
+        created_at: dt.datetime | None,
+        stage_changed_at: dt.datetime | None,
+        cause: str,
+        actor_id: int | None,
+        allow_duplicate: bool,
+        tx: Transaction | None,
+    ) -> dict[str, Any]:
         lifecycle = self._lifecycle.stage(stage).lifecycle
         with self._write(tx, actor_id) as (t, cur):
             actor = actor_id or t.actor_id
             rows = self._rows(t)
             now = utcnow()
+            created, moved = created_at or now, stage_changed_at or now
             row = {key: values.get(key) for key in _CORE_INPUT}
             row["email_normalized"] = normalize_email(row["email"])
             row["phone_normalized"] = phone_normalized
-            row.update(stage=stage, lifecycle=lifecycle, stage_changed_at=now, created_at=now, updated_at=now)
+            row.update(stage=stage, lifecycle=lifecycle, stage_changed_at=moved, created_at=created, updated_at=now)
             row["extra"] = self._runtime_values(values)
             self._check_owner(cur, row["owner_id"])
             fields = {
                 plugin: [values.get(f.name) for f in self._registry.fields_of(plugin)]
                 for plugin in self._extension_tables
             }
-            customer_id = rows.insert_new(cur, row, fields, (None, stage, lifecycle, now, "created", actor))
+            customer_id = rows.insert_new(cur, row, fields, (None, stage, lifecycle, moved, cause, actor))
             gained = claims_of(row["email_normalized"], phone_normalized)
             self._claim(rows, cur, customer_id, row, gained, set(), allow_duplicate=allow_duplicate)
-            self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, now, "created", actor))
+            self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
             for plugin, plugin_values in fields.items():
                 row.update(zip([f.name for f in self._registry.fields_of(plugin)], plugin_values, strict=True))
             record = self._record({"id": customer_id, **row})

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -172,6 +173,13 @@ class Activity(Base):
         # the idempotency key: an event from an integration is stored once per customer, however often it
         # is sent; rows without an external id (NULL) never clash
         Index("uq_crm_activities_source_key", "customer_id", "source", "external_id", unique=True),
+        # only imported activities are looked up by import (to revert one): the others stay out of the index
+        Index(
+            "ix_crm_activities_import_id",
+            "import_id",
+            postgresql_where=text("import_id IS NOT NULL"),
+            sqlite_where=text("import_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -193,6 +201,8 @@ class Activity(Base):
     #: Where the activity came from (``turnstile``, ``pbx``...) and its id there: the idempotency key.
     source: Mapped[str | None] = mapped_column(String(100))
     external_id: Mapped[str | None] = mapped_column(String(200))
+    #: The import that stored the activity (``crm_imports.id``), so that reverting the import removes it.
+    import_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -324,6 +334,63 @@ class Target(Base):
     period_start: Mapped[dt.date]
     period_end: Mapped[dt.date]
     planned: Mapped[int]
+
+
+IMPORT_STATUSES = ("running", "done", "failed", "reverted")
+#: ``unchanged``: the line matched a customer it had nothing to change on (kept, so that a later line of the
+#: same import with that customer's key is a duplicate of it, on a rerun as on the first run)
+IMPORT_ACTIONS = ("created", "updated", "unchanged")
+
+
+class ImportRun(Base):
+    """One import of a file: who ran it, what it read, how it mapped it and what it did."""
+
+    __tablename__ = "crm_imports"
+    __table_args__ = (_in("status", IMPORT_STATUSES),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: ``customers`` or the name of a plugin's importer
+    importer: Mapped[str] = mapped_column(String(100))
+    source_name: Mapped[str] = mapped_column(String(300))
+    format: Mapped[str] = mapped_column(String(10))
+    mode: Mapped[str] = mapped_column(String(10))
+    #: the mapping, match keys and parsing options the import ran with
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+    status: Mapped[str] = mapped_column(String(10), default="running")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reverted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reverted_by: Mapped[int | None] = mapped_column(ForeignKey("crm_users.id", ondelete="SET NULL"))
+
+
+class ImportChange(Base):
+    """What an import did to one customer: created it, changed some fields (``before`` and ``after`` hold
+    those fields' values, as the read model gives them) or found nothing to change, so that the import can
+    be reverted."""
+
+    __tablename__ = "crm_import_changes"
+    __table_args__ = (_in("action", IMPORT_ACTIONS), Index("ix_crm_import_changes_import_id", "import_id"))
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"), primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("crm_imports.id", ondelete="CASCADE"), primary_key=True)
+    line: Mapped[int]
+    action: Mapped[str] = mapped_column(String(10))
+    before: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
+
+
+class CustomerKey(Base):
+    """A customer's id in another system (a former CRM, a club management system): an import matches on
+    it. Keyed by the value, as a claim is, so one external id names one customer."""
+
+    __tablename__ = "crm_customer_keys"
+    __table_args__ = (Index("ix_crm_customer_keys_customer_id", "customer_id"),)
+
+    system: Mapped[str] = mapped_column(String(100), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"))
 
 
 CORE_TABLES = tuple(Base.metadata.sorted_tables)
