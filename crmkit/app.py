@@ -23,6 +23,7 @@ from crmkit.customers import Customers
 from crmkit.db.schema import build_metadata
 from crmkit.errors import DatabaseBusyError, NotFound
 from crmkit.hooks import Hooks
+from crmkit.imports.service import Imports
 from crmkit.lifecycle import Lifecycle
 from crmkit.outbox import Outbox
 from crmkit.phones import Phones
@@ -119,6 +120,16 @@ class CRM:
         self.users = Users(schemas=self.schemas, units=units)
         self.outbox = Outbox(hooks=hooks, units=units)
         self.targets = Targets(units=units)
+        self.imports = Imports(
+            customers=self.customers,
+            registry=registry,
+            fields=self.fields,
+            phones=self.phones,
+            schemas=self.schemas,
+            units=units,
+            extension_tables=self.extension_tables,
+            referencing_tables=lambda: [*self.metadata.sorted_tables, *self.related_tables],
+        )
         self.triggers = Triggers(
             registry=registry,
             tables=self.metadata.tables,

@@ -1,0 +1,302 @@
+"""One line of a customer import: parsed, matched, then created, updated, left as it is, skipped or rejected.
+
+A line goes through the same validated service calls as the API (``customers.create``,
+``customers.create_historical``, ``customers.update``), in a savepoint of the import's unit of work: a
+line that fails leaves nothing behind and the others go on. What the line did to a customer is written
+to ``crm_import_changes`` in the same savepoint (the fields' values before and after), which is what
+:meth:`crmkit.imports.service.Imports.revert` restores from.
+
+Matching runs on the keys the caller names (normalised email, normalised phone, external id). A line
+matching two different customers is rejected: which one it meant is the user's call. A line matching a
+customer an earlier line of the same import already created or changed is skipped as a duplicate of that
+line, so a file with a row twice stores it once. The duplicate check behind ``create`` holds against
+concurrent writers (``crmkit.claims``); when it refuses a customer that another import has just
+created, the line is matched again and goes on as an update (or a skip, in ``create`` mode).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from marshmallow import Schema
+from sqlalchemy import select
+
+from crmkit.customers import Customers, normalize_email
+from crmkit.db.functions import upsert_insert
+from crmkit.db.models import Customer, CustomerKey, ImportChange
+from crmkit.db.types import utcnow
+from crmkit.errors import DuplicateCustomerError, ValidationError
+from crmkit.fastrows import Dumper
+from crmkit.imports.mapping import CREATED_AT, EXTERNAL_ID, STAGE, STAGE_CHANGED_AT, Target
+from crmkit.imports.report import LineOutcome
+from crmkit.imports.sources import SourceLine
+from crmkit.imports.values import ParseOptions, parse_value
+from crmkit.limits import load
+from crmkit.phones import Phones
+from crmkit.unit import Transaction, Units
+
+#: create-only, create or update, update-only
+MODES = ("create", "upsert", "update")
+_HISTORY = (CREATED_AT, STAGE, STAGE_CHANGED_AT)
+
+
+@attrs.frozen
+class Settings:
+    """How an import reads and applies its lines (recorded with the import)."""
+
+    mapping: dict[str, str]
+    match: tuple[str, ...]
+    mode: str
+    system: str
+    options: ParseOptions
+
+    def to_dict(self) -> dict[str, Any]:
+        options = attrs.asdict(self.options)
+        options["choices"] = {k: dict(v) for k, v in self.options.choices.items()}
+        return {"mapping": self.mapping, "match": list(self.match), "mode": self.mode, "system": self.system,
+                "options": options}  # fmt: skip
+
+
+class CustomerLines:
+    """Applies the lines of one import, each in a savepoint of the unit of work it is given."""
+
+    def __init__(
+        self,
+        *,
+        customers: Customers,
+        phones: Phones,
+        units: Units,
+        targets: Mapping[str, Target],
+        settings: Settings,
+        dump: Dumper,
+        customer_in: Callable[[], Schema],
+        import_id: int,
+        actor_id: int | None,
+    ) -> None:
+        self._customers = customers
+        self._phones = phones
+        self._units = units
+        self._targets = targets
+        self._settings = settings
+        self._dump = dump
+        self._customer_in = customer_in
+        self._import_id = import_id
+        self._actor_id = actor_id
+
+    def apply(self, t: Transaction, line: SourceLine) -> LineOutcome:
+        if line.problems:
+            return LineOutcome(line.line, "rejected", reasons=tuple(line.problems))
+        data, history, reasons = self._parse(line.values)
+        if reasons:  # and what else is wrong with the line, so that it is fixed in one go
+            try:
+                load(self._customer_in(), data, partial=self._settings.mode == "update")
+            except ValidationError as exc:
+                reasons.extend(_reasons(exc.errors))
+            return LineOutcome(line.line, "rejected", reasons=tuple(reasons))
+        if not data and not history:
+            return LineOutcome(line.line, "skipped", reasons=("no values in the mapped columns",))
+        keys = self._keys(data, history)
+        for attempt in (1, 2):
+            found = self._match(t, keys)
+            if len(found) > 1:
+                described = ", ".join(f"{cid} by {' and '.join(on)}" for cid, on in sorted(found.items()))
+                return LineOutcome(line.line, "rejected", reasons=(f"matches more than one customer: {described}",))
+            try:
+                if found:
+                    ((customer_id, on),) = found.items()
+                    return self._existing(t, line.line, customer_id, on, data, history)
+                if self._settings.mode == "update":
+                    named = ", ".join(k for k in self._settings.match if keys.get(k)) or "no match key given"
+                    return LineOutcome(line.line, "skipped", reasons=(f"no customer matches ({named})",))
+                return self._create(t, line.line, data, history)
+            except DuplicateCustomerError as exc:
+                # another writer holds this email or phone: match again (the claim waited for it) and
+                # treat the line as meant for that customer
+                if attempt == 2 or self._settings.mode == "create":
+                    return LineOutcome(line.line, "skipped", reasons=(str(exc),), customer_id=exc.existing_ids[0])
+            except ValidationError as exc:
+                return LineOutcome(line.line, "rejected", reasons=tuple(_reasons(exc.errors)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- parsing ---------------------------------------------------------------------------------
+
+    def _parse(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        options = self._settings.options
+        data: dict[str, Any] = {}
+        history: dict[str, Any] = {}
+        reasons: list[str] = []
+        for column, name in self._settings.mapping.items():
+            target = self._targets[name]
+            try:
+                value = parse_value(target.kind, values.get(column), options, field=name, choices=target.choices)
+            except ValueError as exc:
+                try:  # a file from another CRM often has a day where a time is due: the day's start, UTC
+                    if name not in (CREATED_AT, STAGE_CHANGED_AT):
+                        raise
+                    value = parse_value("date", values.get(column), options, field=name)
+                except ValueError:
+                    reasons.append(f"{name} (column {column!r}): {exc}")
+                    continue
+            if value is None:
+                continue  # an empty cell sets nothing: an update never clears a field by accident
+            (history if name in _HISTORY or name == EXTERNAL_ID else data)[name] = value
+        phone = data.get("phone")
+        if phone and options.phone_region and not data.get("country"):
+            try:  # read in the file's region, kept in its international form
+                data["phone"] = self._phones.normalize(str(phone), options.phone_region) or phone
+            except ValueError as exc:
+                reasons.append(f"phone: {exc}")
+        return data, history, reasons
+
+    def _keys(self, data: Mapping[str, Any], history: Mapping[str, Any]) -> dict[str, str | None]:
+        phone = None
+        if data.get("phone"):
+            region = self._phones.region_of(data.get("country"), data.get("branch"))
+            try:
+                phone = self._phones.normalize(str(data["phone"]), region)
+            except ValueError:
+                phone = None  # the create or update says why
+        email = normalize_email(data["email"]) if data.get("email") else None
+        return {"email": email, "phone": phone, EXTERNAL_ID: history.get(EXTERNAL_ID)}
+
+    # -- matching --------------------------------------------------------------------------------
+
+    def _match(self, t: Transaction, keys: Mapping[str, str | None]) -> dict[int, list[str]]:
+        """The customers the line's match keys name: id -> the keys that named it."""
+        found: dict[int, list[str]] = {}
+        customers = Customer.__table__.c
+        session = t.session
+        for key in self._settings.match:
+            value = keys.get(key)
+            if not value:
+                continue
+            if key == EXTERNAL_ID:
+                query = select(CustomerKey.customer_id).where(
+                    CustomerKey.system == self._settings.system, CustomerKey.external_id == value
+                )
+            else:
+                column = customers.email_normalized if key == "email" else customers.phone_normalized
+                query = select(customers.id).where(column == value)
+            for customer_id in session.scalars(query):
+                found.setdefault(int(customer_id), []).append(key)
+        return found
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _existing(
+        self, t: Transaction, line: int, customer_id: int, on: list[str], data: dict[str, Any], history: dict[str, Any]
+    ) -> LineOutcome:
+        earlier = t.session.get(ImportChange, (customer_id, self._import_id))
+        if earlier is not None:
+            return LineOutcome(line, "skipped", customer_id, reasons=(f"duplicate of line {earlier.line}",))
+        if self._settings.mode == "create":
+            reason = f"customer {customer_id} already has this {' and '.join(on)}"
+            return LineOutcome(line, "skipped", customer_id, reasons=(reason,))
+        current = self._customers.get(customer_id, tx=t)
+        changes = self._changes(current, data)
+        external = history.get(EXTERNAL_ID)
+        new_key = bool(external) and EXTERNAL_ID not in on and self._key_owner(t, str(external)) != customer_id
+        if not changes and not new_key:
+            self._ledger(t, customer_id, line, "unchanged", before={}, after={})
+            return LineOutcome(line, "unchanged", customer_id)
+        with self._units.write(t):
+            record = self._customers.update(customer_id, changes, actor_id=self._actor_id, tx=t) if changes else current
+            if new_key:
+                self._add_key(t, customer_id, str(external))
+            names = sorted(changes)
+            self._ledger(
+                t, customer_id, line, "updated",
+                before={k: current.get(k) for k in names}, after={k: record.get(k) for k in names},
+            )  # fmt: skip
+        return LineOutcome(line, "updated", customer_id, fields=tuple(sorted([*changes, *([EXTERNAL_ID] * new_key)])))
+
+    def _changes(self, current: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """The values of ``data`` that differ from the customer's (compared as the read model shows them)."""
+        changes: dict[str, Any] = {}
+        shown = self._dump(data)
+        for name, value in data.items():
+            if name == "email" and normalize_email(str(value)) == current.get("email_normalized"):
+                continue  # the same address written another way is not a change
+            if name == "phone" and current.get("phone_normalized") and self._same_phone(value, current):
+                continue
+            if shown.get(name, value) != current.get(name):
+                changes[name] = value
+        return changes
+
+    def _same_phone(self, value: Any, current: Mapping[str, Any]) -> bool:
+        region = self._phones.region_of(current.get("country"), current.get("branch"))
+        try:
+            return self._phones.normalize(str(value), region) == current.get("phone_normalized")
+        except ValueError:
+            return False
+
+    def _create(self, t: Transaction, line: int, data: dict[str, Any], history: dict[str, Any]) -> LineOutcome:
+        actor = self._actor_id
+        with self._units.write(t):
+            if any(history.get(name) for name in _HISTORY):
+                created = history.get(CREATED_AT) or utcnow()
+                record = self._customers.create_historical(
+                    data,
+                    created_at=_aware(created),
+                    stage=history.get(STAGE),
+                    stage_changed_at=_aware(history[STAGE_CHANGED_AT]) if history.get(STAGE_CHANGED_AT) else None,
+                    cause=f"import {self._import_id}",
+                    actor_id=actor,
+                    tx=t,
+                )
+            else:
+                record = self._customers.create(data, actor_id=actor, tx=t)
+            customer_id = int(record["id"])
+            if history.get(EXTERNAL_ID):
+                self._add_key(t, customer_id, str(history[EXTERNAL_ID]))
+            self._ledger(t, customer_id, line, "created", before={}, after=record)
+        return LineOutcome(line, "created", customer_id, fields=tuple(sorted(data)))
+
+    def _key_owner(self, t: Transaction, external_id: str) -> int | None:
+        owner = t.session.get(CustomerKey, (self._settings.system, external_id))
+        return None if owner is None else owner.customer_id
+
+    def _add_key(self, t: Transaction, customer_id: int, external_id: str) -> None:
+        """Record the customer's id in the source system; refused when it already names someone else (the
+        key's primary key decides, so two imports at once cannot both take it)."""
+        insert = upsert_insert(t.session)
+        values = {"system": self._settings.system, "external_id": external_id, "customer_id": customer_id}
+        t.session.execute(insert(CustomerKey.__table__).values(**values).on_conflict_do_nothing())
+        owner = self._key_owner(t, external_id)
+        if owner != customer_id:
+            assert owner is not None
+            raise DuplicateCustomerError([owner], [EXTERNAL_ID])
+
+    def _ledger(
+        self, t: Transaction, customer_id: int, line: int, action: str, *, before: dict[str, Any], after: dict[str, Any]
+    ) -> None:
+        t.session.execute(
+            ImportChange.__table__.insert().values(
+                customer_id=customer_id, import_id=self._import_id, line=line, action=action, before=before, after=after
+            )
+        )
+
+
+def _aware(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):  # a date alone: the start of that day, UTC
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    raise ValueError(f"not a date or datetime: {value!r}")
+
+
+def _reasons(errors: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``{"phone": ["bad"], "x": {"y": ["z"]}}`` as ``["phone: bad", "x.y: z"]``."""
+    out: list[str] = []
+    for field, problems in errors.items():
+        name = f"{prefix}{field}"
+        if isinstance(problems, Mapping):
+            out.extend(_reasons(problems, f"{name}."))
+        elif isinstance(problems, (list, tuple)):
+            out.extend(f"{name}: {p}" for p in problems)
+        else:
+            out.append(f"{name}: {problems}")
+    return out
