@@ -109,6 +109,7 @@ class Imports:
         delimiter: str | None = None,
         sheet: str | None = None,
         chunk_size: int = 1000,
+        progress: Callable[[int], object] | None = None,
         actor_id: int | None = None,
         tx: Transaction | None = None,
     ) -> ImportReport:
@@ -123,7 +124,8 @@ class Imports:
 
         Every rejected line goes to ``rejects`` (a path or a text file) with its line number, every reason
         and the line as it was. Returns the totals, the first ``preview`` lines' outcomes and the first
-        rejects; with ``dry_run`` nothing is written and ``import_id`` is ``None``.
+        rejects; with ``dry_run`` nothing is written and ``import_id`` is ``None``. ``progress`` is called
+        with the number of lines done after each chunk (a progress bar's update).
         """
         settings, known = self._settings(mapping or {}, match, mode, options or ParseOptions(), system)
         if not isinstance(chunk_size, int) or chunk_size < 1:
@@ -152,7 +154,7 @@ class Imports:
                     settings=settings, dump=dump, customer_in=lambda: self._schemas.customer_in, import_id=import_id,
                     actor_id=actor_id,
                 )  # fmt: skip
-                return _apply_all(lines, t, src, chunk_size, tally, run)
+                return _apply_all(lines, t, src, chunk_size, tally, run, progress)
 
             import_id = run.execute(work)
         return ImportReport(
@@ -370,7 +372,13 @@ class _Run:
 
 
 def _apply_all(
-    lines: CustomerLines, t: Transaction | None, src: Any, chunk_size: int, tally: Tally, run: _Run
+    lines: CustomerLines,
+    t: Transaction | None,
+    src: Any,
+    chunk_size: int,
+    tally: Tally,
+    run: _Run,
+    progress: Callable[[int], object] | None,
 ) -> dict[str, int]:
     rows = iter(src)
     while True:
@@ -383,6 +391,8 @@ def _apply_all(
                 outcomes.append((lines.apply(unit, line), line.raw))
         for outcome, raw in outcomes:  # counted once the chunk is stored
             tally.add(outcome, raw)
+        if progress is not None:
+            progress(len(chunk))
     return dict(tally.counts)
 
 
