@@ -19,7 +19,15 @@ from crmkit.errors import (
 )
 from crmkit.hookspecs import hookimpl
 from crmkit.listing import Page
-from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
+from crmkit.specs import (
+    ActivityKindSpec,
+    FieldSpec,
+    ImportContext,
+    ImportedActivity,
+    ImporterSpec,
+    StageSpec,
+    TransitionSpec,
+)
 from crmkit.unit import Transaction, Units
 
 __all__ = [
@@ -30,6 +38,9 @@ __all__ = [
     "DatabaseBusyError",
     "DuplicateCustomerError",
     "FieldSpec",
+    "ImportContext",
+    "ImportedActivity",
+    "ImporterSpec",
     "NotFound",
     "Page",
     "PluginError",

@@ -53,7 +53,9 @@ _COLUMNS = (
     "source",
     "external_id",
 )
-_INSERT_COLUMNS = (*_COLUMNS, "created_at")
+_INSERT_COLUMNS = (*_COLUMNS, "created_at", "import_id")
+#: What ``log`` inserts: one activity from the app, never part of an import.
+_LOG_COLUMNS = (*_COLUMNS, "created_at")
 #: The columns of an ingested row's driver values that the reference check and the hook look at.
 _CUSTOMER, _CONTACT, _OWNER, _KIND, _EXTERNAL = (
     itemgetter(_INSERT_COLUMNS.index(name)) for name in ("customer_id", "contact_id", "owner_id", "kind", "external_id")
@@ -63,7 +65,7 @@ _KEY_COLUMNS = ("customer_id", "source", "external_id")
 _EXTERNAL_AT = _INSERT_COLUMNS.index("external_id")
 _KEY = itemgetter(*(_INSERT_COLUMNS.index(name) for name in _KEY_COLUMNS))
 #: What the ``crmkit_activities_ingested`` hook is told about each stored row.
-_RECORD_COLUMNS = tuple(c for c in _INSERT_COLUMNS if c not in ("created_at",))
+_RECORD_COLUMNS = tuple(c for c in _INSERT_COLUMNS if c not in ("created_at", "import_id"))
 #: Ids per ``IN (...)`` of the reference check, well under SQLite's limit of bound parameters.
 _IN_CHUNK = 10_000
 #: A kind name as a filter: what the column could hold (a NUL is a driver error on PostgreSQL).
@@ -189,7 +191,7 @@ class Activities(Searchable):
         sql, binders = self._log_insert(cur)
         row = {**values, "created_at": utcnow()}
         try:
-            found = cur.one(sql, driver.convert(binders, [row[c] for c in _INSERT_COLUMNS]))
+            found = cur.one(sql, driver.convert(binders, [row[c] for c in _LOG_COLUMNS]))
         except IntegrityError:
             customer_id = row["customer_id"]
             raise ValidationError({"customer_id": [f"no customer with id {customer_id}"]}, "invalid activity") from None
@@ -203,9 +205,9 @@ class Activities(Searchable):
         dialect = cur.dialect
         if dialect not in self._log_inserts:
             table: Any = Activity.__table__
-            columns = ", ".join(_INSERT_COLUMNS)
-            sql = f"INSERT INTO {table.name} ({columns}) VALUES ({driver.placeholders(dialect, len(_INSERT_COLUMNS))})"
-            self._log_inserts[dialect] = sql + " RETURNING id", driver.binders(table, _INSERT_COLUMNS, dialect)
+            columns = ", ".join(_LOG_COLUMNS)
+            sql = f"INSERT INTO {table.name} ({columns}) VALUES ({driver.placeholders(dialect, len(_LOG_COLUMNS))})"
+            self._log_inserts[dialect] = sql + " RETURNING id", driver.binders(table, _LOG_COLUMNS, dialect)
         return self._log_inserts[dialect]
 
     def _dump(self, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,6 +223,7 @@ class Activities(Searchable):
         *,
         batch_size: int = 5000,
         all_or_nothing: bool = False,
+        import_id: int | None = None,
         tx: Transaction | None = None,
     ) -> IngestReport:
         """Insert many activities (check-ins from a turnstile, calls from a PBX) in one transaction.
@@ -242,6 +245,8 @@ class Activities(Searchable):
         again after a crash, or run twice by mistake, without storing anything twice. On PostgreSQL
         ingests with keyed rows take turns (an advisory lock held until the transaction ends). The hook
         ``crmkit_activities_ingested`` is told about the rows stored, never about skipped ones.
+
+        ``import_id`` marks the rows as stored by that import (``crm.imports``), which can then revert it.
         """
         inserted = skipped = 0
         rejected: list[RowError] = []
@@ -254,14 +259,14 @@ class Activities(Searchable):
             typed, validated = writer.typed, writer.validated
             for batch in _batches(rows, batch_size):
                 now = utcnow()
-                created = writer.created(now)  # the same for the whole batch: converted once
+                tail = (writer.created(now), import_id)  # the same for the whole batch: converted once
                 good: list[tuple[Any, ...]] = []
                 positions: list[int] = []
                 for i, row in batch:
-                    values = typed(row, created)  # typed rows skip marshmallow; anything doubtful goes through it
+                    values = typed(row, tail)  # typed rows skip marshmallow; anything doubtful goes through it
                     if values is None:
                         try:
-                            values = validated(row, now)
+                            values = validated(row, now, import_id)
                         except ValidationError as exc:
                             rejected.append(RowError(i, exc.errors))
                             continue
@@ -452,17 +457,18 @@ class _RowWriter:
         process = self._processors["created_at"]
         return now if process is None else process(now)
 
-    def validated(self, row: Mapping[str, Any], now: dt.datetime) -> tuple[Any, ...]:
+    def validated(self, row: Mapping[str, Any], now: dt.datetime, import_id: int | None) -> tuple[Any, ...]:
         """``row`` validated by marshmallow (``ValidationError`` when it is wrong), as driver values."""
         values = self._activities._prepare(load(self._activities._schemas.activity_in, row))
         values["created_at"] = now
+        values["import_id"] = import_id
         return self.insert.driver_values(values)
 
 
 TypedRow = Callable[[Mapping[str, Any], Any], "tuple[Any, ...] | None"]
 
 
-def _never(row: Mapping[str, Any], created: Any) -> None:
+def _never(row: Mapping[str, Any], tail: tuple[Any, Any]) -> None:
     return None
 
 
@@ -480,7 +486,7 @@ def _typed_rows(
     at = UTCDateTime().aware_binder(dialect)
     to_json = processors["data"] or (lambda data: data)
 
-    def typed(row: Mapping[str, Any], created: Any) -> tuple[Any, ...] | None:
+    def typed(row: Mapping[str, Any], tail: tuple[Any, Any]) -> tuple[Any, ...] | None:
         checked = check(row)
         if checked is None:
             return None
@@ -509,7 +515,7 @@ def _typed_rows(
             to_json(data),
             get("source"),
             get("external_id"),
-            created,
+            *tail,  # created_at and import_id, the same for the whole batch
         )
 
     return typed

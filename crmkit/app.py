@@ -122,6 +122,7 @@ class CRM:
         self.targets = Targets(units=units)
         self.imports = Imports(
             customers=self.customers,
+            activities=self.activities,
             registry=registry,
             fields=self.fields,
             phones=self.phones,

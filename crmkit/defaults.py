@@ -10,7 +10,7 @@ import phonenumbers
 from crmkit.hookspecs import hookimpl
 from crmkit.reports.core import core_reports
 from crmkit.reports.spec import Report
-from crmkit.specs import ActivityKindSpec, StageSpec, TransitionSpec
+from crmkit.specs import ActivityKindSpec, ImporterSpec, StageSpec, TransitionSpec
 
 plugin_name = "crmkit"
 
@@ -58,6 +58,13 @@ def crmkit_register_activity_kinds() -> list[ActivityKindSpec]:
         ActivityKindSpec("payment", "Payment", channel="pos", required=("amount", "currency")),
         ActivityKindSpec("note", "Note", channel="other"),
     ]
+
+
+@hookimpl
+def crmkit_register_importers() -> list[ImporterSpec]:
+    from crmkit.imports.builtin import RECEIPTS, TELEPHONY
+
+    return [TELEPHONY, RECEIPTS]
 
 
 @hookimpl

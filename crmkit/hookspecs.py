@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
 
     from crmkit.reports import Report
-    from crmkit.specs import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
+    from crmkit.specs import ActivityKindSpec, FieldSpec, ImporterSpec, StageSpec, TransitionSpec
     from crmkit.triggers import Firing, Trigger
     from crmkit.unit import Transaction
 
@@ -112,6 +112,20 @@ def crmkit_register_activity_kinds() -> Iterable[ActivityKindSpec]:
     payment and note.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_importers() -> Iterable[ImporterSpec]:
+    """Declare importers (:class:`~crmkit.ImporterSpec`): the files an integration sends, each line turned
+    into an activity of one kind (a turnstile's check-ins, a phone system's calls, a till's receipts).
+
+    The core runs every importer the same way (``crm.imports.run(name, file)``, ``crmkit import NAME FILE``):
+    streamed reading of CSV, XLSX and JSON lines, customer matching, idempotent storage, dry run, reject
+    file, record and revert. Names are unique across plugins (prefix yours: ``fitness_turnstile``). The
+    core declares ``telephony`` and ``receipts``.
+
+    .. versionadded:: 0.2
     """
 
 

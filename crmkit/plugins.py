@@ -24,7 +24,7 @@ from sqlalchemy import Table
 from crmkit import hookspecs
 from crmkit.errors import PluginError
 from crmkit.reports.spec import Report
-from crmkit.specs import CORE_STAGES, ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec
+from crmkit.specs import CORE_STAGES, ActivityKindSpec, FieldSpec, ImporterSpec, StageSpec, TransitionSpec
 from crmkit.triggers.spec import Trigger
 
 ENTRY_POINT_GROUP = "crmkit.plugins"
@@ -68,6 +68,7 @@ class Registry:
     stages: dict[str, StageSpec]
     transitions: dict[tuple[str, str], TransitionSpec]
     activity_kinds: dict[str, ActivityKindSpec]
+    importers: dict[str, ImporterSpec]
     tables: dict[str, tuple[str, Table]]
     triggers: dict[str, Trigger]
     reports: dict[str, Report]
@@ -261,6 +262,10 @@ def collect(pm: pluggy.PluginManager) -> Registry:
         _stamp(_specs(pm, "crmkit_register_activity_kinds", ActivityKindSpec)), lambda k: k.name, "activity kind"
     )
 
+    importers = _unique(_stamp(_specs(pm, "crmkit_register_importers", ImporterSpec)), lambda i: i.name, "importer")
+    for owner, importer in ((i.owner, i) for i in importers.values()):
+        if importer.kind not in kinds:
+            raise PluginError(owner, f"importer {importer.name!r} feeds unknown activity kind {importer.kind!r}")
     tables = _collect_tables(pm)
     triggers = _unique(_stamp(_specs(pm, "crmkit_register_triggers", Trigger)), lambda t: t.name, "trigger")
     reports = _unique(_stamp(_specs(pm, "crmkit_register_reports", Report)), lambda r: r.name, "report")
@@ -278,6 +283,7 @@ def collect(pm: pluggy.PluginManager) -> Registry:
         stages=stages,
         transitions=transitions,
         activity_kinds=kinds,
+        importers=importers,
         tables=tables,
         triggers=triggers,
         reports=reports,

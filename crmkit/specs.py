@@ -169,3 +169,76 @@ class ActivityKindSpec:
                 f"ActivityKindSpec {self.name!r}: required names {unknown} are neither activity columns"
                 f" {list(ACTIVITY_COLUMNS)} nor its data_fields"
             )
+
+
+@attrs.frozen
+class ImportedActivity:
+    """What one line of an integration's file is, as its importer's ``parse`` reads it.
+
+    ``key`` is the event's own id in the source system (a call's id, a receipt number, a card and a time):
+    with the importer's ``source`` it is the activity's idempotency key, so the same event imported twice
+    is stored once. ``customer`` names who it is about as a match key and its value: ``("phone", raw)``
+    (read in the import's phone region and normalised), ``("email", raw)``, ``("external_id", raw)`` (an id
+    recorded by a customer import of ``source``'s system), or ``(field, value)`` for any indexed customer
+    field (a plugin's ``card_number``). ``values`` are the activity's own input fields (``occurred_at``,
+    ``direction``, ``status``, ``subject``, ``amount``, ``currency``, ``duration_min``, ``data``...), validated
+    as ``crm.activities.log`` validates them. ``lead`` is a new customer's input to create when nobody
+    matches (an unknown caller), or ``None`` to reject the line then.
+    """
+
+    key: str
+    customer: tuple[str, str]
+    values: dict[str, Any]
+    lead: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class ImportContext:
+    """What an importer's ``parse`` is given besides the line: the import's parsing options
+    (:class:`crmkit.imports.values.ParseOptions`, for dates in the file's format and time zone, decimals,
+    the phone region) and the importer's own ``settings`` (``crm.imports.run(..., settings={...})``)."""
+
+    options: Any
+    settings: dict[str, Any]
+
+
+@attrs.frozen
+class ImporterSpec:
+    """An integration's file: a turnstile export, a phone system's call log, a till's receipts.
+
+    The core reads the file (CSV, XLSX or JSON lines, streamed), finds each of ``columns`` by its header
+    (a column's name or any of its aliases, compared without case, spaces or punctuation), rejects a line
+    missing one of ``required``, and hands the rest to ``parse(values, context)``. That returns an
+    :class:`ImportedActivity` of ``kind`` or raises ``ValueError`` with the reason the line is rejected.
+    The core then matches the customer, stores the activities through ``crm.activities.ingest`` with
+    ``source`` (the importer's name unless given) and the line's ``key`` as idempotency key, writes the
+    reject file, records the import and can revert it (``crm.imports.run`` / ``revert``).
+    """
+
+    name: str = attrs.field(validator=_identifier)
+    kind: str = attrs.field(validator=_identifier)
+    parse: Any = attrs.field()
+    columns: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    required: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
+    label: str = ""
+    description: str = ""
+    source: str = ""
+    formats: tuple[str, ...] = attrs.field(default=("csv", "xlsx", "jsonl"), converter=names_tuple)
+    owner: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if not callable(self.parse):
+            raise ValueError(f"ImporterSpec {self.name!r}: parse must be callable, got {self.parse!r}")
+        unknown = [c for c in self.required if c not in self.columns]
+        if unknown:
+            raise ValueError(f"ImporterSpec {self.name!r}: required columns {unknown} are not among its columns")
+        bad = [f for f in self.formats if f not in ("csv", "xlsx", "jsonl")]
+        if bad:
+            raise ValueError(f"ImporterSpec {self.name!r}: unknown formats {bad}: expected csv, xlsx, jsonl")
+        if len(self.source or self.name) > 100:
+            raise ValueError(f"ImporterSpec {self.name!r}: source must be at most 100 characters")
+
+    @property
+    def key_source(self) -> str:
+        """The ``source`` of the activities it stores."""
+        return self.source or self.name

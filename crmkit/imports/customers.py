@@ -17,7 +17,7 @@ created, the line is matched again and goes on as an update (or a skip, in ``cre
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -31,7 +31,7 @@ from crmkit.db.types import utcnow
 from crmkit.errors import DuplicateCustomerError, ValidationError
 from crmkit.fastrows import Dumper
 from crmkit.imports.mapping import CREATED_AT, EXTERNAL_ID, STAGE, STAGE_CHANGED_AT, Target
-from crmkit.imports.report import LineOutcome
+from crmkit.imports.report import LineOutcome, reasons_of
 from crmkit.imports.sources import SourceLine
 from crmkit.imports.values import ParseOptions, parse_value
 from crmkit.limits import load
@@ -56,6 +56,7 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         options = attrs.asdict(self.options)
         options["choices"] = {k: dict(v) for k, v in self.options.choices.items()}
+        options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
         return {"mapping": self.mapping, "match": list(self.match), "mode": self.mode, "system": self.system,
                 "options": options}  # fmt: skip
 
@@ -86,6 +87,9 @@ class CustomerLines:
         self._import_id = import_id
         self._actor_id = actor_id
 
+    def apply_chunk(self, t: Transaction, lines: Sequence[SourceLine]) -> list[LineOutcome]:
+        return [self.apply(t, line) for line in lines]
+
     def apply(self, t: Transaction, line: SourceLine) -> LineOutcome:
         if line.problems:
             return LineOutcome(line.line, "rejected", reasons=tuple(line.problems))
@@ -94,7 +98,7 @@ class CustomerLines:
             try:
                 load(self._customer_in(), data, partial=self._settings.mode == "update")
             except ValidationError as exc:
-                reasons.extend(_reasons(exc.errors))
+                reasons.extend(reasons_of(exc.errors))
             return LineOutcome(line.line, "rejected", reasons=tuple(reasons))
         if not data and not history:
             return LineOutcome(line.line, "skipped", reasons=("no values in the mapped columns",))
@@ -118,7 +122,7 @@ class CustomerLines:
                 if attempt == 2 or self._settings.mode == "create":
                     return LineOutcome(line.line, "skipped", reasons=(str(exc),), customer_id=exc.existing_ids[0])
             except ValidationError as exc:
-                return LineOutcome(line.line, "rejected", reasons=tuple(_reasons(exc.errors)))
+                return LineOutcome(line.line, "rejected", reasons=tuple(reasons_of(exc.errors)))
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- parsing ---------------------------------------------------------------------------------
@@ -286,17 +290,3 @@ def _aware(value: Any) -> dt.datetime:
     if isinstance(value, dt.date):  # a date alone: the start of that day, UTC
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     raise ValueError(f"not a date or datetime: {value!r}")
-
-
-def _reasons(errors: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """``{"phone": ["bad"], "x": {"y": ["z"]}}`` as ``["phone: bad", "x.y: z"]``."""
-    out: list[str] = []
-    for field, problems in errors.items():
-        name = f"{prefix}{field}"
-        if isinstance(problems, Mapping):
-            out.extend(_reasons(problems, f"{name}."))
-        elif isinstance(problems, (list, tuple)):
-            out.extend(f"{name}: {p}" for p in problems)
-        else:
-            out.append(f"{name}: {problems}")
-    return out

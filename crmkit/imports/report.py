@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any
 
@@ -106,3 +106,18 @@ def reject_writer(target: str | os.PathLike[str] | IO[str] | None) -> Iterator[R
             yield RejectWriter(handle)
     else:
         yield RejectWriter(target)
+
+
+def reasons_of(errors: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """A ``ValidationError``'s errors as one reason each: ``{"phone": ["bad"], "x": {"y": ["z"]}}`` as
+    ``["phone: bad", "x.y: z"]``."""
+    out: list[str] = []
+    for field, problems in errors.items():
+        name = f"{prefix}{field}"
+        if isinstance(problems, Mapping):
+            out.extend(reasons_of(problems, f"{name}."))
+        elif isinstance(problems, (list, tuple)):
+            out.extend(f"{name}: {p}" for p in problems)
+        else:
+            out.append(f"{name}: {problems}")
+    return out

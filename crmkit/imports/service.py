@@ -19,17 +19,20 @@ from contextlib import AbstractContextManager, nullcontext
 from itertools import islice
 from typing import IO, Any, BinaryIO
 
+import attrs
 from sqlalchemy import delete, func, select, update
 
+from crmkit.activities import Activities
 from crmkit.customers import Customers
 from crmkit.db.models import Activity, Customer, CustomerClaim, ImportChange, ImportRun
 from crmkit.db.types import utcnow
 from crmkit.errors import CRMError, NotFound, ValidationError
 from crmkit.fastrows import dumper
+from crmkit.imports.activities import ActivityLines, resolve_columns
 from crmkit.imports.customers import MODES, CustomerLines, Settings
 from crmkit.imports.mapping import EXTERNAL_ID, MATCH_KEYS, Target, resolve, targets
-from crmkit.imports.report import ImportReport, Tally, reject_writer
-from crmkit.imports.sources import open_source
+from crmkit.imports.report import ImportReport, LineOutcome, Tally, reject_writer
+from crmkit.imports.sources import SourceLine, open_source
 from crmkit.imports.values import ParseOptions
 from crmkit.limits import require_id
 from crmkit.merge import customer_references
@@ -37,6 +40,7 @@ from crmkit.phones import Phones
 from crmkit.plugins import Registry
 from crmkit.runtime_fields import RuntimeFields
 from crmkit.schemas import Schemas
+from crmkit.specs import ImportContext, ImporterSpec
 from crmkit.unit import Transaction, Units
 
 Source = str | os.PathLike[str] | BinaryIO
@@ -67,6 +71,7 @@ class Imports:
         self,
         *,
         customers: Customers,
+        activities: Activities,
         registry: Registry,
         fields: RuntimeFields,
         phones: Phones,
@@ -76,6 +81,7 @@ class Imports:
         referencing_tables: Callable[[], list[Any]],
     ) -> None:
         self._customers = customers
+        self._activities = activities
         self._registry = registry
         self._fields = fields
         self._phones = phones
@@ -127,11 +133,8 @@ class Imports:
         rejects; with ``dry_run`` nothing is written and ``import_id`` is ``None``. ``progress`` is called
         with the number of lines done after each chunk (a progress bar's update).
         """
+        self._check_run(options or ParseOptions(), chunk_size, preview)
         settings, known = self._settings(mapping or {}, match, mode, options or ParseOptions(), system)
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValidationError({"chunk_size": ["must be a positive integer"]}, "invalid import")
-        if not isinstance(preview, int) or preview < 0:
-            raise ValidationError({"preview": ["must be zero or more"]}, "invalid import")
         with (
             open_source(
                 source, format=format, encoding=encoding, delimiter=delimiter, sheet=sheet, name=source_name
@@ -154,7 +157,7 @@ class Imports:
                     settings=settings, dump=dump, customer_in=lambda: self._schemas.customer_in, import_id=import_id,
                     actor_id=actor_id,
                 )  # fmt: skip
-                return _apply_all(lines, t, src, chunk_size, tally, run, progress)
+                return _apply_all(lines.apply_chunk, t, src, chunk_size, tally, run, progress)
 
             import_id = run.execute(work)
         return ImportReport(
@@ -166,6 +169,99 @@ class Imports:
             mapping=dict(settings.mapping),
             ignored_columns=ignored,
         )
+
+    # -- integrations --------------------------------------------------------------------------
+
+    def importers(self) -> dict[str, ImporterSpec]:
+        """The importers the core and the plugins declare (``crmkit_register_importers``), by name."""
+        return dict(self._registry.importers)
+
+    def run(
+        self,
+        name: str,
+        source: Source,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        options: ParseOptions | None = None,
+        columns: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+        preview: int = 20,
+        rejects: str | os.PathLike[str] | IO[str] | None = None,
+        source_name: str | None = None,
+        format: str | None = None,
+        encoding: str | None = None,
+        delimiter: str | None = None,
+        sheet: str | None = None,
+        chunk_size: int = 5000,
+        progress: Callable[[int], object] | None = None,
+        actor_id: int | None = None,
+        tx: Transaction | None = None,
+    ) -> ImportReport:
+        """Run importer ``name`` on a file: each line becomes an activity of the importer's kind (see
+        :class:`~crmkit.ImporterSpec`), stored once however often the file is imported.
+
+        ``settings`` are the importer's own (``create_unknown=True`` lets ``telephony`` create a lead for
+        an unknown caller), ``columns`` names file columns the importer does not recognise by itself
+        (importer column -> file column). Everything else is as :meth:`customers`: streamed, a chunk per
+        transaction, dry run, reject file, record and :meth:`revert` (which removes the activities it
+        stored and the customers it created).
+        """
+        spec = self._registry.importers.get(name) if isinstance(name, str) else None
+        if spec is None:
+            known = ", ".join(sorted(self._registry.importers)) or "none"
+            raise ValidationError(
+                {"importer": [f"unknown importer {name!r}: expected one of {known}"]}, "invalid import"
+            )
+        options = options or ParseOptions()
+        own = dict(settings or {})
+        self._check_run(options, chunk_size, preview)
+        with (
+            open_source(
+                source, format=format, encoding=encoding, delimiter=delimiter, sheet=sheet, name=source_name
+            ) as src,
+            reject_writer(rejects) as writer,
+        ):
+            if src.format not in spec.formats:
+                problem = f"importer {name} reads {', '.join(spec.formats)}, not {src.format}"
+                raise ValidationError({"format": [problem]}, "invalid import")
+            found = resolve_columns(spec, src.header, columns)
+            tally = Tally(preview, writer)
+            recorded = {"columns": found, "settings": _jsonable(own), "options": _options(options)}
+            record = {"importer": name, "source_name": src.name[:300], "format": src.format, "mode": "create",
+                      "settings": recorded}  # fmt: skip
+            run = _Run(self._units, record, actor_id, tx, dry_run)
+            context = ImportContext(options=options, settings=own)
+
+            def work(t: Transaction | None, import_id: int) -> dict[str, int]:
+                lines = ActivityLines(
+                    spec=spec, columns=found, context=context, activities=self._activities,
+                    customers=self._customers, phones=self._phones, units=self._units, import_id=import_id,
+                    actor_id=actor_id,
+                )  # fmt: skip
+                return _apply_all(lines.apply, t, src, chunk_size, tally, run, progress)
+
+            import_id = run.execute(work)
+        return ImportReport(
+            import_id=None if dry_run else import_id,
+            dry_run=dry_run,
+            counts=dict(tally.counts),
+            preview=tuple(tally.preview),
+            rejected=tuple(tally.rejected),
+            mapping={file_column: column for column, file_column in found.items()},
+            ignored_columns=tuple(h for h in src.header if h not in found.values()),
+        )
+
+    @staticmethod
+    def _check_run(options: Any, chunk_size: Any, preview: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        if not isinstance(options, ParseOptions):
+            errors["options"] = ["must be a crmkit.imports.values.ParseOptions"]
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            errors["chunk_size"] = ["must be a positive integer"]
+        if not isinstance(preview, int) or preview < 0:
+            errors["preview"] = ["must be zero or more"]
+        if errors:
+            raise ValidationError(errors, "invalid import")
 
     def _settings(
         self,
@@ -181,8 +277,6 @@ class Imports:
         keys = MATCH_KEYS if match is None else (match,) if isinstance(match, str) else tuple(match)
         if not keys or any(k not in MATCH_KEYS for k in keys):
             errors["match"] = [f"match keys must be some of {', '.join(MATCH_KEYS)}, got {list(keys)}"]
-        if not isinstance(options, ParseOptions):
-            errors["options"] = ["must be a crmkit.imports.values.ParseOptions"]
         if not isinstance(system, str) or not system.strip() or len(system) > 100:
             errors["system"] = ["must be a name of 1 to 100 characters"]
         if errors:
@@ -372,7 +466,7 @@ class _Run:
 
 
 def _apply_all(
-    lines: CustomerLines,
+    apply: Callable[[Transaction, Sequence[SourceLine]], Sequence[LineOutcome]],
     t: Transaction | None,
     src: Any,
     chunk_size: int,
@@ -385,15 +479,28 @@ def _apply_all(
         chunk = list(islice(rows, chunk_size))
         if not chunk:
             break
-        outcomes = []
         with run.chunk(t) as unit:
-            for line in chunk:
-                outcomes.append((lines.apply(unit, line), line.raw))
-        for outcome, raw in outcomes:  # counted once the chunk is stored
-            tally.add(outcome, raw)
+            outcomes = apply(unit, chunk)
+        for outcome, line in zip(outcomes, chunk, strict=True):  # counted once the chunk is stored
+            tally.add(outcome, line.raw)
         if progress is not None:
             progress(len(chunk))
     return dict(tally.counts)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON can hold it (an importer's settings are recorded with the import)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _options(options: ParseOptions) -> dict[str, Any]:
+    return dict(_jsonable(attrs.asdict(options)))
 
 
 def _who(change: ImportChange) -> str:
