@@ -72,7 +72,7 @@ def parse_call(values: Mapping[str, Any], context: ImportContext) -> ImportedAct
             "subject": subject,
             "duration_min": math.ceil(seconds / 60),
             "data": data,
-        },  # fmt: skip
+        },
         lead=lead if direction == "inbound" else None,
     )
 
@@ -115,7 +115,7 @@ def parse_receipt(values: Mapping[str, Any], context: ImportContext) -> Imported
             "currency": currency,
             "subject": f"Receipt {number}",
             "data": data,
-        },  # fmt: skip
+        },
     )
 
 
