@@ -6,6 +6,7 @@ parsing messages. **Public and stable** for plugins and apps (see ``docs/plugin-
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -117,3 +118,27 @@ class MigrationError(CRMError):
             " section Migrations); to write that revision, run 'crmkit db upgrade --revision crmkit@head'"
             f" then 'crmkit db revision --branch {branch} -m MESSAGE'"
         )
+
+
+class DeliveryError(CRMError):
+    """A gateway could not deliver an outbox message this time: the outbox tries it again after its backoff.
+
+    A ``crmkit_send_message`` implementation may raise any exception for this; raise this one to say when
+    to try again at the earliest. ``retry_after`` (what an HTTP ``Retry-After`` header asks for) pushes the
+    next attempt back to at least that long after this one, when it is longer than the backoff. The attempt
+    still counts towards the outbox's ``MAX_ATTEMPTS``. The message's recorded error is
+    ``"DeliveryError: <reason>"``: keep the reason short and free of secrets.
+    """
+
+    def __init__(self, reason: str, *, retry_after: dt.timedelta | None = None) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The gateway refused an outbox message for good (an endpoint that is gone, a recipient that does not
+    exist, a request it will never accept): the message is marked ``failed`` at once, never retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)

@@ -385,15 +385,20 @@ def crmkit_send_message(message: Mapping[str, Any]) -> bool | None:
     """Deliver one outbox message; return ``True`` when sent, ``None`` when it is not your channel.
 
     Called after commit by ``crm.outbox.deliver()``, outside any transaction, with ``id``, ``channel``
-    (``"sms"``, ``"email"``...), ``customer_id``, ``subject``, ``body``, ``source`` and ``source_id``.
-    Raise on a gateway error. A message that raised, or that no implementation accepted, is retried by a
-    later delivery after a backoff (1 minute, doubling), and marked failed after ``MAX_ATTEMPTS`` (5)
-    attempts. Delivery is at least once (a deliverer that dies after sending but before recording it
-    leaves the message to be sent again), so make the gateway idempotent on ``id``. crmkit ships no
-    gateway; the app or a plugin implements this for the channels it has.
+    (``"sms"``, ``"email"``...), ``customer_id``, ``subject``, ``body``, ``source``, ``source_id`` and
+    ``created_at``. Raise on a gateway error. A message that raised, or that no implementation accepted, is
+    retried by a later delivery after a backoff (1 minute, doubling), and marked failed after
+    ``MAX_ATTEMPTS`` (5) attempts. Raise :class:`~crmkit.errors.DeliveryError` with ``retry_after`` to
+    push the next try back further (a gateway's rate limit), or
+    :class:`~crmkit.errors.PermanentDeliveryError` when retrying cannot help (the recipient or endpoint is
+    gone, the gateway refused the request as invalid): the message is then marked failed at once. The
+    exception's type and text become the message's ``error``: keep secrets out of it. Delivery is at least
+    once (a deliverer that dies after sending but before recording it leaves the message to be sent again),
+    so make the gateway idempotent on ``id``. crmkit ships one gateway, for HTTP webhooks
+    (``crmkit.webhooks.WebhookPlugin``); the app or a plugin implements this for the other channels it has.
 
     :param message: the outbox row as a dict: ``id``, ``channel``, ``customer_id``, ``subject`` (may be
-        ``None``), ``body``, ``source`` and ``source_id``.
+        ``None``), ``body``, ``source``, ``source_id`` and ``created_at`` (ISO 8601, UTC).
 
     .. versionadded:: 0.1
     """

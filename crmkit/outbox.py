@@ -11,8 +11,10 @@ transaction is open while a gateway is talking to the outside world:
 2. **send** each claimed message through the hook, outside any transaction;
 3. **record** each outcome in a short transaction of its own: ``sent`` with ``sent_at``; or, when the
    gateway raised or none accepted the message, one more attempt, the error, and
-   ``next_attempt_at = now + backoff(attempts)``; the message is ``failed`` once ``MAX_ATTEMPTS`` attempts
-   are spent.
+   ``next_attempt_at = now + backoff(attempts)`` (or later, when the gateway raised a
+   :class:`~crmkit.errors.DeliveryError` with a longer ``retry_after``); the message is ``failed`` once
+   ``MAX_ATTEMPTS`` attempts are spent, or at once when the gateway raised
+   :class:`~crmkit.errors.PermanentDeliveryError`.
 
 The guarantee is **at least once**: a deliverer that dies between sending and recording leaves a claim
 that lapses after the lease, and the message is sent again. Gateways should therefore be idempotent on
@@ -30,7 +32,7 @@ from sqlalchemy import Table, insert, or_, select, update
 
 from crmkit.db.models import Customer, OutboxMessage
 from crmkit.db.types import utcnow
-from crmkit.errors import ValidationError
+from crmkit.errors import DeliveryError, PermanentDeliveryError, ValidationError
 from crmkit.fastrows import dumper
 from crmkit.hooks import Hooks
 from crmkit.limits import load_each
@@ -119,6 +121,7 @@ class Outbox:
 
     @staticmethod
     def payload(message: OutboxMessage) -> dict[str, Any]:
+        """What the ``crmkit_send_message`` hook gets: the message as a JSON-safe dict."""
         return {
             "id": message.id,
             "channel": message.channel,
@@ -127,6 +130,7 @@ class Outbox:
             "body": message.body,
             "source": message.source,
             "source_id": message.source_id,
+            "created_at": message.created_at.astimezone(dt.UTC).isoformat(),
         }
 
     # -- the steps -----------------------------------------------------------------------------------
@@ -169,10 +173,15 @@ class Outbox:
         """Send one claimed message through the hook (no transaction is open) and record the outcome."""
         payload = message.payload
         error: str | None
+        give_up = False
+        wait = dt.timedelta(0)  # at least this long before the next try, when the gateway asked for it
         try:
             delivered = self._hooks.send_message(dict(payload))
         except Exception as exc:  # the gateway's failure is the message's, not the deliverer's
             error = f"{type(exc).__name__}: {exc}"
+            give_up = isinstance(exc, PermanentDeliveryError)
+            if isinstance(exc, DeliveryError) and exc.retry_after is not None:
+                wait = exc.retry_after
         else:
             error = None if delivered else f"no gateway delivered channel {payload['channel']!r}"
         at = now or utcnow()
@@ -183,9 +192,9 @@ class Outbox:
             values = {
                 "attempts": attempts,
                 "error": error,
-                "next_attempt_at": at + backoff(attempts),
+                "next_attempt_at": at + max(backoff(attempts), wait),
                 "claimed_until": None,
-                "status": "failed" if attempts >= MAX_ATTEMPTS else "pending",
+                "status": "failed" if give_up or attempts >= MAX_ATTEMPTS else "pending",
             }
         with self._units.open() as tx:
             # only while the claim is still ours: one that lapsed may have been taken over by another
