@@ -203,14 +203,14 @@ class ActivityLines:
             query = select(CustomerKey.external_id, CustomerKey.customer_id).where(
                 CustomerKey.system == self._spec.key_source, CustomerKey.external_id.in_(values)
             )
-            return t.session.execute(query).tuples()
+            return t.session.execute(query).all()
         column = {"phone": "phone_normalized", "email": "email_normalized"}.get(key, key)
         query = self._customers.select()
         chosen = next((c for c in query.selected_columns if c.key == column), None)
         if chosen is None:
             raise PluginError(self._spec.owner, f"importer {self._spec.name} matches on unknown field {key!r}")
         ids = next(c for c in query.selected_columns if c.key == "id")
-        return t.session.execute(query.with_only_columns(chosen, ids).where(chosen.in_(values))).tuples()
+        return t.session.execute(query.with_only_columns(chosen, ids).where(chosen.in_(values))).all()
 
     def _store(
         self, t: Transaction, lines: Sequence[SourceLine], rows: list[dict[str, Any]], positions: list[int]

@@ -31,8 +31,16 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _value(kind: str, value: Any, context: ImportContext, what: str) -> Any:
+    """The cell parsed as the import's options say; the reason names the column."""
+    try:
+        return parse_value(kind, value, context.options, field=what)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
 def _moment(value: Any, context: ImportContext, what: str) -> dt.datetime:
-    moment = parse_value("datetime", value, context.options, field=what)
+    moment = _value("datetime", value, context, what)
     if not isinstance(moment, dt.datetime):
         raise ValueError(f"{what}: missing")
     return moment
@@ -49,7 +57,7 @@ def parse_call(values: Mapping[str, Any], context: ImportContext) -> ImportedAct
     customer = caller if direction == "inbound" else callee
     if not customer:
         raise ValueError(f"{'caller' if direction == 'inbound' else 'callee'}: missing")
-    seconds = parse_value("integer", values.get("duration"), context.options, field="duration") or 0
+    seconds = _value("integer", values.get("duration"), context, "duration") or 0
     if seconds < 0 or seconds > 24 * 3600:
         raise ValueError(f"duration: {seconds} seconds is not a call's length")
     disposition = _text(values.get("disposition")).casefold()
@@ -82,7 +90,7 @@ def parse_receipt(values: Mapping[str, Any], context: ImportContext) -> Imported
     email; ``lines`` kept as the till wrote them (JSON text or a list is kept as a list)."""
     number = _text(values.get("receipt"))
     moment = _moment(values.get("time"), context, "time")
-    total = parse_value("decimal", values.get("total"), context.options, field="total")
+    total = _value("decimal", values.get("total"), context, "total")
     if not isinstance(total, Decimal) or total < 0:
         raise ValueError("total: must be an amount of zero or more")
     currency = (_text(values.get("currency")) or str(context.settings.get("currency", ""))).upper()

@@ -8,7 +8,16 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crmkit import ActivityKindSpec, FieldSpec, StageSpec, TransitionSpec, hookimpl
+from crmkit import (
+    ActivityKindSpec,
+    FieldSpec,
+    ImportContext,
+    ImportedActivity,
+    ImporterSpec,
+    StageSpec,
+    TransitionSpec,
+    hookimpl,
+)
 from crmkit.db import Base
 from crmkit.reports import Chart, Column, Param, Report
 from crmkit.triggers import TaskAction, Trigger
@@ -84,6 +93,19 @@ class Probe:
                 required=("owner_id", "room"),
                 data_fields=(FieldSpec("room", choices=("a", "b"), required=True), FieldSpec("weight", "decimal")),
                 calendar=True,
+            )
+        ]
+
+    @hookimpl
+    def crmkit_register_importers(self) -> list[ImporterSpec]:
+        return [
+            ImporterSpec(
+                "probe_notes",
+                kind="note",
+                parse=_parse_note,
+                columns={"ref": ("reference",), "email": ("mail",), "text": ()},
+                required=("ref", "email"),
+                label="Probe notes",
             )
         ]
 
@@ -184,3 +206,11 @@ class Probe:
 
     def of(self, kind: str) -> list[Any]:
         return [payload for name, payload in self.events if name == kind]
+
+
+def _parse_note(values: dict[str, Any], context: ImportContext) -> ImportedActivity:
+    """A note per line, about the customer with this email; a line whose text says "bad" is refused."""
+    text = str(values.get("text") or "")
+    if "bad" in text:
+        raise ValueError(f"text: {text!r} is refused by the probe")
+    return ImportedActivity(key=str(values["ref"]), customer=("email", str(values["email"])), values={"subject": text})
