@@ -91,7 +91,7 @@ def test_receipts_match_by_card_phone_or_email(crm_factory: Any) -> None:
             ["R2", "2026-11-02T11:00:00+00:00", "+1 212 555 0101", "", "12,50", ""],
             ["R3", "2026-11-02T12:00:00+00:00", "ANNA@x.example", "", "-1", "EUR"],
             ["R4", "2026-11-02T12:00:00+00:00", "C-99", "", "1", "EUR"],
-        ),  # fmt: skip
+        ),
         settings={"card_field": "card_number", "currency": "usd"},
         options=_decimal_comma(),
     )
@@ -122,7 +122,7 @@ def test_a_plugin_declares_its_own_importer(pcrm: CRM) -> None:
             b'{"reference": "n1", "mail": "ANNA@x.example", "text": "hello"}\n'
             b'{"reference": "n2", "mail": "anna@x.example", "text": "bad one"}\n'
             b'{"reference": "n3", "mail": "nobody@x.example"}\n'
-        ),  # fmt: skip
+        ),
         format="jsonl",
     )
     assert [(o.line, o.action, o.reasons) for o in report.preview] == [
