@@ -123,6 +123,7 @@ class CRM:
         self.imports = Imports(
             customers=self.customers,
             activities=self.activities,
+            hooks=hooks,
             registry=registry,
             fields=self.fields,
             phones=self.phones,

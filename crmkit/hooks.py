@@ -59,6 +59,9 @@ class Hooks:
     ) -> None:
         self._relay.crmkit_activities_ingested(tx=tx, count=count, kinds=kinds, activities=activities)
 
+    def activities_removed(self, tx: Transaction, activities: Sequence[Mapping[str, Any]]) -> None:
+        self._relay.crmkit_activities_removed(tx=tx, activities=activities)
+
     def customers_merged(self, tx: Transaction, survivor_id: int, merged_id: int) -> None:
         self._relay.crmkit_customers_merged(tx=tx, survivor_id=survivor_id, merged_id=merged_id)
 

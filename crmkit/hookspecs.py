@@ -300,6 +300,22 @@ def crmkit_activities_ingested(
 
 
 @hookspec
+def crmkit_activities_removed(tx: Transaction, activities: Sequence[Mapping[str, Any]]) -> None:
+    """Called before activities are deleted by ``crm.imports.revert``, inside the revert's transaction, once
+    per batch of up to 5,000: undo what your plugin did when they were stored (a check-in's session goes
+    back to its membership).
+
+    Raise to refuse the revert; nothing is then changed.
+
+    :param tx: the revert's unit of work: write through ``tx.session`` (never commit or roll it back).
+    :param activities: the activities about to be deleted, serialised like ``crm.activities.get()``
+        returns them (``id``, ``customer_id``, ``kind``, ``status``, ``occurred_at``, ``data``...).
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def crmkit_customers_merged(tx: Transaction, survivor_id: int, merged_id: int) -> None:
     """Called after ``merged_id`` was merged into ``survivor_id`` and its row removed.
 

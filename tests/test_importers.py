@@ -113,7 +113,7 @@ def _decimal_comma() -> Any:
     return ParseOptions(decimal_comma=True)
 
 
-def test_a_plugin_declares_its_own_importer(pcrm: CRM) -> None:
+def test_a_plugin_declares_its_own_importer(pcrm: CRM, probe: Any) -> None:
     anna = pcrm.customers.create({"name": "Anna", "email": "anna@x.example"})
     assert pcrm.imports.importers()["probe_notes"].owner == "probe"
     report = pcrm.imports.run(

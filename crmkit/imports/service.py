@@ -28,6 +28,7 @@ from crmkit.db.models import Activity, Customer, CustomerClaim, ImportChange, Im
 from crmkit.db.types import utcnow
 from crmkit.errors import CRMError, NotFound, ValidationError
 from crmkit.fastrows import dumper
+from crmkit.hooks import Hooks
 from crmkit.imports.activities import ActivityLines, resolve_columns
 from crmkit.imports.customers import MODES, CustomerLines, Settings
 from crmkit.imports.mapping import EXTERNAL_ID, MATCH_KEYS, Target, resolve, targets
@@ -72,6 +73,7 @@ class Imports:
         *,
         customers: Customers,
         activities: Activities,
+        hooks: Hooks,
         registry: Registry,
         fields: RuntimeFields,
         phones: Phones,
@@ -82,6 +84,7 @@ class Imports:
     ) -> None:
         self._customers = customers
         self._activities = activities
+        self._hooks = hooks
         self._registry = registry
         self._fields = fields
         self._phones = phones
@@ -343,6 +346,8 @@ class Imports:
                     self._customers.update(change.customer_id, dict(change.before), actor_id=actor_id, tx=t,
                                            allow_duplicate=True)  # fmt: skip
             removed_ids = [c.customer_id for c in created if c.customer_id in current]
+            if self._hooks.implemented("activities_removed"):
+                self._tell_removed(t, import_id)
             removed = session.execute(delete(Activity).where(Activity.import_id == import_id))
             activities = getattr(removed, "rowcount", 0)
             for start in range(0, len(removed_ids), 5000):
@@ -356,6 +361,18 @@ class Imports:
             )
             session.expire_all()
             return {"removed": len(removed_ids), "restored": len(updated), "activities_removed": int(activities or 0)}
+
+    def _tell_removed(self, t: Transaction, import_id: int) -> None:
+        """Hand the import's activities to ``crmkit_activities_removed`` before they go, 5,000 at a time."""
+        query = select(Activity).where(Activity.import_id == import_id).order_by(Activity.id)
+        dump = self._schemas.activity_out.dump
+        after = 0
+        while True:
+            batch = list(t.session.scalars(query.where(Activity.id > after).limit(5000)))
+            if not batch:
+                return
+            self._hooks.activities_removed(t, [dump(a) for a in batch])
+            after = batch[-1].id
 
     def _later_changes(
         self,

@@ -167,6 +167,10 @@ class Probe:
         self.events.append(("activity", activity["id"]))
 
     @hookimpl
+    def crmkit_activities_removed(self, tx: Any, activities: Any) -> None:
+        self.events.append(("activities_removed", [a["external_id"] for a in activities]))
+
+    @hookimpl
     def crmkit_activities_ingested(self, count: int, kinds: Any) -> None:
         if "note" in kinds:
             raise RuntimeError("probe refuses notes in bulk")
