@@ -27,9 +27,12 @@ def fcrm(crm_factory: Any) -> CRM:
 
 
 def _csv(*rows: list[Any]) -> io.BytesIO:
+    """The rows as an uploaded CSV file (its name says its format)."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return io.BytesIO(buffer.getvalue().encode())
+    upload = io.BytesIO(buffer.getvalue().encode())
+    upload.name = "upload.csv"
+    return upload
 
 
 def _count(crm: CRM, sql: str) -> int:
@@ -295,7 +298,7 @@ def _import_worker(database: tuple[str, dict[str, Any]], start: Any, data: bytes
     crm = CRM(url, plugins=[FitnessPlugin()], load_entry_points=False, engine_options=options)
     try:
         start()
-        return crm.imports.customers(io.BytesIO(data), chunk_size=10).counts
+        return crm.imports.customers(io.BytesIO(data), format="csv", chunk_size=10).counts
     finally:
         crm.close()
 

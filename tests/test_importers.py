@@ -16,9 +16,12 @@ from crmkit import CRM, ImporterSpec, PluginError, ValidationError, hookimpl
 
 
 def _csv(*rows: list[Any]) -> io.BytesIO:
+    """The rows as an uploaded CSV file (its name says its format)."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return io.BytesIO(buffer.getvalue().encode())
+    upload = io.BytesIO(buffer.getvalue().encode())
+    upload.name = "upload.csv"
+    return upload
 
 
 def _rows(crm: CRM, sql: str) -> list[tuple[Any, ...]]:
@@ -87,7 +90,7 @@ def test_receipts_match_by_card_phone_or_email(crm_factory: Any) -> None:
         "receipts",
         _csv(
             ["Receipt No", "Date", "Card", "Items", "Total", "Currency"],
-            ["R1", "2026-11-02T10:00:00+01:00", "C-17", lines, "3.00", "EUR"],
+            ["R1", "2026-11-02T10:00:00+01:00", "C-17", lines, "3,00", "EUR"],
             ["R2", "2026-11-02T11:00:00+00:00", "+1 212 555 0101", "", "12,50", ""],
             ["R3", "2026-11-02T12:00:00+00:00", "ANNA@x.example", "", "-1", "EUR"],
             ["R4", "2026-11-02T12:00:00+00:00", "C-99", "", "1", "EUR"],
@@ -131,12 +134,10 @@ def test_a_plugin_declares_its_own_importer(pcrm: CRM, probe: Any) -> None:
         (3, "rejected", ("no customer with email nobody@x.example",)),
     ]
     (note,) = pcrm.activities.for_customer(anna["id"])
-    assert (note["kind"], note["subject"], note["source"], note["external_id"]) == (
-        "note",
-        "hello",
-        "probe_notes",
-        "n1",
-    )
+    assert [note[k] for k in ("kind", "subject", "source", "external_id")] == ["chat", "hello", "probe_notes", "n1"]
+    pcrm.imports.revert(report.import_id or 0)
+    assert ("activities_removed", ["n1"]) in probe.events  # told before they went, so it could undo its part
+    assert pcrm.activities.for_customer(anna["id"]) == []
 
 
 def test_a_file_without_an_importer_s_required_columns_is_refused_whole(crm: CRM) -> None:

@@ -54,7 +54,7 @@ class Settings:
     options: ParseOptions
 
     def to_dict(self) -> dict[str, Any]:
-        options = attrs.asdict(self.options)
+        options = attrs.asdict(self.options, filter=lambda attribute, _: attribute.init)
         options["choices"] = {k: dict(v) for k, v in self.options.choices.items()}
         options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
         return {"mapping": self.mapping, "match": list(self.match), "mode": self.mode, "system": self.system,

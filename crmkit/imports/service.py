@@ -517,7 +517,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _options(options: ParseOptions) -> dict[str, Any]:
-    return dict(_jsonable(attrs.asdict(options)))
+    return dict(_jsonable(attrs.asdict(options, filter=lambda attribute, _: attribute.init)))
 
 
 def _who(change: ImportChange) -> str:

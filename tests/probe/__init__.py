@@ -101,7 +101,7 @@ class Probe:
         return [
             ImporterSpec(
                 "probe_notes",
-                kind="note",
+                kind="chat",
                 parse=_parse_note,
                 columns={"ref": ("reference",), "email": ("mail",), "text": ()},
                 required=("ref", "email"),
