@@ -22,6 +22,7 @@ from crmkit.activities import Activities
 from crmkit.customers import Customers
 from crmkit.db.schema import build_metadata
 from crmkit.errors import DatabaseBusyError, NotFound
+from crmkit.exports import Exports
 from crmkit.hooks import Hooks
 from crmkit.imports.service import Imports
 from crmkit.lifecycle import Lifecycle
@@ -117,6 +118,10 @@ class CRM:
         )
         self.activities = Activities(kinds=registry.activity_kinds, schemas=self.schemas, hooks=hooks, units=units)
         self.tasks = Tasks(schemas=self.schemas, units=units)
+        #: Streamed exports to CSV, XLSX and JSON lines, filtered as the lists are.
+        self.exports = Exports(
+            customers=self.customers, activities=self.activities, tasks=self.tasks, schemas=self.schemas
+        )
         self.users = Users(schemas=self.schemas, units=units)
         self.outbox = Outbox(hooks=hooks, units=units)
         self.targets = Targets(units=units)

@@ -16,6 +16,7 @@ import jinja2
 from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mf
 
+from crmkit.cells import csv_text, phone_column
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
 from crmkit.limits import MAX_DATE, MIN_DATE, Int, Text
@@ -97,11 +98,10 @@ def format_cell(value: Any, column: Column) -> str:
     return str(value)
 
 
-def _csv_safe(value: Any) -> Any:
-    """Spreadsheets run text starting with = + - @ as a formula: customer data must never do that."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return _json_value(value)
+def _csv_value(value: Any, column: Column) -> Any:
+    """A value in a CSV cell: text never runs as a formula in a spreadsheet, a phone number stays as it is
+    (:mod:`crmkit.cells`)."""
+    return csv_text(value, phone=phone_column(column.name)) if isinstance(value, str) else _json_value(value)
 
 
 def _md(value: str) -> str:
@@ -231,7 +231,7 @@ class Reports:
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow([c.name for c in result.columns])
             for row in result.rows:
-                writer.writerow([_csv_safe(row.get(c.name)) for c in result.columns])
+                writer.writerow([_csv_value(row.get(c.name), c) for c in result.columns])
             return out.getvalue()
         report = result.report
         candidates = [report.template] if report.template else []
