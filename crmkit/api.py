@@ -35,6 +35,9 @@ PLUGIN_API: Mapping[str, frozenset[str]] = MappingProxyType(
                 "CRM",
                 "ActivityKindSpec",
                 "FieldSpec",
+                "ImportContext",
+                "ImportedActivity",
+                "ImporterSpec",
                 "StageSpec",
                 "TransitionSpec",
                 "Transaction",
@@ -107,6 +110,7 @@ PLUGIN_API: Mapping[str, frozenset[str]] = MappingProxyType(
                 "TriggerQuery",
             }
         ),
+        "crmkit.imports.values": frozenset({"ParseOptions", "parse_value"}),
         "crmkit.cli": frozenset({"CommandError", "crm_options"}),
         "crmkit.testing": frozenset({"check_plugin", "database_of", "run_in_processes"}),
     }

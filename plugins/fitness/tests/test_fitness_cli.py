@@ -40,7 +40,7 @@ def test_the_command_stores_reports_and_skips_on_a_second_run(club: CRM, export:
     first = CliRunner().invoke(main, args)
     # by hand: lines 2 and 4 are Anna's, line 3 a card nobody holds
     assert first.output == (
-        "stored 2 check-ins, skipped 0 already imported, rejected 1 lines\n  line 3: unknown card 'Z-9'\n"
+        "stored 2 check-ins, skipped 0 already imported, rejected 1 lines\n  line 3: no customer with card_number Z-9\n"
     )
     assert first.exit_code == 1  # a rejected line: the job notices, the good lines are stored
     assert checkins(club) == 2
@@ -75,8 +75,12 @@ def test_bad_files_and_options_are_one_error_line(club: CRM, export: Path, tmp_p
     assert "nope.csv" in missing
     assert "tz" in one_error_line(["fitness", "import-turnstile", str(export), "--url", url, "--tz", "Mars/Base"])
     binary = tmp_path / "photo.csv"
-    binary.write_bytes(b"card,time\n\xff\xfe\x00garbage\n")
+    binary.write_bytes(b"\xff\xfe\x00garbage\ncard,time\n")
     assert "UTF-8" in one_error_line(["fitness", "import-turnstile", str(binary), "--url", url])
+    not_utf8 = tmp_path / "latin1.csv"  # a header that reads, then a line that does not: that line is rejected
+    not_utf8.write_bytes(b"card,time\nJos\xe9,2026-06-01 07:00\n")
+    result = CliRunner().invoke(main, ["fitness", "import-turnstile", str(not_utf8), "--url", url])
+    assert result.exit_code == 1 and "line 2: " in result.output and "UTF-8" in result.output
     assert "--colour" in one_error_line(["fitness", "import-turnstile", str(export), "--colour", "red"])
     assert "FILE" in one_error_line(["fitness", "import-turnstile", "--url", url])
     assert checkins(club) == 0

@@ -28,7 +28,7 @@ def fitness_group() -> None:
 @click.option("--club", default=None, help="Club of lines without a club column (default: the plugin's).")
 @crm_options
 def import_turnstile_cmd(crm: CRM, path: str, tz: str, club: str | None) -> None:
-    """Import a turnstile CSV export (card, time[, door, club]) as check-ins, in one transaction."""
+    """Import a turnstile export (card, time[, door, club]) as check-ins, committed a chunk at a time."""
     if "fitness" not in crm.plugins:
         raise CommandError("the fitness plugin is not loaded (drop --no-plugins)")
     report = import_turnstile(crm, path, club=club, tz=tz)

@@ -7,13 +7,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from crmkit import ActivityKindSpec, FieldSpec, StageSpec, Transaction, TransitionSpec, hookimpl
+from crmkit import ActivityKindSpec, FieldSpec, ImporterSpec, StageSpec, Transaction, TransitionSpec, hookimpl
 from crmkit.reports import Report
 from crmkit.triggers import Trigger
 from crmkit_fitness.config import FitnessConfig
 from crmkit_fitness.models import MODELS
-from crmkit_fitness.sessions import activities_ingested, activity_logged
+from crmkit_fitness.sessions import activities_ingested, activities_removed, activity_logged
 from crmkit_fitness.triggers import retention_triggers, stage_triggers
+from crmkit_fitness.turnstile import TURNSTILE
 
 GOALS = ("weight_loss", "muscle", "endurance", "health", "rehab", "sport")
 
@@ -116,6 +117,14 @@ class FitnessPlugin:
     ) -> None:
         if kinds.get("checkin") or kinds.get("pt_session"):
             activities_ingested(tx.session, activities)
+
+    @hookimpl
+    def crmkit_register_importers(self) -> list[ImporterSpec]:
+        return [TURNSTILE]
+
+    @hookimpl
+    def crmkit_activities_removed(self, tx: Transaction, activities: Sequence[Mapping[str, Any]]) -> None:
+        activities_removed(tx.session, activities)
 
     @hookimpl
     def crmkit_register_triggers(self) -> list[Trigger]:

@@ -24,7 +24,7 @@ from sqlalchemy import Date, Integer, Table, and_, bindparam, or_, select, updat
 from sqlalchemy.orm import Session
 
 from crmkit.errors import ValidationError
-from crmkit_fitness.models import GymClass, Membership, PTPackage
+from crmkit_fitness.models import GymClass, Membership, Plan, PTPackage
 
 _memberships: Table = Membership.__table__
 _packages: Table = PTPackage.__table__
@@ -119,6 +119,36 @@ def use_pt_sessions(session: Session, uses: Iterable[PTUse]) -> None:
     _forget(session, PTPackage)
 
 
+def give_back_sessions(session: Session, visits: Iterable[Visit]) -> None:
+    """Each visit taken back (an import reverted) returns one session to the membership in force that day
+    that ends **last** among those with sessions used. Visits use the membership that ends first until it
+    is empty, then the next; so the last sessions used are the latest-ending membership's, and taking the
+    newest visits back (a revert of the last import) restores every balance exactly. Nothing goes above
+    the plan's session count."""
+    m, plans = _memberships, Plan.__table__
+    ordered = sorted(visits)
+    if not ordered:
+        return
+    day = bindparam("day", type_=Date())
+    plan_sessions = select(plans.c.sessions).where(plans.c.id == m.c.plan_id).scalar_subquery()
+    last = (
+        select(m.c.id)
+        .where(
+            m.c.customer_id == bindparam("cid", type_=Integer()),
+            in_force_on(m, day),
+            m.c.sessions_left.is_not(None),
+            m.c.sessions_left < plan_sessions,
+        )
+        .order_by(m.c.ends_on.desc(), m.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    _lock(session, m, {cid for cid, _ in ordered}, m.c.sessions_left.is_not(None))
+    statement = update(m).where(m.c.id == last).values(sessions_left=m.c.sessions_left + 1)
+    session.connection().execute(statement, [{"cid": cid, "day": day_} for cid, day_ in ordered])
+    _forget(session, Membership)
+
+
 def _lock(session: Session, table: Table, customers: set[int], *conditions: Any) -> set[int]:
     """The customers among ``customers`` with a row of ``table`` matching ``conditions``; those rows are locked
     (in id order, so two writers cannot deadlock on them) until the transaction ends."""
@@ -211,3 +241,13 @@ def activities_ingested(session: Session, activities: Iterable[Mapping[str, Any]
             pt.append((a["customer_id"], _day(a["occurred_at"]), package if _fits(package) else None))
     use_sessions(session, visits)
     use_pt_sessions(session, pt)
+
+
+def activities_removed(session: Session, activities: Iterable[Mapping[str, Any]]) -> None:
+    """Check-ins deleted by a revert give their sessions back (see :func:`give_back_sessions`)."""
+    visits = [
+        (a["customer_id"], _day(a["occurred_at"]))
+        for a in activities
+        if a["kind"] == "checkin" and a.get("status", _USES) == _USES
+    ]
+    give_back_sessions(session, visits)
