@@ -133,15 +133,15 @@ def test_create_mode_skips_matches_and_update_mode_skips_strangers(fcrm: CRM) ->
 
 
 def test_external_ids_match_within_their_system(fcrm: CRM) -> None:
-    rows = [["id", "Name", "Email"], ["A-1", "Anna", "anna@x.example"], ["A-2", "Bo", ""]]
+    rows = [["External ID", "Name", "Email"], ["A-1", "Anna", "anna@x.example"], ["A-2", "Bo", ""]]
     first = fcrm.imports.customers(_csv(*rows), match=("external_id",), system="glofox")
     assert first.counts["created"] == 2
     renamed = fcrm.imports.customers(
-        _csv(["id", "Name"], ["A-1", "Anna K."], ["A-2", "Bo"]), match=("external_id",), system="glofox"
+        _csv(["External ID", "Name"], ["A-1", "Anna K."], ["A-2", "Bo"]), match=("external_id",), system="glofox"
     )
     assert _actions(renamed) == {2: "updated", 3: "unchanged"}
     assert fcrm.customers.get(_id(first.preview[0].customer_id))["name"] == "Anna K."
-    other = fcrm.imports.customers(_csv(["id", "Name"], ["A-1", "Someone else"]), match=("external_id",),
+    other = fcrm.imports.customers(_csv(["External ID", "Name"], ["A-1", "Someone else"]), match=("external_id",),
                                    system="mindbody")  # fmt: skip
     assert other.counts["created"] == 1  # the same id in another system is another customer
 
@@ -232,7 +232,7 @@ def test_revert_removes_what_it_created_and_restores_what_it_changed(fcrm: CRM) 
     bea = fcrm.customers.create({"name": "Bea", "email": "bea@x.example", "goal": "health"})
     report = fcrm.imports.customers(
         _csv(
-            ["id", "Name", "Email", "Goal"],
+            ["External ID", "Name", "Email", "Goal"],
             ["1", "Anna", "anna@x.example", "muscle"],
             ["2", "Bea B.", "bea@x.example", "sport"],
         ),

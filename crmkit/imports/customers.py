@@ -24,6 +24,7 @@ import attrs
 from marshmallow import Schema
 from sqlalchemy import select
 
+from crmkit.cells import read_csv_text
 from crmkit.customers import Customers, normalize_email
 from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Customer, CustomerKey, ImportChange
@@ -75,6 +76,7 @@ class CustomerLines:
         dump: Dumper,
         customer_in: Callable[[], Schema],
         import_id: int,
+        csv: bool = False,
         actor_id: int | None,
     ) -> None:
         self._customers = customers
@@ -84,6 +86,8 @@ class CustomerLines:
         self._settings = settings
         self._dump = dump
         self._customer_in = customer_in
+        # text a CSV export protected from spreadsheets ('=...) reads back as it was
+        self._cell = read_csv_text if csv else None
         self._import_id = import_id
         self._actor_id = actor_id
 
@@ -134,13 +138,16 @@ class CustomerLines:
         reasons: list[str] = []
         for column, name in self._settings.mapping.items():
             target = self._targets[name]
+            cell = values.get(column)
+            if self._cell is not None and isinstance(cell, str):
+                cell = self._cell(cell)
             try:
-                value = parse_value(target.kind, values.get(column), options, field=name, choices=target.choices)
+                value = parse_value(target.kind, cell, options, field=name, choices=target.choices)
             except ValueError as exc:
                 try:  # a file from another CRM often has a day where a time is due: the day's start, UTC
                     if name not in (CREATED_AT, STAGE_CHANGED_AT):
                         raise
-                    value = parse_value("date", values.get(column), options, field=name)
+                    value = parse_value("date", cell, options, field=name)
                 except ValueError:
                     reasons.append(f"{name} (column {column!r}): {exc}")
                     continue

@@ -48,7 +48,6 @@ _ALIASES = {
     "dob": "birthday",
     "birthdate": "birthday",
     "externalid": EXTERNAL_ID,
-    "id": EXTERNAL_ID,
     "created": CREATED_AT,
     "createdon": CREATED_AT,
     "signupdate": CREATED_AT,
@@ -81,7 +80,8 @@ def targets(fields: Iterable[FieldSpec], stages: Iterable[StageSpec]) -> dict[st
 
 
 def _key(text: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", text.casefold())
+    # "created_at (UTC)" is how crmkit's XLSX export heads a time column: the same field
+    return re.sub(r"[^0-9a-z]", "", re.sub(r"\s*\(utc\)$", "", text.casefold().strip()))
 
 
 def resolve(

@@ -158,7 +158,7 @@ class Imports:
                 lines = CustomerLines(
                     customers=self._customers, phones=self._phones, units=self._units, targets=known,
                     settings=settings, dump=dump, customer_in=lambda: self._schemas.customer_in, import_id=import_id,
-                    actor_id=actor_id,
+                    actor_id=actor_id, csv=src.format == "csv",
                 )  # fmt: skip
                 return _apply_all(lines.apply_chunk, t, src, chunk_size, tally, run, progress)
 
