@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from itertools import islice
 from typing import IO, Any, BinaryIO
@@ -47,6 +47,8 @@ from crmkit.unit import Transaction, Units
 Source = str | os.PathLike[str] | BinaryIO
 #: tables whose rows about a customer are part of the customer itself (or of the import): a revert
 #: removes them with the customer without calling them "later changes"
+#: customers a revert checks and changes at a time
+_BATCH = 5000
 _PART_OF_CUSTOMER = {"crm_stage_history", "crm_import_changes", "crm_customer_keys", "crm_customer_claims"}
 
 
@@ -334,33 +336,58 @@ class Imports:
                 raise NotFound("import", import_id)
             if run.status == "reverted":
                 raise CRMError(f"import {import_id} was reverted already, at {run.reverted_at:%Y-%m-%d %H:%M} UTC")
-            changes = list(session.scalars(select(ImportChange).where(ImportChange.import_id == import_id)))
-            created = [c for c in changes if c.action == "created"]
-            updated = [c for c in changes if c.action == "updated"]
-            current = self._customers.get_many([c.customer_id for c in changes], tx=t)
-            problems = self._later_changes(t, import_id, created, updated, current)
+            problems: builtins.list[str] = []
+            for changes, current in self._ledger(t, import_id):
+                created = [c for c in changes if c.action == "created"]
+                updated = [c for c in changes if c.action == "updated"]
+                problems.extend(self._later_changes(t, import_id, created, updated, current))
             if problems:
                 raise ImportRevertError(import_id, problems)
-            for change in updated:
-                if change.before:
-                    self._customers.update(change.customer_id, dict(change.before), actor_id=actor_id, tx=t,
-                                           allow_duplicate=True)  # fmt: skip
-            removed_ids = [c.customer_id for c in created if c.customer_id in current]
+            restored = 0
+            for changes, _ in self._ledger(t, import_id, action="updated"):
+                for change in changes:
+                    if change.before:
+                        self._customers.update(change.customer_id, dict(change.before), actor_id=actor_id, tx=t,
+                                               allow_duplicate=True)  # fmt: skip
+                    restored += 1
             if self._hooks.implemented("activities_removed"):
                 self._tell_removed(t, import_id)
             removed = session.execute(delete(Activity).where(Activity.import_id == import_id))
             activities = getattr(removed, "rowcount", 0)
-            for start in range(0, len(removed_ids), 5000):
-                chunk = removed_ids[start : start + 5000]
+            customers = 0
+            for changes, current in self._ledger(t, import_id, action="created"):
+                chunk = [c.customer_id for c in changes if c.customer_id in current]
                 session.execute(delete(CustomerClaim).where(CustomerClaim.customer_id.in_(chunk)))
                 session.execute(delete(Customer).where(Customer.id.in_(chunk)))
+                customers += len(chunk)
             session.execute(
                 update(ImportRun)
                 .where(ImportRun.id == import_id)
                 .values(status="reverted", reverted_at=utcnow(), reverted_by=actor_id or t.actor_id)
             )
             session.expire_all()
-            return {"removed": len(removed_ids), "restored": len(updated), "activities_removed": int(activities or 0)}
+            return {"removed": customers, "restored": restored, "activities_removed": int(activities or 0)}
+
+    def _ledger(
+        self, t: Transaction, import_id: int, *, action: str | None = None
+    ) -> Iterator[tuple[builtins.list[ImportChange], dict[int, dict[str, Any]]]]:
+        """The import's changes (but the ``unchanged`` ones), 5,000 customers at a time in customer order,
+        with those customers' records as they are now: memory stays flat however big the import was."""
+        query = select(ImportChange).where(ImportChange.import_id == import_id)
+        query = (
+            query.where(ImportChange.action == action) if action else query.where(ImportChange.action != "unchanged")
+        )
+        after = 0
+        while True:
+            batch = list(t.session.scalars(query.where(ImportChange.customer_id > after)
+                                           .order_by(ImportChange.customer_id).limit(_BATCH)))  # fmt: skip
+            if not batch:
+                return
+            yield batch, self._customers.get_many([c.customer_id for c in batch], tx=t)
+            after = batch[-1].customer_id
+            for change in batch:
+                if change in t.session:
+                    t.session.expunge(change)
 
     def _tell_removed(self, t: Transaction, import_id: int) -> None:
         """Hand the import's activities to ``crmkit_activities_removed`` before they go, 5,000 at a time."""
