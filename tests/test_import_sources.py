@@ -4,6 +4,7 @@ clear ValidationError."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -501,3 +502,24 @@ def test_an_xlsx_file_object_is_left_open(tmp_path: Path) -> None:
     with open_source(data, format="xlsx") as source:
         assert [r.line for r in source] == [2]
     assert not data.closed
+
+
+# --- the page ----------------------------------------------------------------------------------------------
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "imports.md"
+BLOCK = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("section", ["## Reading files", "## Parsing values"])
+def test_the_pages_examples_print_what_the_page_says(section: str) -> None:
+    text = PAGE.read_text(encoding="utf-8")
+    start = text.index(f"\n{section}\n")
+    end = text.find("\n## ", start + 1)
+    blocks = BLOCK.findall(text[start : end if end != -1 else len(text)])
+    examples = [(code, blocks[i + 1][1]) for i, (lang, code) in enumerate(blocks) if lang == "python"]
+    assert examples and all(blocks[i + 1][0] == "text" for i, (lang, _) in enumerate(blocks) if lang == "python")
+    for code, printed in examples:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, str(PAGE), "exec"), {})
+        assert out.getvalue() == printed
