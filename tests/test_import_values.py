@@ -76,6 +76,9 @@ def test_day_and_month_may_have_one_digit(day: dt.date) -> None:
 
 
 def test_other_date_formats_named_or_strptime() -> None:
+    assert parse_value("date", "01/03/2024", ParseOptions(date_format="DD/MM/YYYY")) == dt.date(2024, 3, 1)
+    upper = ParseOptions(date_format="DD.MM.YYYY", timezone="Europe/Berlin")
+    assert parse_value("datetime", "01.03.2024 10:00", upper) == dt.datetime(2024, 3, 1, 9, 0, tzinfo=dt.UTC)
     assert parse_value("date", "01.03.24", ParseOptions(date_format="dd.mm.yy")) == dt.date(2024, 3, 1)
     assert parse_value("date", "01.03.85", ParseOptions(date_format="dd.mm.yy")) == dt.date(1985, 3, 1)
     assert parse_value("date", "1 March 2024", ParseOptions(date_format="%d %B %Y")) == dt.date(2024, 3, 1)

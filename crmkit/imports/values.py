@@ -80,6 +80,7 @@ class ParseOptions:
     #: ``yyyy-mm-dd``, ``dd/mm/yyyy``, ``mm/dd/yyyy``, ``dd.mm.yyyy``, ``dd-mm-yyyy``, ``yyyy/mm/dd`` (or any
     #: other arrangement of ``yyyy``/``yy``, ``mm``, ``dd`` and ``-/. ``), or any strptime pattern with ``%``.
     #: Day and month may have one digit; ``yy`` reads 69-99 as 19xx and 00-68 as 20xx, as strptime does.
+    #: Named date formats are read in any case (``DD/MM/YYYY``).
     date_format: str = "yyyy-mm-dd"
     #: ``None``: ISO 8601, or ``date_format`` followed by `` HH:MM`` or `` HH:MM:SS``, or ``date_format`` alone
     #: (midnight). Otherwise the one format of the file's datetimes, named (``dd/mm/yyyy HH:MM``) or strptime.
@@ -137,10 +138,11 @@ def _strptime(pattern: str, option: str) -> Callable[[str], dt.datetime | None]:
 
 
 def _named(name: str, option: str, *, time: bool) -> Callable[[str], dt.datetime | None]:
-    pieces = _PIECE.findall(name)
+    written = name if time else name.lower()  # DD/MM/YYYY is a date format too; in a datetime MM is minutes
+    pieces = _PIECE.findall(written)
     tokens = [p for p in pieces if p in _TOKENS]
     need = {"dd", "mm"} | ({"HH", "MM"} if time else set())
-    wrong = "".join(pieces) != name or len(set(tokens)) != len(tokens) or not need <= set(tokens)
+    wrong = "".join(pieces) != written or len(set(tokens)) != len(tokens) or not need <= set(tokens)
     wrong = wrong or ("yyyy" in tokens) == ("yy" in tokens) or (not time and bool({"HH", "MM", "SS"} & set(tokens)))
     if wrong:
         example = "dd/mm/yyyy HH:MM" if time else "dd/mm/yyyy"
@@ -158,7 +160,7 @@ def _with_time_of_day(date_format: str) -> Callable[[str], dt.datetime | None]:
         patterns = [f"{date_format} %H:%M:%S", f"{date_format} %H:%M", date_format]
         readers = [_strptime(p, "date_format") for p in patterns]
         return lambda text: next((d for d in (read(text) for read in readers) if d is not None), None)
-    date = "".join(_TOKENS.get(p, re.escape(p)) for p in _PIECE.findall(date_format))
+    date = "".join(_TOKENS.get(p, re.escape(p)) for p in _PIECE.findall(date_format.lower()))
     return _reader(re.compile(date + _TIME_OF_DAY, re.ASCII))
 
 
