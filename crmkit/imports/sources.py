@@ -338,7 +338,7 @@ class _Csv(_Reader):
         self._encoding = encoding
         self._lines = _Lines(stream, label, encoding)
         while (line := self._lines.read()) and not line.strip():
-            self._lines.ahead.append(line)  # blank lines before the header are counted, not read
+            self._lines.number += 1  # blank lines before the header are counted, not kept
         if not line:
             raise _fail(label, "the file is empty")
         self._lines.ahead.append(line)
