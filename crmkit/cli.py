@@ -87,15 +87,28 @@ def _describe(exc: BaseException) -> str | None:
     return None
 
 
+#: the core's commands that live in a module of their own, which imports this one (for ``crm_options``):
+#: looked up when they are run, so that either module can be imported first
+_OWN_MODULES = {"import": "crmkit.cli_imports:imports"}
+
+
+def _own_command(name: str) -> click.Command | None:
+    if name not in _OWN_MODULES:
+        return None
+    module, _, attr = _OWN_MODULES[name].partition(":")
+    command: click.Command = getattr(importlib.import_module(module), attr)
+    return command
+
+
 class _Main(click.Group):
     """The top-level group: every user error of every command becomes one line. The installed plugins'
     commands (hook ``crmkit_cli_commands``) join it, looked up once per run."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *_plugin_commands(ctx, self)})
+        return sorted({*super().list_commands(ctx), *_OWN_MODULES, *_plugin_commands(ctx, self)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, cmd_name) or _plugin_commands(ctx, self).get(cmd_name)
+        return super().get_command(ctx, cmd_name) or _own_command(cmd_name) or _plugin_commands(ctx, self).get(cmd_name)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
@@ -137,7 +150,7 @@ def _plugin_commands(ctx: click.Context, group: click.Group) -> dict[str, click.
     for plugin, command in Hooks(manager).cli_commands():
         if not isinstance(command, click.Command) or not command.name:
             raise CommandError(f"plugin {plugin!r}: crmkit_cli_commands returned {command!r}")
-        if command.name in group.commands or command.name in found:
+        if command.name in group.commands or command.name in _OWN_MODULES or command.name in found:
             raise CommandError(f"plugin {plugin!r}: command {command.name!r} already exists")
         found[command.name] = command
     return found

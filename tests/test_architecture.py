@@ -18,6 +18,7 @@ EDGES = {
     "crmkit/__init__.py",
     "crmkit/app.py",
     "crmkit/cli.py",
+    "crmkit/cli_imports.py",
     "crmkit/testing.py",
     "crmkit/plugin_check.py",
     "crmkit/demo.py",

@@ -55,7 +55,7 @@ def test_a_plugin_command_runs_and_its_errors_are_one_line(installed: Any) -> No
     assert "shout" in CliRunner().invoke(main, ["--help"]).output
 
 
-@pytest.mark.parametrize("name", ["db", "shout"])
+@pytest.mark.parametrize("name", ["db", "import", "shout"])
 def test_a_command_name_already_taken_is_one_error_line(installed: Any, name: str) -> None:
     installed(Shouty(shout), type("Other", (Shouty,), {"plugin_name": "other"})(click.Command(name)))
     result = CliRunner().invoke(main, ["--help"])
