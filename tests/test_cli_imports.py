@@ -331,3 +331,28 @@ def test_the_import_commands_module_can_be_imported_before_the_command_line() ->
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_an_importer_runs_by_its_name_and_a_rerun_stores_nothing_twice(fcrm: CRM, url: str, tmp_path: Path) -> None:
+    anna = fcrm.customers.create({"name": "Anna", "phone": "+12125550100"})
+    calls = write_csv(
+        tmp_path / "calls.csv",
+        ["uniqueid", "calldate", "src", "dst", "billsec", "type", "disposition"],
+        ["c1", "2026-11-02 09:15:00", "+12125550100", "+12125559999", "65", "inbound", "ANSWERED"],
+        ["c2", "2026-11-02 09:20:00", "+12125550177", "+12125559999", "5", "inbound", "ANSWERED"],
+        ["c3", "2026-11-02 09:25:00", "+12125550100", "+12125559999", "x", "inbound", "ANSWERED"],
+    )
+    first = crmkit(url, "import", "telephony", str(calls), "--set", "create_unknown=true")
+    assert first.exit_code == 0, first.output
+    lines = first.stdout.splitlines()
+    assert lines[0].endswith(": telephony from calls.csv")
+    assert "created            2" in lines and "rejected           1" in lines
+    assert "  rejected line 4: duration: not a whole number: 'x'" in lines
+    again = crmkit(url, "import", "telephony", str(calls), "--set", "create_unknown=true")
+    assert "created            0" in again.stdout.splitlines() and "skipped            2" in again.stdout.splitlines()
+    with fcrm.engine.connect() as conn:
+        stored = conn.execute(text("SELECT customer_id, external_id FROM crm_activities ORDER BY external_id")).all()
+    (lead,) = [c for c in fcrm.customers.search({}).items if c["id"] != anna["id"]]
+    assert [tuple(r) for r in stored] == [(anna["id"], "c1"), (lead["id"], "c2")]
+    unknown = one_line_error(crmkit(url, "import", "pbx", str(calls)))
+    assert "unknown importer 'pbx'" in unknown and "telephony" in unknown
