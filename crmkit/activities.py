@@ -15,7 +15,7 @@ import attrs
 from sqlalchemy import Dialect, and_, select
 from sqlalchemy.exc import IntegrityError
 
-from crmkit.db import driver
+from crmkit.db import driver, statistics
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Activity, Contact, Customer, User
@@ -31,6 +31,9 @@ from crmkit.searches import activity_listing
 from crmkit.specs import ActivityKindSpec
 from crmkit.unit import Transaction, Units
 
+#: Rows an ingest commits at a time (see ``Activities.ingest``): large enough that the commits cost little,
+#: small enough that a killed ingest loses little and the other writers wait at most a piece.
+COMMIT_EVERY = 50_000
 #: How long a calendar activity lasts when no duration is given.
 DEFAULT_CALENDAR_MINUTES = 60
 _BUSY = ("planned", "in_progress", "done")
@@ -222,17 +225,24 @@ class Activities(Searchable):
         rows: Iterable[Mapping[str, Any]],
         *,
         batch_size: int = 5000,
+        commit_every: int | None = COMMIT_EVERY,
         all_or_nothing: bool = False,
         import_id: int | None = None,
         tx: Transaction | None = None,
     ) -> IngestReport:
-        """Insert many activities (check-ins from a turnstile, calls from a PBX) in one transaction.
+        """Insert many activities (check-ins from a turnstile, calls from a PBX).
 
         Rows are validated one by one, checked against existing customers, contacts and owners one batch
         at a time, and inserted with one multi-row ``INSERT`` per batch. Bad rows are reported with their
-        index and reason; the good ones are kept, unless ``all_or_nothing``, in which case any bad row
-        means nothing is written and ``ValidationError`` lists them all. Calendar conflicts are not
-        checked: ingestion records what already happened.
+        index and reason; the good ones are kept. Calendar conflicts are not checked: ingestion records
+        what already happened.
+
+        Without ``tx``, the rows are committed in pieces of at most ``commit_every`` rows (whole batches;
+        fewer when a piece has held the write lock for a second, see :class:`crmkit.unit.Chunks`), so the
+        other writers of the database (the front desk) go in between, and an interrupted ingest keeps the
+        pieces it committed. ``commit_every=None`` writes everything in one transaction. With ``tx`` the
+        rows join the caller's unit of work and commit with it. With ``all_or_nothing`` any bad row means
+        nothing is written (one transaction) and ``ValidationError`` lists them all.
 
         Rows whose values already have their types (ints, aware datetimes, plain strings, data of the
         kind's declared types) are checked without marshmallow and go in several times faster; any other
@@ -247,57 +257,31 @@ class Activities(Searchable):
         ``crmkit_activities_ingested`` is told about the rows stored, never about skipped ones.
 
         ``import_id`` marks the rows as stored by that import (``crm.imports``), which can then revert it.
+        Once an ingest of many rows has committed, PostgreSQL's statistics of the table are refreshed
+        (:mod:`crmkit.db.statistics`).
         """
-        inserted = skipped = 0
-        rejected: list[RowError] = []
-        hooks = self._hooks
-        # building a dict per stored row costs: only when some implementation reads them
-        wants_rows = hooks.takes("activities_ingested", "activities")
-        with self._units.write(tx) as t:
-            connection = t.session.connection()
-            writer = self._writer(connection.dialect)
-            typed, validated = writer.typed, writer.validated
-            for batch in _batches(rows, batch_size):
-                now = utcnow()
-                tail = (writer.created(now), import_id)  # the same for the whole batch: converted once
-                good: list[tuple[Any, ...]] = []
-                positions: list[int] = []
-                for i, row in batch:
-                    values = typed(row, tail)  # typed rows skip marshmallow; anything doubtful goes through it
-                    if values is None:
-                        try:
-                            values = validated(row, now, import_id)
-                        except ValidationError as exc:
-                            rejected.append(RowError(i, exc.errors))
-                            continue
-                    good.append(values)
-                    positions.append(i)
-                unknown = _unknown_references(
-                    t.session, [*map(_CUSTOMER, good)], [*map(_CONTACT, good)], [*map(_OWNER, good)]
-                )
-                if unknown:
-                    rejected.extend(RowError(positions[k], errors) for k, errors in unknown.items())
-                    good = [values for k, values in enumerate(good) if k not in unknown]
-                if all_or_nothing and rejected:
-                    continue
-                if not good:
-                    continue
-                stored = writer.store(connection, good)
-                inserted += len(stored)
-                skipped += len(good) - len(stored)
-                if stored:
-                    hooks.activities_ingested(
-                        t,
-                        count=len(stored),
-                        kinds=dict(Counter(map(_KIND, stored))),
-                        activities=writer.records(stored) if wants_rows else [],
+        if commit_every is not None and (not isinstance(commit_every, int) or commit_every < 1):
+            raise ValidationError({"commit_every": ["must be a positive number of rows or None"]}, "invalid ingest")
+        run = _IngestRun(self, import_id, all_or_nothing)
+        batches = _batches(rows, batch_size)
+        if tx is not None or all_or_nothing or commit_every is None:
+            with self._units.write(tx) as t:
+                run.take(t, batches)
+                if all_or_nothing and run.rejected:
+                    raise ValidationError(
+                        {str(r.index): r.errors for r in run.rejected},
+                        f"{len(run.rejected)} rows rejected, nothing written",
                     )
-            if all_or_nothing and rejected:
-                raise ValidationError(
-                    {str(r.index): r.errors for r in rejected}, f"{len(rejected)} rows rejected, nothing written"
-                )
-        rejected.sort(key=lambda r: r.index)
-        return IngestReport(inserted, tuple(rejected), skipped)
+                t.after_commit(run.refresh_statistics)
+        else:
+            chunks = self._units.chunks()
+            more = True
+            while more:
+                with chunks.unit() as t:
+                    more = run.take(t, batches, limit=commit_every, due=chunks.due)
+            run.refresh_statistics()
+        run.rejected.sort(key=lambda r: r.index)
+        return IngestReport(run.inserted, tuple(run.rejected), run.skipped)
 
     def get(self, activity_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         activity_id = require_id(activity_id, "activity", bits=64)
@@ -519,6 +503,85 @@ def _typed_rows(
         )
 
     return typed
+
+
+class _IngestRun:
+    """What one ``ingest`` call has stored, skipped and rejected so far, over its units of work."""
+
+    def __init__(self, activities: Activities, import_id: int | None, all_or_nothing: bool) -> None:
+        self._activities = activities
+        self._import_id = import_id
+        self._all_or_nothing = all_or_nothing  # then a bad row stops the storing: nothing will be kept
+        self.inserted = self.skipped = 0
+        self.rejected: list[RowError] = []
+        # building a dict per stored row costs: only when some implementation reads them
+        self._wants_rows = activities._hooks.takes("activities_ingested", "activities")
+
+    def take(
+        self,
+        t: Transaction,
+        batches: Iterator[Iterator[tuple[int, Mapping[str, Any]]]],
+        *,
+        limit: int | None = None,
+        due: Callable[[], bool] = lambda: False,
+    ) -> bool:
+        """Store batches in ``t`` until ``limit`` rows (all when ``None``) or ``due()``; whether rows may be
+        left."""
+        taken = 0
+        connection = None
+        writer: _RowWriter | None = None
+        for batch in batches:
+            if connection is None:  # the transaction (and SQLite's write lock) begins with the first batch
+                connection = t.session.connection()
+                writer = self._activities._writer(connection.dialect)
+            assert writer is not None
+            taken += self._batch(t, connection, writer, batch)
+            if limit is not None and (taken >= limit or due()):
+                return True
+        return False
+
+    def _batch(
+        self, t: Transaction, connection: Any, writer: _RowWriter, batch: Iterator[tuple[int, Mapping[str, Any]]]
+    ) -> int:
+        typed, validated, import_id = writer.typed, writer.validated, self._import_id
+        now = utcnow()
+        tail = (writer.created(now), import_id)  # the same for the whole batch: converted once
+        good: list[tuple[Any, ...]] = []
+        positions: list[int] = []
+        rejected = self.rejected
+        bad = len(rejected)
+        for i, row in batch:
+            values = typed(row, tail)  # typed rows skip marshmallow; anything doubtful goes through it
+            if values is None:
+                try:
+                    values = validated(row, now, import_id)
+                except ValidationError as exc:
+                    rejected.append(RowError(i, exc.errors))
+                    continue
+            good.append(values)
+            positions.append(i)
+        size = len(good) + len(rejected) - bad
+        unknown = _unknown_references(t.session, [*map(_CUSTOMER, good)], [*map(_CONTACT, good)], [*map(_OWNER, good)])
+        if unknown:
+            rejected.extend(RowError(positions[k], errors) for k, errors in unknown.items())
+            good = [values for k, values in enumerate(good) if k not in unknown]
+        if not good or (self._all_or_nothing and rejected):
+            return size
+        stored = writer.store(connection, good)
+        self.inserted += len(stored)
+        self.skipped += len(good) - len(stored)
+        if stored:
+            self._activities._hooks.activities_ingested(
+                t,
+                count=len(stored),
+                kinds=dict(Counter(map(_KIND, stored))),
+                activities=writer.records(stored) if self._wants_rows else [],
+            )
+        return size
+
+    def refresh_statistics(self) -> None:
+        if self.inserted:
+            statistics.after_bulk_write(self._activities._units.write_engine, {Activity.__tablename__: self.inserted})
 
 
 def _batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[Iterator[tuple[int, Mapping[str, Any]]]]:

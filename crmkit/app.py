@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crmkit.activities import Activities
 from crmkit.customers import Customers
+from crmkit.db import statistics
 from crmkit.db.schema import build_metadata
-from crmkit.errors import DatabaseBusyError, NotFound
+from crmkit.errors import DatabaseBusyError, NotFound, ValidationError
 from crmkit.exports import Exports
 from crmkit.hooks import Hooks
 from crmkit.imports.service import Imports
@@ -213,6 +214,17 @@ class CRM:
         with self.engine.begin() as conn:
             self.metadata.drop_all(conn)
             migrate.drop_version_table(conn)
+
+    def analyze(self, tables: Iterable[str] | None = None) -> list[str]:
+        """Refresh the query planner's statistics of crmkit's tables (the core's and the plugins'; or of
+        ``tables``): PostgreSQL's ``ANALYZE``, SQLite's ``PRAGMA optimize``. Imports and ingests do it by
+        themselves on PostgreSQL after writing many rows; call it after bulk writes of your own (a restore,
+        a ``COPY``). Returns the tables analysed."""
+        names = [t.name for t in self.metadata.sorted_tables] if tables is None else list(tables)
+        unknown = sorted(set(names) - set(self.metadata.tables))
+        if unknown:
+            raise ValidationError({"tables": [f"not a table of this CRM: {', '.join(unknown)}"]}, "invalid analyze")
+        return statistics.analyze(self.engine, names)
 
     def normalize_phone(self, raw: str, region: str | None = None) -> str | None:
         """The normalised phone number, as decided by the ``crmkit_normalize_phone`` hook.

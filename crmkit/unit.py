@@ -12,6 +12,7 @@ This module is part of the public plugin API.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -95,6 +96,11 @@ class Units:
         with savepoint(tx):
             yield tx
 
+    def chunks(self, actor_id: int | None = None) -> Chunks:
+        """Units of work for one long job (an import, an ingest) that commits piece by piece, sharing the
+        write lock with the other writers of the database (see :class:`Chunks`)."""
+        return Chunks(self, actor_id)
+
     @contextmanager
     def read(self, tx: Transaction | None = None) -> Iterator[Session]:
         """A session to read with: the unit of work's own (so a read sees its uncommitted writes), or a
@@ -104,6 +110,52 @@ class Units:
             return
         with self.session_factory() as session:
             yield session
+
+
+#: How long a long job may hold SQLite's write lock, over one or more of its units of work, before it
+#: steps aside.
+SLICE_SECONDS = 1.0
+#: How long it steps aside: longer than the longest sleep of SQLite's busy handler between two retries
+#: (100 ms), so a writer waiting for the lock (the front desk's ``customers.create``) retries while it is
+#: free. Without the pause the job's next ``BEGIN IMMEDIATE`` follows its ``COMMIT`` at once and a waiting
+#: writer finds the lock taken at every retry until its busy timeout ends.
+PAUSE_SECONDS = 0.15
+
+
+@attrs.define
+class Chunks:
+    """The units of work of one long job: each is committed on its own, so an interrupted job keeps what
+    it committed and other writers go in between two of them.
+
+    SQLite has one writer at a time: after the job has held the write lock for :data:`SLICE_SECONDS`, it
+    steps aside for :data:`PAUSE_SECONDS` before its next unit of work. On PostgreSQL writers of different
+    rows do not wait for each other and there is no pause. ``due()`` tells the job, between two pieces of
+    its work, that the open unit of work has held the lock for a slice and should end.
+    """
+
+    units: Units
+    actor_id: int | None = None
+    _held: float = attrs.field(default=0.0, init=False)
+    _since: float | None = attrs.field(default=None, init=False)
+
+    @contextmanager
+    def unit(self) -> Iterator[Transaction]:
+        """The next unit of work, committed when the block ends."""
+        if self._held >= SLICE_SECONDS:  # owed from the last unit; not paid after the job's last one
+            self._held = 0.0
+            if self.units.write_engine.dialect.name == "sqlite":
+                time.sleep(PAUSE_SECONDS)
+        self._since = time.monotonic()
+        try:
+            with self.units.open(self.actor_id) as t:
+                yield t
+        finally:
+            self._held += time.monotonic() - self._since
+            self._since = None
+
+    def due(self) -> bool:
+        """Whether the open unit of work has held the lock long enough and should be committed now."""
+        return self._since is not None and self._held + time.monotonic() - self._since >= SLICE_SECONDS
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, select, update
 
 from crmkit.activities import Activities
 from crmkit.customers import Customers
+from crmkit.db import statistics
 from crmkit.db.models import Activity, Customer, CustomerClaim, ImportChange, ImportRun
 from crmkit.db.types import utcnow
 from crmkit.errors import CRMError, NotFound, ValidationError
@@ -45,10 +46,10 @@ from crmkit.specs import ImportContext, ImporterSpec
 from crmkit.unit import Transaction, Units
 
 Source = str | os.PathLike[str] | BinaryIO
-#: tables whose rows about a customer are part of the customer itself (or of the import): a revert
-#: removes them with the customer without calling them "later changes"
 #: customers a revert checks and changes at a time
 _BATCH = 5000
+#: tables whose rows about a customer are part of the customer itself (or of the import): a revert
+#: removes them with the customer without calling them "later changes"
 _PART_OF_CUSTOMER = {"crm_stage_history", "crm_import_changes", "crm_customer_keys", "crm_customer_claims"}
 
 
@@ -153,7 +154,7 @@ class Imports:
             tally = Tally(preview, writer)
             record = {"importer": "customers", "source_name": src.name[:300], "format": src.format,
                       "mode": mode, "settings": settings.to_dict()}  # fmt: skip
-            run = _Run(self._units, record, actor_id, tx, dry_run)
+            run = _Run(self._units, record, actor_id, tx, dry_run, _customers_written)
             dump = dumper(self._schemas.customer_out)
 
             def work(t: Transaction | None, import_id: int) -> dict[str, int]:
@@ -234,7 +235,7 @@ class Imports:
             recorded = {"columns": found, "settings": _jsonable(own), "options": _options(options)}
             record = {"importer": name, "source_name": src.name[:300], "format": src.format, "mode": "create",
                       "settings": recorded}  # fmt: skip
-            run = _Run(self._units, record, actor_id, tx, dry_run)
+            run = _Run(self._units, record, actor_id, tx, dry_run, _activities_written)
             context = ImportContext(options=options, settings=own)
 
             def work(t: Transaction | None, import_id: int) -> dict[str, int]:
@@ -449,16 +450,27 @@ class Imports:
 
 class _Run:
     """The transactions an import runs in: a dry run's single rolled-back one, the caller's, or (the
-    default) a record committed first and then one transaction per chunk."""
+    default) a record committed first and then one transaction per chunk (:class:`crmkit.unit.Chunks`,
+    which on SQLite lets the other writers in). Once a real run has committed, the planner's statistics
+    of the tables it filled are refreshed (:mod:`crmkit.db.statistics`): ``written`` says which, from the
+    import's counts."""
 
     def __init__(
-        self, units: Units, record: dict[str, Any], actor_id: int | None, tx: Transaction | None, dry_run: bool
+        self,
+        units: Units,
+        record: dict[str, Any],
+        actor_id: int | None,
+        tx: Transaction | None,
+        dry_run: bool,
+        written: Callable[[Mapping[str, int]], dict[str, int]],
     ) -> None:
         self._units = units
         self._record = record
         self._actor_id = actor_id
         self._tx = tx
         self._dry_run = dry_run
+        self._written = written
+        self._chunks = units.chunks(actor_id)
         self.import_id = 0
 
     def execute(self, work: Callable[[Transaction | None, int], dict[str, int]]) -> int:
@@ -476,6 +488,7 @@ class _Run:
                 import_id = self._begin(t)
                 counts = work(t, import_id)
                 self._finish(t, import_id, "done", counts)
+                t.after_commit(lambda: self._refresh(counts))
             return import_id
         with self._units.open(self._actor_id) as t:
             import_id = self._begin(t)
@@ -487,13 +500,17 @@ class _Run:
             raise
         with self._units.open(self._actor_id) as t:
             self._finish(t, import_id, "done", counts)
+        self._refresh(counts)
         return import_id
 
     def chunk(self, t: Transaction | None) -> AbstractContextManager[Transaction]:
         """The unit of work one chunk runs in."""
         if t is not None:
             return nullcontext(t)
-        return self._units.open(self._actor_id)
+        return self._chunks.unit()
+
+    def _refresh(self, counts: Mapping[str, int]) -> None:
+        statistics.after_bulk_write(self._units.write_engine, self._written(counts))
 
     def _begin(self, t: Transaction) -> int:
         run = ImportRun(**self._record, actor_id=self._actor_id or t.actor_id, status="running", counts={})
@@ -530,6 +547,15 @@ def _apply_all(
         if progress is not None:
             progress(len(chunk))
     return dict(tally.counts)
+
+
+def _customers_written(counts: Mapping[str, int]) -> dict[str, int]:
+    created, changed = counts.get("created", 0), counts.get("updated", 0) + counts.get("unchanged", 0)
+    return {Customer.__tablename__: created, ImportChange.__tablename__: created + changed}
+
+
+def _activities_written(counts: Mapping[str, int]) -> dict[str, int]:
+    return {Activity.__tablename__: counts.get("created", 0)}
 
 
 def _jsonable(value: Any) -> Any:
