@@ -229,3 +229,14 @@ def test_python_m_bench_app_path_stores_what_each_workload_claims(
         assert t["same"] and t["empty"] == [] and t["calls"] == int(t["workload"].split()[1])
         assert t["crmkit_s"] > 0 and t["baseline_s"] > 0
     assert "crmkit app path on" in printed and "µs" in printed
+
+
+def test_ingest_memory_measures_each_size_in_a_fresh_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import ingest_memory
+
+    assert ingest_memory.main(["--rows", "300,900", "--work-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "900" in out and "peak at 900 rows / peak at 300 rows" in out
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["ingest_memory_300.db", "ingest_memory_900.db"]
