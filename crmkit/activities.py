@@ -237,8 +237,8 @@ class Activities(Searchable):
         index and reason; the good ones are kept. Calendar conflicts are not checked: ingestion records
         what already happened.
 
-        Without ``tx``, the rows are committed in pieces of at most ``commit_every`` rows (whole batches;
-        fewer when a piece has held the write lock for a second, see :class:`crmkit.unit.Chunks`), so the
+        Without ``tx``, the rows are committed in pieces of ``commit_every`` rows (rounded up to whole batches;
+        fewer when a piece has held the write lock for two seconds, see :class:`crmkit.unit.Chunks`), so the
         other writers of the database (the front desk) go in between, and an interrupted ingest keeps the
         pieces it committed. ``commit_every=None`` writes everything in one transaction. With ``tx`` the
         rows join the caller's unit of work and commit with it. With ``all_or_nothing`` any bad row means

@@ -114,7 +114,7 @@ class Units:
 
 #: How long a long job may hold SQLite's write lock, over one or more of its units of work, before it
 #: steps aside.
-SLICE_SECONDS = 1.0
+SLICE_SECONDS = 2.0
 #: How long it steps aside: longer than the longest sleep of SQLite's busy handler between two retries
 #: (100 ms), so a writer waiting for the lock (the front desk's ``customers.create``) retries while it is
 #: free. Without the pause the job's next ``BEGIN IMMEDIATE`` follows its ``COMMIT`` at once and a waiting
