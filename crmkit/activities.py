@@ -598,6 +598,10 @@ def _from_driver_datetime(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
+        if len(value) == 26 and value[10] == " " and value[19] == ".":  # SQLite's "YYYY-MM-DD HH:MM:SS.ffffff"
+            # what isoformat() gives, without parsing: "T", no fraction when it is zero, the UTC offset
+            fraction = "" if value.endswith(".000000") else value[19:]
+            return f"{value[:10]}T{value[11:19]}{fraction}+00:00"
         value = dt.datetime.fromisoformat(value)
     return str(value.replace(tzinfo=dt.UTC).isoformat())
 
@@ -651,6 +655,14 @@ class StoredActivity(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(_RECORD_COLUMNS)
+
+    def get(self, key: str, default: Any = None) -> Any:  # Mapping.get goes through a raised KeyError
+        reader = _READERS.get(key)
+        if reader is None:
+            return default
+        position, convert = reader
+        value = self._row[position]
+        return value if convert is None else convert(value)
 
     def __repr__(self) -> str:
         return f"StoredActivity({dict(self)!r})"

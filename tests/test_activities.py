@@ -475,7 +475,9 @@ class RowListener:
     @hookimpl
     def crmkit_activities_ingested(self, count: int, kinds: Any, activities: Any) -> None:
         assert count == len(activities)
-        self.batches.append(list(activities))
+        rows = [dict(a) for a in activities]
+        assert [{k: a.get(k) for k in a} for a in activities] == rows  # get() reads as [] does
+        self.batches.append(rows)
 
 
 def test_the_hook_gets_the_stored_rows_and_never_a_skipped_one(crm_factory: Any) -> None:
@@ -514,6 +516,25 @@ def test_the_hook_gets_the_stored_rows_and_never_a_skipped_one(crm_factory: Any)
         (T0 + dt.timedelta(hours=1)).isoformat(),
         "a",
     )
+
+
+def test_the_hooks_rows_read_as_crm_activities_get_reads_them(crm_factory: Any) -> None:
+    listener = RowListener()
+    crm = crm_factory([listener])
+    anna = crm.customers.create({"name": "Anna"})["id"]
+    moments = [T0, T0.replace(microsecond=120_000), T0.replace(microsecond=999_999) + dt.timedelta(days=400)]
+    rows = [
+        {"customer_id": anna, "kind": "visit", "occurred_at": at, "source": "t", "external_id": str(n)}
+        for n, at in enumerate(moments)
+    ]
+    crm.activities.ingest(rows)
+    stored = {a["external_id"]: a for a in crm.activities.for_customer(anna)}
+    assert len(stored) == len(listener.batches[0]) == 3
+    for row in listener.batches[0]:
+        expected = stored[row["external_id"]]
+        for column in ("occurred_at", "ends_at", "kind", "status", "customer_id"):
+            assert row[column] == expected[column], column
+    assert [dt.datetime.fromisoformat(stored[str(n)]["occurred_at"]) for n in range(3)] == moments
 
 
 def test_the_stored_rows_are_not_built_when_no_hook_reads_them(pcrm: CRM, people: dict[str, Any]) -> None:

@@ -180,8 +180,11 @@ _USES = "done"
 
 
 def _day(moment: Any) -> dt.date:
-    at = dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    return at.astimezone(dt.UTC).date()
+    if isinstance(moment, str):
+        if moment.endswith("+00:00"):  # the read model's UTC text: the day is its first ten characters
+            return dt.date.fromisoformat(moment[:10])
+        moment = dt.datetime.fromisoformat(moment)
+    return moment.astimezone(dt.UTC).date()
 
 
 def activity_logged(session: Session, activity: Mapping[str, Any]) -> None:
