@@ -231,18 +231,26 @@ def activities_ingested(session: Session, activities: Iterable[Mapping[str, Any]
     """A batch of ``crm.activities.ingest``: the rows it stored (skipped duplicates are not among them) use
     their sessions, two statements for the whole batch. Ingestion records what already happened, so nothing
     is refused here: a visit with nothing to use uses nothing."""
-    visits: list[Visit] = []
+    checkins: list[Mapping[str, Any]] = []
     pt: list[PTUse] = []
     for a in activities:
         kind = a["kind"]
         if kind not in ("checkin", "pt_session") or a.get("status", _USES) != _USES:
             continue
         if kind == "checkin":
-            visits.append((a["customer_id"], _day(a["occurred_at"])))
+            checkins.append(a)
         else:
             package = (a.get("data") or {}).get("package_id")
             pt.append((a["customer_id"], _day(a["occurred_at"]), package if _fits(package) else None))
-    use_sessions(session, visits)
+    if checkins:
+        # most members' memberships do not count sessions: only their holders' check-ins need a day
+        m = _memberships
+        holders = _lock(
+            session, m, {a["customer_id"] for a in checkins}, m.c.sessions_left > 0, m.c.status != "cancelled"
+        )
+        use_sessions(
+            session, [(a["customer_id"], _day(a["occurred_at"])) for a in checkins if a["customer_id"] in holders]
+        )
     use_pt_sessions(session, pt)
 
 
