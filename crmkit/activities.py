@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from itertools import chain, islice
@@ -277,6 +277,7 @@ class Activities(Searchable):
             chunks = self._units.chunks()
             more = True
             while more:
+                chunks.step_aside(lambda: run.prepare_one(batches))  # on SQLite: the next rows, while others write
                 with chunks.unit() as t:
                     more = run.take(t, batches, limit=commit_every, due=chunks.due)
             run.refresh_statistics()
@@ -505,17 +506,37 @@ def _typed_rows(
     return typed
 
 
+@attrs.frozen
+class _Prepared:
+    """A batch checked and converted to driver values, not yet stored."""
+
+    good: list[tuple[Any, ...]]
+    positions: list[int]
+    size: int
+
+
 class _IngestRun:
     """What one ``ingest`` call has stored, skipped and rejected so far, over its units of work."""
 
     def __init__(self, activities: Activities, import_id: int | None, all_or_nothing: bool) -> None:
         self._activities = activities
+        self._writer = activities._writer(activities._units.write_engine.dialect)
         self._import_id = import_id
         self._all_or_nothing = all_or_nothing  # then a bad row stops the storing: nothing will be kept
+        self._ahead: deque[_Prepared] = deque()
         self.inserted = self.skipped = 0
         self.rejected: list[RowError] = []
         # building a dict per stored row costs: only when some implementation reads them
         self._wants_rows = activities._hooks.takes("activities_ingested", "activities")
+
+    def prepare_one(self, batches: Iterator[Iterator[tuple[int, Mapping[str, Any]]]]) -> bool:
+        """Check and convert the next batch ahead of its transaction (no database work); ``False`` when no
+        rows are left."""
+        batch = next(batches, None)
+        if batch is None:
+            return False
+        self._ahead.append(self._prepare(batch))
+        return True
 
     def take(
         self,
@@ -525,25 +546,27 @@ class _IngestRun:
         limit: int | None = None,
         due: Callable[[], bool] = lambda: False,
     ) -> bool:
-        """Store batches in ``t`` until ``limit`` rows (all when ``None``) or ``due()``; whether rows may be
-        left."""
+        """Store the batches prepared ahead, then the next ones, in ``t`` until ``limit`` rows (all when
+        ``None``) or ``due()``; whether rows may be left."""
         taken = 0
         connection = None
-        writer: _RowWriter | None = None
-        for batch in batches:
+        while True:
+            if self._ahead:
+                prepared = self._ahead.popleft()
+            else:
+                batch = next(batches, None)
+                if batch is None:
+                    return False
+                prepared = self._prepare(batch)
             if connection is None:  # the transaction (and SQLite's write lock) begins with the first batch
                 connection = t.session.connection()
-                writer = self._activities._writer(connection.dialect)
-            assert writer is not None
-            taken += self._batch(t, connection, writer, batch)
+            taken += self._store(t, connection, prepared)
             if limit is not None and (taken >= limit or due()):
                 return True
-        return False
 
-    def _batch(
-        self, t: Transaction, connection: Any, writer: _RowWriter, batch: Iterator[tuple[int, Mapping[str, Any]]]
-    ) -> int:
-        typed, validated, import_id = writer.typed, writer.validated, self._import_id
+    def _prepare(self, batch: Iterator[tuple[int, Mapping[str, Any]]]) -> _Prepared:
+        writer, import_id = self._writer, self._import_id
+        typed, validated = writer.typed, writer.validated
         now = utcnow()
         tail = (writer.created(now), import_id)  # the same for the whole batch: converted once
         good: list[tuple[Any, ...]] = []
@@ -560,13 +583,17 @@ class _IngestRun:
                     continue
             good.append(values)
             positions.append(i)
-        size = len(good) + len(rejected) - bad
+        return _Prepared(good, positions, len(good) + len(rejected) - bad)
+
+    def _store(self, t: Transaction, connection: Any, prepared: _Prepared) -> int:
+        good, positions, rejected = prepared.good, prepared.positions, self.rejected
         unknown = _unknown_references(t.session, [*map(_CUSTOMER, good)], [*map(_CONTACT, good)], [*map(_OWNER, good)])
         if unknown:
             rejected.extend(RowError(positions[k], errors) for k, errors in unknown.items())
             good = [values for k, values in enumerate(good) if k not in unknown]
         if not good or (self._all_or_nothing and rejected):
-            return size
+            return prepared.size
+        writer = self._writer
         stored = writer.store(connection, good)
         self.inserted += len(stored)
         self.skipped += len(good) - len(stored)
@@ -577,7 +604,7 @@ class _IngestRun:
                 kinds=dict(Counter(map(_KIND, stored))),
                 activities=writer.records(stored) if self._wants_rows else [],
             )
-        return size
+        return prepared.size
 
     def refresh_statistics(self) -> None:
         if self.inserted:

@@ -141,10 +141,7 @@ class Chunks:
     @contextmanager
     def unit(self) -> Iterator[Transaction]:
         """The next unit of work, committed when the block ends."""
-        if self._held >= SLICE_SECONDS:  # owed from the last unit; not paid after the job's last one
-            self._held = 0.0
-            if self.units.write_engine.dialect.name == "sqlite":
-                time.sleep(PAUSE_SECONDS)
+        self.step_aside()  # owed from the last unit; never paid after the job's last one
         self._since = time.monotonic()
         try:
             with self.units.open(self.actor_id) as t:
@@ -152,6 +149,22 @@ class Chunks:
         finally:
             self._held += time.monotonic() - self._since
             self._since = None
+
+    def step_aside(self, work: Callable[[], bool] | None = None) -> None:
+        """Pay the pause owed, if any, before the next unit of work: calling ``work`` (outside any
+        transaction: preparing the job's next rows) until it returns ``False`` or the pause is over, then
+        sleeping what is left of it."""
+        if self._held < SLICE_SECONDS:
+            return
+        self._held = 0.0
+        if self.units.write_engine.dialect.name != "sqlite":
+            return
+        until = time.monotonic() + PAUSE_SECONDS
+        while work is not None and time.monotonic() < until and work():
+            pass
+        left = until - time.monotonic()
+        if left > 0:
+            time.sleep(left)
 
     def due(self) -> bool:
         """Whether the open unit of work has held the lock long enough and should be committed now."""

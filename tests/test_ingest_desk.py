@@ -33,8 +33,8 @@ DESK_CUSTOMERS = 3
 
 def _visits(customer_id: int, stop: Any = None, started: Any = None, limit: int = GIVE_UP) -> Iterator[dict[str, Any]]:
     for i in range(limit):
-        if i == 1_000 and started is not None:
-            started.set()  # the ingest is under way, inside its first unit of work
+        if i == 20_000 and started is not None:
+            started.set()  # the ingest is under way, holding the write lock in its first unit of work
         if stop is not None and i % 1_000 == 0 and stop.is_set():
             return
         yield {
@@ -50,7 +50,8 @@ def _ingest(database: Any, start: Any, customer_id: int, started: Any, desk_done
     crm = open_crm(database)
     try:
         start()
-        report = crm.activities.ingest(_visits(customer_id, desk_done, started))
+        # small batches keep the gap between two pieces (preparing the next batch) short: the harder case
+        report = crm.activities.ingest(_visits(customer_id, desk_done, started), batch_size=100)
         return report.inserted, desk_done.is_set()
     finally:
         crm.close()
@@ -85,7 +86,7 @@ def test_the_front_desk_creates_customers_while_a_long_ingest_runs(crm: CRM) -> 
     assert ended_by_desk, "the ingest ran out of rows before the desk got in: that proves nothing"
     assert len(desk) == DESK_CUSTOMERS
     with crm.session() as s:
-        assert s.scalar(select(func.count()).select_from(Activity)) == inserted > 1_000
+        assert s.scalar(select(func.count()).select_from(Activity)) == inserted > 20_000
     assert [crm.customers.get(i)["name"] for i in desk] == [f"Walk-in {n}" for n in range(DESK_CUSTOMERS)]
 
 
