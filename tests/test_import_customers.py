@@ -311,3 +311,27 @@ def test_two_processes_importing_one_file_store_each_customer_once(fcrm: CRM) ->
     assert _count(fcrm, "SELECT count(DISTINCT email_normalized) FROM crm_customers") == 60
     assert sum(o["created"] for o in outcomes) == 60
     assert all(o["rejected"] == 0 for o in outcomes) and all(sum(o.values()) == 60 for o in outcomes)
+
+
+def test_a_json_lines_key_first_seen_after_the_header_rejects_its_line(
+    crm: CRM, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from crmkit.imports import sources
+
+    monkeypatch.setattr(sources, "JSONL_PEEK", 2)  # what 1,000 lines without the key would do
+    upload = io.BytesIO(
+        b'{"name": "Anna", "email": "anna@example.com"}\n'
+        b'{"name": "Boris", "email": null}\n'
+        b'{"name": "Cleo", "phone": "+4930123456", "email": "cleo@example.com"}\n'
+        b'{"name": "Dora", "phone": null, "email": "dora@example.com"}\n'
+    )
+    upload.name = "people.jsonl"
+    report = crm.imports.customers(upload, rejects=tmp_path / "rejects.csv")
+    assert (report.counts["created"], report.counts["rejected"]) == (3, 1)
+    (cleo,) = report.rejected
+    assert cleo.line == 3
+    assert cleo.reasons == (
+        "has the key 'phone' that the first 2 lines of the file do not have: its value would be lost; "
+        "put the key in an early line (null is enough)",
+    )
+    assert sorted(c["name"] for c in crm.customers.list()) == ["Anna", "Boris", "Dora"]

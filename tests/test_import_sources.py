@@ -358,12 +358,16 @@ def test_a_large_csv_is_streamed_in_constant_memory(tmp_path: Path) -> None:
 # --- JSON lines --------------------------------------------------------------------------------------------
 
 
-def test_json_lines_records_and_a_header_that_grows() -> None:
+def test_json_lines_records_and_a_header_that_grows(monkeypatch: pytest.MonkeyPatch) -> None:
     data = (
         b'\xef\xbb\xbf{"name": "Anna", "tags": ["vip"], "address": {"city": "Bonn"}}\n'
         b"\n"
         b'{"name": "Boris", "email": "b@x.org", "visits": 3, "paid": 12.5, "active": true, "phone": null}\r\n'
     )
+    every_key = ("name", "tags", "address", "email", "visits", "paid", "active", "phone")
+    with open_source(io.BytesIO(data), format="jsonl") as source:  # the first lines' keys, from the start
+        assert source.header == every_key
+    monkeypatch.setattr(sources, "JSONL_PEEK", 1)  # a key first seen further down the file
     with open_source(io.BytesIO(data), format="jsonl") as source:
         assert (source.format, source.encoding, source.delimiter) == ("jsonl", "utf-8", None)
         assert source.header == ("name", "tags", "address")

@@ -30,6 +30,7 @@ from crmkit.db.types import utcnow
 from crmkit.errors import CRMError, NotFound, ValidationError
 from crmkit.fastrows import dumper
 from crmkit.hooks import Hooks
+from crmkit.imports import sources
 from crmkit.imports.activities import ActivityLines, resolve_columns
 from crmkit.imports.customers import MODES, CustomerLines, Settings
 from crmkit.imports.mapping import EXTERNAL_ID, MATCH_KEYS, Target, resolve, targets
@@ -536,10 +537,14 @@ def _apply_all(
     progress: Callable[[int], object] | None,
 ) -> dict[str, int]:
     rows = iter(src)
+    # what the mapping was made from: a JSON lines key first seen later would be dropped without a word
+    known = frozenset(src.header) if src.format == "jsonl" else None
     while True:
         chunk = list(islice(rows, chunk_size))
         if not chunk:
             break
+        if known is not None:
+            chunk = [_with_unknown_keys(line, known) for line in chunk]
         with run.chunk(t) as unit:
             outcomes = apply(unit, chunk)
         for outcome, line in zip(outcomes, chunk, strict=True):  # counted once the chunk is stored
@@ -547,6 +552,18 @@ def _apply_all(
         if progress is not None:
             progress(len(chunk))
     return dict(tally.counts)
+
+
+def _with_unknown_keys(line: SourceLine, known: frozenset[str]) -> SourceLine:
+    late = [key for key, value in line.values.items() if key not in known and value not in (None, "")]
+    if not late:
+        return line
+    named = f"key {late[0]!r}" if len(late) == 1 else f"keys {', '.join(map(repr, late))}"
+    problem = (
+        f"has the {named} that the first {sources.JSONL_PEEK:,} lines of the file do not have: its value would be "
+        "lost; put the key in an early line (null is enough)"
+    )
+    return attrs.evolve(line, problems=(*line.problems, problem))
 
 
 def _customers_written(counts: Mapping[str, int]) -> dict[str, int]:

@@ -33,7 +33,8 @@ DELIMITERS = (",", ";", "\t", "|")
 #: The longest record (all its physical lines) read as one; a longer one is a problem, not a memory blow-up
 #: (an unclosed quote would otherwise swallow the rest of the file).
 MAX_RECORD_CHARS = 1 << 20
-#: How many lines of a JSON lines file are read to find its first object (whose keys are the header).
+#: How many lines of a JSON lines file are read ahead (at most a megabyte of them, once an object is found):
+#: their objects' keys are the header the file starts with.
 JSONL_PEEK = 1000
 
 # surrogateescape turns each byte the codec cannot decode into one of these; a codec never yields them itself
@@ -89,8 +90,8 @@ class Source:
 
     @property
     def header(self) -> tuple[str, ...]:
-        """The column names as in the file (stripped, a BOM removed). JSON lines: the keys of the first
-        object, then every new key in the order the records reveal them."""
+        """The column names as in the file (stripped, a BOM removed). JSON lines: the keys of the objects
+        of the first :data:`JSONL_PEEK` lines, then every new key in the order the records reveal them."""
         return self._reader.header
 
     def __iter__(self) -> Iterator[SourceLine]:
@@ -490,9 +491,11 @@ class _JsonLines(_Reader):
         self._keys: dict[str, None] = {}
         self._stream = self._read()
         self._ahead: deque[SourceLine] = deque()
-        for record in self._stream:  # the first object's keys are the header from the start
+        held = 0
+        for record in self._stream:  # the keys of the first objects are the header from the start
             self._ahead.append(record)
-            if not record.problems or len(self._ahead) >= JSONL_PEEK:
+            held += len(record.raw)
+            if len(self._ahead) >= JSONL_PEEK or (self._keys and held >= MAX_RECORD_CHARS):
                 break
         if not self._ahead:
             raise _fail(label, "the file is empty")
