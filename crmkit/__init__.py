@@ -6,8 +6,10 @@ crm.create_schema()
 anna = crm.customers.create({"name": "Anna", "email": "anna@example.com"})
 """
 
+from crmkit.access import PermissionSpec, RoleSpec
 from crmkit.app import CRM
 from crmkit.errors import (
+    AccessDenied,
     CalendarConflictError,
     CRMError,
     DatabaseBusyError,
@@ -17,6 +19,7 @@ from crmkit.errors import (
     PermanentDeliveryError,
     PluginError,
     TransitionError,
+    UserRequired,
     ValidationError,
 )
 from crmkit.hookspecs import hookimpl
@@ -34,6 +37,7 @@ from crmkit.unit import Transaction, Units
 
 __all__ = [
     "CRM",
+    "AccessDenied",
     "ActivityKindSpec",
     "CRMError",
     "CalendarConflictError",
@@ -47,12 +51,15 @@ __all__ = [
     "NotFound",
     "Page",
     "PermanentDeliveryError",
+    "PermissionSpec",
     "PluginError",
+    "RoleSpec",
     "StageSpec",
     "Transaction",
     "TransitionError",
     "TransitionSpec",
     "Units",
+    "UserRequired",
     "ValidationError",
     "hookimpl",
 ]

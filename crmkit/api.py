@@ -15,6 +15,7 @@ from types import MappingProxyType
 from crmkit import sql
 
 _ERRORS = (
+    "AccessDenied",
     "CRMError",
     "CalendarConflictError",
     "DatabaseBusyError",
@@ -24,6 +25,7 @@ _ERRORS = (
     "PermanentDeliveryError",
     "PluginError",
     "TransitionError",
+    "UserRequired",
     "ValidationError",
 )
 
@@ -34,6 +36,8 @@ PLUGIN_API: Mapping[str, frozenset[str]] = MappingProxyType(
             {
                 "CRM",
                 "ActivityKindSpec",
+                "PermissionSpec",
+                "RoleSpec",
                 "FieldSpec",
                 "ImportContext",
                 "ImportedActivity",
@@ -46,6 +50,7 @@ PLUGIN_API: Mapping[str, frozenset[str]] = MappingProxyType(
             }
         ),
         "crmkit.errors": frozenset(_ERRORS),
+        "crmkit.access": frozenset({"Actor", "PermissionSpec", "RoleSpec", "CORE_PERMISSIONS", "SCOPES"}),
         "crmkit.db": frozenset(
             {
                 "Activity",

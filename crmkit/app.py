@@ -18,6 +18,7 @@ from sqlalchemy import Engine, MetaData, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from crmkit.access import Access, Actor, ActorContext
 from crmkit.activities import Activities
 from crmkit.customers import Customers
 from crmkit.db import statistics
@@ -69,6 +70,7 @@ class CRM:
         engine_options: Mapping[str, Any] | None = None,
         template_dirs: Iterable[str | Path] = (),
         related_tables: Iterable[Table] = (),
+        require_user: bool = False,
     ) -> None:
         if engine is not None and url is not None:
             raise TypeError("pass either url or engine, not both")
@@ -96,6 +98,11 @@ class CRM:
         self.units = Units(self.session_factory, self.engine.execution_options(crmkit_write=True))
 
         registry, units, hooks = self.registry, self.units, self.hooks
+        #: Roles, permissions and who a call runs as (``as_user``, ``as_system``); with ``require_user`` a
+        #: call that names no user is refused.
+        self.access = Access(
+            roles=registry.roles, permissions=registry.permissions, require_user=require_user, context=ActorContext()
+        )
         self.fields = RuntimeFields(registry, units)
         self.schemas = Schemas(
             registry.activity_kinds,
@@ -123,7 +130,7 @@ class CRM:
         self.exports = Exports(
             customers=self.customers, activities=self.activities, tasks=self.tasks, schemas=self.schemas
         )
-        self.users = Users(schemas=self.schemas, units=units)
+        self.users = Users(schemas=self.schemas, units=units, access=self.access)
         self.outbox = Outbox(hooks=hooks, units=units)
         self.targets = Targets(units=units)
         self.imports = Imports(
@@ -183,10 +190,26 @@ class CRM:
             service = self._tables[name] = TableService(self.metadata.tables[name], self.units)
         return service
 
-    def transaction(self, *, actor_id: int | None = None) -> AbstractContextManager[Transaction]:
+    @contextmanager
+    def transaction(self, *, actor_id: int | None = None) -> Iterator[Transaction]:
         """Open a unit of work: pass it as ``tx=`` to several calls and they commit (or not) together;
-        reads given ``tx=`` see its writes before it commits."""
-        return self.units.open(actor_id)
+        reads given ``tx=`` see its writes before it commits. With ``actor_id`` every call in it runs as
+        that user."""
+        actor = self.users.actor(actor_id) if actor_id is not None else None
+        with self.units.open(actor_id) as tx:
+            tx.actor = actor
+            yield tx
+
+    def as_user(self, user_id: int) -> AbstractContextManager[Actor]:
+        """Run the calls of a ``with`` block as user ``user_id`` (their role's permissions, over the customers
+        of their branches): ``with crm.as_user(7): crm.customers.list()``. The block's context only: other
+        threads and tasks are not affected. ``NotFound`` for no such user, ``AccessDenied`` for an inactive one."""
+        return self.access.using(self.users.actor(user_id))
+
+    def as_system(self, name: str) -> AbstractContextManager[Actor]:
+        """Run the calls of a ``with`` block as the system actor ``name`` (automation: ``"triggers"``, a
+        scheduled import), which may do everything and is recorded by that name, never as nobody."""
+        return self.access.using(self.access.system(name))
 
     @property
     def write_engine(self) -> Engine:

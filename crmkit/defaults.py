@@ -7,6 +7,7 @@ from pathlib import Path
 
 import phonenumbers
 
+from crmkit.access import CORE_PERMISSIONS, PermissionSpec, RoleSpec, core_roles
 from crmkit.hookspecs import hookimpl
 from crmkit.reports.core import core_reports
 from crmkit.reports.spec import Report
@@ -23,6 +24,16 @@ def crmkit_register_stages() -> list[StageSpec]:
         StageSpec("loyal", "Loyal", order=30, description="A repeat, permanent customer."),
         StageSpec("lost", "Lost", order=40, description="Stopped buying; a win-back target."),
     ]
+
+
+@hookimpl
+def crmkit_register_roles() -> list[RoleSpec]:
+    return core_roles()
+
+
+@hookimpl
+def crmkit_register_permissions() -> list[PermissionSpec]:
+    return [PermissionSpec(name, description) for name, description in CORE_PERMISSIONS.items()]
 
 
 @hookimpl

@@ -26,6 +26,23 @@ class PluginError(CRMError):
         super().__init__(f"plugin {plugin!r}: {message}")
 
 
+class AccessDenied(CRMError):
+    """The acting user's role does not allow the call (``permission``, such as ``customers:write``), or the
+    customer is outside the customers their role reaches. Nothing was written."""
+
+    def __init__(self, actor: str, permission: str, detail: str | None = None) -> None:
+        self.actor = actor
+        self.permission = permission
+        super().__init__(detail or f"{actor} may not {permission}")
+
+
+class UserRequired(CRMError):
+    """This CRM refuses calls that do not say which user makes them (``CRM(..., require_user=True)``)."""
+
+    def __init__(self) -> None:
+        super().__init__("this CRM needs a user for every call: use crm.as_user(user_id) or crm.transaction(actor_id=)")
+
+
 class ValidationError(CRMError):
     """Input failed validation. ``errors`` maps each field to its list of problems; nothing was written."""
 

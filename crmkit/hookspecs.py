@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import click
     from sqlalchemy import Table
 
+    from crmkit.access import PermissionSpec, RoleSpec
     from crmkit.reports import Report
     from crmkit.specs import ActivityKindSpec, FieldSpec, ImporterSpec, StageSpec, TransitionSpec
     from crmkit.triggers import Firing, Trigger
@@ -126,6 +127,31 @@ def crmkit_register_importers() -> Iterable[ImporterSpec]:
     core declares ``telephony`` and ``receipts``.
 
     .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def crmkit_register_roles() -> Iterable[RoleSpec]:
+    """Declare roles (:class:`~crmkit.access.RoleSpec`): a name, the permissions it grants and the customers
+    it reaches (``all``, those of the user's ``branches``, or only those the user ``own``\\ s).
+
+    The core declares ``admin`` (every permission, every customer), ``manager``, ``operator`` and ``viewer``
+    (see ``docs/access.md``). A role's permissions must be declared, by the core or a plugin. Names are
+    unique across plugins.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec
+def crmkit_register_permissions() -> Iterable[PermissionSpec]:
+    """Declare permissions (:class:`~crmkit.access.PermissionSpec`) that a plugin's own code checks with
+    ``crm.access.require(name, tx)``, such as ``fitness_memberships:write``, each with the roles that have it.
+
+    A permission is ``<resource>:<action>``; the core's are ``customers:read``, ``customers:read_personal``,
+    ``customers:write`` and the others listed in ``docs/access.md``. Everything not granted is refused.
+
+    .. versionadded:: 0.3
     """
 
 

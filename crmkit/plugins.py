@@ -22,6 +22,7 @@ import pluggy
 from sqlalchemy import Table
 
 from crmkit import hookspecs
+from crmkit.access import PermissionSpec, RoleSpec, resolve_roles
 from crmkit.errors import PluginError
 from crmkit.reports.spec import Report
 from crmkit.specs import CORE_STAGES, ActivityKindSpec, FieldSpec, ImporterSpec, StageSpec, TransitionSpec
@@ -74,6 +75,8 @@ class Registry:
     reports: dict[str, Report]
     template_dirs: tuple[tuple[str, Path], ...]
     migrations: dict[str, Path]
+    roles: dict[str, RoleSpec] = attrs.field(factory=dict)
+    permissions: dict[str, PermissionSpec] = attrs.field(factory=dict)
 
     def fields_of(self, plugin: str) -> list[FieldSpec]:
         return [f for f in self.fields.values() if f.owner == plugin]
@@ -277,6 +280,19 @@ def collect(pm: pluggy.PluginManager) -> Registry:
     for owner, path in _each(pm, "crmkit_register_migrations"):
         migrations[owner] = _existing_dir(owner, path, "migrations folder")
 
+    permissions = _unique(
+        _stamp(_specs(pm, "crmkit_register_permissions", PermissionSpec)), lambda p: p.name, "permission"
+    )
+    roles = _unique(_stamp(_specs(pm, "crmkit_register_roles", RoleSpec)), lambda r: r.name, "role")
+    for role in roles.values():
+        unknown = sorted(role.permissions - {"*", *permissions})
+        if unknown:
+            raise PluginError(role.owner, f"role {role.name!r} grants undeclared permissions {unknown}")
+    for permission in permissions.values():
+        missing = sorted(set(permission.roles) - set(roles))
+        if missing:
+            raise PluginError(permission.owner, f"permission {permission.name!r} names unknown roles {missing}")
+
     return Registry(
         plugins=names,
         fields=fields,
@@ -289,6 +305,8 @@ def collect(pm: pluggy.PluginManager) -> Registry:
         reports=reports,
         template_dirs=template_dirs,
         migrations=migrations,
+        roles=resolve_roles(roles, permissions),
+        permissions=permissions,
     )
 
 

@@ -31,7 +31,7 @@ import phonenumbers
 from marshmallow import RAISE, Schema, ValidationError, post_load, pre_load, validate, validates_schema
 from marshmallow import fields as mf
 
-from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, TASK_STATUSES, USER_ROLES
+from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, TASK_STATUSES
 from crmkit.fields import marshmallow_field, output_field, to_json_value
 from crmkit.limits import Day, Email, Int, JSONObject, Moment, Money, Text, load
 from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
@@ -314,8 +314,9 @@ class TaskOut(_Out):
 class UserIn(_Strict):
     name = Text(required=True, min_length=1, max_length=200)
     email = Email(allow_none=True, max_length=320)
-    role = Text(load_default="operator", validate=validate.OneOf(USER_ROLES))
+    role = Text(load_default="operator", max_length=20)  # one of the declared roles: crm.users checks it
     branch = _str(100)
+    branches = mf.List(Text(max_length=100, min_length=1), load_default=list)
     active = mf.Boolean(load_default=True)
 
 
@@ -326,6 +327,7 @@ class UserOut(_Out):
     email = mf.String()
     role = mf.String()
     branch = mf.String()
+    branches = mf.List(mf.String())
     active = mf.Boolean()
 
 

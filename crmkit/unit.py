@@ -20,6 +20,7 @@ import attrs
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from crmkit.access import Actor
 from crmkit.db import driver
 
 log = logging.getLogger("crmkit")
@@ -31,6 +32,9 @@ class Transaction:
 
     session: Session
     actor_id: int | None = None
+    #: who the unit of work acts as (``crm.transaction(actor_id=...)`` resolves the user); ``None``: the
+    #: context's actor (``crm.as_user``), else the application
+    actor: Actor | None = None
     _after_commit: list[Callable[[], object]] = attrs.field(factory=list, alias="_after_commit")
     _after_rollback: list[Callable[[], object]] = attrs.field(factory=list, alias="_after_rollback")
 

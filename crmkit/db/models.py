@@ -67,7 +67,6 @@ class User(Base):
     """A member of staff: owns customers, logs activities, gets tasks."""
 
     __tablename__ = "crm_users"
-    __table_args__ = (_in("role", USER_ROLES),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -76,6 +75,16 @@ class User(Base):
     branch: Mapped[str | None] = mapped_column(String(100), index=True)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserBranch(Base):
+    """A branch a user works in besides their home ``branch``: a role scoped to ``branches`` reaches the
+    customers of all of them."""
+
+    __tablename__ = "crm_user_branches"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("crm_users.id", ondelete="CASCADE"), primary_key=True)
+    branch: Mapped[str] = mapped_column(String(100), primary_key=True)
 
 
 class Customer(Base):

@@ -14,6 +14,8 @@ from crmkit import (
     ImportContext,
     ImportedActivity,
     ImporterSpec,
+    PermissionSpec,
+    RoleSpec,
     StageSpec,
     TransitionSpec,
     hookimpl,
@@ -95,6 +97,14 @@ class Probe:
                 calendar=True,
             )
         ]
+
+    @hookimpl
+    def crmkit_register_roles(self) -> list[RoleSpec]:
+        return [RoleSpec("probe_auditor", "Probe auditor", {"customers:read", "probe_secrets:read"}, scope="all")]
+
+    @hookimpl
+    def crmkit_register_permissions(self) -> list[PermissionSpec]:
+        return [PermissionSpec("probe_secrets:read", "read the probe's secrets", roles=("admin", "manager"))]
 
     @hookimpl
     def crmkit_register_importers(self) -> list[ImporterSpec]:
