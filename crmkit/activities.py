@@ -15,6 +15,7 @@ import attrs
 from sqlalchemy import Dialect, and_, select
 from sqlalchemy.exc import IntegrityError
 
+from crmkit.access import Access
 from crmkit.db import driver, statistics
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.functions import upsert_insert
@@ -115,7 +116,12 @@ class IngestReport:
 class Activities(Searchable):
     """``crm.activities``."""
 
-    def __init__(self, *, kinds: Mapping[str, ActivityKindSpec], schemas: Schemas, hooks: Hooks, units: Units) -> None:
+    _read_permission = "activities:read"
+
+    def __init__(
+        self, *, kinds: Mapping[str, ActivityKindSpec], schemas: Schemas, hooks: Hooks, units: Units, access: Access
+    ) -> None:
+        self._access = access
         self._kinds = kinds
         self._schemas = schemas
         self._hooks = hooks
@@ -148,6 +154,7 @@ class Activities(Searchable):
         called. An integration may deliver the same event twice, or two workers may deliver it at once;
         either way it is stored once.
         """
+        self._access.require("activities:write", tx)
         out = self._schemas.activity_out
         values = self._load(data)
         kind = self._kinds[values["kind"]]
@@ -260,6 +267,7 @@ class Activities(Searchable):
         Once an ingest of many rows has committed, PostgreSQL's statistics of the table are refreshed
         (:mod:`crmkit.db.statistics`).
         """
+        self._access.require("activities:write", tx)
         if commit_every is not None and (not isinstance(commit_every, int) or commit_every < 1):
             raise ValidationError({"commit_every": ["must be a positive number of rows or None"]}, "invalid ingest")
         run = _IngestRun(self, import_id, all_or_nothing)
@@ -285,6 +293,7 @@ class Activities(Searchable):
         return IngestReport(run.inserted, tuple(run.rejected), run.skipped)
 
     def get(self, activity_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
+        self._access.require("activities:read", tx)
         activity_id = require_id(activity_id, "activity", bits=64)
         with self._units.read(tx) as s:
             activity = s.get(Activity, activity_id)
@@ -301,6 +310,7 @@ class Activities(Searchable):
         tx: Transaction | None = None,
     ) -> list[dict[str, Any]]:
         """A customer's activities, newest first."""
+        self._access.require("activities:read", tx)
         if id_filter(customer_id, "customer") is None:
             return []
         query = select(Activity).where(Activity.customer_id == customer_id)
@@ -321,6 +331,7 @@ class Activities(Searchable):
         tx: Transaction | None = None,
     ) -> list[dict[str, Any]]:
         """Calendar activities of ``owner_id`` that overlap ``[start, end)``."""
+        self._access.require("activities:read", tx)
         start, end = (
             check(Moment(), value, name, "invalid period") for value, name in ((start, "start"), (end, "end"))
         )

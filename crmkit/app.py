@@ -103,7 +103,7 @@ class CRM:
         self.access = Access(
             roles=registry.roles, permissions=registry.permissions, require_user=require_user, context=ActorContext()
         )
-        self.fields = RuntimeFields(registry, units)
+        self.fields = RuntimeFields(registry, units, self.access)
         self.schemas = Schemas(
             registry.activity_kinds,
             self.fields.all,
@@ -112,8 +112,9 @@ class CRM:
             self.phones.region_of,
         )
         self.fields.on_change(self.schemas.invalidate)
-        self.lifecycle = Lifecycle(registry, units, hooks)
+        self.lifecycle = Lifecycle(registry, units, hooks, self.access)
         self.customers = Customers(
+            access=self.access,
             registry=registry,
             schemas=self.schemas,
             hooks=hooks,
@@ -124,11 +125,17 @@ class CRM:
             extension_tables=self.extension_tables,
             referencing_tables=lambda: [*self.metadata.sorted_tables, *self.related_tables],
         )
-        self.activities = Activities(kinds=registry.activity_kinds, schemas=self.schemas, hooks=hooks, units=units)
-        self.tasks = Tasks(schemas=self.schemas, units=units)
+        self.activities = Activities(
+            kinds=registry.activity_kinds, schemas=self.schemas, hooks=hooks, units=units, access=self.access
+        )
+        self.tasks = Tasks(schemas=self.schemas, units=units, access=self.access)
         #: Streamed exports to CSV, XLSX and JSON lines, filtered as the lists are.
         self.exports = Exports(
-            customers=self.customers, activities=self.activities, tasks=self.tasks, schemas=self.schemas
+            customers=self.customers,
+            activities=self.activities,
+            tasks=self.tasks,
+            schemas=self.schemas,
+            access=self.access,
         )
         self.users = Users(schemas=self.schemas, units=units, access=self.access)
         self.outbox = Outbox(hooks=hooks, units=units)
@@ -144,6 +151,7 @@ class CRM:
             units=units,
             extension_tables=self.extension_tables,
             referencing_tables=lambda: [*self.metadata.sorted_tables, *self.related_tables],
+            access=self.access,
         )
         self.triggers = Triggers(
             registry=registry,
@@ -155,6 +163,7 @@ class CRM:
             tasks=self.tasks,
             lifecycle=self.lifecycle,
             outbox=self.outbox,
+            access=self.access,
         )
         self._tables: dict[str, TableService] = {}
         self.reports = Reports(
@@ -163,6 +172,7 @@ class CRM:
                 engine=self.engine, registry=self.registry, triggers=self.triggers, metadata=self.metadata
             ),
             template_dirs=self.template_dirs,
+            access=self.access,
         )
 
     # -- plumbing ---------------------------------------------------------------------------------

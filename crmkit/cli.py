@@ -254,7 +254,8 @@ def crm_options(
     fn: None = None, *, database: str = "required"
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 def crm_options(fn: Callable[..., Any] | None = None, *, database: str = "required") -> Any:
-    """``--url``, ``--plugin`` and ``--no-plugins``, turned into a ``crm`` argument.
+    """``--url``, ``--plugin``, ``--no-plugins`` and ``--as-user``, turned into a ``crm`` argument (whose
+    calls run as that user).
 
     ``database`` says what the command does with the database: ``"required"`` (an existing one, the
     default), ``"create"`` (the one command that builds it, ``db upgrade``) or ``"unused"`` (it only lists
@@ -272,12 +273,26 @@ def crm_options(fn: Callable[..., Any] | None = None, *, database: str = "requir
         help="Also load this plugin (repeatable); a class is instantiated.",
     )
     @click.option("--no-plugins", is_flag=True, help="Do not load installed (entry-point) plugins.")
-    def wrapper(url: str | None, plugin_paths: tuple[str, ...], no_plugins: bool, **kwargs: Any) -> Any:
+    @click.option(
+        "--as-user",
+        "as_user",
+        type=click.IntRange(min=1),
+        default=None,
+        envvar="CRMKIT_USER",
+        metavar="ID",
+        help="Run as this user, with their role's permissions (default: $CRMKIT_USER, else the application).",
+    )
+    def wrapper(
+        url: str | None, plugin_paths: tuple[str, ...], no_plugins: bool, as_user: int | None, **kwargs: Any
+    ) -> Any:
         # the default (a file in the working folder) is named in the error a read command gives without it
         raw = url or os.environ.get("CRMKIT_DATABASE_URL") or DEFAULT_URL
         crm = _open(raw, [_load(p) for p in plugin_paths], not no_plugins, database=database)
         try:
-            return fn(crm, **kwargs)
+            if as_user is None or database == "unused":
+                return fn(crm, **kwargs)
+            with crm.as_user(as_user):
+                return fn(crm, **kwargs)
         except sqlalchemy.exc.DBAPIError as exc:
             if os.environ.get("CRMKIT_TRACEBACK"):
                 raise

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from crmkit import fields as fieldmod
+from crmkit.access import Access
 from crmkit.claims import claims_of
 from crmkit.db.customer_rows import CustomerRows
 from crmkit.db.driver import Cursor, cursor
@@ -65,9 +66,12 @@ def normalize_email(email: str | None) -> str | None:
 class Customers(Searchable):
     """``crm.customers``: create, update, read, find duplicates and merge."""
 
+    _read_permission = "customers:read"
+
     def __init__(
         self,
         *,
+        access: Access,
         registry: Registry,
         schemas: Schemas,
         hooks: Hooks,
@@ -78,6 +82,7 @@ class Customers(Searchable):
         extension_tables: Mapping[str, Table],
         referencing_tables: Callable[[], list[Table]],
     ) -> None:
+        self._access = access
         self._registry = registry
         self._schemas = schemas
         self._hooks = hooks

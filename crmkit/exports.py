@@ -43,6 +43,7 @@ import attrs
 from marshmallow import Schema
 from marshmallow import fields as mf
 
+from crmkit.access import Access
 from crmkit.cells import csv_text, phone_column
 from crmkit.errors import ValidationError
 from crmkit.listing import Page, Searchable
@@ -108,7 +109,10 @@ def columns_of(schema: Schema) -> list[Column]:
 class Exports:
     """``crm.exports``: streamed exports of customers, activities and tasks (see the module)."""
 
-    def __init__(self, *, customers: Searchable, activities: Searchable, tasks: Searchable, schemas: Schemas) -> None:
+    def __init__(
+        self, *, customers: Searchable, activities: Searchable, tasks: Searchable, schemas: Schemas, access: Access
+    ) -> None:
+        self._access = access
         self._customers = customers
         self._activities = activities
         self._tasks = tasks
@@ -129,6 +133,7 @@ class Exports:
         ``columns`` picks and orders the fields (default: every field); ``progress`` is called with the
         number of records written after each page. Bad arguments are a ``ValidationError`` raised before
         anything is written."""
+        self._access.require("customers:export", tx)
         table = columns_of(self._schemas.customer_out)
         return _export("customers", self._customers, table, target, format, where, columns, tx, progress)
 
@@ -143,6 +148,7 @@ class Exports:
         progress: Progress | None = None,
     ) -> ExportReport:
         """Write the activities ``where`` selects to ``target``; see :meth:`customers`."""
+        self._access.require("customers:export", tx)
         table = columns_of(self._schemas.activity_out)
         return _export("activities", self._activities, table, target, format, where, columns, tx, progress)
 
@@ -157,6 +163,7 @@ class Exports:
         progress: Progress | None = None,
     ) -> ExportReport:
         """Write the tasks ``where`` selects to ``target``; see :meth:`customers`."""
+        self._access.require("customers:export", tx)
         table = columns_of(self._schemas.task_out)
         return _export("tasks", self._tasks, table, target, format, where, columns, tx, progress)
 

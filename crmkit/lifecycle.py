@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm.util import identity_key
 
+from crmkit.access import Access
 from crmkit.db.models import Customer, StageHistory
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, TransitionError
@@ -27,7 +28,8 @@ _CHUNK = 1000
 class Lifecycle:
     """``crm.lifecycle``: where a customer is, where they may go, and how they got there."""
 
-    def __init__(self, registry: Registry, units: Units, hooks: Hooks) -> None:
+    def __init__(self, registry: Registry, units: Units, hooks: Hooks, access: Access) -> None:
+        self._access = access
         self._registry = registry
         self._units = units
         self._hooks = hooks
@@ -74,6 +76,7 @@ class Lifecycle:
         """Move a customer to ``target``. Forbidden moves raise; every move lands in the history.
 
         Returns the move as :meth:`history` lists it, with ``customer_id``."""
+        self._access.require("customers:write", tx)
         customer_id = require_id(customer_id, "customer")
         # the history's cause column is String(200); a blank cause is the transition's business (check())
         if cause is not None:
@@ -128,6 +131,7 @@ class Lifecycle:
     def history(self, customer_id: int, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
         """Every move of a customer, oldest first: ``customer_id``, ``from_stage`` (``None`` for the first),
         ``to_stage``, ``lifecycle``, ``at`` (ISO 8601, UTC), ``cause``, ``actor_id``."""
+        self._access.require("customers:read", tx)
         if id_filter(customer_id, "customer") is None:
             return []
         with self._units.read(tx) as s:
@@ -161,6 +165,7 @@ class Lifecycle:
         and every move be allowed, or nothing moves. A customer whose last move is later than ``at`` (a
         backfill) is moved at the time of that last move, so the history stays in order.
         """
+        self._access.require("customers:write", tx)
         ids = sorted({require_id(i, "customer") for i in customer_ids})
         cause = check(_CAUSE, cause, "cause", "invalid move")
         when = utcnow() if at is None else check(_AT, at, "at", "invalid move")

@@ -34,6 +34,7 @@ from marshmallow import fields as mf
 from sqlalchemy import ColumnElement, Select, and_, func, or_
 from sqlalchemy.orm import Session
 
+from crmkit.access import Access
 from crmkit.errors import ValidationError
 from crmkit.fields import FIELD_TYPES
 from crmkit.limits import INT64, MAX_IN_VALUES, MAX_PAGE_SIZE, Int, Text
@@ -466,6 +467,9 @@ class Searchable:
     activities, tasks): the service gives ``_units`` and ``_listing()``."""
 
     _units: Units
+    _access: Access
+    #: what reading the records takes (``"customers:read"``...)
+    _read_permission: str
 
     def _listing(self) -> Listing:
         raise NotImplementedError
@@ -482,12 +486,14 @@ class Searchable:
         """One page of the records ``where`` selects, as the service's ``get`` returns them, in ``order_by``
         order (``"-field"`` descending); ``after=page.next_cursor`` fetches the next page. See this module
         for the filter grammar; bad filters, orders, limits and cursors are a ``ValidationError``."""
+        self._access.require(self._read_permission, tx)
         listing = self._listing()
         with self._units.read(tx) as s:
             return search(s, listing, where, order_by=order_by, after=after, limit=limit)
 
     def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
         """How many records ``where`` selects (all of them without it)."""
+        self._access.require(self._read_permission, tx)
         listing = self._listing()
         with self._units.read(tx) as s:
             return count(s, listing, where)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from marshmallow import ValidationError as MarshmallowError
 from sqlalchemy import select
 
+from crmkit.access import Access
 from crmkit.db.models import CustomField
 from crmkit.errors import ValidationError
 from crmkit.fields import marshmallow_field
@@ -29,7 +30,8 @@ class RuntimeFields:
     included. To promote one to a real column, declare it in a plugin and migrate its values.
     """
 
-    def __init__(self, registry: Registry, units: Units) -> None:
+    def __init__(self, registry: Registry, units: Units, access: Access) -> None:
+        self._access = access
         self._registry = registry
         self._units = units
         self._runtime: dict[str, FieldSpec] | None = None
@@ -75,6 +77,7 @@ class RuntimeFields:
 
     def define(self, spec: FieldSpec, *, tx: Transaction | None = None) -> FieldSpec:
         """Add a run-time field. Its name must not clash with a core, plugin or run-time field."""
+        self._access.require("fields:manage", tx)
         taken = CORE_CUSTOMER_FIELDS | set(self._registry.fields) | {f.name for f in self.runtime()}
         if spec.name in taken:
             raise ValidationError({"name": [f"field {spec.name!r} already exists"]}, "cannot add field")

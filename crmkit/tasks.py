@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Table, case, func, insert, or_, select
 
+from crmkit.access import Access
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
@@ -49,11 +50,15 @@ def _stored(row: dict[str, Any], task_id: int) -> dict[str, Any]:
 class Tasks(Searchable):
     """``crm.tasks``."""
 
-    def __init__(self, *, schemas: Schemas, units: Units) -> None:
+    _read_permission = "tasks:read"
+
+    def __init__(self, *, schemas: Schemas, units: Units, access: Access) -> None:
+        self._access = access
         self._schemas = schemas
         self._units = units
 
     def create(self, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
+        self._access.require("tasks:write", tx)
         values = load(self._schemas.task_in, data, message="invalid task")
         with self._units.write(tx) as t:
             errors: dict[str, list[str]] = {}
@@ -69,12 +74,15 @@ class Tasks(Searchable):
             return self._schemas.task_out.dump(task)
 
     def complete(self, task_id: int, *, at: dt.datetime | None = None, tx: Transaction | None = None) -> dict[str, Any]:
+        self._access.require("tasks:write", tx)
         return self._close(task_id, "done", at, tx)
 
     def cancel(self, task_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
+        self._access.require("tasks:write", tx)
         return self._close(task_id, "cancelled", None, tx)
 
     def get(self, task_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
+        self._access.require("tasks:read", tx)
         task_id = require_id(task_id, "task", bits=64)
         with self._units.read(tx) as s:
             task = s.get(Task, task_id)
@@ -86,6 +94,7 @@ class Tasks(Searchable):
         self, *, assignee_id: int | None = None, customer_id: int | None = None, tx: Transaction | None = None
     ) -> list[dict[str, Any]]:
         """Open tasks, most urgent first: higher priority, then earlier due time (undated last)."""
+        self._access.require("tasks:read", tx)
         if (assignee_id is not None and id_filter(assignee_id, "assignee") is None) or (
             customer_id is not None and id_filter(customer_id, "customer") is None
         ):
@@ -112,6 +121,7 @@ class Tasks(Searchable):
 
         Ranked and cut by the database (a window function), whatever the number of tasks.
         """
+        self._access.require("tasks:read", tx)
         as_of = utcnow() if as_of is None else check(Moment(), as_of, "as_of", "invalid as_of")
         if assignee_id is not None and id_filter(assignee_id, "assignee") is None:
             return {}
@@ -145,6 +155,7 @@ class Tasks(Searchable):
 
     def reminders_due(self, as_of: dt.datetime | None = None, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
         """Open tasks whose reminder time has come by ``as_of`` (now by default)."""
+        self._access.require("tasks:read", tx)
         as_of = utcnow() if as_of is None else check(Moment(), as_of, "as_of", "invalid as_of")
         query = (
             select(Task)
@@ -176,6 +187,7 @@ class Tasks(Searchable):
         must exist) and the rows go in with one multi-row ``INSERT``. All or nothing: ``ValidationError``
         lists every problem as ``"[index].field"`` and writes no task.
         """
+        self._access.require("tasks:write", tx)
         schema = self._schemas.task_in
 
         def load_task(data: Any) -> dict[str, Any]:

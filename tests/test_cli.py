@@ -261,3 +261,25 @@ def test_crmkit_traceback_shows_the_traceback_for_a_bug_report(database: str, tm
     assert "is not migrated" in one_line_error(crmkit(*args, cwd=tmp_path))
     shown = crmkit(*args, cwd=tmp_path, CRMKIT_TRACEBACK="1")
     assert shown.returncode != 0 and "Traceback" in shown.stderr
+
+
+def test_as_user_runs_a_command_with_that_users_permissions(migrated: str, tmp_path: Path) -> None:
+    with CRM(migrated, load_entry_points=False) as crm:
+        viewer = crm.users.create({"name": "Vic", "role": "viewer"})["id"]
+        operator = crm.users.create({"name": "Olga", "role": "operator"})["id"]
+        gone = crm.users.create({"name": "Gone", "role": "admin", "active": False})["id"]
+    args = ("--url", migrated, "--no-plugins")
+    report = crmkit("report", "crm.customer_growth", "--format", "csv", *args, "--as-user", str(viewer), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.startswith("month,")
+    line = one_line_error(crmkit("report", "crm.customer_growth", *args, "--as-user", str(operator), cwd=tmp_path))
+    assert line == f"error: user {operator} (operator) may not reports:run"
+    line = one_line_error(crmkit("export", "customers", "-o", "out.csv", *args, cwd=tmp_path, CRMKIT_USER=str(viewer)))
+    assert line == f"error: user {viewer} (viewer) may not customers:export"
+    assert not (tmp_path / "out.csv").exists()
+    assert one_line_error(crmkit("tasks", "next", *args, "--as-user", str(gone), cwd=tmp_path)) == (
+        f"error: user {gone} is not active"
+    )
+    assert (
+        one_line_error(crmkit("tasks", "next", *args, "--as-user", "999", cwd=tmp_path)) == "error: user 999 not found"
+    )

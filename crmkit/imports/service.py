@@ -22,6 +22,7 @@ from typing import IO, Any, BinaryIO
 import attrs
 from sqlalchemy import delete, func, select, update
 
+from crmkit.access import Access
 from crmkit.activities import Activities
 from crmkit.customers import Customers
 from crmkit.db import statistics
@@ -85,7 +86,9 @@ class Imports:
         units: Units,
         extension_tables: Mapping[str, Any],
         referencing_tables: Callable[[], list[Any]],
+        access: Access,
     ) -> None:
+        self._access = access
         self._customers = customers
         self._activities = activities
         self._hooks = hooks
@@ -140,6 +143,7 @@ class Imports:
         rejects; with ``dry_run`` nothing is written and ``import_id`` is ``None``. ``progress`` is called
         with the number of lines done after each chunk (a progress bar's update).
         """
+        self._access.require("customers:import", tx)
         self._check_run(options or ParseOptions(), chunk_size, preview)
         settings, known = self._settings(mapping or {}, match, mode, options or ParseOptions(), system)
         with (
@@ -213,6 +217,7 @@ class Imports:
         transaction, dry run, reject file, record and :meth:`revert` (which removes the activities it
         stored and the customers it created).
         """
+        self._access.require("customers:import", tx)
         spec = self._registry.importers.get(name) if isinstance(name, str) else None
         if spec is None:
             known = ", ".join(sorted(self._registry.importers)) or "none"
@@ -306,6 +311,7 @@ class Imports:
 
     def get(self, import_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         """One import's record: who ran it, when, on what, how, and what it did."""
+        self._access.require("customers:import", tx)
         import_id = require_id(import_id, "import", bits=64)
         with self._units.read(tx) as s:
             run = s.get(ImportRun, import_id)
@@ -315,6 +321,7 @@ class Imports:
 
     def list(self, *, limit: int = 50, tx: Transaction | None = None) -> list[dict[str, Any]]:
         """The most recent imports first."""
+        self._access.require("customers:import", tx)
         with self._units.read(tx) as s:
             runs = s.scalars(select(ImportRun).order_by(ImportRun.id.desc()).limit(max(1, min(limit, 1000))))
             return [_record(r) for r in runs]
@@ -330,6 +337,7 @@ class Imports:
         ``ImportRevertError`` lists every such customer. Returns how many customers were removed and
         restored and how many activities removed.
         """
+        self._access.require("customers:import", tx)
         import_id = require_id(import_id, "import", bits=64)
         with self._units.write(tx, actor_id) as t:
             session = t.session

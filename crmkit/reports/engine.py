@@ -16,6 +16,7 @@ import jinja2
 from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mf
 
+from crmkit.access import Access
 from crmkit.cells import csv_text, phone_column
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
@@ -111,7 +112,10 @@ def _md(value: str) -> str:
 class Reports:
     """The reports of a CRM: the core's, the plugins', and any registered in code."""
 
-    def __init__(self, *, registry: Registry, context: ReportContext, template_dirs: Iterable[Path] = ()) -> None:
+    def __init__(
+        self, *, registry: Registry, context: ReportContext, access: Access, template_dirs: Iterable[Path] = ()
+    ) -> None:
+        self._access = access
         self._registry = registry
         self._context = context
         self._template_dirs = tuple(template_dirs)
@@ -170,6 +174,7 @@ class Reports:
         self, name: str, params: Mapping[str, Any] | None = None, *, now: dt.datetime | None = None
     ) -> ReportResult:
         """Validate the parameters and compute the rows (in SQL, by the report's data function)."""
+        self._access.require("reports:run")
         report = self.get(name)
         values = self.params(name, params, now=now)
         rows = [dict(row) for row in report.data(self._context, values)]

@@ -19,6 +19,7 @@ import jinja2
 from marshmallow import ValidationError as FieldError
 from sqlalchemy import ColumnElement, case, delete, exists, false, func, literal, null, select, true
 
+from crmkit.access import Access
 from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Activity, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
@@ -127,7 +128,9 @@ class Triggers:
         tasks: Tasks,
         lifecycle: Lifecycle,
         outbox: Outbox,
+        access: Access,
     ) -> None:
+        self._access = access
         self._registry = registry
         self._tables = tables
         self._extension_tables = extension_tables
@@ -242,6 +245,18 @@ class Triggers:
         back that one firing (reported in ``errors``), the rest of the trigger and the other triggers
         complete.
         """
+        self._access.require("triggers:run")
+        with self._access.using(self._access.system("triggers")):  # what the run does, it does as automation
+            return self._run(as_of, names, dry_run, batch_size, progress)
+
+    def _run(
+        self,
+        as_of: dt.datetime | None,
+        names: Iterable[str] | None,
+        dry_run: bool,
+        batch_size: int,
+        progress: Progress | None,
+    ) -> RunReport:
         as_of = _aware(as_of or utcnow())
         triggers = [self.get(n) for n in names] if names is not None else self.all()
         run_id = None
@@ -517,6 +532,7 @@ class Triggers:
         A firing converts when the customer has a goal activity after the firing and within the goal's
         window. Computed by the database, one statement per trigger.
         """
+        self._access.require("reports:run")
         wanted = [self.get(n) for n in names] if names is not None else self.all()
         out = []
         with self._units.read() as s:
@@ -569,6 +585,7 @@ class Triggers:
         came in that window; ``None`` when the trigger has no goal or is no longer declared). Firings that
         failed were rolled back and are not listed.
         """
+        self._access.require("reports:run", tx)
         conditions: list[ColumnElement[bool]] = []
         if name is not None:
             conditions.append(TriggerFiring.trigger == check(_NAME, name, "name", "invalid filter"))
