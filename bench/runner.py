@@ -51,6 +51,7 @@ MEMORY = Goal("<= 1.5x", max_ratio=1.5)
 #: than fetching bare rows.
 LISTS = Goal("<= 3x", max_ratio=3.0)
 APP_PATH = Goal("<= 4x", max_ratio=4)
+CUSTOMER_IMPORT = Goal("<= 1.5x", max_ratio=1.5)
 
 
 @attrs.frozen
@@ -247,9 +248,10 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
 
 # -- the run ------------------------------------------------------------------------------------------
 
-WORKLOADS = ("ingest", "triggers", "reports", "lists", "memory", "apppath")
-#: The workloads that run on the generated club (the app path starts from an empty database of its own).
-CLUB_WORKLOADS = frozenset(WORKLOADS) - {"apppath"}
+WORKLOADS = ("ingest", "triggers", "reports", "lists", "memory", "apppath", "import")
+#: The workloads that run on the generated club (the app path and the customer import start from an empty
+#: database of their own).
+CLUB_WORKLOADS = frozenset(WORKLOADS) - {"apppath", "import"}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -265,6 +267,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-small", type=int, help="the smaller club for memory (default: customers / 10)")
     parser.add_argument("--app-customers", type=int, default=10_000, help="app path: customers created, updated")
     parser.add_argument("--app-activities", type=int, default=100_000, help="app path: activities logged")
+    parser.add_argument("--import-rows", type=int, default=100_000, help="customer import: lines of the CSV")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side; the table shows medians")
     parser.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}")
     parser.add_argument("--work-dir", type=Path, default=Path(".bench"), help="SQLite files and kept clubs")
@@ -300,11 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     if "apppath" in only:
         app = _app_path(target, args, echo)
         timings.extend(app)
+    if "import" in only:
+        timings.append(_customer_import(target, args, echo))
     club = [t for t in timings if not t.calls]
 
     if only & CLUB_WORKLOADS:
         print(f"\ncrmkit bench on {target.dialect}: {counts['customers']:,} customers, {counts['checkins']:,}"
               f" check-ins, {counts['payments']:,} payments; medians of {args.repeat} runs per side\n")  # fmt: skip
+    elif club:
+        print(f"\ncrmkit bench on {target.dialect}; medians of {args.repeat} runs per side\n")
     if club:
         print(format_timings(club))
         print()
@@ -386,6 +393,22 @@ def _app_path(target: data.Target, args: argparse.Namespace, echo: Any) -> list[
         return timings
     finally:
         app.close()
+
+
+def _customer_import(target: data.Target, args: argparse.Namespace, echo: Any) -> Timing:
+    from bench.customer_import import customer_import_workload, write_csv
+
+    crm = target.fresh("custimport")
+    target.work_dir.mkdir(parents=True, exist_ok=True)
+    path = write_csv(target.work_dir / f"customers_{args.import_rows}.csv", args.import_rows)
+    try:
+        workload = customer_import_workload(crm, path, args.import_rows)
+        echo(f"  {workload.name} ...")
+        return measure(workload, CUSTOMER_IMPORT, args.repeat)
+    finally:
+        crm.close()
+        target.drop("custimport")
+        path.unlink()
 
 
 def _total(reports: list[Timing]) -> Timing:

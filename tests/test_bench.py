@@ -229,3 +229,35 @@ def test_python_m_bench_app_path_stores_what_each_workload_claims(
         assert t["same"] and t["empty"] == [] and t["calls"] == int(t["workload"].split()[1])
         assert t["crmkit_s"] > 0 and t["baseline_s"] > 0
     assert "crmkit app path on" in printed and "µs" in printed
+
+
+def test_customer_import_baseline_stores_the_same_rows_as_crmkit(target: data.Target, tmp_path: Path) -> None:
+    from bench.customer_import import check_same_rows, write_csv
+
+    crm = target.fresh("custimport")
+    try:
+        compared = check_same_rows(crm, write_csv(tmp_path / "customers.csv", 200))
+        assert compared == {"customers": 200, "history": 200, "claims": 400, "ledger": 200}
+        with pytest.raises(AssertionError, match="proves nothing"):
+            check_same_rows(crm, write_csv(tmp_path / "empty.csv", 0))
+    finally:
+        crm.close()
+        target.drop("custimport")
+
+
+def test_python_m_bench_times_the_customer_import(
+    target: data.Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "import.json"
+    argv = ["--only", "import", "--import-rows", "150", "--repeat", "1"]
+    argv += ["--work-dir", str(target.work_dir), "--prefix", target.prefix, "--json", str(out)]
+    if target.url:
+        argv += ["--url", target.url]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    (timing,) = json.loads(out.read_text())["timings"]
+    assert timing["workload"] == "import 150 customers from CSV" and timing["workload"] in printed
+    assert timing["same"] and timing["empty"] == []
+    assert timing["crmkit_rows"] == timing["baseline_rows"]
+    assert timing["crmkit_rows"]["crm_customers"] == 150 and timing["crmkit_rows"]["crm_customer_claims"] == 300
+    assert timing["crmkit_s"] > 0 and timing["baseline_s"] > 0
