@@ -1,0 +1,136 @@
+"""The rows of many new customers at once: what :mod:`crmkit.db.customer_rows` writes for one, written with a
+statement per table per batch (an ``executemany``, or a multi-row ``VALUES``), for imports.
+
+Ids are taken before the rows are written, so the rows that point at a customer (extension, history,
+claims) need no ``RETURNING`` to be matched to it: on PostgreSQL from the table's sequence, as an ``INSERT``
+would take them; on SQLite, whose writers run one at a time (``BEGIN IMMEDIATE``), after the largest id,
+which is what SQLite itself gives a table without ``AUTOINCREMENT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, Table
+
+from crmkit.db.bulk import BulkInsert
+from crmkit.errors import DuplicateCustomerError
+
+_HISTORY = ("customer_id", "from_stage", "to_stage", "to_lifecycle", "at", "cause", "actor_id")
+#: Values per ``IN (...)`` and rows per multi-row statement: under SQLite's limit of bound parameters.
+_PAGE = 5000
+#: Where a new customer's claims are: its normalised email and phone.
+_KINDS = (("email", "email_normalized"), ("phone", "phone_normalized"))
+
+
+class CustomerBatch:
+    """Multi-row statements of the customer tables of one CRM on one dialect."""
+
+    def __init__(
+        self,
+        customers: Table,
+        history: Table,
+        claims: Table,
+        extensions: Mapping[str, tuple[Table, Sequence[str]]],
+        dialect: Dialect,
+    ) -> None:
+        self.dialect = dialect
+        self._customers = customers
+        self._postgres = dialect.name == "postgresql"
+        self._mark = "%s" if self._postgres else "?"
+        self.columns = ("id", *(c.name for c in customers.c if c.name != "id"))
+        self._customer_insert = BulkInsert(customers, self.columns, dialect)
+        self._extension_names = {plugin: tuple(names) for plugin, (_, names) in extensions.items()}
+        self._extension_inserts = {
+            plugin: BulkInsert(table, ("customer_id", *names), dialect) for plugin, (table, names) in extensions.items()
+        }
+        self._history_insert = BulkInsert(history, _HISTORY, dialect)
+        self._claims = claims.name
+
+    def new_ids(self, connection: Connection, count: int) -> list[int]:
+        """``count`` ids for new customers, ascending."""
+        table = self._customers.name
+        if self._postgres:
+            sql = f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)"
+            return sorted(int(r[0]) for r in connection.exec_driver_sql(sql, (count,)))
+        last = connection.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar_one()
+        return list(range(int(last) + 1, int(last) + 1 + count))
+
+    def insert(
+        self,
+        connection: Connection,
+        ids: Sequence[int],
+        customers: Sequence[tuple[Mapping[str, Any], Mapping[str, Sequence[Any]]]],
+        causes: Sequence[tuple[str, int | None]],
+    ) -> None:
+        """The customers (their column values and each plugin's field values, in declaration order), their
+        extension rows and their first history rows (cause, actor)."""
+        rows = []
+        extensions: dict[str, list[tuple[Any, ...]]] = {plugin: [] for plugin in self._extension_inserts}
+        history = []
+        for cid, (row, fields), (cause, actor) in zip(ids, customers, causes, strict=True):
+            rows.append(_driver((cid, *(row[name] for name in self.columns[1:])), self._customer_insert))
+            for plugin, values in fields.items():
+                extensions[plugin].append(_driver((cid, *values), self._extension_inserts[plugin]))
+            history.append(
+                _driver(
+                    (cid, None, row["stage"], row["lifecycle"], row["stage_changed_at"], cause, actor),
+                    self._history_insert,
+                )
+            )
+        self._customer_insert.execute(connection, rows)
+        for plugin, statement in self._extension_inserts.items():
+            statement.execute(connection, extensions[plugin])
+        self._history_insert.execute(connection, history)
+
+    def claim_unique(self, connection: Connection, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
+        """Take the new customers' claims (as :func:`crmkit.claims.take_claims`: upserts in (kind, value)
+        order, which wait for any concurrent writer of the same values), then refuse, with
+        ``DuplicateCustomerError``, a value that another customer has."""
+        wanted: dict[tuple[str, str], int] = {}
+        clashes: set[int] = set()
+        matched: set[str] = set()
+        for cid, row in zip(ids, rows, strict=True):
+            for kind, column in _KINDS:
+                value = row[column]
+                if value:
+                    if (kind, value) in wanted:
+                        clashes.add(wanted[kind, value])
+                        matched.add(kind)
+                    wanted[kind, value] = cid
+        if clashes:  # two of the batch share a value: refused before anything is written
+            raise DuplicateCustomerError(sorted(clashes), sorted(matched))
+        claims = sorted(wanted.items())
+        m = self._mark
+        for start in range(0, len(claims), _PAGE):
+            page = claims[start : start + _PAGE]
+            groups = ", ".join([f"({m}, {m}, {m})"] * len(page))
+            connection.exec_driver_sql(
+                f"INSERT INTO {self._claims} (kind, value, customer_id) VALUES {groups}"
+                " ON CONFLICT (kind, value) DO UPDATE SET customer_id = excluded.customer_id",
+                tuple(v for (kind, value), cid in page for v in (kind, value, cid)),
+            )
+        found: set[int] = set()
+        for kind, column in _KINDS:
+            mine = [(value, cid) for (k, value), cid in claims if k == kind]
+            owners = dict(mine)
+            for start in range(0, len(mine), _PAGE):
+                values = [value for value, _ in mine[start : start + _PAGE]]
+                sql = (
+                    f"SELECT id, {column} FROM {self._customers.name}"
+                    f" WHERE {column} IN ({', '.join([m] * len(values))})"
+                )
+                for cid, value in connection.exec_driver_sql(sql, tuple(values)):
+                    if owners.get(value) != cid:
+                        found.add(int(cid))
+                        matched.add(kind)
+        if found:
+            raise DuplicateCustomerError(sorted(found), sorted(matched))
+
+
+def _driver(values: tuple[Any, ...], statement: BulkInsert) -> tuple[Any, ...]:
+    return tuple(
+        value if process is None or value is None else process(value)
+        for value, process in zip(values, statement.processors, strict=True)
+    )
