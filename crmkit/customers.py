@@ -208,16 +208,23 @@ class Customers(Searchable):
         with self._write(tx, actor_id) as (t, cur):
             actor = actor_id or t.actor_id
             rows = self._rows(t)
-            row, fields = self._new_row(prepared, utcnow())
+            names = self._plugin_fields()
+            row, fields = self._new_row(prepared, utcnow(), names)
             self._check_owner(cur, row["owner_id"])
             moved, stage, lifecycle = row["stage_changed_at"], row["stage"], row["lifecycle"]
             history = (None, stage, lifecycle, moved, prepared.cause, actor)
             customer_id = rows.insert_new(cur, row, fields, history)
             gained = claims_of(row["email_normalized"], prepared.phone_normalized)
             self._claim(rows, cur, customer_id, row, gained, set(), allow_duplicate=allow_duplicate)
-            return self._created(t, customer_id, row, fields, prepared.cause, actor)
+            return self._created(t, customer_id, row, fields, prepared.cause, actor, names)
 
-    def _new_row(self, prepared: Prepared, now: dt.datetime) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    def _plugin_fields(self) -> dict[str, list[str]]:
+        """Each plugin's field names, in declaration order."""
+        return {plugin: [f.name for f in self._registry.fields_of(plugin)] for plugin in self._extension_tables}
+
+    def _new_row(
+        self, prepared: Prepared, now: dt.datetime, names: Mapping[str, list[str]]
+    ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
         """The customer's column values and its plugins' field values (in declaration order)."""
         values, stage = prepared.values, prepared.stage
         row = {key: values.get(key) for key in _CORE_INPUT}
@@ -231,9 +238,7 @@ class Customers(Searchable):
             updated_at=now,
         )
         row["extra"] = self._runtime_values(values)
-        fields = {
-            plugin: [values.get(f.name) for f in self._registry.fields_of(plugin)] for plugin in self._extension_tables
-        }
+        fields = {plugin: [values.get(name) for name in plugin_names] for plugin, plugin_names in names.items()}
         return row, fields
 
     def _created(
@@ -244,12 +249,13 @@ class Customers(Searchable):
         fields: Mapping[str, Sequence[Any]],
         cause: str,
         actor: int | None,
+        names: Mapping[str, list[str]],
     ) -> dict[str, Any]:
         """Tell the hooks of a new customer; its record."""
         stage, lifecycle, moved = row["stage"], row["lifecycle"], row["stage_changed_at"]
         self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
         for plugin, plugin_values in fields.items():
-            row.update(zip([f.name for f in self._registry.fields_of(plugin)], plugin_values, strict=True))
+            row.update(zip(names[plugin], plugin_values, strict=True))
         record = self._record({"id": customer_id, **row})
         self._hooks.customer_created(t, record)
         return record
@@ -273,14 +279,15 @@ class Customers(Searchable):
         with self._units.write(tx, actor_id) as t:
             actor = actor_id or t.actor_id
             now = utcnow()
-            built = [self._new_row(p, now) for p in prepared]
+            names = self._plugin_fields()
+            built = [self._new_row(p, now, names) for p in prepared]
             connection = t.session.connection()
             batch = self._batch(t)
             ids = batch.new_ids(connection, len(built))
             batch.insert(connection, ids, built, [(p.cause, actor) for p in prepared])
             batch.claim_unique(connection, ids, [row for row, _ in built])
             return [
-                self._created(t, cid, row, fields, p.cause, actor)
+                self._created(t, cid, row, fields, p.cause, actor, names)
                 for cid, (row, fields), p in zip(ids, built, prepared, strict=True)
             ]
 

@@ -66,19 +66,17 @@ class CustomerBatch:
     ) -> None:
         """The customers (their column values and each plugin's field values, in declaration order), their
         extension rows and their first history rows (cause, actor)."""
+        customer, history_row = DriverValues(self._customer_insert), DriverValues(self._history_insert)
+        extension = {plugin: DriverValues(statement) for plugin, statement in self._extension_inserts.items()}
         rows = []
         extensions: dict[str, list[tuple[Any, ...]]] = {plugin: [] for plugin in self._extension_inserts}
         history = []
         for cid, (row, fields), (cause, actor) in zip(ids, customers, causes, strict=True):
-            rows.append(_driver((cid, *(row[name] for name in self.columns[1:])), self._customer_insert))
+            rows.append(customer((cid, *(row[name] for name in self.columns[1:]))))
             for plugin, values in fields.items():
-                extensions[plugin].append(_driver((cid, *values), self._extension_inserts[plugin]))
-            history.append(
-                _driver(
-                    (cid, None, row["stage"], row["lifecycle"], row["stage_changed_at"], cause, actor),
-                    self._history_insert,
-                )
-            )
+                extensions[plugin].append(extension[plugin]((cid, *values)))
+            moved = row["stage_changed_at"]
+            history.append(history_row((cid, None, row["stage"], row["lifecycle"], moved, cause, actor)))
         self._customer_insert.execute(connection, rows)
         for plugin, statement in self._extension_inserts.items():
             statement.execute(connection, extensions[plugin])
@@ -129,8 +127,29 @@ class CustomerBatch:
             raise DuplicateCustomerError(sorted(found), sorted(matched))
 
 
-def _driver(values: tuple[Any, ...], statement: BulkInsert) -> tuple[Any, ...]:
-    return tuple(
-        value if process is None or value is None else process(value)
-        for value, process in zip(values, statement.processors, strict=True)
-    )
+class DriverValues:
+    """Rows of Python values as driver values, through the statement's bind processors: only the columns
+    that have one, and a value seen before in the batch (the batch's one ``now``) converted once."""
+
+    def __init__(self, statement: BulkInsert) -> None:
+        self._processors = [(i, p) for i, p in enumerate(statement.processors) if p is not None]
+        self._seen: dict[tuple[int, Any], Any] = {}
+
+    def __call__(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        row = list(values)
+        seen = self._seen
+        for i, process in self._processors:
+            value = row[i]
+            if value is None:
+                continue
+            if isinstance(value, (dict, list)):  # JSON: not hashable; only an empty one is remembered
+                if value:
+                    row[i] = process(value)
+                    continue
+                key: tuple[int, Any] = (i, type(value).__name__)
+            else:
+                key = (i, value)
+            if key not in seen:
+                seen[key] = process(value)
+            row[i] = seen[key]
+        return tuple(row)

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, select
 
 from crmkit.customers import Customers, PhoneReader, Prepared
 from crmkit.db.bulk import BulkInsert
+from crmkit.db.customer_batch import DriverValues
 from crmkit.db.models import Customer, CustomerKey, ImportChange
 from crmkit.errors import DuplicateCustomerError, ValidationError
 from crmkit.imports.customers import CustomerLines, created_after
@@ -234,7 +235,5 @@ class Chunk:
 
 def _insert(connection: Connection, table: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     statement = BulkInsert(table, columns, connection.dialect)
-    statement.execute(
-        connection,
-        [tuple(v if p is None else p(v) for v, p in zip(row, statement.processors, strict=True)) for row in rows],
-    )
+    driver = DriverValues(statement)
+    statement.execute(connection, [driver(row) for row in rows])
