@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 from sqlalchemy import Connection, select
 
-from crmkit.customers import Customers, PhoneReader, Prepared
+from crmkit.customers import Customers, PhoneReader, Prepared, normalize_email
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.customer_batch import DriverValues
 from crmkit.db.models import Customer, CustomerKey, ImportChange
@@ -199,6 +199,10 @@ class Chunk:
         if not held:
             return
         t = self._t
+        if self._taken(held):
+            for h in held:
+                self._outcomes[h.index] = self._lines.apply(t, h.line)
+            return
         try:
             with self._units.write(t):
                 records = self._customers.create_many([h.prepared for h in held], actor_id=self._actor_id, tx=t)
@@ -218,6 +222,26 @@ class Chunk:
             return
         for cid, h in zip(ids, held, strict=True):
             self._outcomes[h.index] = LineOutcome(h.line.line, "created", cid, fields=tuple(sorted(h.data)))
+
+    def _taken(self, held: Sequence[_New]) -> bool:
+        """Whether a customer has one of the held-back customers' emails, phones or external ids already (one
+        the match keys do not name). Then the line path words each line's outcome; asked before the bulk
+        write, so that a refusal costs no ids (a PostgreSQL sequence does not roll back)."""
+        customers, keys = Customer.__table__.c, CustomerKey.__table__.c
+        wanted = {
+            customers.email_normalized: [e for h in held if (e := normalize_email(h.prepared.values.get("email")))],
+            customers.phone_normalized: [p for h in held if (p := h.prepared.phone_normalized)],
+            keys.external_id: [h.external_id for h in held if h.external_id],
+        }
+        session = self._t.session
+        for column, values in wanted.items():
+            for start in range(0, len(values), _IN):
+                query = select(column).where(column.in_(values[start : start + _IN])).limit(1)
+                if column is keys.external_id:
+                    query = query.where(keys.system == self._settings.system)
+                if session.execute(query).first() is not None:
+                    return True
+        return False
 
     def _add_keys(self, connection: Connection, held: Sequence[_New], ids: Sequence[int]) -> None:
         """The new customers' ids in the source system; refused when one already names someone else (the
