@@ -261,3 +261,20 @@ def test_python_m_bench_times_the_customer_import(
     assert timing["crmkit_rows"] == timing["baseline_rows"]
     assert timing["crmkit_rows"]["crm_customers"] == 150 and timing["crmkit_rows"]["crm_customer_claims"] == 300
     assert timing["crmkit_s"] > 0 and timing["baseline_s"] > 0
+
+
+def test_python_m_bench_measures_the_import_memory_at_two_file_lengths(
+    target: data.Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "memory.json"
+    argv = ["--only", "importmemory", "--import-rows", "100", "--import-memory-rows", "400"]
+    argv += ["--work-dir", str(target.work_dir), "--prefix", target.prefix, "--json", str(out)]
+    if target.url:
+        argv += ["--url", target.url]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    (figure,) = json.loads(out.read_text())["memory"]
+    assert figure["task"] == "customer import (CSV)" and figure["unit"] == "lines"
+    assert figure["small"]["created"] == 100 and figure["large"]["created"] == 400
+    assert figure["large"]["peak_mb"] >= figure["large"]["start_mb"] > 0
+    assert "customer import (CSV)" in printed and "400 lines" in printed
