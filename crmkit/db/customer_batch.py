@@ -77,10 +77,15 @@ class CustomerBatch:
                 extensions[plugin].append(extension[plugin]((cid, *values)))
             moved = row["stage_changed_at"]
             history.append(history_row((cid, None, row["stage"], row["lifecycle"], moved, cause, actor)))
-        self._customer_insert.execute(connection, rows)
+        self._execute(connection, self._customer_insert, rows)
         for plugin, statement in self._extension_inserts.items():
-            statement.execute(connection, extensions[plugin])
-        self._history_insert.execute(connection, history)
+            self._execute(connection, statement, extensions[plugin])
+        self._execute(connection, self._history_insert, history)
+
+    def _execute(self, connection: Connection, statement: BulkInsert, rows: Sequence[tuple[Any, ...]]) -> None:
+        # an executemany on both databases: on PostgreSQL, psycopg pipelines it, and multi-row VALUES of
+        # 30,000 parameters measured twice as slow
+        statement.execute(connection, rows)
 
     def claim_unique(self, connection: Connection, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
         """Take the new customers' claims (as :func:`crmkit.claims.take_claims`: upserts in (kind, value)
@@ -101,25 +106,25 @@ class CustomerBatch:
             raise DuplicateCustomerError(sorted(clashes), sorted(matched))
         claims = sorted(wanted.items())
         m = self._mark
-        for start in range(0, len(claims), _PAGE):
-            page = claims[start : start + _PAGE]
-            groups = ", ".join([f"({m}, {m}, {m})"] * len(page))
-            connection.exec_driver_sql(
-                f"INSERT INTO {self._claims} (kind, value, customer_id) VALUES {groups}"
-                " ON CONFLICT (kind, value) DO UPDATE SET customer_id = excluded.customer_id",
-                tuple(v for (kind, value), cid in page for v in (kind, value, cid)),
-            )
+        upsert = (
+            f"INSERT INTO {self._claims} (kind, value, customer_id) VALUES ({m}, {m}, {m})"
+            " ON CONFLICT (kind, value) DO UPDATE SET customer_id = excluded.customer_id"
+        )
+        # in (kind, value) order, one row after the other: the order locks are taken in
+        connection.exec_driver_sql(upsert, [(kind, value, cid) for (kind, value), cid in claims])
         found: set[int] = set()
         for kind, column in _KINDS:
             mine = [(value, cid) for (k, value), cid in claims if k == kind]
             owners = dict(mine)
             for start in range(0, len(mine), _PAGE):
                 values = [value for value, _ in mine[start : start + _PAGE]]
-                sql = (
-                    f"SELECT id, {column} FROM {self._customers.name}"
-                    f" WHERE {column} IN ({', '.join([m] * len(values))})"
-                )
-                for cid, value in connection.exec_driver_sql(sql, tuple(values)):
+                sql = f"SELECT id, {column} FROM {self._customers.name} WHERE {column}"
+                params: tuple[Any, ...]
+                if self._postgres:  # one array parameter: the server plans it once, not per value
+                    query, params = f"{sql} = ANY(%s)", (values,)
+                else:
+                    query, params = f"{sql} IN ({', '.join([m] * len(values))})", tuple(values)
+                for cid, value in connection.exec_driver_sql(query, params):
                     if owners.get(value) != cid:
                         found.add(int(cid))
                         matched.add(kind)

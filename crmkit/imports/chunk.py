@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, select
+from sqlalchemy import ARRAY, Connection, any_, literal, select
 
 from crmkit.customers import Customers, PhoneReader, Prepared, normalize_email
 from crmkit.db.bulk import BulkInsert
@@ -167,14 +167,21 @@ class Chunk:
                 if key == EXTERNAL_ID:
                     keys = CustomerKey.__table__.c
                     query = select(keys.external_id, keys.customer_id).where(
-                        keys.system == self._settings.system, keys.external_id.in_(page)
+                        keys.system == self._settings.system, self._among(keys.external_id, page)
                     )
                 else:
                     column = customers.email_normalized if key == "email" else customers.phone_normalized
-                    query = select(column, customers.id).where(column.in_(page))
+                    query = select(column, customers.id).where(self._among(column, page))
                 for value, customer_id in session.execute(query):
                     names.setdefault(value, []).append(int(customer_id))
         return found
+
+    def _among(self, column: Any, values: list[str]) -> Any:
+        """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter the server plans once rather
+        than one per value."""
+        if self._t.session.get_bind().dialect.name == "postgresql":
+            return column == any_(literal(values, ARRAY(column.type)))
+        return column.in_(values)
 
     def _match(self, found: Mapping[str, Mapping[str, list[int]]], keys: Mapping[str, str | None]) -> bool:
         return any(found.get(key, {}).get(value) for key in self._settings.match if (value := keys.get(key)))
@@ -236,7 +243,7 @@ class Chunk:
         session = self._t.session
         for column, values in wanted.items():
             for start in range(0, len(values), _IN):
-                query = select(column).where(column.in_(values[start : start + _IN])).limit(1)
+                query = select(column).where(self._among(column, values[start : start + _IN])).limit(1)
                 if column is keys.external_id:
                     query = query.where(keys.system == self._settings.system)
                 if session.execute(query).first() is not None:
