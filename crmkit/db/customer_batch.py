@@ -111,7 +111,8 @@ class CustomerBatch:
             " ON CONFLICT (kind, value) DO UPDATE SET customer_id = excluded.customer_id"
         )
         # in (kind, value) order, one row after the other: the order locks are taken in
-        connection.exec_driver_sql(upsert, [(kind, value, cid) for (kind, value), cid in claims])
+        if claims:
+            connection.exec_driver_sql(upsert, [(kind, value, cid) for (kind, value), cid in claims])
         found: set[int] = set()
         for kind, column in _KINDS:
             mine = [(value, cid) for (k, value), cid in claims if k == kind]
