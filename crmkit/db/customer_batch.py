@@ -1,10 +1,10 @@
 """The rows of many new customers at once: what :mod:`crmkit.db.customer_rows` writes for one, written with a
-statement per table per batch (an ``executemany``, or a multi-row ``VALUES``), for imports.
+statement per table per batch (an ``executemany``), for imports.
 
 Ids are taken before the rows are written, so the rows that point at a customer (extension, history,
 claims) need no ``RETURNING`` to be matched to it: on PostgreSQL from the table's sequence, as an ``INSERT``
-would take them; on SQLite, whose writers run one at a time (``BEGIN IMMEDIATE``), after the largest id,
-which is what SQLite itself gives a table without ``AUTOINCREMENT``.
+would take them; on SQLite, whose writers run one at a time (``BEGIN IMMEDIATE``), after the largest id
+and past the largest id it ever gave (``AUTOINCREMENT``'s ``sqlite_sequence``), as SQLite would.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ class CustomerBatch:
             sql = f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)"
             return sorted(int(r[0]) for r in connection.exec_driver_sql(sql, (count,)))
         last = connection.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar_one()
+        if self._customers.dialect_options["sqlite"].get("autoincrement"):
+            # AUTOINCREMENT: never the id of a customer deleted since (merged, erased), as SQLite would not
+            seq = connection.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).scalar()
+            last = max(int(last), int(seq or 0))
         return list(range(int(last) + 1, int(last) + 1 + count))
 
     def insert(
