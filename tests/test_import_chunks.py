@@ -52,6 +52,9 @@ MIXED = [
     ["Max", "max@x.example", "(212) 200-0013", "", "", "", "", ""],
     ["Old Pia", "pia@x.example", "(212) 200-0099", "", "", "", "", ""],  # unchanged
     ["Both", "pia@x.example", "(212) 200-0012", "", "", "", "", ""],  # Pia by email, Lea by phone
+    ["Rex", "rex.new@x.example", "(212) 200-0077", "", "", "", "", ""],  # Rex by phone: a new email
+    ["Rex's old address", "rex@x.example", "", "", "", "", "", ""],  # nobody's any more: a new customer
+    ["Rex again", "rex.new@x.example", "", "", "", "", "", ""],  # Rex by his new email: a duplicate
 ]
 
 
@@ -64,6 +67,7 @@ def _crm(crm_factory: Any) -> CRM:
     crm.users.create({"email": "owner@x.example", "name": "Owner"})
     crm.customers.create({"name": "Olga", "email": "olga@x.example", "goal": "muscle"})
     crm.customers.create({"name": "Old Pia", "email": "pia@x.example", "phone": "(212) 200-0099"})
+    crm.customers.create({"name": "Rex", "email": "rex@x.example", "phone": "(212) 200-0077"})
     # the last id given belongs to nobody now: a new customer must not get it again
     gone = crm.customers.create({"name": "Gone"})
     with crm.engine.begin() as conn:
@@ -114,7 +118,7 @@ def test_a_chunk_gives_what_the_line_path_gives(
     actions = {o.action for o in ours.preview}
     assert {"created", "skipped", "rejected"} <= actions and (mode == "create" or "updated" in actions)
     assert _rows(chunked) == _rows(by_line)
-    assert min(o.customer_id for o in ours.preview if o.action == "created" and o.customer_id) == 4
+    assert min(o.customer_id for o in ours.preview if o.action == "created" and o.customer_id) == 5
     # and running the file again changes nothing, the same way
     again = chunked.imports.customers(_csv(MIXED), mode=mode, chunk_size=chunk_size, preview=100)
     with monkeypatch.context() as patched:

@@ -40,6 +40,9 @@ from crmkit.unit import Transaction, Units
 _IN = 5000
 _LEDGER = ("customer_id", "import_id", "line", "action", "before", "after")
 _KEYS = ("system", "external_id", "customer_id")
+#: The fields whose change may change a customer's match keys (the country and branch decide the phone's
+#: region).
+_KEY_FIELDS = frozenset({"email", "phone", "country", "branch", EXTERNAL_ID})
 
 
 class PhoneMemo:
@@ -63,6 +66,28 @@ class PhoneMemo:
         return found
 
 
+class _Found:
+    """The customers the chunk's match keys name: (key, value) -> ids, and back, so that a customer whose
+    keys change is found again by its new ones only."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], list[int]] = {}
+        self._of: dict[int, list[tuple[str, str]]] = {}
+
+    def ids(self, key: str, value: str) -> list[int]:
+        return self._ids.get((key, value), [])
+
+    def add(self, key: str, value: str, customer_id: int) -> None:
+        ids = self._ids.setdefault((key, value), [])
+        if customer_id not in ids:
+            ids.append(customer_id)
+            self._of.setdefault(customer_id, []).append((key, value))
+
+    def forget(self, customer_id: int) -> None:
+        for named in self._of.pop(customer_id, []):
+            self._ids[named].remove(customer_id)
+
+
 @attrs.frozen
 class _Parsed:
     index: int
@@ -79,6 +104,7 @@ class _New:
     index: int
     line: SourceLine
     data: dict[str, Any]
+    keys: dict[str, str | None]
     external_id: str | None
     prepared: Prepared
 
@@ -106,27 +132,25 @@ class Chunk:
         self._held: list[_New] = []
         #: the match keys (key, value) and claims (kind, value) of the held-back customers
         self._held_keys: set[tuple[str, str]] = set()
+        self._found = _Found()
 
     def apply(self, lines: Sequence[SourceLine]) -> list[LineOutcome]:
         self._outcomes = [None] * len(lines)
         parsed = [self._parse(i, line) for i, line in enumerate(lines)]
-        found = self._lookup(parsed)
-        for position, item in enumerate(parsed):
+        found = self._found = self._lookup(parsed)
+        for item in parsed:
             if item.plain:
                 self._outcomes[item.index] = self._lines.apply(self._t, item.line)  # writes nothing
                 continue
-            named = self._named(item.keys)
-            if named & self._held_keys:
+            if self._named(item.keys) & self._held_keys:
                 self._write_held()
-                found = self._lookup(parsed[position:])
-            matched = self._match(found, item.keys)
+            matched = any(found.ids(key, value) for key in self._settings.match if (value := item.keys.get(key)))
             new = not matched and self._settings.mode != "update" and item.data.get("owner_id") is None
-            if new and self._hold(item):
+            if new:
+                self._hold(item)
                 continue
             self._write_held()
-            outcome = self._outcomes[item.index] = self._lines.apply(self._t, item.line)
-            if outcome.action in ("created", "updated"):  # keys may have moved: look again
-                found = self._lookup(parsed[position + 1 :])
+            self._by_line(item.index, item.line, item.keys)
         self._write_held()
         done = [o for o in self._outcomes if o is not None]
         assert len(done) == len(lines)
@@ -148,7 +172,7 @@ class Chunk:
         named.update((kind, value) for kind in ("email", "phone", EXTERNAL_ID) if (value := keys.get(kind)))
         return named
 
-    def _lookup(self, parsed: Iterable[_Parsed]) -> dict[str, dict[str, list[int]]]:
+    def _lookup(self, parsed: Iterable[_Parsed]) -> _Found:
         """The customers each match key value of these lines names, one query per key (per 5,000 values)."""
         wanted: dict[str, set[str]] = {key: set() for key in self._settings.match}
         for item in parsed:
@@ -156,11 +180,10 @@ class Chunk:
                 value = item.keys.get(key)
                 if value:
                     wanted[key].add(value)
-        found: dict[str, dict[str, list[int]]] = {}
+        found = _Found()
         customers = Customer.__table__.c
         session = self._t.session
         for key, values in wanted.items():
-            names: dict[str, list[int]] = found.setdefault(key, {})
             ordered = sorted(values)
             for start in range(0, len(ordered), _IN):
                 page = ordered[start : start + _IN]
@@ -173,7 +196,7 @@ class Chunk:
                     column = customers.email_normalized if key == "email" else customers.phone_normalized
                     query = select(column, customers.id).where(self._among(column, page))
                 for value, customer_id in session.execute(query):
-                    names.setdefault(value, []).append(int(customer_id))
+                    found.add(key, value, int(customer_id))
         return found
 
     def _among(self, column: Any, values: list[str]) -> Any:
@@ -183,22 +206,52 @@ class Chunk:
             return column == any_(literal(values, ARRAY(column.type)))
         return column.in_(values)
 
-    def _match(self, found: Mapping[str, Mapping[str, list[int]]], keys: Mapping[str, str | None]) -> bool:
-        return any(found.get(key, {}).get(value) for key in self._settings.match if (value := keys.get(key)))
+    def _by_line(self, index: int, line: SourceLine, keys: Mapping[str, str | None]) -> None:
+        """Apply the line through the line path, and keep what the chunk knows of the customers' keys true:
+        a customer it created has the line's keys, one it updated may have new ones."""
+        outcome = self._outcomes[index] = self._lines.apply(self._t, line)
+        if outcome.customer_id is None:
+            return
+        if outcome.action == "created":
+            for key in self._settings.match:
+                value = keys.get(key)
+                if value:
+                    self._found.add(key, value, outcome.customer_id)
+        elif outcome.action == "updated" and _KEY_FIELDS & set(outcome.fields):
+            self._reread(outcome.customer_id)
+
+    def _reread(self, customer_id: int) -> None:
+        """The customer's match keys as they are now, in place of those the chunk knew."""
+        found = self._found
+        found.forget(customer_id)
+        session = self._t.session
+        for key in self._settings.match:
+            if key == EXTERNAL_ID:
+                keys = CustomerKey.__table__.c
+                query = select(keys.external_id).where(
+                    keys.system == self._settings.system, keys.customer_id == customer_id
+                )
+            else:
+                customers = Customer.__table__.c
+                column = customers.email_normalized if key == "email" else customers.phone_normalized
+                query = select(column).where(customers.id == customer_id)
+            for value in session.scalars(query):
+                if value:
+                    found.add(key, value, customer_id)
 
     # -- new customers ---------------------------------------------------------------------------
 
-    def _hold(self, item: _Parsed) -> bool:
-        """Validate the line's new customer and hold it back; ``False`` when the line path must decide."""
+    def _hold(self, item: _Parsed) -> None:
+        """Validate the line's new customer and hold it back (or reject the line, as ``create`` would)."""
         try:
             prepared = self._lines.prepare(item.data, item.history, self._normalize)
         except ValidationError as exc:
             self._outcomes[item.index] = LineOutcome(item.line.line, "rejected", reasons=tuple(reasons_of(exc.errors)))
-            return True
+            return
         external = item.history.get(EXTERNAL_ID)
-        self._held.append(_New(item.index, item.line, item.data, str(external) if external else None, prepared))
+        new = _New(item.index, item.line, item.data, item.keys, str(external) if external else None, prepared)
+        self._held.append(new)
         self._held_keys |= self._named(item.keys)
-        return True
 
     def _write_held(self) -> None:
         held, self._held = self._held, []
@@ -208,7 +261,7 @@ class Chunk:
         t = self._t
         if self._taken(held):
             for h in held:
-                self._outcomes[h.index] = self._lines.apply(t, h.line)
+                self._by_line(h.index, h.line, h.keys)
             return
         try:
             with self._units.write(t):
@@ -225,10 +278,14 @@ class Chunk:
             # someone has one of these values since the lookup (another writer, or a customer the match
             # keys do not name): each line as the line path words it
             for h in held:
-                self._outcomes[h.index] = self._lines.apply(t, h.line)
+                self._by_line(h.index, h.line, h.keys)
             return
         for cid, h in zip(ids, held, strict=True):
             self._outcomes[h.index] = LineOutcome(h.line.line, "created", cid, fields=tuple(sorted(h.data)))
+            for key in self._settings.match:
+                value = h.keys.get(key)
+                if value:
+                    self._found.add(key, value, cid)
 
     def _taken(self, held: Sequence[_New]) -> bool:
         """Whether a customer has one of the held-back customers' emails, phones or external ids already (one
