@@ -51,6 +51,9 @@ MEMORY = Goal("<= 1.5x", max_ratio=1.5)
 #: than fetching bare rows.
 LISTS = Goal("<= 3x", max_ratio=3.0)
 APP_PATH = Goal("<= 4x", max_ratio=4)
+CUSTOMER_IMPORT = Goal("<= 1.5x", max_ratio=1.5)
+#: From the issue: the peak at 1M lines no more than at 100k plus 20%.
+IMPORT_MEMORY = Goal("<= 1.2x", max_ratio=1.2)
 
 
 @attrs.frozen
@@ -138,6 +141,8 @@ class MemoryFigure:
     ratio: float
     goal: str
     met: bool
+    #: What the sizes count: the club's customers, or the imported file's lines.
+    unit: str = "customers"
 
 
 # -- the table ----------------------------------------------------------------------------------------
@@ -217,8 +222,12 @@ def _rows(parts: dict[str, int]) -> str:
 def format_memory(figures: list[MemoryFigure]) -> str:
     if not figures:
         return ""
-    small, large = figures[0].small_customers, figures[0].large_customers
-    header = ("peak RSS, fresh process", f"{small:,} customers", f"{large:,} customers", "ratio", "target", "")
+    if any(f.unit != figures[0].unit for f in figures):  # a table per unit: club sizes, file lengths
+        return "\n\n".join(
+            format_memory([f for f in figures if f.unit == unit]) for unit in {f.unit: 0 for f in figures}
+        )
+    small, large, unit = figures[0].small_customers, figures[0].large_customers, figures[0].unit
+    header = ("peak RSS, fresh process", f"{small:,} {unit}", f"{large:,} {unit}", "ratio", "target", "")
     rows = [
         (
             f.task,
@@ -247,9 +256,10 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
 
 # -- the run ------------------------------------------------------------------------------------------
 
-WORKLOADS = ("ingest", "triggers", "reports", "lists", "memory", "apppath")
-#: The workloads that run on the generated club (the app path starts from an empty database of its own).
-CLUB_WORKLOADS = frozenset(WORKLOADS) - {"apppath"}
+WORKLOADS = ("ingest", "triggers", "reports", "lists", "memory", "apppath", "import", "importmemory")
+#: The workloads that run on the generated club (the app path and the customer import start from an empty
+#: database of their own).
+CLUB_WORKLOADS = frozenset(WORKLOADS) - {"apppath", "import", "importmemory"}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -265,6 +275,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-small", type=int, help="the smaller club for memory (default: customers / 10)")
     parser.add_argument("--app-customers", type=int, default=10_000, help="app path: customers created, updated")
     parser.add_argument("--app-activities", type=int, default=100_000, help="app path: activities logged")
+    parser.add_argument("--import-rows", type=int, default=100_000, help="customer import: lines of the CSV")
+    parser.add_argument(
+        "--import-memory-rows",
+        type=int,
+        default=1_000_000,
+        help="import memory: the larger file (the smaller: --import-rows)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side; the table shows medians")
     parser.add_argument("--only", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}")
     parser.add_argument("--work-dir", type=Path, default=Path(".bench"), help="SQLite files and kept clubs")
@@ -296,15 +313,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         counts = {"customers": 0, "checkins": 0, "payments": 0}
     figures = _memory(target, sizes, args, echo) if "memory" in only else []
+    if "importmemory" in only:
+        figures.append(_import_memory(target, args, echo))
     app: list[Timing] = []
     if "apppath" in only:
         app = _app_path(target, args, echo)
         timings.extend(app)
+    if "import" in only:
+        timings.append(_customer_import(target, args, echo))
     club = [t for t in timings if not t.calls]
 
     if only & CLUB_WORKLOADS:
         print(f"\ncrmkit bench on {target.dialect}: {counts['customers']:,} customers, {counts['checkins']:,}"
               f" check-ins, {counts['payments']:,} payments; medians of {args.repeat} runs per side\n")  # fmt: skip
+    elif club:
+        print(f"\ncrmkit bench on {target.dialect}; medians of {args.repeat} runs per side\n")
     if club:
         print(format_timings(club))
         print()
@@ -386,6 +409,50 @@ def _app_path(target: data.Target, args: argparse.Namespace, echo: Any) -> list[
         return timings
     finally:
         app.close()
+
+
+def _customer_import(target: data.Target, args: argparse.Namespace, echo: Any) -> Timing:
+    from bench.customer_import import customer_import_workload, write_csv
+
+    crm = target.fresh("custimport")
+    target.work_dir.mkdir(parents=True, exist_ok=True)
+    path = write_csv(target.work_dir / f"customers_{args.import_rows}.csv", args.import_rows)
+    try:
+        workload = customer_import_workload(crm, path, args.import_rows)
+        echo(f"  {workload.name} ...")
+        return measure(workload, CUSTOMER_IMPORT, args.repeat)
+    finally:
+        crm.close()
+        target.drop("custimport")
+        path.unlink()
+
+
+def _import_memory(target: data.Target, args: argparse.Namespace, echo: Any) -> MemoryFigure:
+    from bench import import_memory
+    from bench.customer_import import write_csv
+
+    target.work_dir.mkdir(parents=True, exist_ok=True)
+    measured = []
+    for rows in (args.import_rows, args.import_memory_rows):
+        echo(f"  memory: customer import of {rows:,} lines ...")
+        path = write_csv(target.work_dir / f"customers_{rows}.csv", rows)
+        try:
+            measured.append(import_memory.measure(target, path))
+        finally:
+            path.unlink()
+    low, high = measured
+    ratio = high["peak_mb"] / low["peak_mb"]
+    return MemoryFigure(
+        "customer import (CSV)",
+        args.import_rows,
+        args.import_memory_rows,
+        low,
+        high,
+        ratio,
+        IMPORT_MEMORY.text,
+        IMPORT_MEMORY.met(ratio),
+        unit="lines",
+    )
 
 
 def _total(reports: list[Timing]) -> Timing:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy.orm.util import identity_key
 from crmkit import fields as fieldmod
 from crmkit.access import Access
 from crmkit.claims import claims_of
+from crmkit.db.customer_batch import CustomerBatch
 from crmkit.db.customer_rows import CustomerRows
 from crmkit.db.driver import Cursor, cursor
 from crmkit.db.models import Contact, Customer, CustomerClaim, Merge, StageHistory, User
@@ -45,6 +46,22 @@ _COUNTRY = Country()
 _PHONE_INPUTS = frozenset({"phone", "country", "branch"})
 #: Ids per ``IN (...)``, well under SQLite's limit of bound parameters.
 _IN_CHUNK = 10_000
+
+
+#: (raw number, region) -> its normalised form; ``ValueError`` with the reason when it is not valid there.
+PhoneReader = Callable[[str, str], "str | None"]
+
+
+@attrs.frozen
+class Prepared:
+    """A new customer's validated input (see :meth:`Customers.prepare`)."""
+
+    values: dict[str, Any]
+    phone_normalized: str | None
+    stage: str
+    created_at: dt.datetime | None
+    stage_changed_at: dt.datetime | None
+    cause: str
 
 
 @attrs.frozen
@@ -96,6 +113,7 @@ class Customers(Searchable):
         # the listing and the output schema it was built with: a run-time field defined gives a new schema
         self._built_listing: tuple[object, Listing] | None = None
         self._customer_rows: dict[Dialect, CustomerRows] = {}
+        self._batches: dict[Dialect, CustomerBatch] = {}
         self._fast_for: object = None
         self._checks: dict[bool, CustomerCheck] = {}
         self._dump_for: object = None
@@ -118,9 +136,15 @@ class Customers(Searchable):
         concurrent writers (see :mod:`crmkit.claims`). Nothing is written unless everything, plugin event
         hooks included, succeeds.
         """
-        values, phone_normalized = self._load_new(data)
+        return self._insert(self.prepare(data), actor_id, allow_duplicate, tx)
+
+    def prepare(self, data: Mapping[str, Any], *, normalize: PhoneReader | None = None) -> Prepared:
+        """``data`` validated as :meth:`create` validates it (``ValidationError`` otherwise), ready for
+        :meth:`create_many`. ``normalize`` reads the phone in place of the CRM's ``normalize_phone`` (a
+        caller's memo of it: a file has the same number in several places)."""
+        values, phone_normalized = self._load_new(data, normalize)
         stage = values.pop("stage", "lead")
-        return self._insert(values, phone_normalized, stage, None, None, "created", actor_id, allow_duplicate, tx)
+        return Prepared(values, phone_normalized, stage, None, None, "created")
 
     def create_historical(
         self,
@@ -143,6 +167,22 @@ class Customers(Searchable):
         Both times must be aware datetimes, not in the future, and ``stage_changed_at`` not before
         ``created_at``; anything else is a ``ValidationError``.
         """
+        prepared = self.prepare_historical(
+            data, created_at=created_at, stage=stage, stage_changed_at=stage_changed_at, cause=cause
+        )
+        return self._insert(prepared, actor_id, allow_duplicate, tx)
+
+    def prepare_historical(
+        self,
+        data: Mapping[str, Any],
+        *,
+        created_at: dt.datetime,
+        stage: str | None = None,
+        stage_changed_at: dt.datetime | None = None,
+        cause: str = "imported",
+        normalize: PhoneReader | None = None,
+    ) -> Prepared:
+        """:meth:`prepare` for :meth:`create_historical`: the same checks, the same errors."""
         errors: dict[str, list[str]] = {}
         now = utcnow()
         for name, value in (("created_at", created_at), ("stage_changed_at", stage_changed_at)):
@@ -160,51 +200,114 @@ class Customers(Searchable):
             errors["stage"] = [f"unknown stage {stage!r}: expected one of {', '.join(self._registry.stages)}"]
         input_data = {k: v for k, v in data.items() if k != "stage"} if isinstance(data, Mapping) else data
         try:
-            values, phone_normalized = self._load_new(input_data)
+            values, phone_normalized = self._load_new(input_data, normalize)
         except ValidationError as exc:
             raise ValidationError({**exc.errors, **errors}, "invalid customer") from None
         if errors:
             raise ValidationError(errors, "invalid customer")
-        moved = stage_changed_at or created_at
-        return self._insert(values, phone_normalized, stage, created_at, moved, cause, actor_id, allow_duplicate, tx)
+        return Prepared(values, phone_normalized, stage, created_at, stage_changed_at or created_at, cause)
 
     def _insert(
-        self,
-        values: dict[str, Any],
-        phone_normalized: str | None,
-        stage: str,
-        created_at: dt.datetime | None,
-        stage_changed_at: dt.datetime | None,
-        cause: str,
-        actor_id: int | None,
-        allow_duplicate: bool,
-        tx: Transaction | None,
+        self, prepared: Prepared, actor_id: int | None, allow_duplicate: bool, tx: Transaction | None
     ) -> dict[str, Any]:
-        lifecycle = self._lifecycle.stage(stage).lifecycle
         with self._write(tx, actor_id) as (t, cur):
             actor = actor_id or t.actor_id
             rows = self._rows(t)
-            now = utcnow()
-            created, moved = created_at or now, stage_changed_at or now
-            row = {key: values.get(key) for key in _CORE_INPUT}
-            row["email_normalized"] = normalize_email(row["email"])
-            row["phone_normalized"] = phone_normalized
-            row.update(stage=stage, lifecycle=lifecycle, stage_changed_at=moved, created_at=created, updated_at=now)
-            row["extra"] = self._runtime_values(values)
+            names = self._plugin_fields()
+            row, fields = self._new_row(prepared, utcnow(), names)
             self._check_owner(cur, row["owner_id"])
-            fields = {
-                plugin: [values.get(f.name) for f in self._registry.fields_of(plugin)]
-                for plugin in self._extension_tables
-            }
-            customer_id = rows.insert_new(cur, row, fields, (None, stage, lifecycle, moved, cause, actor))
-            gained = claims_of(row["email_normalized"], phone_normalized)
+            moved, stage, lifecycle = row["stage_changed_at"], row["stage"], row["lifecycle"]
+            history = (None, stage, lifecycle, moved, prepared.cause, actor)
+            customer_id = rows.insert_new(cur, row, fields, history)
+            gained = claims_of(row["email_normalized"], prepared.phone_normalized)
             self._claim(rows, cur, customer_id, row, gained, set(), allow_duplicate=allow_duplicate)
-            self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
-            for plugin, plugin_values in fields.items():
-                row.update(zip([f.name for f in self._registry.fields_of(plugin)], plugin_values, strict=True))
-            record = self._record({"id": customer_id, **row})
-            self._hooks.customer_created(t, record)
-            return record
+            return self._created(t, customer_id, row, fields, prepared.cause, actor, names)
+
+    def _plugin_fields(self) -> dict[str, list[str]]:
+        """Each plugin's field names, in declaration order."""
+        return {plugin: [f.name for f in self._registry.fields_of(plugin)] for plugin in self._extension_tables}
+
+    def _new_row(
+        self, prepared: Prepared, now: dt.datetime, names: Mapping[str, list[str]]
+    ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+        """The customer's column values and its plugins' field values (in declaration order)."""
+        values, stage = prepared.values, prepared.stage
+        row = {key: values.get(key) for key in _CORE_INPUT}
+        row["email_normalized"] = normalize_email(row["email"])
+        row["phone_normalized"] = prepared.phone_normalized
+        row.update(
+            stage=stage,
+            lifecycle=self._lifecycle.stage(stage).lifecycle,
+            stage_changed_at=prepared.stage_changed_at or now,
+            created_at=prepared.created_at or now,
+            updated_at=now,
+        )
+        row["extra"] = self._runtime_values(values)
+        fields = {plugin: [values.get(name) for name in plugin_names] for plugin, plugin_names in names.items()}
+        return row, fields
+
+    def _created(
+        self,
+        t: Transaction,
+        customer_id: int,
+        row: dict[str, Any],
+        fields: Mapping[str, Sequence[Any]],
+        cause: str,
+        actor: int | None,
+        names: Mapping[str, list[str]],
+    ) -> dict[str, Any]:
+        """Tell the hooks of a new customer; its record."""
+        stage, lifecycle, moved = row["stage"], row["lifecycle"], row["stage_changed_at"]
+        self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
+        for plugin, plugin_values in fields.items():
+            row.update(zip(names[plugin], plugin_values, strict=True))
+        record = self._record({"id": customer_id, **row})
+        self._hooks.customer_created(t, record)
+        return record
+
+    def create_many(
+        self, prepared: Sequence[Prepared], *, actor_id: int | None = None, tx: Transaction | None = None
+    ) -> list[dict[str, Any]]:
+        """Insert customers :meth:`prepare` or :meth:`prepare_historical` validated, with a few statements
+        per table for all of them; their records, in order.
+
+        The same rows and hooks as :meth:`create` of each in turn, and the same duplicate rule: their claims
+        are taken first (in one global order, so this waits for concurrent writers of the same values),
+        then a customer whose email or phone another customer has (one of these included) is a
+        ``DuplicateCustomerError``; the caller rolls its savepoint back to keep none of them. Owners are not
+        checked here: ``prepared`` must name none (``ValueError``).
+        """
+        if any(p.values.get("owner_id") is not None for p in prepared):
+            raise ValueError("create_many takes customers without an owner; create() checks the owner")
+        if not prepared:
+            return []
+        with self._units.write(tx, actor_id) as t:
+            actor = actor_id or t.actor_id
+            now = utcnow()
+            names = self._plugin_fields()
+            built = [self._new_row(p, now, names) for p in prepared]
+            connection = t.session.connection()
+            batch = self._batch(t)
+            ids = batch.new_ids(connection, len(built))
+            batch.insert(connection, ids, built, [(p.cause, actor) for p in prepared])
+            batch.claim_unique(connection, ids, [row for row, _ in built])
+            return [
+                self._created(t, cid, row, fields, p.cause, actor, names)
+                for cid, (row, fields), p in zip(ids, built, prepared, strict=True)
+            ]
+
+    def _batch(self, t: Transaction) -> CustomerBatch:
+        dialect = t.session.get_bind().dialect
+        found = self._batches.get(dialect)
+        if found is None:
+            extensions = {
+                plugin: (table, [f.name for f in self._registry.fields_of(plugin)])
+                for plugin, table in self._extension_tables.items()
+            }
+            found = self._batches[dialect] = CustomerBatch(
+                _table(Customer), _table(StageHistory), _table(CustomerClaim), extensions, dialect
+            )
+        return found
 
     def update(
         self,
@@ -442,13 +545,13 @@ class Customers(Searchable):
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _load_new(self, data: Any) -> tuple[dict[str, Any], str | None]:
+    def _load_new(self, data: Any, normalize: PhoneReader | None = None) -> tuple[dict[str, Any], str | None]:
         """A new customer's values, validated (see :mod:`crmkit.fastpath`), and its normalised phone."""
         values = self._fast(partial=False)(data)
         if values is None:
             values = load(self._schemas.customer_in, data, message="invalid customer")
         # marshmallow's schema reads the phone too; the fast check leaves it here, refused with its message
-        return values, self._phone_of(values.get("phone"), values.get("country"), values.get("branch"))
+        return values, self._phone_of(values.get("phone"), values.get("country"), values.get("branch"), normalize)
 
     def _load_changes(self, data: Any) -> dict[str, Any]:
         values = self._fast(partial=True)(data)
@@ -500,11 +603,13 @@ class Customers(Searchable):
             self._dump_for = schema
         return self._dumper(record)
 
-    def _phone_of(self, phone: str | None, country: str | None, branch: str | None) -> str | None:
+    def _phone_of(
+        self, phone: str | None, country: str | None, branch: str | None, normalize: PhoneReader | None = None
+    ) -> str | None:
         if not phone:
             return None
         try:
-            return self._phones.normalize(phone, self._phones.region_of(country, branch))
+            return (normalize or self._phones.normalize)(phone, self._phones.region_of(country, branch))
         except ValueError as exc:
             raise ValidationError({"phone": [str(exc)]}, "invalid customer") from None
 

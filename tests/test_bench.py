@@ -240,3 +240,52 @@ def test_ingest_memory_measures_each_size_in_a_fresh_process(
     out = capsys.readouterr().out
     assert "900" in out and "peak at 900 rows / peak at 300 rows" in out
     assert sorted(p.name for p in tmp_path.glob("*.db")) == ["ingest_memory_300.db", "ingest_memory_900.db"]
+
+
+def test_customer_import_baseline_stores_the_same_rows_as_crmkit(target: data.Target, tmp_path: Path) -> None:
+    from bench.customer_import import check_same_rows, write_csv
+
+    crm = target.fresh("custimport")
+    try:
+        compared = check_same_rows(crm, write_csv(tmp_path / "customers.csv", 200))
+        assert compared == {"customers": 200, "history": 200, "claims": 400, "ledger": 200}
+        with pytest.raises(AssertionError, match="proves nothing"):
+            check_same_rows(crm, write_csv(tmp_path / "empty.csv", 0))
+    finally:
+        crm.close()
+        target.drop("custimport")
+
+
+def test_python_m_bench_times_the_customer_import(
+    target: data.Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "import.json"
+    argv = ["--only", "import", "--import-rows", "150", "--repeat", "1"]
+    argv += ["--work-dir", str(target.work_dir), "--prefix", target.prefix, "--json", str(out)]
+    if target.url:
+        argv += ["--url", target.url]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    (timing,) = json.loads(out.read_text())["timings"]
+    assert timing["workload"] == "import 150 customers from CSV" and timing["workload"] in printed
+    assert timing["same"] and timing["empty"] == []
+    assert timing["crmkit_rows"] == timing["baseline_rows"]
+    assert timing["crmkit_rows"]["crm_customers"] == 150 and timing["crmkit_rows"]["crm_customer_claims"] == 300
+    assert timing["crmkit_s"] > 0 and timing["baseline_s"] > 0
+
+
+def test_python_m_bench_measures_the_import_memory_at_two_file_lengths(
+    target: data.Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "memory.json"
+    argv = ["--only", "importmemory", "--import-rows", "100", "--import-memory-rows", "400"]
+    argv += ["--work-dir", str(target.work_dir), "--prefix", target.prefix, "--json", str(out)]
+    if target.url:
+        argv += ["--url", target.url]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    (figure,) = json.loads(out.read_text())["memory"]
+    assert figure["task"] == "customer import (CSV)" and figure["unit"] == "lines"
+    assert figure["small"]["created"] == 100 and figure["large"]["created"] == 400
+    assert figure["large"]["peak_mb"] >= figure["large"]["start_mb"] > 0
+    assert "customer import (CSV)" in printed and "400 lines" in printed

@@ -25,7 +25,7 @@ from marshmallow import Schema
 from sqlalchemy import select
 
 from crmkit.cells import read_csv_text
-from crmkit.customers import Customers, normalize_email
+from crmkit.customers import Customers, PhoneReader, Prepared, normalize_email
 from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Customer, CustomerKey, ImportChange
 from crmkit.db.types import utcnow
@@ -91,13 +91,24 @@ class CustomerLines:
         self._import_id = import_id
         self._actor_id = actor_id
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def import_id(self) -> int:
+        return self._import_id
+
     def apply_chunk(self, t: Transaction, lines: Sequence[SourceLine]) -> list[LineOutcome]:
-        return [self.apply(t, line) for line in lines]
+        """The chunk's lines, new customers written together (:mod:`crmkit.imports.chunk`)."""
+        from crmkit.imports.chunk import Chunk
+
+        return Chunk(self, self._customers, self._phones, self._units, t, self._actor_id).apply(lines)
 
     def apply(self, t: Transaction, line: SourceLine) -> LineOutcome:
         if line.problems:
             return LineOutcome(line.line, "rejected", reasons=tuple(line.problems))
-        data, history, reasons = self._parse(line.values)
+        data, history, reasons = self.parse(line.values)
         if reasons:  # and what else is wrong with the line, so that it is fixed in one go
             try:
                 load(self._customer_in(), data, partial=self._settings.mode == "update")
@@ -106,7 +117,7 @@ class CustomerLines:
             return LineOutcome(line.line, "rejected", reasons=tuple(reasons))
         if not data and not history:
             return LineOutcome(line.line, "skipped", reasons=("no values in the mapped columns",))
-        keys = self._keys(data, history)
+        keys = self.keys(data, history)
         for attempt in (1, 2):
             found = self._match(t, keys)
             if len(found) > 1:
@@ -131,7 +142,10 @@ class CustomerLines:
 
     # -- parsing ---------------------------------------------------------------------------------
 
-    def _parse(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    def parse(
+        self, values: Mapping[str, Any], normalize: PhoneReader | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        """The line's values, its history values (and external id), and the reasons it cannot be read."""
         options = self._settings.options
         data: dict[str, Any] = {}
         history: dict[str, Any] = {}
@@ -157,17 +171,20 @@ class CustomerLines:
         phone = data.get("phone")
         if phone and options.phone_region and not data.get("country"):
             try:  # read in the file's region, kept in its international form
-                data["phone"] = self._phones.normalize(str(phone), options.phone_region) or phone
+                data["phone"] = (normalize or self._phones.normalize)(str(phone), options.phone_region) or phone
             except ValueError as exc:
                 reasons.append(f"phone: {exc}")
         return data, history, reasons
 
-    def _keys(self, data: Mapping[str, Any], history: Mapping[str, Any]) -> dict[str, str | None]:
+    def keys(
+        self, data: Mapping[str, Any], history: Mapping[str, Any], normalize: PhoneReader | None = None
+    ) -> dict[str, str | None]:
+        """The line's match keys: normalised email and phone, external id."""
         phone = None
         if data.get("phone"):
             region = self._phones.region_of(data.get("country"), data.get("branch"))
             try:
-                phone = self._phones.normalize(str(data["phone"]), region)
+                phone = (normalize or self._phones.normalize)(str(data["phone"]), region)
             except ValueError:
                 phone = None  # the create or update says why
         email = normalize_email(data["email"]) if data.get("email") else None
@@ -211,14 +228,14 @@ class CustomerLines:
         external = history.get(EXTERNAL_ID)
         new_key = bool(external) and EXTERNAL_ID not in on and self._key_owner(t, str(external)) != customer_id
         if not changes and not new_key:
-            self._ledger(t, customer_id, line, "unchanged", before={}, after={})
+            self.ledger(t, customer_id, line, "unchanged", before={}, after={})
             return LineOutcome(line, "unchanged", customer_id)
         with self._units.write(t):
             record = self._customers.update(customer_id, changes, actor_id=self._actor_id, tx=t) if changes else current
             if new_key:
                 self._add_key(t, customer_id, str(external))
             names = sorted(changes)
-            self._ledger(
+            self.ledger(
                 t, customer_id, line, "updated",
                 before={k: current.get(k) for k in names}, after={k: record.get(k) for k in names},
             )  # fmt: skip
@@ -244,6 +261,20 @@ class CustomerLines:
         except ValueError:
             return False
 
+    def prepare(self, data: dict[str, Any], history: dict[str, Any], normalize: PhoneReader | None = None) -> Prepared:
+        """The line's new customer, validated as ``_create`` below would validate it (the same calls)."""
+        if any(history.get(name) for name in _HISTORY):
+            created = history.get(CREATED_AT) or utcnow()
+            return self._customers.prepare_historical(
+                data,
+                created_at=_aware(created),
+                stage=history.get(STAGE),
+                stage_changed_at=_aware(history[STAGE_CHANGED_AT]) if history.get(STAGE_CHANGED_AT) else None,
+                cause=f"import {self._import_id}",
+                normalize=normalize,
+            )
+        return self._customers.prepare(data, normalize=normalize)
+
     def _create(self, t: Transaction, line: int, data: dict[str, Any], history: dict[str, Any]) -> LineOutcome:
         actor = self._actor_id
         with self._units.write(t):
@@ -263,7 +294,7 @@ class CustomerLines:
             customer_id = int(record["id"])
             if history.get(EXTERNAL_ID):
                 self._add_key(t, customer_id, str(history[EXTERNAL_ID]))
-            self._ledger(t, customer_id, line, "created", before={}, after=record)
+            self.ledger(t, customer_id, line, "created", before={}, after=created_after(record))
         return LineOutcome(line, "created", customer_id, fields=tuple(sorted(data)))
 
     def _key_owner(self, t: Transaction, external_id: str) -> int | None:
@@ -281,7 +312,7 @@ class CustomerLines:
             assert owner is not None
             raise DuplicateCustomerError([owner], [EXTERNAL_ID])
 
-    def _ledger(
+    def ledger(
         self, t: Transaction, customer_id: int, line: int, action: str, *, before: dict[str, Any], after: dict[str, Any]
     ) -> None:
         t.session.execute(
@@ -289,6 +320,12 @@ class CustomerLines:
                 customer_id=customer_id, import_id=self._import_id, line=line, action=action, before=before, after=after
             )
         )
+
+
+def created_after(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ledger keeps of a created customer: its fields that have a value (a revert reads the others
+    as empty), so a wide customer table does not make a large ledger."""
+    return {k: v for k, v in record.items() if v is not None}
 
 
 def _aware(value: Any) -> dt.datetime:

@@ -424,7 +424,9 @@ class Imports:
             now = current.get(change.customer_id)
             if now is None:
                 continue  # deleted (or merged away) since: nothing left to take back
-            differ = sorted(k for k, v in change.after.items() if k != "updated_at" and now.get(k) != v)
+            # the ledger keeps a created customer's fields that had a value: the others were empty
+            fields = change.after.keys() | {k for k, v in now.items() if v is not None}
+            differ = sorted(k for k in fields if k != "updated_at" and now.get(k) != change.after.get(k))
             if differ:
                 problems.append(f"{_who(change)} changed since: {', '.join(differ)}")
         for change in updated:
