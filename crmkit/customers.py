@@ -136,6 +136,7 @@ class Customers(Searchable):
         concurrent writers (see :mod:`crmkit.claims`). Nothing is written unless everything, plugin event
         hooks included, succeeds.
         """
+        self._access.require("customers:write", tx)
         return self._insert(self.prepare(data), actor_id, allow_duplicate, tx)
 
     def prepare(self, data: Mapping[str, Any], *, normalize: PhoneReader | None = None) -> Prepared:
@@ -167,6 +168,7 @@ class Customers(Searchable):
         Both times must be aware datetimes, not in the future, and ``stage_changed_at`` not before
         ``created_at``; anything else is a ``ValidationError``.
         """
+        self._access.require("customers:write", tx)
         prepared = self.prepare_historical(
             data, created_at=created_at, stage=stage, stage_changed_at=stage_changed_at, cause=cause
         )
@@ -277,6 +279,7 @@ class Customers(Searchable):
         ``DuplicateCustomerError``; the caller rolls its savepoint back to keep none of them. Owners are not
         checked here: ``prepared`` must name none (``ValueError``).
         """
+        self._access.require("customers:write", tx)
         if any(p.values.get("owner_id") is not None for p in prepared):
             raise ValueError("create_many takes customers without an owner; create() checks the owner")
         if not prepared:
@@ -324,6 +327,7 @@ class Customers(Searchable):
         region). A new normalised email or phone is refused when another customer has it, unless
         ``allow_duplicate``; a value the customer keeps is not checked again.
         """
+        self._access.require("customers:write", tx)
         if isinstance(data, Mapping) and "stage" in data:
             raise ValidationError(
                 {"stage": ["change the stage with crm.lifecycle.move(), which keeps the history"]},
@@ -368,6 +372,7 @@ class Customers(Searchable):
         self, customer_id: int, data: Mapping[str, Any], *, tx: Transaction | None = None
     ) -> dict[str, Any]:
         """Add a person to a customer (the one a meeting was held with, say)."""
+        self._access.require("customers:write", tx)
         customer_id = require_id(customer_id, "customer")
         values = load(self._schemas.contact_in, data, message="invalid contact")
         with self._units.write(tx) as t:
@@ -387,6 +392,7 @@ class Customers(Searchable):
         in the same window, the same activity from one source) are dropped, the rest move; the
         duplicate's stage history is kept in the merge record (:meth:`merges`), not in the survivor's.
         """
+        self._access.require("customers:merge", tx)
         survivor_id = require_id(survivor_id, "customer")
         duplicate_id = require_id(duplicate_id, "customer")
         fields_of = self._registry.fields_of
@@ -409,12 +415,14 @@ class Customers(Searchable):
     def get(self, customer_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         """The customer's record: core, plugin and run-time fields, flat and JSON-safe. In a unit of work
         (``tx``) it includes what that unit of work wrote."""
+        self._access.require("customers:read", tx)
         customer_id = require_id(customer_id, "customer")
         with self._units.read(tx) as s:
             return self._read(s, customer_id)
 
     def get_many(self, ids: Iterable[int], *, tx: Transaction | None = None) -> dict[int, dict[str, Any]]:
         """The records of the customers of ``ids`` that exist, by id, read in one statement per 10,000."""
+        self._access.require("customers:read", tx)
         wanted = sorted({i for i in (id_filter(i, "customer") for i in ids) if i is not None})
         out: dict[int, dict[str, Any]] = {}
         # marshmallow's exact output without its per-field calls: a trigger run reads a batch at a time
@@ -435,6 +443,7 @@ class Customers(Searchable):
         tx: Transaction | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Stream customers in id order without loading them all into memory."""
+        self._access.require("customers:read", tx)
         query = self.select()
         customers = Customer.__table__
         for name, value in (("stage", stage), ("lifecycle", lifecycle)):
@@ -475,6 +484,7 @@ class Customers(Searchable):
         ``"dropped"`` the rows dropped as the same fact recorded twice), ``history`` the merged customer's
         stage history (``from_stage``, ``to_stage``, ``lifecycle``, ``at``, ``cause``, ``actor_id``).
         """
+        self._access.require("customers:read", tx)
         wanted = id_filter(customer_id, "customer")
         if wanted is None:
             return []
@@ -505,6 +515,7 @@ class Customers(Searchable):
         ``phone`` is read in ``country`` (ISO 3166 alpha-2), else in the CRM's default region; a number
         that is not valid there matches nobody.
         """
+        self._access.require("customers:read", tx)
         conditions = []
         for name, value in (("email", email), ("phone", phone)):
             if value:
@@ -522,6 +533,7 @@ class Customers(Searchable):
 
     def duplicate_groups(self, *, tx: Transaction | None = None) -> builtins.list[DuplicateGroup]:
         """Every set of customers sharing a normalised email or phone, found by the database."""
+        self._access.require("customers:read", tx)
         groups: list[DuplicateGroup] = []
         with self._units.read(tx) as s:
             for label, column in (("email", Customer.email_normalized), ("phone", Customer.phone_normalized)):

@@ -19,6 +19,12 @@ ROLES = ("admin", "manager", "operator", "viewer")
 
 #: operation -> the roles that may run it
 ALLOWED: dict[str, set[str]] = {
+    "create a customer": {"admin", "manager", "operator"},
+    "update a customer": {"admin", "manager", "operator"},
+    "read a customer": {"admin", "manager", "operator", "viewer"},
+    "list customers": {"admin", "manager", "operator", "viewer"},
+    "search customers": {"admin", "manager", "operator", "viewer"},
+    "merge two customers": {"admin", "manager"},
     "log an activity": {"admin", "manager", "operator"},
     "read an activity": {"admin", "manager", "operator", "viewer"},
     "search activities": {"admin", "manager", "operator", "viewer"},
@@ -37,6 +43,9 @@ ALLOWED: dict[str, set[str]] = {
 
 #: what each write leaves in the database, to check that a refused call wrote nothing
 WRITES = {
+    "create a customer": "SELECT count(*) FROM crm_customers",
+    "update a customer": "SELECT count(*) FROM crm_customers WHERE campaign = 'spring'",
+    "merge two customers": "SELECT count(*) FROM crm_merges",
     "log an activity": "SELECT count(*) FROM crm_activities",
     "create a task": "SELECT count(*) FROM crm_tasks",
     "move a customer's stage": "SELECT count(*) FROM crm_stage_history",
@@ -50,7 +59,14 @@ WRITES = {
 def _operations(crm: CRM, customer_id: int, activity_id: int, n: int) -> dict[str, Callable[[], Any]]:
     upload = io.BytesIO(f"name,email\nImported {n},imported{n}@example.com\n".encode())
     upload.name = "people.csv"
+    duplicate = crm.customers.create({"name": f"Twin {n}"})["id"]
     return {
+        "create a customer": lambda: crm.customers.create({"name": f"New customer {n}"}),
+        "update a customer": lambda: crm.customers.update(customer_id, {"campaign": "spring"}),
+        "read a customer": lambda: crm.customers.get(customer_id),
+        "list customers": lambda: crm.customers.list(),
+        "search customers": lambda: crm.customers.search({"name": f"Customer {n}"}),
+        "merge two customers": lambda: crm.customers.merge(customer_id, duplicate),
         "log an activity": lambda: crm.activities.log({"customer_id": customer_id, "kind": "note", "subject": "hi"}),
         "read an activity": lambda: crm.activities.get(activity_id),
         "search activities": lambda: crm.activities.search({"customer_id": customer_id}),
