@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from crmkit.access import Access
 from crmkit.db import driver, statistics
 from crmkit.db.bulk import BulkInsert
-from crmkit.db.functions import upsert_insert
+from crmkit.db.functions import among, upsert_insert
 from crmkit.db.models import Activity, Contact, Customer, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.errors import CalendarConflictError, NotFound, ValidationError
@@ -724,7 +724,9 @@ def _unknown_references(
     missing_owners = owners - _existing(session, User.id, owners)
     contact_of: dict[int, int] = {}
     for chunk in _chunks(contacts):
-        contact_of.update(session.execute(select(Contact.id, Contact.customer_id).where(Contact.id.in_(chunk))).all())
+        contact_of.update(
+            session.execute(select(Contact.id, Contact.customer_id).where(among(Contact.id, chunk))).all()
+        )
     if not missing_customers and not missing_owners and not contacts:
         return {}  # the usual batch: no row to look at one by one
     unknown: dict[int, dict[str, list[str]]] = {}
@@ -744,7 +746,7 @@ def _unknown_references(
 def _existing(session: Any, column: Any, ids: set[Any]) -> set[Any]:
     found: set[Any] = set()
     for chunk in _chunks(ids):
-        found.update(session.scalars(select(column).where(column.in_(chunk))))
+        found.update(session.scalars(select(column).where(among(column, chunk))))
     return found
 
 

@@ -7,7 +7,8 @@ helpers gives the same rows on both:
   :class:`month_day`, :class:`seconds_between`: date and time parts of a UTC timestamp column;
 * :func:`values_cte`: a small constant table (months, stages) as ``WITH name(cols) AS (VALUES ...)``;
 * :func:`utc_midnight`: a day as a bound UTC timestamp, comparable with crmkit's timestamp columns;
-* :func:`percent`: ``part * 100 / whole``, ``NULL`` when ``whole`` is 0.
+* :func:`percent`: ``part * 100 / whole``, ``NULL`` when ``whole`` is 0;
+* :class:`among`: ``column IN (values)`` for many values (on PostgreSQL one array parameter).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import CTE, TextualSelect
 from sqlalchemy.types import TypeEngine
 
-from crmkit.db.functions import day_number, hour_of_day, iso_weekday, month_day, seconds_between, year_month
+from crmkit.db.functions import among, day_number, hour_of_day, iso_weekday, month_day, seconds_between, year_month
 from crmkit.db.types import UTCDateTime
 
 __all__ = [
+    "among",
     "day_number",
     "hour_of_day",
     "iso_weekday",

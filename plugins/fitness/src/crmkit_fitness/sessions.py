@@ -24,6 +24,7 @@ from sqlalchemy import Date, Integer, Table, and_, bindparam, or_, select, updat
 from sqlalchemy.orm import Session
 
 from crmkit.errors import ValidationError
+from crmkit.sql import among
 from crmkit_fitness.models import GymClass, Membership, Plan, PTPackage
 
 _memberships: Table = Membership.__table__
@@ -158,7 +159,7 @@ def _lock(session: Session, table: Table, customers: set[int], *conditions: Any)
         chunk = values[start : start + _IN_CHUNK]
         query = (
             select(table.c.customer_id)
-            .where(table.c.customer_id.in_(chunk), *conditions)
+            .where(among(table.c.customer_id, chunk), *conditions)
             .order_by(table.c.id)
             .with_for_update()
         )
