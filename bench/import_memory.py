@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from bench.data import Target
-from bench.rss import current_mb, peak_mb, reset_peak
+from bench.rss import current_mb, in_fresh_process, peak_mb, reset_peak, target_args
 
 
 def run_import(target: Target, path: Path) -> dict[str, float]:
@@ -40,16 +39,8 @@ def run_import(target: Target, path: Path) -> dict[str, float]:
 
 def measure(target: Target, path: Path) -> dict[str, Any]:
     """Run :func:`run_import` in a fresh interpreter."""
-    command = [sys.executable, "-m", "bench.import_memory", "--file", str(path)]
-    command += ["--work-dir", str(target.work_dir), "--prefix", target.prefix]
-    if target.url is not None:
-        command += ["--url", target.url]
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"import memory measurement on {path.name} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    args = ["--file", str(path), *target_args(target.work_dir, target.prefix, target.url)]
+    return in_fresh_process("bench.import_memory", args, f"import memory measurement on {path.name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.rss import current_mb, peak_mb, reset_peak
+from bench.rss import current_mb, in_fresh_process, peak_mb, reset_peak
 
 T0 = dt.datetime(2024, 1, 1, 6, 0, tzinfo=dt.UTC)
 CUSTOMERS = 1_000
@@ -57,14 +56,9 @@ def run_one(rows: int, work_dir: Path) -> dict[str, float]:
     return {"rows": rows, "start_mb": round(start, 1), "peak_mb": round(max(peak, start), 1)}
 
 
-def measure(rows: int, work_dir: Path) -> dict[str, float]:
-    command = [sys.executable, "-m", "bench.ingest_memory", "--one", str(rows), "--work-dir", str(work_dir)]
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"ingest memory at {rows} rows failed:\n{done.stderr}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+def measure(rows: int, work_dir: Path) -> dict[str, Any]:
+    args = ["--one", str(rows), "--work-dir", str(work_dir)]
+    return in_fresh_process("bench.ingest_memory", args, f"ingest memory at {rows} rows")
 
 
 def main(argv: list[str] | None = None) -> int:

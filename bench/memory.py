@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from bench.common import AS_OF
 from bench.data import Target
-from bench.rss import current_mb, peak_mb, reset_peak
+from bench.rss import current_mb, in_fresh_process, peak_mb, reset_peak, target_args
 
 TASKS = ("triggers", "reports")
 
@@ -42,18 +41,10 @@ def run_task(target: Target, name: str, task: str) -> dict[str, float]:
     return {"start_mb": round(start, 1), "peak_mb": round(max(peak, start), 1)}
 
 
-def measure(target: Target, name: str, task: str) -> dict[str, float]:
+def measure(target: Target, name: str, task: str) -> dict[str, Any]:
     """Run :func:`run_task` in a fresh interpreter."""
-    command = [sys.executable, "-m", "bench.memory", "--name", name, "--task", task]
-    command += ["--work-dir", str(target.work_dir), "--prefix", target.prefix]
-    if target.url is not None:
-        command += ["--url", target.url]
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"memory measurement {task} on {name} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    args = ["--name", name, "--task", task, *target_args(target.work_dir, target.prefix, target.url)]
+    return in_fresh_process("bench.memory", args, f"memory measurement {task} on {name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,13 @@ figures are marked as such.
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 _STATUS = Path("/proc/self/status")
 _CLEAR = Path("/proc/self/clear_refs")
@@ -46,3 +50,20 @@ def peak_mb() -> float:
 def current_mb() -> float:
     value = _status_mb("VmRSS")
     return value if value is not None else peak_mb()
+
+
+def in_fresh_process(module: str, args: Sequence[str], what: str) -> dict[str, Any]:
+    """Run ``python -m module *args`` in a fresh interpreter (so one measurement's garbage and caches do not
+    count against another) and return the JSON object its last line of output prints."""
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", module, *args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def target_args(work_dir: Path, prefix: str, url: str | None) -> list[str]:
+    """The options that make a child process open the same benchmark databases."""
+    return ["--work-dir", str(work_dir), "--prefix", prefix, *(["--url", url] if url is not None else [])]

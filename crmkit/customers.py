@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from sqlalchemy import Dialect, Select, Table, func, or_, select
@@ -46,6 +46,7 @@ _COUNTRY = Country()
 _PHONE_INPUTS = frozenset({"phone", "country", "branch"})
 #: Ids per ``IN (...)``, well under SQLite's limit of bound parameters.
 _IN_CHUNK = 10_000
+S = TypeVar("S")
 
 
 #: (raw number, region) -> its normalised form; ``ValueError`` with the reason when it is not valid there.
@@ -300,17 +301,7 @@ class Customers(Searchable):
             ]
 
     def _batch(self, t: Transaction) -> CustomerBatch:
-        dialect = t.session.get_bind().dialect
-        found = self._batches.get(dialect)
-        if found is None:
-            extensions = {
-                plugin: (table, [f.name for f in self._registry.fields_of(plugin)])
-                for plugin, table in self._extension_tables.items()
-            }
-            found = self._batches[dialect] = CustomerBatch(
-                _table(Customer), _table(StageHistory), _table(CustomerClaim), extensions, dialect
-            )
-        return found
+        return self._statements(t, self._batches, CustomerBatch)
 
     def update(
         self,
@@ -581,14 +572,18 @@ class Customers(Searchable):
         return self._checks[partial]
 
     def _rows(self, t: Transaction) -> CustomerRows:
+        return self._statements(t, self._customer_rows, CustomerRows)
+
+    def _statements(self, t: Transaction, cache: dict[Dialect, S], make: Callable[..., S]) -> S:
+        """The compiled statements of the customer tables for the dialect of ``t`` (built once per dialect)."""
         dialect = t.session.get_bind().dialect
-        found = self._customer_rows.get(dialect)
+        found = cache.get(dialect)
         if found is None:
             extensions = {
                 plugin: (table, [f.name for f in self._registry.fields_of(plugin)])
                 for plugin, table in self._extension_tables.items()
             }
-            found = self._customer_rows[dialect] = CustomerRows(
+            found = cache[dialect] = make(
                 _table(Customer), _table(StageHistory), _table(CustomerClaim), extensions, dialect
             )
         return found
