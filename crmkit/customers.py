@@ -28,7 +28,7 @@ from crmkit.fastrows import Dumper, dumper
 from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle, move_record
 from crmkit.limits import Text, check, id_filter, require_id
-from crmkit.listing import Listing, Searchable
+from crmkit.listing import Listing, Searchable, mask
 from crmkit.merge import merge_customers
 from crmkit.phones import Phones
 from crmkit.plugins import Registry
@@ -409,7 +409,8 @@ class Customers(Searchable):
         self._access.require("customers:read", tx)
         customer_id = require_id(customer_id, "customer")
         with self._units.read(tx) as s:
-            return self._read(s, customer_id)
+            record = self._read(s, customer_id)
+        return self._shown(record, tx)
 
     def get_many(self, ids: Iterable[int], *, tx: Transaction | None = None) -> dict[int, dict[str, Any]]:
         """The records of the customers of ``ids`` that exist, by id, read in one statement per 10,000."""
@@ -423,7 +424,8 @@ class Customers(Searchable):
                 query = self.select().where(Customer.__table__.c.id.in_(wanted[start : start + _IN_CHUNK]))
                 for row in s.execute(query).mappings():
                     out[row["id"]] = dump(self._flat(row))
-        return out
+        hidden = self._hidden(tx)
+        return {cid: mask(record, hidden) for cid, record in out.items()} if hidden else out
 
     def iter(
         self,
@@ -445,10 +447,11 @@ class Customers(Searchable):
         if lifecycle is not None:
             query = query.where(customers.c.lifecycle == lifecycle)
         out = self._schemas.customer_out
+        hidden = self._hidden(tx)
         with self._units.read(tx) as s:
             result = s.execute(query.order_by(customers.c.id), execution_options={"yield_per": batch_size})
             for row in result.mappings():
-                yield out.dump(self._flat(row))
+                yield mask(out.dump(self._flat(row)), hidden) if hidden else out.dump(self._flat(row))
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.iter(**filters))
@@ -681,6 +684,17 @@ class Customers(Searchable):
         }
 
     # -- lists -----------------------------------------------------------------------------------
+
+    def _personal(self) -> tuple[str, ...]:
+        return tuple(self._fields.personal())
+
+    def _hidden(self, tx: Transaction | None) -> tuple[str, ...]:
+        """The personal fields the acting user may not read (none for most)."""
+        return () if self._access.actor(tx).sees_personal else self._personal()
+
+    def _shown(self, record: dict[str, Any], tx: Transaction | None) -> dict[str, Any]:
+        hidden = self._hidden(tx)
+        return mask(record, hidden) if hidden else record
 
     def _listing(self) -> Listing:
         out = self._schemas.customer_out

@@ -24,7 +24,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -34,8 +34,8 @@ from marshmallow import fields as mf
 from sqlalchemy import ColumnElement, Select, and_, func, or_
 from sqlalchemy.orm import Session
 
-from crmkit.access import Access
-from crmkit.errors import ValidationError
+from crmkit.access import Access, Actor
+from crmkit.errors import AccessDenied, ValidationError
 from crmkit.fields import FIELD_TYPES
 from crmkit.limits import INT64, MAX_IN_VALUES, MAX_PAGE_SIZE, Int, Text
 from crmkit.specs import FieldSpec
@@ -486,14 +486,43 @@ class Searchable:
         """One page of the records ``where`` selects, as the service's ``get`` returns them, in ``order_by``
         order (``"-field"`` descending); ``after=page.next_cursor`` fetches the next page. See this module
         for the filter grammar; bad filters, orders, limits and cursors are a ``ValidationError``."""
-        self._access.require(self._read_permission, tx)
+        actor = self._access.require(self._read_permission, tx)
+        self._guard_personal(actor, where, order_by)
         listing = self._listing()
         with self._units.read(tx) as s:
-            return search(s, listing, where, order_by=order_by, after=after, limit=limit)
+            page = search(s, listing, where, order_by=order_by, after=after, limit=limit)
+        hidden = self._personal() if not actor.sees_personal else ()
+        if not hidden:
+            return page
+        return Page([mask(record, hidden) for record in page.items], page.next_cursor)
 
     def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
         """How many records ``where`` selects (all of them without it)."""
-        self._access.require(self._read_permission, tx)
+        actor = self._access.require(self._read_permission, tx)
+        self._guard_personal(actor, where, "id")
         listing = self._listing()
         with self._units.read(tx) as s:
             return count(s, listing, where)
+
+    def _personal(self) -> tuple[str, ...]:
+        """The record's keys that hold personal data: masked for an actor without
+        ``customers:read_personal``, who may not filter or order by them either."""
+        return ()
+
+    def _guard_personal(self, actor: Actor, where: Mapping[str, Any] | None, order_by: Any) -> None:
+        personal = self._personal()
+        if not personal or actor.sees_personal:
+            return
+        keys = [str(k).split("__", 1)[0] for k in (where or {}) if isinstance(k, str)]
+        if isinstance(order_by, str):
+            keys.append(order_by.lstrip("-"))
+        used = sorted(set(keys) & set(personal))
+        if used:
+            detail = f"{actor.describe()} may not filter or order by personal data ({', '.join(used)})"
+            raise AccessDenied(actor.describe(), "customers:read_personal", detail)
+
+
+def mask(record: dict[str, Any], personal: Iterable[str]) -> dict[str, Any]:
+    """``record`` with its personal fields set to ``None``: what a role without ``customers:read_personal``
+    reads."""
+    return {**record, **{key: None for key in personal if key in record}}

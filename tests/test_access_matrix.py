@@ -65,7 +65,7 @@ def _operations(crm: CRM, customer_id: int, activity_id: int, n: int) -> dict[st
         "update a customer": lambda: crm.customers.update(customer_id, {"campaign": "spring"}),
         "read a customer": lambda: crm.customers.get(customer_id),
         "list customers": lambda: crm.customers.list(),
-        "search customers": lambda: crm.customers.search({"name": f"Customer {n}"}),
+        "search customers": lambda: crm.customers.search({"stage": "lead"}),
         "merge two customers": lambda: crm.customers.merge(customer_id, duplicate),
         "log an activity": lambda: crm.activities.log({"customer_id": customer_id, "kind": "note", "subject": "hi"}),
         "read an activity": lambda: crm.activities.get(activity_id),
