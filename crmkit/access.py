@@ -119,6 +119,15 @@ class Actor:
     def unscoped(self) -> bool:
         return self.scope == "all"
 
+    def reaches(self, branch: str | None, owner_id: int | None) -> bool:
+        """Whether a customer of ``branch`` owned by ``owner_id`` is within this actor's scope: every
+        customer, those of the actor's branches (and those of no branch), or those the actor owns."""
+        if self.scope == "all":
+            return True
+        if self.scope == "own":
+            return self.user_id is not None and owner_id == self.user_id
+        return branch is None or branch in (self.branches or ())
+
     def describe(self) -> str:
         if self.user_id is not None:
             return f"user {self.user_id} ({self.role})"

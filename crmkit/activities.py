@@ -12,10 +12,10 @@ from operator import itemgetter
 from typing import Any
 
 import attrs
-from sqlalchemy import Dialect, and_, select
+from sqlalchemy import ColumnElement, Dialect, and_, select
 from sqlalchemy.exc import IntegrityError
 
-from crmkit.access import Access
+from crmkit.access import Access, Actor
 from crmkit.db import driver, statistics
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.functions import among, upsert_insert
@@ -26,7 +26,7 @@ from crmkit.fastpath import Checker, activity_checker, activity_fast_check
 from crmkit.fastrows import Dumper, dumper
 from crmkit.hooks import Hooks
 from crmkit.limits import Moment, Text, check, id_filter, require_id
-from crmkit.listing import Listing, Searchable
+from crmkit.listing import Listing, Searchable, customer_scope
 from crmkit.schemas import Schemas, load
 from crmkit.searches import activity_listing
 from crmkit.specs import ActivityKindSpec
@@ -405,6 +405,10 @@ class Activities(Searchable):
 
     def _listing(self) -> Listing:
         return activity_listing(kinds=self._kinds, record=self._dump)
+
+    def _scope(self, actor: Actor) -> ColumnElement[bool] | None:
+        reached = customer_scope(actor, Customer.__table__)
+        return None if reached is None else Activity.customer_id.in_(select(Customer.id).where(reached))
 
 
 class _RowWriter:

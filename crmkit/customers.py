@@ -10,25 +10,25 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import attrs
-from sqlalchemy import Dialect, Select, Table, func, or_, select
+from sqlalchemy import ColumnElement, Dialect, Select, Table, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from crmkit import fields as fieldmod
-from crmkit.access import Access
+from crmkit.access import Access, Actor
 from crmkit.claims import claims_of
 from crmkit.db.customer_batch import CustomerBatch
 from crmkit.db.customer_rows import CustomerRows
 from crmkit.db.driver import Cursor, cursor
 from crmkit.db.models import Contact, Customer, CustomerClaim, Merge, StageHistory, User
 from crmkit.db.types import utcnow
-from crmkit.errors import DuplicateCustomerError, NotFound, ValidationError
+from crmkit.errors import AccessDenied, DuplicateCustomerError, NotFound, ValidationError
 from crmkit.fastpath import CustomerCheck, customer_fast_check
 from crmkit.fastrows import Dumper, dumper
 from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle, move_record
 from crmkit.limits import Text, check, id_filter, require_id
-from crmkit.listing import Listing, Searchable, mask
+from crmkit.listing import Listing, Searchable, customer_scope, mask
 from crmkit.merge import merge_customers
 from crmkit.phones import Phones
 from crmkit.plugins import Registry
@@ -138,6 +138,7 @@ class Customers(Searchable):
         hooks included, succeeds.
         """
         self._access.require("customers:write", tx)
+        self._may_create(tx, data)
         return self._insert(self.prepare(data), actor_id, allow_duplicate, tx)
 
     def prepare(self, data: Mapping[str, Any], *, normalize: PhoneReader | None = None) -> Prepared:
@@ -170,6 +171,7 @@ class Customers(Searchable):
         ``created_at``; anything else is a ``ValidationError``.
         """
         self._access.require("customers:write", tx)
+        self._may_create(tx, data)
         prepared = self.prepare_historical(
             data, created_at=created_at, stage=stage, stage_changed_at=stage_changed_at, cause=cause
         )
@@ -281,6 +283,8 @@ class Customers(Searchable):
         checked here: ``prepared`` must name none (``ValueError``).
         """
         self._access.require("customers:write", tx)
+        for one in prepared:
+            self._may_create(tx, one.values)
         if any(p.values.get("owner_id") is not None for p in prepared):
             raise ValueError("create_many takes customers without an owner; create() checks the owner")
         if not prepared:
@@ -327,6 +331,7 @@ class Customers(Searchable):
         customer_id = require_id(customer_id, "customer")
         values = self._load_changes(data)
         with self._write(tx, actor_id) as (t, cur):
+            self._reach(t, customer_id)
             rows = self._rows(t)
             current = rows.read(cur, customer_id, lock=True)
             if current is None:
@@ -369,6 +374,7 @@ class Customers(Searchable):
         with self._units.write(tx) as t:
             if t.session.get(Customer, customer_id) is None:
                 raise NotFound("customer", customer_id)
+            self._reach(t, customer_id)
             contact = Contact(customer_id=customer_id, **values)
             t.session.add(contact)
             t.session.flush()
@@ -389,6 +395,8 @@ class Customers(Searchable):
         fields_of = self._registry.fields_of
         extensions = {table: [f.name for f in fields_of(plugin)] for plugin, table in self._extension_tables.items()}
         with self._units.write(tx, actor_id) as t:
+            for customer_id in (survivor_id, duplicate_id):
+                self._reach(t, customer_id)
             merge_customers(
                 t,
                 survivor_id,
@@ -406,15 +414,18 @@ class Customers(Searchable):
     def get(self, customer_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         """The customer's record: core, plugin and run-time fields, flat and JSON-safe. In a unit of work
         (``tx``) it includes what that unit of work wrote."""
-        self._access.require("customers:read", tx)
+        actor = self._access.require("customers:read", tx)
         customer_id = require_id(customer_id, "customer")
         with self._units.read(tx) as s:
             record = self._read(s, customer_id)
+        if not actor.reaches(record.get("branch"), record.get("owner_id")):
+            raise NotFound("customer", customer_id)  # out of reach is not there: its existence is not told
         return self._shown(record, tx)
 
     def get_many(self, ids: Iterable[int], *, tx: Transaction | None = None) -> dict[int, dict[str, Any]]:
         """The records of the customers of ``ids`` that exist, by id, read in one statement per 10,000."""
-        self._access.require("customers:read", tx)
+        actor = self._access.require("customers:read", tx)
+        scope = customer_scope(actor, Customer.__table__)
         wanted = sorted({i for i in (id_filter(i, "customer") for i in ids) if i is not None})
         out: dict[int, dict[str, Any]] = {}
         # marshmallow's exact output without its per-field calls: a trigger run reads a batch at a time
@@ -422,6 +433,8 @@ class Customers(Searchable):
         with self._units.read(tx) as s:
             for start in range(0, len(wanted), _IN_CHUNK):
                 query = self.select().where(Customer.__table__.c.id.in_(wanted[start : start + _IN_CHUNK]))
+                if scope is not None:
+                    query = query.where(scope)
                 for row in s.execute(query).mappings():
                     out[row["id"]] = dump(self._flat(row))
         hidden = self._hidden(tx)
@@ -436,9 +449,12 @@ class Customers(Searchable):
         tx: Transaction | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Stream customers in id order without loading them all into memory."""
-        self._access.require("customers:read", tx)
+        actor = self._access.require("customers:read", tx)
         query = self.select()
         customers = Customer.__table__
+        scope = customer_scope(actor, customers)
+        if scope is not None:
+            query = query.where(scope)
         for name, value in (("stage", stage), ("lifecycle", lifecycle)):
             if value is not None:
                 check(_NAME, value, name, "invalid filter")
@@ -687,6 +703,29 @@ class Customers(Searchable):
 
     def _personal(self) -> tuple[str, ...]:
         return tuple(self._fields.personal())
+
+    def _scope(self, actor: Actor) -> ColumnElement[bool] | None:
+        return customer_scope(actor, Customer.__table__)
+
+    def _reach(self, t: Transaction, customer_id: Any) -> None:
+        """``NotFound`` for a customer the acting user does not reach (as for one that does not exist)."""
+        actor = self._access.actor(t)
+        if actor.unscoped or not isinstance(customer_id, int):
+            return
+        c = Customer.__table__.c
+        found = t.session.execute(select(c.branch, c.owner_id).where(c.id == customer_id)).first()
+        if found is not None and not actor.reaches(found[0], found[1]):
+            raise NotFound("customer", customer_id)
+
+    def _may_create(self, t: Transaction | None, data: Mapping[str, Any]) -> None:
+        actor = self._access.actor(t)
+        if actor.unscoped or not isinstance(data, Mapping):
+            return
+        branch, owner = data.get("branch"), data.get("owner_id")
+        if not actor.reaches(branch if isinstance(branch, str) else None, owner if isinstance(owner, int) else None):
+            where = f"of branch {branch!r}" if actor.scope == "branches" else "that they do not own"
+            detail = f"{actor.describe()} may not create a customer {where}"
+            raise AccessDenied(actor.describe(), "customers:write", detail)
 
     def _hidden(self, tx: Transaction | None) -> tuple[str, ...]:
         """The personal fields the acting user may not read (none for most)."""

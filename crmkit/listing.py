@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 from marshmallow import ValidationError as FieldError
 from marshmallow import fields as mf
-from sqlalchemy import ColumnElement, Select, and_, func, or_
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_
 from sqlalchemy.orm import Session
 
 from crmkit.access import Access, Actor
@@ -488,7 +488,7 @@ class Searchable:
         for the filter grammar; bad filters, orders, limits and cursors are a ``ValidationError``."""
         actor = self._access.require(self._read_permission, tx)
         self._guard_personal(actor, where, order_by)
-        listing = self._listing()
+        listing = self._scoped(actor)
         with self._units.read(tx) as s:
             page = search(s, listing, where, order_by=order_by, after=after, limit=limit)
         hidden = self._personal() if not actor.sees_personal else ()
@@ -500,9 +500,18 @@ class Searchable:
         """How many records ``where`` selects (all of them without it)."""
         actor = self._access.require(self._read_permission, tx)
         self._guard_personal(actor, where, "id")
-        listing = self._listing()
+        listing = self._scoped(actor)
         with self._units.read(tx) as s:
             return count(s, listing, where)
+
+    def _scope(self, actor: Actor) -> ColumnElement[bool] | None:
+        """The condition that keeps a list to the records ``actor`` reaches (``None``: all of them)."""
+        return None
+
+    def _scoped(self, actor: Actor) -> Listing:
+        listing = self._listing()
+        condition = None if actor.unscoped else self._scope(actor)
+        return listing if condition is None else attrs.evolve(listing, select=listing.select.where(condition))
 
     def _personal(self) -> tuple[str, ...]:
         """The record's keys that hold personal data: masked for an actor without
@@ -526,3 +535,13 @@ def mask(record: dict[str, Any], personal: Iterable[str]) -> dict[str, Any]:
     """``record`` with its personal fields set to ``None``: what a role without ``customers:read_personal``
     reads."""
     return {**record, **{key: None for key in personal if key in record}}
+
+
+def customer_scope(actor: Actor, customers: Any) -> ColumnElement[bool] | None:
+    """The SQL condition on the customer table ``customers`` (a ``Table``) that keeps to the customers
+    ``actor`` reaches; ``None`` when they reach all. The same rule as :meth:`crmkit.access.Actor.reaches`."""
+    if actor.unscoped:
+        return None
+    if actor.scope == "own":
+        return customers.c.owner_id == actor.user_id if actor.user_id is not None else false()
+    return or_(customers.c.branch.is_(None), customers.c.branch.in_(sorted(actor.branches or ())))

@@ -6,15 +6,15 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Table, case, func, insert, or_, select
+from sqlalchemy import ColumnElement, Table, case, func, insert, or_, select
 
-from crmkit.access import Access
+from crmkit.access import Access, Actor
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
 from crmkit.fastrows import dumper, task_fast_load
 from crmkit.limits import Moment, check, id_filter, load_each, require_id
-from crmkit.listing import Listing, Searchable
+from crmkit.listing import Listing, Searchable, customer_scope
 from crmkit.schemas import Schemas, load
 from crmkit.searches import task_listing
 from crmkit.unit import Transaction, Units
@@ -224,3 +224,9 @@ class Tasks(Searchable):
 
     def _listing(self) -> Listing:
         return task_listing(record=self._schemas.task_out.dump)
+
+    def _scope(self, actor: Actor) -> ColumnElement[bool] | None:
+        reached = customer_scope(actor, Customer.__table__)
+        if reached is None:
+            return None
+        return or_(Task.customer_id.is_(None), Task.customer_id.in_(select(Customer.id).where(reached)))
