@@ -420,7 +420,7 @@ class Customers(Searchable):
             record = self._read(s, customer_id)
         if not actor.reaches(record.get("branch"), record.get("owner_id")):
             raise NotFound("customer", customer_id)  # out of reach is not there: its existence is not told
-        return self._shown(record, tx)
+        return self._shown(record, actor)
 
     def get_many(self, ids: Iterable[int], *, tx: Transaction | None = None) -> dict[int, dict[str, Any]]:
         """The records of the customers of ``ids`` that exist, by id, read in one statement per 10,000."""
@@ -437,7 +437,7 @@ class Customers(Searchable):
                     query = query.where(scope)
                 for row in s.execute(query).mappings():
                     out[row["id"]] = dump(self._flat(row))
-        hidden = self._hidden(tx)
+        hidden = self._hidden(actor)
         return {cid: mask(record, hidden) for cid, record in out.items()} if hidden else out
 
     def iter(
@@ -463,7 +463,7 @@ class Customers(Searchable):
         if lifecycle is not None:
             query = query.where(customers.c.lifecycle == lifecycle)
         out = self._schemas.customer_out
-        hidden = self._hidden(tx)
+        hidden = self._hidden(actor)
         with self._units.read(tx) as s:
             result = s.execute(query.order_by(customers.c.id), execution_options={"yield_per": batch_size})
             for row in result.mappings():
@@ -727,12 +727,12 @@ class Customers(Searchable):
             detail = f"{actor.describe()} may not create a customer {where}"
             raise AccessDenied(actor.describe(), "customers:write", detail)
 
-    def _hidden(self, tx: Transaction | None) -> tuple[str, ...]:
+    def _hidden(self, actor: Actor) -> tuple[str, ...]:
         """The personal fields the acting user may not read (none for most)."""
-        return () if self._access.actor(tx).sees_personal else self._personal()
+        return () if actor.sees_personal else self._personal()
 
-    def _shown(self, record: dict[str, Any], tx: Transaction | None) -> dict[str, Any]:
-        hidden = self._hidden(tx)
+    def _shown(self, record: dict[str, Any], actor: Actor) -> dict[str, Any]:
+        hidden = self._hidden(actor)
         return mask(record, hidden) if hidden else record
 
     def _listing(self) -> Listing:
