@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Dialect, and_, select
 from sqlalchemy.exc import IntegrityError
 
 from crmkit.access import Access, Actor
+from crmkit.audit import Audit
 from crmkit.db import driver, statistics
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.functions import among, upsert_insert
@@ -113,15 +114,27 @@ class IngestReport:
         }
 
 
+#: What the audit entry of a logged activity tells of it (its notes and result may hold anything).
+_AUDITED = ("kind", "status", "occurred_at", "owner_id", "contact_id", "source", "external_id")
+
+
 class Activities(Searchable):
     """``crm.activities``."""
 
     _read_permission = "activities:read"
 
     def __init__(
-        self, *, kinds: Mapping[str, ActivityKindSpec], schemas: Schemas, hooks: Hooks, units: Units, access: Access
+        self,
+        *,
+        kinds: Mapping[str, ActivityKindSpec],
+        schemas: Schemas,
+        hooks: Hooks,
+        units: Units,
+        access: Access,
+        audit: Audit,
     ) -> None:
         self._access = access
+        self._audit = audit
         self._kinds = kinds
         self._schemas = schemas
         self._hooks = hooks
@@ -180,6 +193,11 @@ class Activities(Searchable):
             else:
                 record = self._insert(t, values)
             self._hooks.activity_logged(t, record)
+            told = {key: record.get(key) for key in _AUDITED if record.get(key) is not None}
+            self._audit.record(
+                t, "activity.logged", "activity", entity_id=record["id"], customer_id=record["customer_id"],
+                changes=told, user_id=actor_id,
+            )  # fmt: skip
             return record
 
     def _load(self, data: Any) -> dict[str, Any]:
@@ -619,6 +637,14 @@ class _IngestRun:
                 kinds=dict(Counter(map(_KIND, stored))),
                 activities=writer.records(stored) if self._wants_rows else [],
             )
+        if stored:  # a bulk path: one entry per batch, with its counts
+            counts = {
+                "inserted": len(stored),
+                "skipped": len(good) - len(stored),
+                "kinds": dict(Counter(map(_KIND, stored))),
+                "import_id": self._import_id,
+            }
+            self._activities._audit.record(t, "activities.ingested", "activity", changes=counts)
         return prepared.size
 
     def refresh_statistics(self) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crmkit.access import Access, Actor, ActorContext
 from crmkit.activities import Activities
+from crmkit.audit import Audit
 from crmkit.customers import Customers
 from crmkit.db import statistics
 from crmkit.db.schema import build_metadata
@@ -103,7 +104,9 @@ class CRM:
         self.access = Access(
             roles=registry.roles, permissions=registry.permissions, require_user=require_user, context=ActorContext()
         )
-        self.fields = RuntimeFields(registry, units, self.access)
+        #: The audit log: every write with its actor, in the write's transaction; chained by hashes.
+        self.audit = Audit(units=units, access=self.access, personal=lambda: self.fields.personal())
+        self.fields = RuntimeFields(registry, units, self.access, self.audit)
         self.schemas = Schemas(
             registry.activity_kinds,
             self.fields.all,
@@ -112,7 +115,7 @@ class CRM:
             self.phones.region_of,
         )
         self.fields.on_change(self.schemas.invalidate)
-        self.lifecycle = Lifecycle(registry, units, hooks, self.access)
+        self.lifecycle = Lifecycle(registry, units, hooks, self.access, self.audit)
         self.customers = Customers(
             access=self.access,
             registry=registry,
@@ -124,11 +127,17 @@ class CRM:
             phones=self.phones,
             extension_tables=self.extension_tables,
             referencing_tables=lambda: [*self.metadata.sorted_tables, *self.related_tables],
+            audit=self.audit,
         )
         self.activities = Activities(
-            kinds=registry.activity_kinds, schemas=self.schemas, hooks=hooks, units=units, access=self.access
+            kinds=registry.activity_kinds,
+            schemas=self.schemas,
+            hooks=hooks,
+            units=units,
+            access=self.access,
+            audit=self.audit,
         )
-        self.tasks = Tasks(schemas=self.schemas, units=units, access=self.access)
+        self.tasks = Tasks(schemas=self.schemas, units=units, access=self.access, audit=self.audit)
         #: Streamed exports to CSV, XLSX and JSON lines, filtered as the lists are.
         self.exports = Exports(
             customers=self.customers,
@@ -137,9 +146,9 @@ class CRM:
             schemas=self.schemas,
             access=self.access,
         )
-        self.users = Users(schemas=self.schemas, units=units, access=self.access)
+        self.users = Users(schemas=self.schemas, units=units, access=self.access, audit=self.audit)
         self.outbox = Outbox(hooks=hooks, units=units)
-        self.targets = Targets(units=units)
+        self.targets = Targets(units=units, audit=self.audit)
         self.imports = Imports(
             customers=self.customers,
             activities=self.activities,
@@ -152,6 +161,7 @@ class CRM:
             extension_tables=self.extension_tables,
             referencing_tables=lambda: [*self.metadata.sorted_tables, *self.related_tables],
             access=self.access,
+            audit=self.audit,
         )
         self.triggers = Triggers(
             registry=registry,
@@ -164,6 +174,7 @@ class CRM:
             lifecycle=self.lifecycle,
             outbox=self.outbox,
             access=self.access,
+            audit=self.audit,
         )
         self._tables: dict[str, TableService] = {}
         self.reports = Reports(
@@ -197,7 +208,7 @@ class CRM:
         if service is None:
             if name not in self.registry.tables:
                 raise NotFound("plugin table", name)
-            service = self._tables[name] = TableService(self.metadata.tables[name], self.units)
+            service = self._tables[name] = TableService(self.metadata.tables[name], self.units, self.audit)
         return service
 
     @contextmanager

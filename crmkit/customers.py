@@ -16,6 +16,7 @@ from sqlalchemy.orm.util import identity_key
 
 from crmkit import fields as fieldmod
 from crmkit.access import Access, Actor
+from crmkit.audit import Audit
 from crmkit.claims import claims_of
 from crmkit.db.customer_batch import CustomerBatch
 from crmkit.db.customer_rows import CustomerRows
@@ -81,6 +82,28 @@ def normalize_email(email: str | None) -> str | None:
     return email.strip().lower() if email else None
 
 
+#: Columns an audit entry leaves out: the id is the entry's own, the times are the entry's time.
+_NOT_AUDITED = frozenset({"id", "customer_id", "updated_at"})
+
+
+def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{field: [old, new]}`` for every field of ``after`` whose value is not the one in ``before``;
+    run-time fields (in ``extra``) each under their own name."""
+    out: dict[str, list[Any]] = {}
+    for key, new in after.items():
+        if key in _NOT_AUDITED:
+            continue
+        old = before.get(key)
+        if key == "extra":
+            old_extra, new_extra = old or {}, new or {}
+            for name in sorted(old_extra.keys() | new_extra.keys()):
+                if old_extra.get(name) != new_extra.get(name):
+                    out[name] = [old_extra.get(name), new_extra.get(name)]
+        elif old != new:
+            out[key] = [old, new]
+    return out
+
+
 class Customers(Searchable):
     """``crm.customers``: create, update, read, find duplicates and merge."""
 
@@ -99,8 +122,10 @@ class Customers(Searchable):
         phones: Phones,
         extension_tables: Mapping[str, Table],
         referencing_tables: Callable[[], list[Table]],
+        audit: Audit,
     ) -> None:
         self._access = access
+        self._audit = audit
         self._registry = registry
         self._schemas = schemas
         self._hooks = hooks
@@ -226,7 +251,13 @@ class Customers(Searchable):
             customer_id = rows.insert_new(cur, row, fields, history)
             gained = claims_of(row["email_normalized"], prepared.phone_normalized)
             self._claim(rows, cur, customer_id, row, gained, set(), allow_duplicate=allow_duplicate)
-            return self._created(t, customer_id, row, fields, prepared.cause, actor, names)
+            record = self._created(t, customer_id, row, fields, prepared.cause, actor, names)
+            new = {k: [None, v] for k, v in record.items() if v is not None and k not in _NOT_AUDITED}
+            self._audit.record(
+                t, "customer.created", "customer", entity_id=customer_id, customer_id=customer_id,
+                changes=new, user_id=actor, new=True,
+            )  # fmt: skip
+            return record
 
     def _plugin_fields(self) -> dict[str, list[str]]:
         """Each plugin's field names, in declaration order."""
@@ -299,10 +330,14 @@ class Customers(Searchable):
             ids = batch.new_ids(connection, len(built))
             batch.insert(connection, ids, built, [(p.cause, actor) for p in prepared])
             batch.claim_unique(connection, ids, [row for row, _ in built])
-            return [
+            records = [
                 self._created(t, cid, row, fields, p.cause, actor, names)
                 for cid, (row, fields), p in zip(ids, built, prepared, strict=True)
             ]
+            # a bulk path: one entry for the batch, with its counts, not one per customer
+            counts = {"created": len(ids), "first_id": min(ids), "last_id": max(ids)}
+            self._audit.record(t, "customers.created", "customer", changes=counts, user_id=actor)
+            return records
 
     def _batch(self, t: Transaction) -> CustomerBatch:
         return self._statements(t, self._batches, CustomerBatch)
@@ -357,6 +392,12 @@ class Customers(Searchable):
                 row = {f.name: values[f.name] for f in self._registry.fields_of(plugin) if f.name in values}
                 rows.write_extension(cur, plugin, customer_id, row)
                 after.update(row)
+            audited = field_changes(current, after)
+            if audited:
+                self._audit.record(
+                    t, "customer.updated", "customer", entity_id=customer_id, customer_id=customer_id,
+                    changes=audited, user_id=actor_id,
+                )  # fmt: skip
             stale = t.session.identity_map.get(identity_key(Customer, customer_id))
             if stale is not None:  # the caller's ORM copy of this customer: read it again when next used
                 t.session.expire(stale)
@@ -378,7 +419,12 @@ class Customers(Searchable):
             contact = Contact(customer_id=customer_id, **values)
             t.session.add(contact)
             t.session.flush()
-            return self._schemas.contact_out.dump(contact)
+            out = self._schemas.contact_out.dump(contact)
+            self._audit.record(
+                t, "contact.added", "contact", entity_id=contact.id, customer_id=customer_id,
+                changes={k: v for k, v in out.items() if v is not None and k not in _NOT_AUDITED},
+            )  # fmt: skip
+            return out
 
     def merge(
         self, survivor_id: int, duplicate_id: int, *, actor_id: int | None = None, tx: Transaction | None = None
@@ -407,6 +453,16 @@ class Customers(Searchable):
                 tables=self._referencing_tables(),
                 hooks=self._hooks,
             )
+            user = actor_id or t.actor_id
+            survivor = {"merged_id": duplicate_id}
+            self._audit.record(
+                t, "customer.merged", "customer", entity_id=survivor_id, customer_id=survivor_id,
+                changes=survivor, user_id=user,
+            )  # fmt: skip
+            self._audit.record(
+                t, "customer.merged_into", "customer", entity_id=duplicate_id, customer_id=duplicate_id,
+                changes={"survivor_id": survivor_id}, user_id=user,
+            )  # fmt: skip
             return self._read(t.session, survivor_id)
 
     # -- reads -----------------------------------------------------------------------------------

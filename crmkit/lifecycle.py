@@ -10,6 +10,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm.util import identity_key
 
 from crmkit.access import Access
+from crmkit.audit import Audit
 from crmkit.db.models import Customer, StageHistory
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, TransitionError
@@ -28,8 +29,9 @@ _CHUNK = 1000
 class Lifecycle:
     """``crm.lifecycle``: where a customer is, where they may go, and how they got there."""
 
-    def __init__(self, registry: Registry, units: Units, hooks: Hooks, access: Access) -> None:
+    def __init__(self, registry: Registry, units: Units, hooks: Hooks, access: Access, audit: Audit) -> None:
         self._access = access
+        self._audit = audit
         self._registry = registry
         self._units = units
         self._hooks = hooks
@@ -126,6 +128,10 @@ class Lifecycle:
         tx.session.flush()
         change = move_record(customer.id, source, target, spec.lifecycle, at, cause, actor_id)
         self._hooks.stage_changed(tx, change)
+        self._audit.record(
+            tx, "customer.stage_moved", "customer", entity_id=customer.id, customer_id=customer.id,
+            changes={"stage": [source, target], "cause": cause}, user_id=actor_id,
+        )  # fmt: skip
         return change
 
     def history(self, customer_id: int, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
@@ -221,6 +227,9 @@ class Lifecycle:
             ]
             for change in changes:
                 self._hooks.stage_changed(t, change)
+            # a bulk path: one entry for the batch
+            counts = {"moved": len(moves), "to_stage": target, "cause": cause}
+            self._audit.record(t, "customers.stage_moved", "customer", changes=counts, user_id=actor)
         return changes
 
 

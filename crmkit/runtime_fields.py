@@ -8,6 +8,7 @@ from marshmallow import ValidationError as MarshmallowError
 from sqlalchemy import select
 
 from crmkit.access import Access
+from crmkit.audit import Audit
 from crmkit.db.models import CustomField
 from crmkit.errors import ValidationError
 from crmkit.fields import marshmallow_field
@@ -30,8 +31,9 @@ class RuntimeFields:
     included. To promote one to a real column, declare it in a plugin and migrate its values.
     """
 
-    def __init__(self, registry: Registry, units: Units, access: Access) -> None:
+    def __init__(self, registry: Registry, units: Units, access: Access, audit: Audit) -> None:
         self._access = access
+        self._audit = audit
         self._registry = registry
         self._units = units
         self._runtime: dict[str, FieldSpec] | None = None
@@ -88,6 +90,7 @@ class RuntimeFields:
         with self._units.write(tx) as t:
             t.session.add(CustomField(name=spec.name, spec=spec.to_dict()))
             t.session.flush()
+            self._audit.record(t, "field.defined", "field", entity_id=spec.name, changes=spec.to_dict())
             # usable at once, in this unit of work too; forgotten again if it rolls back
             assert self._runtime is not None
             self._runtime[spec.name] = spec

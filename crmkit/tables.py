@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Column
     from sqlalchemy.orm import Session
 
+    from crmkit.audit import Audit
     from crmkit.unit import Transaction
 
 __all__ = ["MAX_PAGE", "TableService", "UnitsOfWork"]
@@ -162,13 +163,15 @@ class TableService:
     integer primary key.
     """
 
-    def __init__(self, table: Table, units: UnitsOfWork) -> None:
+    def __init__(self, table: Table, units: UnitsOfWork, audit: Audit | None = None) -> None:
         keys = list(table.primary_key.columns)
         if len(keys) != 1 or not isinstance(_base_type(keys[0].type), Integer):
             raise TypeError(f"table {table.name!r} needs a single integer primary key for a TableService")
         self.table = table
         self.name = table.name
         self._units = units
+        # the log the writes are recorded in (``crm.table`` gives it); none for a service built by hand
+        self._audit = audit
         self._key = keys[0]
         self._bits = 64 if isinstance(_base_type(self._key.type), BigInteger) else 32
         writable = [c for c in table.columns if c is not self._key]
@@ -190,7 +193,9 @@ class TableService:
         values = load(self.schema_in, data, message=message)
         with self._write(tx, message, values, None) as t:
             row = t.session.execute(insert(self.table).values(**values).returning(*self.table.columns)).one()
-            return self.dump(row._mapping)
+            record = self.dump(row._mapping)
+            self._record(t, "inserted", record, {k: [None, v] for k, v in record.items() if v is not None})
+            return record
 
     def update(self, key: int, data: Mapping[str, Any], *, tx: Transaction | None = None) -> dict[str, Any]:
         """Validate the columns given in ``data`` and change them; returns the record. ``NotFound`` if the
@@ -199,14 +204,28 @@ class TableService:
         message = f"invalid {self.name} row"
         values = load(self.schema_in, data, partial=True, message=message)
         with self._write(tx, message, values, ident) as t:
-            statement = update(self.table).where(self._key == ident)
-            if values:
-                row = t.session.execute(statement.values(**values).returning(*self.table.columns)).first()
-            else:  # nothing to change: still lock the row, as an update would
-                row = t.session.execute(select(self.table).where(self._key == ident).with_for_update()).first()
-            if row is None:
+            # the row as it was, locked as the update would lock it: its old values go to the audit log
+            before = t.session.execute(select(self.table).where(self._key == ident).with_for_update()).first()
+            if before is None:
                 raise NotFound(self.name, ident)
-            return self.dump(row._mapping)
+            row = before
+            if values:
+                statement = update(self.table).where(self._key == ident)
+                row = t.session.execute(statement.values(**values).returning(*self.table.columns)).one()
+            old, record = self.dump(before._mapping), self.dump(row._mapping)
+            changed = {k: [old[k], v] for k, v in record.items() if old[k] != v}
+            if changed:
+                self._record(t, "updated", record, changed)
+            return record
+
+    def _record(self, t: Transaction, what: str, record: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+        if self._audit is None:
+            return
+        customer = record.get("customer_id")
+        self._audit.record(
+            t, f"{self.name}.{what}"[:60], self.name[:60], entity_id=record[self._key.key],
+            customer_id=customer if isinstance(customer, int) else None, changes=changes,
+        )  # fmt: skip
 
     # -- reads -----------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from marshmallow import ValidationError as MarshmallowError
 from marshmallow import fields as mf
 from sqlalchemy import select
 
+from crmkit.audit import Audit
 from crmkit.db.models import TARGET_METRICS, Target, User
 from crmkit.errors import ValidationError
 from crmkit.limits import Day, Int, Text
@@ -42,8 +43,9 @@ class TargetOut(Schema):
 class Targets:
     """``crm.targets``: set and read plans. One plan per user, metric and period start."""
 
-    def __init__(self, *, units: Units) -> None:
+    def __init__(self, *, units: Units, audit: Audit) -> None:
         self._units = units
+        self._audit = audit
         self._in = TargetIn()
         self._out = TargetOut()
 
@@ -60,13 +62,18 @@ class Targets:
                     Target.period_start == values["period_start"],
                 )
             )
+            before = None if target is None else self._out.dump(target)
             if target is None:
                 target = Target(**values)
                 t.session.add(target)
             else:
                 target.period_end, target.planned = values["period_end"], values["planned"]
             t.session.flush()
-            return self._out.dump(target)
+            record = self._out.dump(target)
+            changes = {k: [None if before is None else before.get(k), v] for k, v in record.items() if k != "id"}
+            changes = {k: pair for k, pair in changes.items() if pair[0] != pair[1]}
+            self._audit.record(t, "target.set", "target", entity_id=target.id, changes=changes)
+            return record
 
     def list(self, *, user_id: int | None = None, tx: Transaction | None = None) -> list[dict[str, Any]]:
         query = select(Target).order_by(Target.period_start, Target.user_id, Target.metric)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, case, func, insert, or_, select
 
 from crmkit.access import Access, Actor
+from crmkit.audit import Audit
 from crmkit.db.models import Customer, Task, User
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, ValidationError
@@ -52,8 +53,9 @@ class Tasks(Searchable):
 
     _read_permission = "tasks:read"
 
-    def __init__(self, *, schemas: Schemas, units: Units, access: Access) -> None:
+    def __init__(self, *, schemas: Schemas, units: Units, access: Access, audit: Audit) -> None:
         self._access = access
+        self._audit = audit
         self._schemas = schemas
         self._units = units
 
@@ -71,7 +73,12 @@ class Tasks(Searchable):
             task = Task(**values)
             t.session.add(task)
             t.session.flush()
-            return self._schemas.task_out.dump(task)
+            record = self._schemas.task_out.dump(task)
+            told = {k: v for k, v in record.items() if v is not None and k not in ("id", "customer_id")}
+            self._audit.record(
+                t, "task.created", "task", entity_id=task.id, customer_id=task.customer_id, changes=told
+            )  # fmt: skip
+            return record
 
     def complete(self, task_id: int, *, at: dt.datetime | None = None, tx: Transaction | None = None) -> dict[str, Any]:
         self._access.require("tasks:write", tx)
@@ -178,6 +185,10 @@ class Tasks(Searchable):
             task.status = status
             task.completed_at = at or utcnow()
             t.session.flush()
+            self._audit.record(
+                t, f"task.{status}", "task", entity_id=task.id, customer_id=task.customer_id,
+                changes={"status": ["open", status]},
+            )  # fmt: skip
             return self._schemas.task_out.dump(task)
 
     def create_many(self, rows: Iterable[Mapping[str, Any]], *, tx: Transaction | None = None) -> list[dict[str, Any]]:
@@ -218,7 +229,11 @@ class Tasks(Searchable):
             # the record is what was written, times as the database gives them back (in UTC): only the id
             # is the database's, so it is the only column read back
             dump = dumper(self._schemas.task_out)
-            return [dump(_stored(row, task_id)) for row, task_id in zip(full, ids, strict=True)]
+            records = [dump(_stored(row, task_id)) for row, task_id in zip(full, ids, strict=True)]
+            # a bulk path: one entry for the batch
+            counts = {"created": len(records), "customers": len({r["customer_id"] for r in records} - {None})}
+            self._audit.record(t, "tasks.created", "task", changes=counts)
+            return records
 
     # -- lists -----------------------------------------------------------------------------------
 

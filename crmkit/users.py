@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from crmkit.access import Access, Actor
+from crmkit.audit import Audit
 from crmkit.db.models import User, UserBranch
 from crmkit.errors import NotFound, ValidationError
 from crmkit.limits import Text, check, require_id
@@ -20,7 +21,8 @@ from crmkit.unit import Transaction, Units
 class Users:
     """``crm.users``."""
 
-    def __init__(self, *, schemas: Schemas, units: Units, access: Access) -> None:
+    def __init__(self, *, schemas: Schemas, units: Units, access: Access, audit: Audit) -> None:
+        self._audit = audit
         self._schemas = schemas
         self._units = units
         self._access = access
@@ -48,7 +50,10 @@ class Users:
             t.session.flush()
             t.session.add_all(UserBranch(user_id=user.id, branch=b) for b in branches)
             t.session.flush()
-            return self._dump(user, branches)
+            record = self._dump(user, branches)
+            told = {k: [None, v] for k, v in record.items() if v not in (None, []) and k != "id"}
+            self._audit.record(t, "user.created", "user", entity_id=user.id, changes=told)
+            return record
 
     def get(self, user_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         user_id = require_id(user_id, "user")

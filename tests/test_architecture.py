@@ -19,6 +19,7 @@ EDGES = {
     "crmkit/app.py",
     "crmkit/cli.py",
     "crmkit/cli_imports.py",
+    "crmkit/cli_audit.py",
     "crmkit/testing.py",
     "crmkit/plugin_check.py",
     "crmkit/demo.py",

@@ -402,4 +402,34 @@ class CustomerKey(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"))
 
 
+class AuditEntry(Base):
+    """One entry of the audit log: who did what to which record, when, and for an update each field's old
+    and new value (``changes``, canonical JSON text). Entries form one hash chain per customer; entries
+    about no customer (users, fields, a batch of an import or an ingest) form the chain of customer ``0``.
+    No foreign key: the log outlives the rows it tells about (a reverted import's customers, a merged
+    duplicate)."""
+
+    __tablename__ = "crm_audit"
+    __table_args__ = (
+        Index("ix_crm_audit_user_id_at", "user_id", "at"),
+        Index("ix_crm_audit_at", "at"),
+    )
+
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: the actor's name: ``user 7``, a system actor's (``triggers``), or ``application``
+    actor: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[int | None] = mapped_column(BigId)
+    action: Mapped[str] = mapped_column(String(60))
+    entity: Mapped[str] = mapped_column(String(60))
+    entity_id: Mapped[str | None] = mapped_column(String(100))
+    changes: Mapped[str] = mapped_column(Text)
+    #: SHA-256 of ``changes`` as written; kept when an erasure blanks the personal values in it
+    digest: Mapped[str] = mapped_column(String(64))
+    redacted: Mapped[bool] = mapped_column(default=False)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 CORE_TABLES = tuple(Base.metadata.sorted_tables)

@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, select, update
 
 from crmkit.access import Access
 from crmkit.activities import Activities
+from crmkit.audit import Audit
 from crmkit.customers import Customers
 from crmkit.db import statistics
 from crmkit.db.models import Activity, Customer, CustomerClaim, ImportChange, ImportRun
@@ -87,8 +88,10 @@ class Imports:
         extension_tables: Mapping[str, Any],
         referencing_tables: Callable[[], list[Any]],
         access: Access,
+        audit: Audit,
     ) -> None:
         self._access = access
+        self._audit = audit
         self._customers = customers
         self._activities = activities
         self._hooks = hooks
@@ -159,7 +162,7 @@ class Imports:
             tally = Tally(preview, writer)
             record = {"importer": "customers", "source_name": src.name[:300], "format": src.format,
                       "mode": mode, "settings": settings.to_dict()}  # fmt: skip
-            run = _Run(self._units, record, actor_id, tx, dry_run, _customers_written)
+            run = _Run(self._units, self._audit, record, actor_id, tx, dry_run, _customers_written)
             dump = dumper(self._schemas.customer_out)
 
             def work(t: Transaction | None, import_id: int) -> dict[str, int]:
@@ -241,7 +244,7 @@ class Imports:
             recorded = {"columns": found, "settings": _jsonable(own), "options": _options(options)}
             record = {"importer": name, "source_name": src.name[:300], "format": src.format, "mode": "create",
                       "settings": recorded}  # fmt: skip
-            run = _Run(self._units, record, actor_id, tx, dry_run, _activities_written)
+            run = _Run(self._units, self._audit, record, actor_id, tx, dry_run, _activities_written)
             context = ImportContext(options=options, settings=own)
 
             def work(t: Transaction | None, import_id: int) -> dict[str, int]:
@@ -376,7 +379,9 @@ class Imports:
                 .values(status="reverted", reverted_at=utcnow(), reverted_by=actor_id or t.actor_id)
             )
             session.expire_all()
-            return {"removed": customers, "restored": restored, "activities_removed": int(activities or 0)}
+            result = {"removed": customers, "restored": restored, "activities_removed": int(activities or 0)}
+            self._audit.record(t, "import.reverted", "import", entity_id=import_id, changes=result, user_id=actor_id)
+            return result
 
     def _ledger(
         self, t: Transaction, import_id: int, *, action: str | None = None
@@ -469,6 +474,7 @@ class _Run:
     def __init__(
         self,
         units: Units,
+        audit: Audit,
         record: dict[str, Any],
         actor_id: int | None,
         tx: Transaction | None,
@@ -476,6 +482,7 @@ class _Run:
         written: Callable[[Mapping[str, int]], dict[str, int]],
     ) -> None:
         self._units = units
+        self._audit = audit
         self._record = record
         self._actor_id = actor_id
         self._tx = tx
@@ -535,6 +542,8 @@ class _Run:
         if counts is not None:
             values["counts"] = counts
         t.session.execute(update(ImportRun).where(ImportRun.id == import_id).values(**values))
+        told = {"importer": self._record.get("importer"), "source": self._record.get("source_name"), **(counts or {})}
+        self._audit.record(t, f"import.{status}", "import", entity_id=import_id, changes=told, user_id=self._actor_id)
 
 
 def _apply_all(

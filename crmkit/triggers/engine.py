@@ -20,6 +20,7 @@ from marshmallow import ValidationError as FieldError
 from sqlalchemy import ColumnElement, case, delete, exists, false, func, literal, null, select, true
 
 from crmkit.access import Access
+from crmkit.audit import Audit
 from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Activity, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
@@ -129,8 +130,10 @@ class Triggers:
         lifecycle: Lifecycle,
         outbox: Outbox,
         access: Access,
+        audit: Audit,
     ) -> None:
         self._access = access
+        self._audit = audit
         self._registry = registry
         self._tables = tables
         self._extension_tables = extension_tables
@@ -311,6 +314,9 @@ class Triggers:
                     .group_by(TriggerFiring.held_out)
                 ).all()
             )
+            if counts:  # the firings are a set-based write: one entry for the trigger's batch
+                told = {"run_id": run_id, "fired": counts.get(False, 0), "held_out": counts.get(True, 0)}
+                self._audit.record(tx, "trigger.fired", "trigger", entity_id=trigger.name, changes=told)
             last_id = 0
             while self._has_actions(trigger):
                 batch = tx.session.execute(
