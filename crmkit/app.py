@@ -7,6 +7,7 @@ command line, ``crmkit.testing`` and the demo import it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -32,6 +33,7 @@ from crmkit.lifecycle import Lifecycle
 from crmkit.outbox import Outbox
 from crmkit.phones import Phones
 from crmkit.plugins import Registry, collect, create_plugin_manager
+from crmkit.privacy import Privacy
 from crmkit.reports.engine import Reports
 from crmkit.reports.spec import ReportContext
 from crmkit.runtime_fields import RuntimeFields
@@ -72,6 +74,7 @@ class CRM:
         template_dirs: Iterable[str | Path] = (),
         related_tables: Iterable[Table] = (),
         require_user: bool = False,
+        privacy_key: str | bytes | None = None,
     ) -> None:
         if engine is not None and url is not None:
             raise TypeError("pass either url or engine, not both")
@@ -116,6 +119,21 @@ class CRM:
         )
         self.fields.on_change(self.schemas.invalidate)
         self.lifecycle = Lifecycle(registry, units, hooks, self.access, self.audit)
+        key = privacy_key if privacy_key is not None else os.environ.get("CRMKIT_PRIVACY_KEY") or None
+        #: A person's data: ``export`` (one JSON document), ``erase`` (anonymise, suppress). The key hashes
+        #: the suppression entries: keep it outside the database and never change it.
+        self.privacy = Privacy(
+            units=units,
+            access=self.access,
+            audit=self.audit,
+            key=key.encode() if isinstance(key, str) else key,
+            personal=lambda: self.fields.personal(),
+            extension_tables=self.extension_tables,
+            plugin_fields=registry.fields_of,
+            kinds=registry.activity_kinds,
+            tables=lambda: [*self.metadata.sorted_tables, *self.related_tables],
+            read_customer=lambda session, customer_id: self.customers._read(session, customer_id),
+        )
         self.customers = Customers(
             access=self.access,
             registry=registry,
@@ -128,6 +146,7 @@ class CRM:
             extension_tables=self.extension_tables,
             referencing_tables=lambda: [*self.metadata.sorted_tables, *self.related_tables],
             audit=self.audit,
+            suppressed=self.privacy.check,
         )
         self.activities = Activities(
             kinds=registry.activity_kinds,

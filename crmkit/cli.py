@@ -89,7 +89,11 @@ def _describe(exc: BaseException) -> str | None:
 
 #: the core's commands that live in a module of their own, which imports this one (for ``crm_options``):
 #: looked up when they are run, so that either module can be imported first
-_OWN_MODULES = {"import": "crmkit.cli_imports:imports", "audit": "crmkit.cli_audit:audit"}
+_OWN_MODULES = {
+    "import": "crmkit.cli_imports:imports",
+    "audit": "crmkit.cli_audit:audit",
+    "person": "crmkit.cli_privacy:person",
+}
 
 
 def _own_command(name: str) -> click.Command | None:

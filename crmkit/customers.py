@@ -123,9 +123,12 @@ class Customers(Searchable):
         extension_tables: Mapping[str, Table],
         referencing_tables: Callable[[], list[Table]],
         audit: Audit,
+        suppressed: Callable[[Cursor, Iterable[tuple[str, str | None]]], None] = lambda cur, pairs: None,
     ) -> None:
         self._access = access
         self._audit = audit
+        # refuses the email and phone of a person whose data was erased (crm.privacy)
+        self._suppressed = suppressed
         self._registry = registry
         self._schemas = schemas
         self._hooks = hooks
@@ -246,6 +249,7 @@ class Customers(Searchable):
             names = self._plugin_fields()
             row, fields = self._new_row(prepared, utcnow(), names)
             self._check_owner(cur, row["owner_id"])
+            self._suppressed(cur, (("email", row["email_normalized"]), ("phone", prepared.phone_normalized)))
             moved, stage, lifecycle = row["stage_changed_at"], row["stage"], row["lifecycle"]
             history = (None, stage, lifecycle, moved, prepared.cause, actor)
             customer_id = rows.insert_new(cur, row, fields, history)
@@ -325,6 +329,8 @@ class Customers(Searchable):
             now = utcnow()
             names = self._plugin_fields()
             built = [self._new_row(p, now, names) for p in prepared]
+            pairs = [(kind, row[f"{kind}_normalized"]) for row, _ in built for kind in ("email", "phone")]
+            self._suppressed(cursor(t.session), pairs)
             connection = t.session.connection()
             batch = self._batch(t)
             ids = batch.new_ids(connection, len(built))
@@ -386,6 +392,8 @@ class Customers(Searchable):
             if changed:  # as the ORM did: a customer whose columns keep their values is not touched
                 changed["updated_at"] = after["updated_at"] = utcnow()
                 rows.update(cur, customer_id, changed)
+            new_values = [(k, after[f"{k}_normalized"]) for k in ("email", "phone") if f"{k}_normalized" in changed]
+            self._suppressed(cur, new_values)
             now = claims_of(after["email_normalized"], after["phone_normalized"])
             self._claim(rows, cur, customer_id, after, now, held, allow_duplicate=allow_duplicate)
             for plugin in self._extension_tables:

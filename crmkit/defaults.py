@@ -52,7 +52,8 @@ def crmkit_register_transitions() -> list[TransitionSpec]:
 @hookimpl
 def crmkit_register_activity_kinds() -> list[ActivityKindSpec]:
     return [
-        ActivityKindSpec("call", "Call", channel="phone", required=("direction",)),
+        # the telephony importer keeps the numbers of a call in its data
+        ActivityKindSpec("call", "Call", channel="phone", required=("direction",), personal_data=("caller", "callee")),
         ActivityKindSpec("email", "Email", channel="email", required=("direction",)),
         ActivityKindSpec("sms", "SMS", channel="sms", required=("direction",)),
         ActivityKindSpec("chat", "Chat", channel="chat"),

@@ -60,6 +60,19 @@ def _flatten(problem: Any) -> str:
     return str(problem)
 
 
+class SuppressedCustomerError(ValidationError):
+    """The email or phone of a new customer (or a customer's new value) belongs to a person whose data was
+    erased at their request: a suppression entry refuses them (``crm.privacy``)."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self.fields = dict(fields)
+        errors = {
+            name: [f"belongs to a person whose data was erased on {day}; their suppression entry refuses it"]
+            for name, day in fields.items()
+        }
+        super().__init__(errors, "suppressed customer")
+
+
 class NotFound(CRMError):
     """The record asked for does not exist."""
 

@@ -148,6 +148,10 @@ class ActivityKindSpec:
     input gives another: ``planned`` (booked ahead; ``result`` is then not required), ``in_progress``,
     ``done`` (it happened), ``cancelled`` or ``missed`` (a no-show). Only ``done`` counts as happened for
     triggers, goals and KPIs; ``planned``, ``in_progress`` and ``done`` occupy a calendar kind's owner.
+
+    ``personal_data`` names the keys of the activity's ``data`` that hold personal data (a call's
+    ``caller`` and ``callee`` numbers), for a kind whose data is free JSON; a declared data field says so
+    with ``personal=True``. Erasing a person removes those keys from their activities (``crm.privacy``).
     """
 
     name: str = attrs.field(validator=_identifier)
@@ -158,6 +162,15 @@ class ActivityKindSpec:
     calendar: bool = False
     description: str = ""
     owner: str = ""
+    personal_data: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
+
+    @property
+    def personal_keys(self) -> tuple[str, ...]:
+        """The keys of ``data`` an erasure removes: ``personal_data`` and the personal data fields."""
+        return (
+            *self.personal_data,
+            *(f.name for f in self.data_fields if f.personal and f.name not in self.personal_data),
+        )
 
     def __attrs_post_init__(self) -> None:
         if self.channel is not None and self.channel not in CHANNELS:

@@ -20,6 +20,7 @@ EDGES = {
     "crmkit/cli.py",
     "crmkit/cli_imports.py",
     "crmkit/cli_audit.py",
+    "crmkit/cli_privacy.py",
     "crmkit/testing.py",
     "crmkit/plugin_check.py",
     "crmkit/demo.py",

@@ -432,4 +432,20 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class Suppression(Base):
+    """A person whose data was erased, kept as a keyed hash of their normalised email or phone so that a
+    later create or import of the same person is refused without keeping who they were. Keyed by the
+    value, as a claim is."""
+
+    __tablename__ = "crm_suppressions"
+    __table_args__ = (_in("kind", CLAIM_KINDS),)
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    #: HMAC-SHA256 of the normalised value under the CRM's privacy key, hex
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: the erased customer (its record stays, anonymised); informative only
+    customer_id: Mapped[int] = mapped_column(BigId)
+
+
 CORE_TABLES = tuple(Base.metadata.sorted_tables)

@@ -28,7 +28,7 @@ from crmkit.customers import Customers, PhoneReader, Prepared, normalize_email
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.customer_batch import DriverValues
 from crmkit.db.models import Customer, CustomerKey, ImportChange
-from crmkit.errors import DuplicateCustomerError, ValidationError
+from crmkit.errors import DuplicateCustomerError, SuppressedCustomerError, ValidationError
 from crmkit.imports.customers import CustomerLines, created_after
 from crmkit.imports.mapping import EXTERNAL_ID
 from crmkit.imports.report import LineOutcome, reasons_of
@@ -274,9 +274,9 @@ class Chunk:
                     for cid, h, record in zip(ids, held, records, strict=True)
                 ]
                 _insert(connection, ImportChange.__table__, _LEDGER, ledger)
-        except DuplicateCustomerError:
+        except (DuplicateCustomerError, SuppressedCustomerError):
             # someone has one of these values since the lookup (another writer, or a customer the match
-            # keys do not name): each line as the line path words it
+            # keys do not name), or one is an erased person's: each line as the line path words it
             for h in held:
                 self._by_line(h.index, h.line, h.keys)
             return
