@@ -311,10 +311,12 @@ class Activities(Searchable):
         return IngestReport(run.inserted, tuple(run.rejected), run.skipped)
 
     def get(self, activity_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
-        self._access.require("activities:read", tx)
+        """The activity; ``NotFound`` also for one about a customer the acting user does not reach."""
+        actor = self._access.require("activities:read", tx)
         activity_id = require_id(activity_id, "activity", bits=64)
         with self._units.read(tx) as s:
-            activity = s.get(Activity, activity_id)
+            query = select(Activity).where(Activity.id == activity_id, *self._reached(actor))
+            activity = s.scalars(query).one_or_none()
             if activity is None:
                 raise NotFound("activity", activity_id)
             return self._schemas.activity_out.dump(activity)
@@ -327,11 +329,11 @@ class Activities(Searchable):
         limit: int = 100,
         tx: Transaction | None = None,
     ) -> list[dict[str, Any]]:
-        """A customer's activities, newest first."""
-        self._access.require("activities:read", tx)
+        """A customer's activities, newest first (none for a customer the acting user does not reach)."""
+        actor = self._access.require("activities:read", tx)
         if id_filter(customer_id, "customer") is None:
             return []
-        query = select(Activity).where(Activity.customer_id == customer_id)
+        query = select(Activity).where(Activity.customer_id == customer_id, *self._reached(actor))
         if kinds is not None:
             wanted = [check(_KIND_NAME, kind, "kinds", "invalid filter") for kind in kinds]
             query = query.where(Activity.kind.in_(wanted))
@@ -427,6 +429,11 @@ class Activities(Searchable):
     def _scope(self, actor: Actor) -> ColumnElement[bool] | None:
         reached = customer_scope(actor, Customer.__table__)
         return None if reached is None else Activity.customer_id.in_(select(Customer.id).where(reached))
+
+    def _reached(self, actor: Actor) -> list[ColumnElement[bool]]:
+        """:meth:`_scope` as conditions to splat into a ``where`` of a single read."""
+        scope = None if actor.unscoped else self._scope(actor)
+        return [] if scope is None else [scope]
 
 
 class _RowWriter:

@@ -227,7 +227,8 @@ class CRM:
         if service is None:
             if name not in self.registry.tables:
                 raise NotFound("plugin table", name)
-            service = self._tables[name] = TableService(self.metadata.tables[name], self.units, self.audit)
+            table = self.metadata.tables[name]
+            service = self._tables[name] = TableService(table, self.units, access=self.access, audit=self.audit)
         return service
 
     @contextmanager

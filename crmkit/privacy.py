@@ -5,7 +5,7 @@ What is personal is declared, never found by scanning: the customer fields of ``
 (``subject``, ``result``) and the keys of its ``data`` its kind declares personal
 (``ActivityKindSpec.personal_data``, data fields with ``personal=True``), a task's title and reason, an
 outbox message's subject and body, and every column of a plugin's table declared with
-``info={"personal": True}``.
+``info={"crmkit": {"personal": True}}``.
 
 Erasure anonymises those values in place and keeps every row, so counts, cohorts and money stay true: a
 membership's payments keep their amounts and dates, a member's check-ins still count, and nothing the law
@@ -76,8 +76,8 @@ _CORE_TABLES = frozenset(
 
 
 def personal_columns(table: Table) -> list[str]:
-    """The columns of a plugin's (or the app's) table declared personal: ``info={"personal": True}``."""
-    return [c.name for c in table.columns if c.info.get("personal")]
+    """The columns of a plugin's (or the app's) table declared personal: ``info={"crmkit": {"personal": True}}``."""
+    return [c.name for c in table.columns if c.info.get("crmkit", {}).get("personal") is True]
 
 
 class Privacy:

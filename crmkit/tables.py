@@ -29,6 +29,10 @@ assigned by the database and is not input.
 Narrow a column further with keyword arguments for its field in the column's ``info``:
 ``mapped_column(info={"crmkit": {"min": 0, "max": 6}})`` (``min_length``, ``validate``, ``load_default``...).
 
+A column that holds a person's personal data (a guardian's phone, a passport number) says so with
+``info={"crmkit": {"personal": True}}``: :meth:`TableService.get` and :meth:`TableService.list` give it as
+``None`` to a user without ``customers:read_personal``, who may not filter by it either.
+
 Records come back as JSON-safe dicts, the core's read model: dates ``"YYYY-MM-DD"``, datetimes ISO 8601 in
 UTC, decimals as strings, times ``"HH:MM:SS"``. Writes run in the unit of work they are given (``tx=``: a
 savepoint of it) or in their own transaction; reads given ``tx`` see its writes.
@@ -37,7 +41,7 @@ savepoint of it) or in their own transaction; reads given ``tx`` see its writes.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -67,7 +71,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from crmkit.errors import NotFound, ValidationError
+from crmkit.access import Access
+from crmkit.errors import AccessDenied, NotFound, ValidationError
 from crmkit.limits import Day, Int, JSONObject, Moment, Money, Text, id_filter, load, require_id
 
 if TYPE_CHECKING:
@@ -102,7 +107,7 @@ def _input_field(col: Column[Any]) -> mf.Field[Any]:
     kind = _base_type(col.type)
     has_default = col.default is not None or col.server_default is not None
     kwargs: dict[str, Any] = {"allow_none": bool(col.nullable), "required": not col.nullable and not has_default}
-    kwargs.update(col.info.get("crmkit", {}))
+    kwargs.update({k: v for k, v in col.info.get("crmkit", {}).items() if k != "personal"})
     if isinstance(kind, Boolean):
         return mf.Boolean(**kwargs)
     if isinstance(kind, Enum):
@@ -156,14 +161,21 @@ def _output_field(col: Column[Any]) -> mf.Field[Any]:
     return mf.Raw()
 
 
+def _as_is(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
 class TableService:
     """Insert, update, get and list the rows of one table, every input validated against its columns.
 
     Build it with ``crm.table(name)``; ``TableService(table, units)`` works for any table with a single
-    integer primary key.
+    integer primary key. Given ``access``, its reads mask the personal columns for the acting user when
+    they may not read personal data.
     """
 
-    def __init__(self, table: Table, units: UnitsOfWork, audit: Audit | None = None) -> None:
+    def __init__(
+        self, table: Table, units: UnitsOfWork, *, access: Access | None = None, audit: Audit | None = None
+    ) -> None:
         keys = list(table.primary_key.columns)
         if len(keys) != 1 or not isinstance(_base_type(keys[0].type), Integer):
             raise TypeError(f"table {table.name!r} needs a single integer primary key for a TableService")
@@ -184,6 +196,11 @@ class TableService:
             {c.key: _output_field(c) for c in table.columns}, name=f"{table.name}Out"
         )()
         self._filters = {c.key: _input_field(c) for c in table.columns}
+        self._access = access
+        #: The columns declared personal (``info={"crmkit": {"personal": True}}``).
+        self.personal: tuple[str, ...] = tuple(
+            c.key for c in table.columns if c.info.get("crmkit", {}).get("personal") is True
+        )
 
     # -- writes ----------------------------------------------------------------------------------------
 
@@ -236,7 +253,7 @@ class TableService:
             row = session.execute(select(self.table).where(self._key == ident)).first()
         if row is None:
             raise NotFound(self.name, ident)
-        return self.dump(row._mapping)
+        return self._shown(tx)(self.dump(row._mapping))
 
     def list(
         self,
@@ -249,6 +266,12 @@ class TableService:
         """Records in primary key order, at most ``limit`` (1..``MAX_PAGE``), those after the key ``after``
         (pass the last record's key for the next page: keyset, not OFFSET). ``where`` maps columns to the
         value they must equal (``None``: IS NULL); each value is checked like input."""
+        shown = self._shown(tx)
+        hidden = sorted(set(where or {}) & set(self.personal)) if shown is not _as_is else []
+        if hidden:
+            actor = self._actor(tx)
+            detail = f"{actor} may not filter by personal data ({', '.join(hidden)})"
+            raise AccessDenied(actor, "customers:read_personal", detail)
         filters = self._where(where or {})
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
             raise ValidationError({"limit": [f"must be an integer from 1 to {MAX_PAGE}"]}, "invalid list")
@@ -261,13 +284,23 @@ class TableService:
             else:
                 statement = statement.where(self._key > cursor)
         with self._units.read(tx) as session:
-            return [self.dump(r._mapping) for r in session.execute(statement)]
+            return [shown(self.dump(r._mapping)) for r in session.execute(statement)]
 
     def dump(self, row: Mapping[Any, Any]) -> dict[str, Any]:
         """A row (a mapping of column keys, as ``select(table)`` gives) as a JSON-safe record."""
         return dict(self.schema_out.dump(dict(row)))
 
     # -- helpers ---------------------------------------------------------------------------------------
+
+    def _shown(self, tx: Transaction | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """How a record is shown to the acting user: as it is, or with its personal columns ``None``."""
+        if not self.personal or self._access is None or self._access.actor(tx).sees_personal:
+            return _as_is
+        hidden = self.personal
+        return lambda record: {**record, **dict.fromkeys(hidden)}
+
+    def _actor(self, tx: Transaction | None) -> str:
+        return "the application" if self._access is None else self._access.actor(tx).describe()
 
     @contextmanager
     def _write(

@@ -89,10 +89,11 @@ class Tasks(Searchable):
         return self._close(task_id, "cancelled", None, tx)
 
     def get(self, task_id: int, *, tx: Transaction | None = None) -> dict[str, Any]:
-        self._access.require("tasks:read", tx)
+        """The task; ``NotFound`` also for one about a customer the acting user does not reach."""
+        actor = self._access.require("tasks:read", tx)
         task_id = require_id(task_id, "task", bits=64)
         with self._units.read(tx) as s:
-            task = s.get(Task, task_id)
+            task = s.scalars(select(Task).where(Task.id == task_id, *self._reached(actor))).one_or_none()
             if task is None:
                 raise NotFound("task", task_id)
             return self._schemas.task_out.dump(task)
@@ -100,13 +101,14 @@ class Tasks(Searchable):
     def open(
         self, *, assignee_id: int | None = None, customer_id: int | None = None, tx: Transaction | None = None
     ) -> list[dict[str, Any]]:
-        """Open tasks, most urgent first: higher priority, then earlier due time (undated last)."""
-        self._access.require("tasks:read", tx)
+        """Open tasks, most urgent first: higher priority, then earlier due time (undated last); those the
+        acting user reaches (about a reached customer, or about none)."""
+        actor = self._access.require("tasks:read", tx)
         if (assignee_id is not None and id_filter(assignee_id, "assignee") is None) or (
             customer_id is not None and id_filter(customer_id, "customer") is None
         ):
             return []
-        query = select(Task).where(Task.status == "open")
+        query = select(Task).where(Task.status == "open", *self._reached(actor))
         if assignee_id is not None:
             query = query.where(Task.assignee_id == assignee_id)
         if customer_id is not None:
@@ -126,9 +128,10 @@ class Tasks(Searchable):
         """What each member of staff should do today: open tasks due by the end of ``as_of``'s day (overdue
         included) or undated, ranked by priority, then due time; at most ``limit`` per person.
 
-        Ranked and cut by the database (a window function), whatever the number of tasks.
+        Ranked and cut by the database (a window function), whatever the number of tasks, among those the
+        acting user reaches.
         """
-        self._access.require("tasks:read", tx)
+        actor = self._access.require("tasks:read", tx)
         as_of = utcnow() if as_of is None else check(Moment(), as_of, "as_of", "invalid as_of")
         if assignee_id is not None and id_filter(assignee_id, "assignee") is None:
             return {}
@@ -143,7 +146,7 @@ class Tasks(Searchable):
         )
         ranked = (
             select(Task.id, rank)
-            .where(Task.status == "open", or_(Task.due_at.is_(None), Task.due_at < end_of_day))
+            .where(Task.status == "open", or_(Task.due_at.is_(None), Task.due_at < end_of_day), *self._reached(actor))
             .subquery()
         )
         query = (
@@ -161,12 +164,13 @@ class Tasks(Searchable):
         return out
 
     def reminders_due(self, as_of: dt.datetime | None = None, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
-        """Open tasks whose reminder time has come by ``as_of`` (now by default)."""
-        self._access.require("tasks:read", tx)
+        """Open tasks whose reminder time has come by ``as_of`` (now by default), of those the acting user
+        reaches."""
+        actor = self._access.require("tasks:read", tx)
         as_of = utcnow() if as_of is None else check(Moment(), as_of, "as_of", "invalid as_of")
         query = (
             select(Task)
-            .where(Task.status == "open", Task.remind_at.is_not(None), Task.remind_at <= as_of)
+            .where(Task.status == "open", Task.remind_at.is_not(None), Task.remind_at <= as_of, *self._reached(actor))
             .order_by(Task.remind_at, Task.id)
         )
         with self._units.read(tx) as s:
@@ -245,3 +249,8 @@ class Tasks(Searchable):
         if reached is None:
             return None
         return or_(Task.customer_id.is_(None), Task.customer_id.in_(select(Customer.id).where(reached)))
+
+    def _reached(self, actor: Actor) -> list[ColumnElement[bool]]:
+        """:meth:`_scope` as conditions to splat into the ``where`` of a read that is not a list."""
+        scope = None if actor.unscoped else self._scope(actor)
+        return [] if scope is None else [scope]

@@ -21,7 +21,7 @@ DEPOSITS = Table(
     Column("id", Integer, primary_key=True),
     Column("customer_id", ForeignKey("crm_customers.id", ondelete="CASCADE"), nullable=False),
     Column("amount", Numeric(8, 2), nullable=False),
-    Column("holder_name", String(100), info={"personal": True}),
+    Column("holder_name", String(100), info={"crmkit": {"personal": True}}),
     Column("locker", BigInteger),
 )
 

@@ -21,6 +21,7 @@ from crmkit.cells import csv_text, phone_column
 from crmkit.db.types import utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
 from crmkit.limits import MAX_DATE, MIN_DATE, Int, Text
+from crmkit.listing import mask
 from crmkit.reports.charts import render_chart
 from crmkit.reports.spec import Column, Param, Report, ReportContext
 from crmkit.schemas import load
@@ -173,11 +174,16 @@ class Reports:
     def run(
         self, name: str, params: Mapping[str, Any] | None = None, *, now: dt.datetime | None = None
     ) -> ReportResult:
-        """Validate the parameters and compute the rows (in SQL, by the report's data function)."""
-        self._access.require("reports:run")
+        """Validate the parameters and compute the rows (in SQL, by the report's data function), over the
+        customers the acting user reaches; the personal columns are ``None`` for a user without
+        ``customers:read_personal``."""
+        actor = self._access.require("reports:run")
         report = self.get(name)
         values = self.params(name, params, now=now)
-        rows = [dict(row) for row in report.data(self._context, values)]
+        rows = [dict(row) for row in report.data(attrs.evolve(self._context, actor=actor), values)]
+        hidden = [c.name for c in report.columns if c.personal] if not actor.sees_personal else []
+        if hidden:  # here, not in a renderer: every format, and any custom template, gets the masked rows
+            rows = [mask(row, hidden) for row in rows]
         return ReportResult(report, values, rows, now or utcnow())
 
     # -- rendering -------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ Every function takes a :class:`~crmkit.reports.ReportContext` (or anything with 
 the CRM) and keyword parameters and returns a list of rows (plain dicts holding only
 ``str``, ``int``, ``float`` and ``None``), ready for a :class:`~crmkit.reports.spec.Report` to render.
 
+Every function counts only the customers an actor reaches (``crmkit.access``), by a condition inside its
+statement: the ``actor`` keyword's, else the context's (``ctx.actor``, who runs the report). Given the CRM
+itself and no ``actor``, a KPI counts every customer, as the application would.
+
 Conventions shared by all KPIs (see ``docs/kpis.md``):
 
 * A period is half-open, ``[since, until)``, given as two ``datetime.date``; both are read as UTC midnight.
@@ -46,9 +50,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import CTE, Subquery
 
+from crmkit.access import Actor
 from crmkit.db.functions import seconds_between, year_month
 from crmkit.db.models import Activity, Customer, StageHistory, Target, User
 from crmkit.db.types import UTCDateTime, utcnow
+from crmkit.listing import customer_scope
 from crmkit.sql import values_cte
 
 if TYPE_CHECKING:
@@ -184,11 +190,16 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _history_with_previous() -> Subquery:
-    """Every history row with the lifecycle of the customer's previous row (NULL for the first)."""
+def _history_with_previous(reach: ColumnElement[bool] | None = None) -> Subquery:
+    """Every history row (of the reached customers) with the lifecycle of the customer's previous row (NULL
+    for the first)."""
     h = _history
     previous = func.lag(h.c.to_lifecycle).over(partition_by=h.c.customer_id, order_by=(h.c.at, h.c.id))
-    return select(h.c.id, h.c.customer_id, h.c.to_lifecycle, h.c.at, previous.label("previous")).subquery("hp")
+    return (
+        select(h.c.id, h.c.customer_id, h.c.to_lifecycle, h.c.at, previous.label("previous"))
+        .where(*_of_reached(h.c.customer_id, reach))
+        .subquery("hp")
+    )
 
 
 def _entered_active() -> Subquery:
@@ -209,6 +220,22 @@ def _created_in(start: dt.datetime, end: dt.datetime) -> ColumnElement[bool]:
     return and_(_customers.c.created_at >= _at(start), _customers.c.created_at < _at(end))
 
 
+def _reach(crm: CRM, actor: Actor | None) -> ColumnElement[bool] | None:
+    """The condition on ``crm_customers`` that keeps to the customers ``actor`` (else the context's actor)
+    reaches; ``None`` for all of them."""
+    if actor is None:
+        actor = getattr(crm, "actor", None)
+    return customer_scope(actor, _customers) if isinstance(actor, Actor) else None
+
+
+def _of_reached(customer_id: ColumnElement[Any], reach: ColumnElement[bool] | None) -> list[ColumnElement[bool]]:
+    """The condition that ``customer_id`` is a reached customer, as a list to splat into ``where``
+    (empty when every customer is reached, so the statement stays as it was)."""
+    if reach is None:
+        return []
+    return [customer_id.in_(select(_customers.c.id).where(reach))]
+
+
 def _fetch(crm: CRM, query: Any) -> list[RowMapping]:
     with crm.engine.connect() as conn:
         return list(conn.execute(query).mappings())
@@ -218,7 +245,12 @@ def _fetch(crm: CRM, query: Any) -> list[RowMapping]:
 
 
 def leads_to_deals(
-    crm: CRM, *, since: dt.date, until: dt.date, by: Literal["source", "campaign", "branch"] = "source"
+    crm: CRM,
+    *,
+    since: dt.date,
+    until: dt.date,
+    by: Literal["source", "campaign", "branch"] = "source",
+    actor: Actor | None = None,
 ) -> list[Row]:
     """Leads to deals per 100 leads, by source.
 
@@ -235,6 +267,7 @@ def leads_to_deals(
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {GROUPINGS}, got {by!r}")
     start, end = _check_period(since, until)
+    reach = _reach(crm, actor)
     c = _customers
     is_deal = exists().where(
         _history.c.customer_id == c.c.id,
@@ -245,7 +278,7 @@ def leads_to_deals(
 
     grouped = (
         select(c.c[by].label("key"), func.count().label("leads"), func.sum(deal).label("deals"))
-        .where(_created_in(start, end))
+        .where(_created_in(start, end), *([] if reach is None else [reach]))
         .group_by(c.c[by])
         .cte("grouped")
     )
@@ -286,6 +319,7 @@ def average_check(
     until: dt.date,
     period: Literal["month", "year"] = "month",
     currency: str | None = None,
+    actor: Actor | None = None,
 ) -> list[Row]:
     """Average check per calendar month (or year).
 
@@ -320,6 +354,7 @@ def average_check(
     ]
     if currency is not None:
         conditions.append(a.c.currency == currency)
+    conditions += _of_reached(a.c.customer_id, _reach(crm, actor))
     sums = (
         select(
             key.label("key"),
@@ -359,7 +394,7 @@ def average_check(
 # -- 3. customer growth ------------------------------------------------------------------------------
 
 
-def customer_growth(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
+def customer_growth(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | None = None) -> list[Row]:
     """Customer-base growth per calendar month.
 
     For every UTC calendar month that intersects ``[since, until)`` (the first and last months clipped to
@@ -378,8 +413,15 @@ def customer_growth(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
     months = _keys("months", calendar)
     c = _customers
     key = year_month(c.c.created_at)
-    new = select(key.label("key"), func.count().label("n")).where(_created_in(start, end)).group_by(key).subquery()
-    before = select(func.count()).select_from(c).where(c.c.created_at < _at(start)).scalar_subquery()
+    reach = _reach(crm, actor)
+    reached = [] if reach is None else [reach]
+    new = (
+        select(key.label("key"), func.count().label("n"))
+        .where(_created_in(start, end), *reached)
+        .group_by(key)
+        .subquery()
+    )
+    before = select(func.count()).select_from(c).where(c.c.created_at < _at(start), *reached).scalar_subquery()
     added = func.coalesce(new.c.n, 0)
     running = (before + func.sum(added).over(order_by=months.c.idx)).label("end")
     per_month = (
@@ -410,7 +452,7 @@ def customer_growth(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
 # -- 4. lead processing time -------------------------------------------------------------------------
 
 
-def lead_processing_time(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
+def lead_processing_time(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | None = None) -> list[Row]:
     """Average time to process a lead, per manager.
 
     The leads are the customers created in ``[since, until)``, grouped by their owner today (``owner_id``
@@ -435,9 +477,10 @@ def lead_processing_time(crm: CRM, *, since: dt.date, until: dt.date) -> list[Ro
         )
         .scalar_subquery()
     )
+    reach = _reach(crm, actor)
     leads = (
         select(c.c.owner_id, c.c.created_at, first_contact.label("first_contact"))
-        .where(_created_in(start, end))
+        .where(_created_in(start, end), *([] if reach is None else [reach]))
         .subquery("leads")
     )
     query = (
@@ -467,7 +510,7 @@ def lead_processing_time(crm: CRM, *, since: dt.date, until: dt.date) -> list[Ro
 # -- 5. plan vs fact ---------------------------------------------------------------------------------
 
 
-def plan_vs_fact(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
+def plan_vs_fact(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | None = None) -> list[Row]:
     """Plan vs fact per member of staff.
 
     One row per target (``crm_targets``) whose own period ``[period_start, period_end]`` (inclusive dates)
@@ -489,6 +532,7 @@ def plan_vs_fact(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
     ``planned``, ``done``, ``progress_pct``.
     """
     _check_period(since, until)
+    reach = _reach(crm, actor)
     t, a, c, u = _targets, _activities, _customers, _users
     chosen = (
         select(t.c.id, t.c.user_id, t.c.metric, t.c.period_start, t.c.period_end, t.c.planned)
@@ -506,7 +550,7 @@ def plan_vs_fact(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
         return (
             select(chosen.c.id.label("target_id"), func.count(a.c.id).label("n"))
             .select_from(joined)
-            .where(chosen.c.metric == metric, *conditions)
+            .where(chosen.c.metric == metric, *conditions, *_of_reached(a.c.customer_id, reach))
             .group_by(chosen.c.id)
         )
 
@@ -520,7 +564,7 @@ def plan_vs_fact(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
                 entered, and_(entered.c.customer_id == c.c.id, in_target(entered.c.at))
             )
         )
-        .where(chosen.c.metric == "deals")
+        .where(chosen.c.metric == "deals", *([] if reach is None else [reach]))
         .group_by(chosen.c.id)
     )
     facts = union_all(contacts, meetings, deals).subquery("facts")
@@ -562,7 +606,7 @@ def _stages() -> CTE:
     return values_cte("stages", [("idx", Integer()), ("stage", String())], list(enumerate(CORE_STAGES)))
 
 
-def lifecycle_funnel(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
+def lifecycle_funnel(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | None = None) -> list[Row]:
     """Lifecycle funnel of a cohort.
 
     The cohort is the customers created in ``[since, until)``. For each core stage, in the order lead,
@@ -576,11 +620,13 @@ def lifecycle_funnel(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
     start, end = _check_period(since, until)
     c, h = _customers, _history
     stages = _stages()
-    size = select(func.count()).select_from(c).where(_created_in(start, end)).scalar_subquery()
+    reach = _reach(crm, actor)
+    cohort = [_created_in(start, end), *([] if reach is None else [reach])]
+    size = select(func.count()).select_from(c).where(*cohort).scalar_subquery()
     reached = (
         select(h.c.to_lifecycle, func.count(h.c.customer_id.distinct()).label("n"))
         .select_from(h.join(c, c.c.id == h.c.customer_id))
-        .where(_created_in(start, end))
+        .where(*cohort)
         .group_by(h.c.to_lifecycle)
         .subquery("reached")
     )
@@ -593,7 +639,7 @@ def lifecycle_funnel(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
     return [{"stage": r["stage"], "customers": _int(r["customers"]), "pct": _r2(r["pct"])} for r in _fetch(crm, query)]
 
 
-def stage_durations(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
+def stage_durations(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | None = None) -> list[Row]:
     """Time spent in each core stage.
 
     A stay in a core stage begins when a customer enters it (a history row whose ``to_lifecycle`` differs
@@ -607,7 +653,7 @@ def stage_durations(crm: CRM, *, since: dt.date, until: dt.date) -> list[Row]:
     """
     start, end = _check_period(since, until)
     stages = _stages()
-    hp = _history_with_previous()
+    hp = _history_with_previous(_reach(crm, actor))
     entries = (
         select(hp.c.id, hp.c.customer_id, hp.c.to_lifecycle, hp.c.at)
         .where(or_(hp.c.previous.is_(None), hp.c.previous != hp.c.to_lifecycle))
@@ -663,7 +709,13 @@ def _lost_stays(members: CTE) -> Subquery:
 
 
 def cohort_retention(
-    crm: CRM, *, since: dt.date, until: dt.date, months: int = 6, as_of: dt.datetime | None = None
+    crm: CRM,
+    *,
+    since: dt.date,
+    until: dt.date,
+    months: int = 6,
+    as_of: dt.datetime | None = None,
+    actor: Actor | None = None,
 ) -> list[Row]:
     """Monthly cohort retention.
 
@@ -699,7 +751,7 @@ def cohort_retention(
     first_at = func.min(h.c.at)
     members = (
         select(h.c.customer_id, year_month(first_at).label("cohort"))
-        .where(h.c.to_lifecycle == "active")
+        .where(h.c.to_lifecycle == "active", *_of_reached(h.c.customer_id, _reach(crm, actor)))
         .group_by(h.c.customer_id)
         .having(and_(first_at >= _at(start), first_at < _at(end)))
         .cte("members")

@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
-from sqlalchemy import Engine, MetaData, RowMapping, Table
+from sqlalchemy import ColumnElement, Engine, MetaData, RowMapping, Table, select, true
 
+from crmkit.access import APPLICATION, Actor
 from crmkit.errors import NotFound
+from crmkit.listing import customer_scope
 from crmkit.specs import names_tuple
 
 if TYPE_CHECKING:
@@ -47,11 +49,17 @@ class Param:
 
 @attrs.frozen
 class Column:
-    """A column of a report's rows: how to label and format it."""
+    """A column of a report's rows: how to label and format it.
+
+    ``personal=True`` marks a column that shows a customer's personal data (a name, a phone, an email, a
+    birthday, a field declared ``personal``): its values are ``None`` in every format for a user without
+    ``customers:read_personal``.
+    """
 
     name: str
     label: str = ""
     type: ColumnType = "string"
+    personal: bool = False
 
     @property
     def title(self) -> str:
@@ -102,13 +110,33 @@ class ReportContext:
     * ``registry``: what the loaded plugins declared (stages, fields, activity kinds, triggers);
     * ``triggers``: the trigger service, for effectiveness figures (see :func:`effectiveness_rows`);
     * ``metadata``: this CRM's tables; :meth:`table` gives one by name, such as a plugin's extension table
-      of customer fields, ``<plugin>_customer``, which exists only per CRM.
+      of customer fields, ``<plugin>_customer``, which exists only per CRM;
+    * ``actor``: who the report runs as. A report counts only the customers the actor reaches: its
+      statement joins ``crm_customers`` and adds :meth:`customer_scope` to its ``WHERE``, or keeps to the
+      rows of reached customers with :meth:`reaches`.
     """
 
     engine: Engine
     registry: Registry
     triggers: Triggers
     metadata: MetaData
+    actor: Actor = APPLICATION
+
+    def customer_scope(self, customers: Any) -> ColumnElement[bool]:
+        """The condition on ``customers`` (``crm_customers``, or an alias of it) that keeps a statement to
+        the customers :attr:`actor` reaches; ``true()`` when it reaches them all, so it can always be
+        added to a ``WHERE`` or a join's ``ON``."""
+        condition = customer_scope(self.actor, customers)
+        return true() if condition is None else condition
+
+    def reaches(self, customer_id: ColumnElement[Any]) -> ColumnElement[bool]:
+        """The condition that ``customer_id`` (a column of activities, memberships...) names a customer
+        :attr:`actor` reaches, for a statement that does not join ``crm_customers``; ``true()`` when the
+        actor reaches every customer."""
+        if self.actor.unscoped:
+            return true()
+        customers = self.table("crm_customers")
+        return customer_id.in_(select(customers.c.id).where(self.customer_scope(customers)))
 
     def table(self, name: str) -> Table:
         """This CRM's table ``name`` (core, plugin, or a plugin's ``<plugin>_customer``)."""

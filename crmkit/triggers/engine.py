@@ -19,14 +19,14 @@ import jinja2
 from marshmallow import ValidationError as FieldError
 from sqlalchemy import ColumnElement, case, delete, exists, false, func, literal, null, select, true
 
-from crmkit.access import Access
+from crmkit.access import Access, Actor
 from crmkit.audit import Audit
 from crmkit.db.functions import upsert_insert
-from crmkit.db.models import Activity, TriggerFiring, TriggerRun
+from crmkit.db.models import Activity, Customer, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
 from crmkit.limits import Int, Moment, Text, check, id_filter
-from crmkit.listing import Filterable, Page, check_limit, decode_cursor, encode_cursor
+from crmkit.listing import Filterable, Page, check_limit, customer_scope, decode_cursor, encode_cursor
 from crmkit.schemas import MessageIn
 from crmkit.triggers.query import HOLDOUT_BUCKETS, TriggerQuery, exists_where, holdout_sql
 from crmkit.triggers.spec import (
@@ -57,6 +57,14 @@ _MOMENT = Moment()
 _NAME = Text(max_length=MAX_NAME)
 #: Firings are paged by their id (BIGINT), which the cursor holds.
 _BY_ID = Filterable(TriggerFiring.__table__.c.id, Int(bits=64), nullable=False)
+
+
+def _reached_firings(actor: Actor) -> list[ColumnElement[bool]]:
+    """The condition that keeps firings to those of customers ``actor`` reaches (none when it reaches all)."""
+    reach = customer_scope(actor, Customer.__table__)
+    if reach is None:
+        return []
+    return [TriggerFiring.customer_id.in_(select(Customer.id).where(reach))]
 
 
 def _aware(moment: dt.datetime, name: str = "as_of") -> dt.datetime:
@@ -536,9 +544,10 @@ class Triggers:
         """Per trigger with a goal: firings and conversions of the contacted and of the held-out group.
 
         A firing converts when the customer has a goal activity after the firing and within the goal's
-        window. Computed by the database, one statement per trigger.
+        window. Computed by the database, one statement per trigger, over the firings of the customers the
+        acting user reaches.
         """
-        self._access.require("reports:run")
+        reached = _reached_firings(self._access.require("reports:run"))
         wanted = [self.get(n) for n in names] if names is not None else self.all()
         out = []
         with self._units.read() as s:
@@ -556,7 +565,7 @@ class Triggers:
                     TriggerFiring.held_out,
                     func.count(),
                     func.coalesce(func.sum(case((converted, 1), else_=0)), 0),
-                ).where(TriggerFiring.trigger == trigger.name)
+                ).where(TriggerFiring.trigger == trigger.name, *reached)
                 if since is not None:
                     query = query.where(TriggerFiring.as_of >= literal(_aware(since, "since"), UTCDateTime()))
                 if until is not None:
@@ -589,10 +598,10 @@ class Triggers:
         ``run_id``, ``as_of``, ``window`` (the cooldown window the firing took), ``held_out``, ``goal_until``
         (the end of the goal's window, ``None`` without a goal) and ``converted`` (whether a goal activity
         came in that window; ``None`` when the trigger has no goal or is no longer declared). Firings that
-        failed were rolled back and are not listed.
+        failed were rolled back and are not listed, nor are the firings of customers the acting user does
+        not reach.
         """
-        self._access.require("reports:run", tx)
-        conditions: list[ColumnElement[bool]] = []
+        conditions = _reached_firings(self._access.require("reports:run", tx))
         if name is not None:
             conditions.append(TriggerFiring.trigger == check(_NAME, name, "name", "invalid filter"))
         if run_id is not None:

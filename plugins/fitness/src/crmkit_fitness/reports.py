@@ -1,10 +1,12 @@
 """The fitness reports: renewals, attendance, trainer load, members at risk, trigger effectiveness.
 
 Every number is computed by the database in one statement per report (set-based, no loop over members);
-Python only shapes the handful of aggregated rows. Conventions are the core KPI library's
-(``crmkit.reports``): a period is ``[since, until)`` of UTC dates, the default is the last twelve
-months, rates are percentages rounded to 2 decimals once, a rate over nothing is ``None``, and anything
-SQLite and PostgreSQL spell differently goes through ``crmkit.sql``.
+Python only shapes the handful of aggregated rows. Each counts only the members the user running it
+reaches (``ctx.reaches``, ``ctx.customer_scope``: a condition in the statement), and marks the columns that
+show a member's personal data ``personal``, so a user without the right to read it sees them empty.
+Conventions are the core KPI library's (``crmkit.reports``): a period is ``[since, until)`` of UTC dates,
+the default is the last twelve months, rates are percentages rounded to 2 decimals once, a rate over
+nothing is ``None``, and anything SQLite and PostgreSQL spell differently goes through ``crmkit.sql``.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ def renewal_rate(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
             m.c.status != "cancelled",
             m.c.ends_on >= literal(since, Date()),
             m.c.ends_on < literal(until, Date()),
+            ctx.reaches(m.c.customer_id),
         )
         .group_by(key, is_renewed, is_open)
         .subquery("outcomes")
@@ -210,6 +213,7 @@ def attendance(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
         a.c.status == "done",
         a.c.occurred_at >= utc_midnight(params["since"]),
         a.c.occurred_at < utc_midnight(params["until"]),
+        ctx.reaches(a.c.customer_id),
     ]
     if params.get("club"):
         conditions.append(a.c.data["club"].as_string() == params["club"])
@@ -260,6 +264,7 @@ def trainer_load(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
         a.c.status == "done",
         a.c.occurred_at >= utc_midnight(params["since"]),
         a.c.occurred_at < utc_midnight(params["until"]),
+        ctx.reaches(a.c.customer_id),
     )
     class_visits = (
         select(k.c.trainer_id.label("trainer_id"), a.c.customer_id, literal(1).label("cls"), literal(0).label("pt"))
@@ -358,16 +363,18 @@ def members_at_risk(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
         last_visit.label("last_visit"),
         sessions_left.label("sessions_left"),
         membership_end.label("membership_end"),
-    ).where(c.c.lifecycle.in_(MEMBER_LIFECYCLES))
+    ).where(c.c.lifecycle.in_(MEMBER_LIFECYCLES), ctx.customer_scope(c))
     if params.get("owner_id") is not None:
         members = members.where(c.c.owner_id == params["owner_id"])
     base = members.subquery("members")
     days_since = _day(as_of) - day_number(base.c.last_visit)
+    by_name = [base.c.name] if ctx.actor.sees_personal else []
     query = (
         select(base, days_since.label("days_since"), u.c.name.label("owner"))
         .select_from(base.outerjoin(u, u.c.id == base.c.owner_id))
         .where(or_(base.c.stage == "at_risk", base.c.last_visit.is_(None), days_since >= params["days"]))
-        .order_by(base.c.last_visit.is_not(None), base.c.last_visit, base.c.name, base.c.id)
+        # by name only for who may read names: the order of masked rows would tell them apart
+        .order_by(base.c.last_visit.is_not(None), base.c.last_visit, *by_name, base.c.id)
         .limit(params["limit"])
     )
     return [
@@ -477,8 +484,8 @@ def fitness_reports() -> list[Report]:
                 Param("limit", "integer", default=200, help="at most this many members"),
             ],
             columns=[
-                Column("name", "Member"),
-                Column("phone"),
+                Column("name", "Member", personal=True),
+                Column("phone", personal=True),
                 Column("stage"),
                 Column("last_visit", "Last visit", "date"),
                 Column("days_since", "Days since", "integer"),
