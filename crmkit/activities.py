@@ -27,7 +27,8 @@ from crmkit.fastpath import Checker, activity_checker, activity_fast_check
 from crmkit.fastrows import Dumper, dumper
 from crmkit.hooks import Hooks
 from crmkit.limits import Moment, Text, check, id_filter, require_id
-from crmkit.listing import Listing, Searchable, customer_scope
+from crmkit.listing import Listing, Searchable, customer_scope, mask
+from crmkit.personal import ACTIVITY_PERSONAL
 from crmkit.schemas import Schemas, load
 from crmkit.searches import activity_listing
 from crmkit.specs import ActivityKindSpec
@@ -319,7 +320,7 @@ class Activities(Searchable):
             activity = s.scalars(query).one_or_none()
             if activity is None:
                 raise NotFound("activity", activity_id)
-            return self._schemas.activity_out.dump(activity)
+            return self._shown(actor, [self._schemas.activity_out.dump(activity)])[0]
 
     def for_customer(
         self,
@@ -339,7 +340,7 @@ class Activities(Searchable):
             query = query.where(Activity.kind.in_(wanted))
         query = query.order_by(Activity.occurred_at.desc(), Activity.id.desc()).limit(limit)
         with self._units.read(tx) as s:
-            return self._schemas.activity_out.dump(s.scalars(query), many=True)
+            return self._shown(actor, self._schemas.activity_out.dump(s.scalars(query), many=True))
 
     def conflicts(
         self,
@@ -425,6 +426,18 @@ class Activities(Searchable):
 
     def _listing(self) -> Listing:
         return activity_listing(kinds=self._kinds, record=self._dump)
+
+    def _personal(self) -> tuple[str, ...]:
+        return tuple(ACTIVITY_PERSONAL)
+
+    def _conceal(self, record: dict[str, Any]) -> dict[str, Any]:
+        # the free text goes, and so do the keys of the data the activity's kind declares personal
+        shown = mask(record, ACTIVITY_PERSONAL)
+        kind = self._kinds.get(str(record.get("kind")))
+        data = shown.get("data")
+        if kind is not None and kind.personal_keys and isinstance(data, dict):
+            shown["data"] = {k: v for k, v in data.items() if k not in kind.personal_keys}
+        return shown
 
     def _scope(self, actor: Actor) -> ColumnElement[bool] | None:
         reached = customer_scope(actor, Customer.__table__)

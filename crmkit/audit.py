@@ -38,14 +38,13 @@ from crmkit.db.types import utcnow
 from crmkit.errors import DatabaseBusyError, NotFound, ValidationError
 from crmkit.limits import require_id
 from crmkit.listing import customer_scope
+from crmkit.personal import ERASED
 from crmkit.unit import Transaction, Units
 
 #: The chain of entries about no customer.
 CRM_CHAIN = 0
 #: What the first entry of a chain follows.
 GENESIS = "0" * 64
-#: What an erasure leaves of a personal value in an entry.
-ERASED = "[erased]"
 _COLUMNS = (
     "customer_id",
     "seq",

@@ -484,7 +484,7 @@ class Customers(Searchable):
             record = self._read(s, customer_id)
         if not actor.reaches(record.get("branch"), record.get("owner_id")):
             raise NotFound("customer", customer_id)  # out of reach is not there: its existence is not told
-        return self._shown(record, actor)
+        return self._shown(actor, [record])[0]
 
     def get_many(self, ids: Iterable[int], *, tx: Transaction | None = None) -> dict[int, dict[str, Any]]:
         """The records of the customers of ``ids`` that exist, by id, read in one statement per 10,000."""
@@ -794,10 +794,6 @@ class Customers(Searchable):
     def _hidden(self, actor: Actor) -> tuple[str, ...]:
         """The personal fields the acting user may not read (none for most)."""
         return () if actor.sees_personal else self._personal()
-
-    def _shown(self, record: dict[str, Any], actor: Actor) -> dict[str, Any]:
-        hidden = self._hidden(actor)
-        return mask(record, hidden) if hidden else record
 
     def _listing(self) -> Listing:
         out = self._schemas.customer_out

@@ -491,10 +491,19 @@ class Searchable:
         listing = self._scoped(actor)
         with self._units.read(tx) as s:
             page = search(s, listing, where, order_by=order_by, after=after, limit=limit)
-        hidden = self._personal() if not actor.sees_personal else ()
-        if not hidden:
+        if actor.sees_personal or not self._personal():
             return page
-        return Page([mask(record, hidden) for record in page.items], page.next_cursor)
+        return Page([self._conceal(record) for record in page.items], page.next_cursor)
+
+    def _conceal(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` as a role without ``customers:read_personal`` reads it: its personal keys ``None``."""
+        return mask(record, self._personal())
+
+    def _shown(self, actor: Actor, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``records`` as ``actor`` reads them."""
+        if actor.sees_personal or not self._personal():
+            return records
+        return [self._conceal(record) for record in records]
 
     def count(self, where: Mapping[str, Any] | None = None, *, tx: Transaction | None = None) -> int:
         """How many records ``where`` selects (all of them without it)."""

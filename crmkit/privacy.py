@@ -30,7 +30,7 @@ from sqlalchemy import Table, delete, select, update
 from sqlalchemy.orm import Session
 
 from crmkit.access import Access, Actor
-from crmkit.audit import ERASED, Audit
+from crmkit.audit import Audit
 from crmkit.db.driver import Cursor
 from crmkit.db.models import (
     Activity,
@@ -47,14 +47,17 @@ from crmkit.db.types import utcnow
 from crmkit.errors import CRMError, NotFound, SuppressedCustomerError, ValidationError
 from crmkit.limits import Text, check, require_id
 from crmkit.merge import customer_references
+from crmkit.personal import (
+    ACTIVITY_PERSONAL,
+    CONTACT_PERSONAL,
+    ERASED,
+    OUTBOX_PERSONAL,
+    TASK_PERSONAL,
+    personal_columns,
+)
 from crmkit.specs import ActivityKindSpec
 from crmkit.unit import Transaction, Units
 
-#: The personal columns of the core's tables other than the customer's, with what an erasure leaves.
-CONTACT_PERSONAL = {"name": ERASED, "email": None, "phone": None}
-ACTIVITY_PERSONAL = {"subject": None, "result": None}
-TASK_PERSONAL = {"title": ERASED, "reason": None}
-OUTBOX_PERSONAL = {"subject": None, "body": ERASED}
 #: The document's format, for whoever reads an export later.
 EXPORT_FORMAT = "crmkit.person/1"
 _REASON = Text(max_length=500)
@@ -73,11 +76,6 @@ _CORE_TABLES = frozenset(
         "crm_customer_keys",
     }
 )
-
-
-def personal_columns(table: Table) -> list[str]:
-    """The columns of a plugin's (or the app's) table declared personal: ``info={"crmkit": {"personal": True}}``."""
-    return [c.name for c in table.columns if c.info.get("crmkit", {}).get("personal") is True]
 
 
 class Privacy:
@@ -349,4 +347,4 @@ def _rows(s: Session, table: Table, where: Any) -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["EXPORT_FORMAT", "Privacy", "personal_columns"]
+__all__ = ["EXPORT_FORMAT", "Privacy"]

@@ -64,6 +64,7 @@ from sqlalchemy import (
     UniqueConstraint,
     exists,
     insert,
+    or_,
     select,
     update,
 )
@@ -72,8 +73,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from crmkit.access import Access
+from crmkit.db.models import Customer
 from crmkit.errors import AccessDenied, NotFound, ValidationError
 from crmkit.limits import Day, Int, JSONObject, Moment, Money, Text, id_filter, load, require_id
+from crmkit.listing import customer_scope
 
 if TYPE_CHECKING:
     from sqlalchemy import Column
@@ -201,6 +204,12 @@ class TableService:
         self.personal: tuple[str, ...] = tuple(
             c.key for c in table.columns if c.info.get("crmkit", {}).get("personal") is True
         )
+        # a table about customers (a foreign key to crm_customers.id) is read and written under the
+        # customers' permissions and keeps to the customers the acting user reaches
+        self._customer = next(
+            (c for c in table.columns for fk in c.foreign_keys if fk.target_fullname.endswith("crm_customers.id")),
+            None,
+        )
 
     # -- writes ----------------------------------------------------------------------------------------
 
@@ -209,6 +218,7 @@ class TableService:
         message = f"invalid {self.name} row"
         values = load(self.schema_in, data, message=message)
         with self._write(tx, message, values, None) as t:
+            self._check_reach(t, values, message)
             row = t.session.execute(insert(self.table).values(**values).returning(*self.table.columns)).one()
             record = self.dump(row._mapping)
             self._record(t, "inserted", record, {k: [None, v] for k, v in record.items() if v is not None})
@@ -222,9 +232,12 @@ class TableService:
         values = load(self.schema_in, data, partial=True, message=message)
         with self._write(tx, message, values, ident) as t:
             # the row as it was, locked as the update would lock it: its old values go to the audit log
-            before = t.session.execute(select(self.table).where(self._key == ident).with_for_update()).first()
+            reached = self._reached(t, "customers:write")
+            found = select(self.table).where(self._key == ident, *reached).with_for_update()
+            before = t.session.execute(found).first()
             if before is None:
                 raise NotFound(self.name, ident)
+            self._check_reach(t, values, message)
             row = before
             if values:
                 statement = update(self.table).where(self._key == ident)
@@ -249,8 +262,9 @@ class TableService:
     def get(self, key: int, *, tx: Transaction | None = None) -> dict[str, Any]:
         """The record with primary key ``key``; ``NotFound`` if there is none."""
         ident = require_id(key, self.name, bits=self._bits)
+        reached = self._reached(tx, "customers:read")
         with self._units.read(tx) as session:
-            row = session.execute(select(self.table).where(self._key == ident)).first()
+            row = session.execute(select(self.table).where(self._key == ident, *reached)).first()
         if row is None:
             raise NotFound(self.name, ident)
         return self._shown(tx)(self.dump(row._mapping))
@@ -275,7 +289,8 @@ class TableService:
         filters = self._where(where or {})
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
             raise ValidationError({"limit": [f"must be an integer from 1 to {MAX_PAGE}"]}, "invalid list")
-        statement = select(self.table).where(*filters).order_by(self._key).limit(limit)
+        reached = self._reached(tx, "customers:read")
+        statement = select(self.table).where(*filters, *reached).order_by(self._key).limit(limit)
         if after is not None:
             cursor = id_filter(after, "after", bits=self._bits)
             if cursor is None:  # beyond the key column's range: nothing comes after it, nothing before 1
@@ -298,6 +313,28 @@ class TableService:
             return _as_is
         hidden = self.personal
         return lambda record: {**record, **dict.fromkeys(hidden)}
+
+    def _reached(self, tx: Transaction | None, permission: str) -> builtins.list[ColumnElement[bool]]:
+        """For a table about customers: the permission checked, and the condition that keeps to the rows
+        about customers the acting user reaches (and to those about no customer)."""
+        if self._access is None or self._customer is None:
+            return []
+        actor = self._access.require(permission, tx)
+        scope = customer_scope(actor, Customer.__table__)
+        if scope is None:
+            return []
+        return [or_(self._customer.is_(None), self._customer.in_(select(Customer.__table__.c.id).where(scope)))]
+
+    def _check_reach(self, t: Transaction, values: Mapping[str, Any], message: str) -> None:
+        """A row may be written about a customer the acting user reaches only; another reads as missing."""
+        column = self._customer
+        if column is None or self._access is None or values.get(column.key) is None:
+            return
+        scope = customer_scope(self._access.require("customers:write", t), Customer.__table__)
+        customer = values[column.key]
+        reached = exists().where(Customer.__table__.c.id == customer, scope) if scope is not None else None
+        if reached is not None and not t.session.scalar(select(reached)):
+            raise ValidationError({column.key: [f"no crm_customers row with id {customer!r}"]}, message)
 
     def _actor(self, tx: Transaction | None) -> str:
         return "the application" if self._access is None else self._access.actor(tx).describe()

@@ -16,6 +16,7 @@ from crmkit.errors import NotFound, ValidationError
 from crmkit.fastrows import dumper, task_fast_load
 from crmkit.limits import Moment, check, id_filter, load_each, require_id
 from crmkit.listing import Listing, Searchable, customer_scope
+from crmkit.personal import TASK_PERSONAL
 from crmkit.schemas import Schemas, load
 from crmkit.searches import task_listing
 from crmkit.unit import Transaction, Units
@@ -96,7 +97,7 @@ class Tasks(Searchable):
             task = s.scalars(select(Task).where(Task.id == task_id, *self._reached(actor))).one_or_none()
             if task is None:
                 raise NotFound("task", task_id)
-            return self._schemas.task_out.dump(task)
+            return self._shown(actor, [self._schemas.task_out.dump(task)])[0]
 
     def open(
         self, *, assignee_id: int | None = None, customer_id: int | None = None, tx: Transaction | None = None
@@ -115,7 +116,7 @@ class Tasks(Searchable):
             query = query.where(Task.customer_id == customer_id)
         query = query.order_by(Task.priority.desc(), case((Task.due_at.is_(None), 1), else_=0), Task.due_at, Task.id)
         with self._units.read(tx) as s:
-            return self._schemas.task_out.dump(s.scalars(query), many=True)
+            return self._shown(actor, self._schemas.task_out.dump(s.scalars(query), many=True))
 
     def next_actions(
         self,
@@ -160,7 +161,7 @@ class Tasks(Searchable):
         out: dict[int | None, list[dict[str, Any]]] = {}
         with self._units.read(tx) as s:
             for task, _rank in s.execute(query):
-                out.setdefault(task.assignee_id, []).append(self._schemas.task_out.dump(task))
+                out.setdefault(task.assignee_id, []).extend(self._shown(actor, [self._schemas.task_out.dump(task)]))
         return out
 
     def reminders_due(self, as_of: dt.datetime | None = None, *, tx: Transaction | None = None) -> list[dict[str, Any]]:
@@ -174,7 +175,7 @@ class Tasks(Searchable):
             .order_by(Task.remind_at, Task.id)
         )
         with self._units.read(tx) as s:
-            return self._schemas.task_out.dump(s.scalars(query), many=True)
+            return self._shown(actor, self._schemas.task_out.dump(s.scalars(query), many=True))
 
     def _close(self, task_id: int, status: str, at: dt.datetime | None, tx: Transaction | None) -> dict[str, Any]:
         task_id = require_id(task_id, "task", bits=64)
@@ -243,6 +244,10 @@ class Tasks(Searchable):
 
     def _listing(self) -> Listing:
         return task_listing(record=self._schemas.task_out.dump)
+
+    def _personal(self) -> tuple[str, ...]:
+        # a task's text is written about the customer ("Renewal call: Zoe Quintessa"): personal data
+        return tuple(TASK_PERSONAL)
 
     def _scope(self, actor: Actor) -> ColumnElement[bool] | None:
         reached = customer_scope(actor, Customer.__table__)

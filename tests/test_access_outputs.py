@@ -23,12 +23,11 @@ from click.testing import CliRunner
 from crmkit_fitness import FitnessConfig, FitnessPlugin, fitness
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, make_url
 
-from crmkit import CRM, AccessDenied, RoleSpec, hookimpl
+from crmkit import CRM, AccessDenied, NotFound, RoleSpec, ValidationError, hookimpl
 from crmkit.cli import main
-from crmkit.errors import NotFound
 from crmkit.reports import FORMATS, kpis
 from crmkit.testing import database_of
-from crmkit.triggers import Goal, Trigger
+from crmkit.triggers import Goal, TaskAction, Trigger
 
 _meta = MetaData()
 GUARDIANS = Table(
@@ -267,7 +266,7 @@ def test_a_viewer_reads_no_personal_column_of_a_plugin_table_nor_filters_by_it(c
     crm = club.crm
     table = crm.table("outputs_guardians")
     with crm.as_user(club.users["manager"]):
-        assert sorted(r["guardian_phone"] for r in table.list()) == sorted(p.guardian for p in PEOPLE)
+        assert sorted(r["guardian_phone"] for r in table.list()) == sorted(p.guardian for p in PEOPLE if reached(p))
     with crm.as_user(club.users["viewer"]):
         records = [*table.list(), table.get(1)]
         assert all(r["guardian_phone"] is None and r["relation"] == "parent" for r in records)
@@ -374,3 +373,52 @@ def test_json_of_a_report_keeps_the_personal_columns_as_null(club: Club) -> None
         rows = list(csv.DictReader(io.StringIO(club.crm.reports.render("fitness.members_at_risk", format="csv"))))
     assert document["rows"] and all(r["name"] is None and r["phone"] is None for r in document["rows"])
     assert rows and all(r["name"] == "" and r["phone"] == "" for r in rows)
+
+
+def test_tasks_a_trigger_wrote_about_a_customer_show_a_viewer_no_personal_value(club: Club) -> None:
+    crm = club.crm
+    named = Trigger(
+        "outputs.named_call",
+        condition=lambda q: q.customer.c.id.is_not(None),
+        task=TaskAction("Call {{ customer.name }}", reason="{{ customer.phone }} has not been called"),
+    )
+    crm.triggers.register(named)
+    crm.triggers.run(names=["outputs.named_call"])
+    with crm.as_user(club.users["manager"]):  # the titles do name the customers: the check can fail
+        written = json.dumps(crm.tasks.search({"status": "open"}, limit=200).to_dict())
+        assert {p.name for p in PEOPLE if reached(p)} <= set(leaked(written))
+    with crm.as_user(club.users["viewer"]):
+        shown = [
+            crm.tasks.search({"status": "open"}, limit=200).to_dict(),
+            crm.tasks.open(),
+            crm.tasks.next_actions(),
+            [crm.tasks.get(t["id"]) for t in crm.tasks.open() if t["customer_id"] is not None],
+        ]
+        assert shown[1] and leaked(json.dumps(shown, default=str)) == []
+    with crm.as_user(club.users["analyst"]):
+        for fmt in ("csv", "xlsx", "jsonl"):
+            text, rows = exported(crm, "tasks", fmt)
+            assert rows and leaked(text) == []
+
+
+def test_a_plugin_table_about_customers_keeps_to_the_customers_a_user_reaches(club: Club) -> None:
+    crm = club.crm
+    table = crm.table("outputs_guardians")
+    south = next(p for p in PEOPLE if p.branch == "south")
+    north = next(p for p in PEOPLE if p.branch == "north")
+    with crm.as_user(club.users["viewer"]):
+        assert sorted(r["customer_id"] for r in table.list()) == club.reached_ids()
+        with pytest.raises(AccessDenied, match="customers:write"):
+            table.insert({"customer_id": club.ids[north.key], "relation": "aunt"})
+    all_rows = table.list()  # the application reaches every row
+    assert len(all_rows) == len(PEOPLE)
+    south_id = next(r["id"] for r in all_rows if r["customer_id"] == club.ids[south.key])
+    with crm.as_user(club.users["viewer"]), pytest.raises(NotFound):
+        table.get(south_id)
+    with crm.as_user(club.users["trainer"]):  # an operator of branch north
+        with pytest.raises(NotFound):
+            table.update(south_id, {"relation": "uncle"})
+        with pytest.raises(ValidationError, match="no crm_customers row"):
+            table.insert({"customer_id": club.ids[south.key], "relation": "aunt"})
+        added = table.insert({"customer_id": club.ids[north.key], "relation": "aunt"})
+    assert table.get(added["id"])["relation"] == "aunt"
