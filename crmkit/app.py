@@ -199,7 +199,11 @@ class CRM:
         self.reports = Reports(
             registry=self.registry,
             context=ReportContext(
-                engine=self.engine, registry=self.registry, triggers=self.triggers, metadata=self.metadata
+                engine=self.engine,
+                registry=self.registry,
+                triggers=self.triggers,
+                metadata=self.metadata,
+                audit=self.audit,
             ),
             template_dirs=self.template_dirs,
             access=self.access,

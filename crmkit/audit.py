@@ -24,12 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 import attrs
-from sqlalchemy import Dialect, Table, and_, select, update
+from sqlalchemy import Dialect, Table, and_, func, select, update
 
 from crmkit.access import Access, Actor
 from crmkit.db.driver import binders, cursor, placeholders
@@ -287,63 +287,69 @@ class Audit:
             return [self._entry(row, reader) for row in s.execute(query).mappings()]
 
     def field_history(
-        self, customer_id: int, field: str | None = None, *, tx: Transaction | None = None
+        self,
+        customer_id: int | None = None,
+        field: str | None = None,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 1000,
+        tx: Transaction | None = None,
     ) -> list[dict[str, Any]]:
-        """Each change of each field of a customer, oldest first: ``at``, ``actor``, ``user_id``,
-        ``action``, ``field``, ``old``, ``new``; from the customer's chain and from the imports that changed
-        it (an import records its changes per customer, and one batch entry per chunk in the log)."""
+        """Each change of each field, oldest first: ``customer_id``, ``at``, ``actor``, ``user_id``,
+        ``action``, ``field``, ``old``, ``new``; of one customer (or of every customer the acting user
+        reaches), of ``field`` only when given, made in ``[since, until)``, the latest ``limit``. From the
+        customers' chains and from the imports that changed them (an import keeps its changes per customer in
+        its ledger, and one batch entry per chunk in the log)."""
         reader = self._access.require("audit:read", tx)
-        customer_id = require_id(customer_id, "customer")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+            raise ValidationError({"limit": ["must be a whole number from 1 to 100000"]}, "invalid audit query")
+        table, runs, ledger = self._table, ImportRun.__table__, ImportChange.__table__
+        logged = select(table).where(table.c.action.in_(sorted(_FIELD_ACTIONS)))
+        columns = (ledger.c.customer_id, ledger.c.import_id, ledger.c.before, ledger.c.after)
+        runs_of = (runs.c.actor_id, runs.c.started_at, runs.c.finished_at)
+        imported = (
+            select(*columns, *runs_of).join(runs, runs.c.id == ledger.c.import_id).where(ledger.c.action == "updated")
+        )
+        moment = func.coalesce(runs.c.finished_at, runs.c.started_at)
+        if since is not None:
+            logged, imported = logged.where(table.c.at >= since), imported.where(moment >= since)
+        if until is not None:
+            logged, imported = logged.where(table.c.at < until), imported.where(moment < until)
         out: list[dict[str, Any]] = []
         with self._units.read(tx) as s:
-            self._check_reach(s, reader, customer_id)
-            for entry in self._chain(s, customer_id, reader):
-                if entry["action"] not in _FIELD_ACTIONS:
-                    continue
+            if customer_id is not None:
+                customer_id = require_id(customer_id, "customer")
+                self._check_reach(s, reader, customer_id)
+                logged = logged.where(table.c.customer_id == customer_id)
+                imported = imported.where(ledger.c.customer_id == customer_id)
+            else:
+                logged = self._scoped(logged.where(table.c.customer_id != CRM_CHAIN), reader)
+                scope = customer_scope(reader, Customer.__table__)
+                if scope is not None:
+                    imported = imported.where(ledger.c.customer_id.in_(select(Customer.__table__.c.id).where(scope)))
+            logged = logged.order_by(table.c.at.desc(), table.c.seq.desc()).limit(limit)
+            for row in s.execute(logged).mappings():
+                entry = self._entry(row, reader)
                 for name, change in entry["changes"].items():
                     # a field's change is [old, new]; anything else in an entry (a move's cause) is not one
                     if isinstance(change, list) and len(change) == 2 and (field is None or name == field):
                         out.append(_change(entry, name, *change))
-            for change in self._imported(s, customer_id, reader):
-                if field is None or change["field"] == field:
-                    out.append(change)
+            hidden = set() if reader.sees_personal else set(self._personal())
+            for row in s.execute(imported.order_by(moment.desc()).limit(limit)).mappings():
+                entry = {
+                    "customer_id": row["customer_id"],
+                    "at": _iso(row["finished_at"] or row["started_at"]),
+                    "actor": f"user {row['actor_id']}" if row["actor_id"] else "application",
+                    "user_id": row["actor_id"],
+                    "action": "import.updated",
+                }
+                for name, new in (row["after"] or {}).items():
+                    if field is None or name == field:
+                        old = None if name in hidden else (row["before"] or {}).get(name)
+                        out.append(_change(entry, name, old, None if name in hidden else new))
         out.sort(key=lambda c: c["at"])
-        return out
-
-    def _chain(self, s: Any, customer_id: int, reader: Actor) -> Iterator[dict[str, Any]]:
-        table = self._table
-        query = select(table).where(table.c.customer_id == customer_id).order_by(table.c.seq)
-        for row in s.execute(query).mappings():
-            yield self._entry(row, reader)
-
-    def _imported(self, s: Any, customer_id: int, reader: Actor) -> Iterator[dict[str, Any]]:
-        hidden = set() if reader.sees_personal else set(self._personal())
-        runs, changes = ImportRun.__table__, ImportChange.__table__
-        query = (
-            select(
-                changes.c.import_id,
-                changes.c.before,
-                changes.c.after,
-                runs.c.actor_id,
-                runs.c.started_at,
-                runs.c.finished_at,
-            )
-            .join(runs, runs.c.id == changes.c.import_id)
-            .where(changes.c.customer_id == customer_id, changes.c.action == "updated")
-            .order_by(runs.c.started_at)
-        )
-        for row in s.execute(query).mappings():
-            entry = {
-                "at": _iso(row["finished_at"] or row["started_at"]),
-                "actor": f"user {row['actor_id']}" if row["actor_id"] else "application",
-                "user_id": row["actor_id"],
-                "action": "import.updated",
-                "entity_id": str(row["import_id"]),
-            }
-            for name, new in (row["after"] or {}).items():
-                old = (row["before"] or {}).get(name)
-                masked = name in hidden
-                yield _change(entry, name, None if masked else old, None if masked else new)
+        return out[-limit:]
 
     def _check_reach(self, s: Any, actor: Actor, customer_id: int) -> None:
         if actor.unscoped:
@@ -416,6 +422,7 @@ _FIELD_ACTIONS = frozenset({"customer.created", "customer.updated", "customer.st
 
 def _change(entry: Mapping[str, Any], field: str, old: Any, new: Any) -> dict[str, Any]:
     return {
+        "customer_id": entry["customer_id"],
         "at": entry["at"],
         "actor": entry["actor"],
         "user_id": entry["user_id"],

@@ -39,6 +39,9 @@ ALLOWED: dict[str, set[str]] = {
     "run a report": {"admin", "manager", "viewer"},
     "run triggers": {"admin", "manager"},
     "create a user": {"admin"},
+    "read the audit log": {"admin", "manager"},
+    "verify the audit log": {"admin", "manager"},
+    "export a person's data": {"admin", "manager"},
 }
 
 #: what each write leaves in the database, to check that a refused call wrote nothing
@@ -81,6 +84,9 @@ def _operations(crm: CRM, customer_id: int, activity_id: int, n: int) -> dict[st
         "run a report": lambda: crm.reports.run("crm.customer_growth", {"until": AS_OF.date()}),
         "run triggers": lambda: crm.triggers.run(AS_OF),
         "create a user": lambda: crm.users.create({"name": f"New {n}"}),
+        "read the audit log": lambda: crm.audit.for_customer(customer_id),
+        "verify the audit log": lambda: crm.audit.verify(),
+        "export a person's data": lambda: crm.privacy.export(customer_id),
     }
 
 

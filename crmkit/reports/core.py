@@ -98,8 +98,43 @@ EFFECTIVENESS_CHARTS = (
 )
 
 
+def _field_history(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if ctx.audit is None:
+        raise ValidationError({"report": ["this report needs the CRM's audit log"]}, "invalid report context")
+    period = _period(params)
+    since, until = (dt.datetime.combine(period[k], dt.time(), tzinfo=dt.UTC) for k in ("since", "until"))
+    rows = ctx.audit.field_history(params.get("customer"), params.get("field"), since=since, until=until)
+    return [{**row, "at": row["at"][:19].replace("T", " ")} for row in reversed(rows)]
+
+
+FIELD_HISTORY_COLUMNS = (
+    Column("at", "When (UTC)"),
+    Column("customer_id", "Customer", "integer"),
+    Column("field", "Field"),
+    Column("old", "Before"),
+    Column("new", "After"),
+    Column("actor", "By"),
+    Column("action", "Change"),
+)
+
+
 def core_reports() -> list[Report]:
     return [
+        Report(
+            "crm.field_history",
+            "Field history",
+            data=_field_history,
+            params=[
+                *PERIOD,
+                Param("customer", "integer", help="one customer's changes (all reached customers' when empty)"),
+                Param("field", help="one field's changes (every field's when empty)"),
+            ],
+            columns=FIELD_HISTORY_COLUMNS,
+            description="Who changed which field of which customer, when, from what to what: the audit log's "
+            "changes, newest first (the latest 1,000). Personal values are empty for a role without the right "
+            "to read them.",
+            permissions=("audit:read",),
+        ),
         Report(
             "crm.leads_to_deals",
             "Leads to deals",

@@ -179,6 +179,8 @@ class Reports:
         ``customers:read_personal``."""
         actor = self._access.require("reports:run")
         report = self.get(name)
+        for permission in report.permissions:
+            self._access.require(permission)
         values = self.params(name, params, now=now)
         rows = [dict(row) for row in report.data(attrs.evolve(self._context, actor=actor), values)]
         hidden = [c.name for c in report.columns if c.personal] if not actor.sees_personal else []

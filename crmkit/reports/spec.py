@@ -17,6 +17,7 @@ from crmkit.listing import customer_scope
 from crmkit.specs import names_tuple
 
 if TYPE_CHECKING:
+    from crmkit.audit import Audit
     from crmkit.plugins import Registry
     from crmkit.triggers.engine import Triggers
 
@@ -111,6 +112,7 @@ class ReportContext:
     * ``triggers``: the trigger service, for effectiveness figures (see :func:`effectiveness_rows`);
     * ``metadata``: this CRM's tables; :meth:`table` gives one by name, such as a plugin's extension table
       of customer fields, ``<plugin>_customer``, which exists only per CRM;
+    * ``audit``: the audit log, for a report of who changed what (``crm.field_history``);
     * ``actor``: who the report runs as. A report counts only the customers the actor reaches: its
       statement joins ``crm_customers`` and adds :meth:`customer_scope` to its ``WHERE``, or keeps to the
       rows of reached customers with :meth:`reaches`.
@@ -121,6 +123,7 @@ class ReportContext:
     triggers: Triggers
     metadata: MetaData
     actor: Actor = APPLICATION
+    audit: Audit | None = None
 
     def customer_scope(self, customers: Any) -> ColumnElement[bool]:
         """The condition on ``customers`` (``crm_customers``, or an alias of it) that keeps a statement to
@@ -168,6 +171,8 @@ class Report:
     description: str = ""
     template: str | None = None
     owner: str = ""
+    #: what running it takes beyond ``reports:run`` (the field history's ``audit:read``)
+    permissions: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
 
     def __attrs_post_init__(self) -> None:
         names = {c.name for c in self.columns}
