@@ -13,6 +13,7 @@ from sqlalchemy import select, text, update
 from crmkit import CRM, AccessDenied, FieldSpec, NotFound
 from crmkit.db.models import AuditEntry
 from crmkit.testing import run_in_processes
+from crmkit.triggers import TaskAction, Trigger
 
 ANN = {"name": "Ann Audit", "email": "ann@audit.example", "phone": "+12025550111", "branch": "north"}
 
@@ -230,12 +231,39 @@ def test_entries_by_actor_and_action(crm: CRM) -> None:
     assert crm.audit.entries(since=later) == []
 
 
-def test_triggers_act_as_the_system_actor_triggers_in_the_log(crm: CRM) -> None:
-    crm.customers.create(ANN)
-    crm.triggers.run()
+def test_trigger_actions_are_recorded_as_the_system_actor_triggers(crm: CRM) -> None:
+    ann = crm.customers.create(ANN)
+    crm.customers.create({"name": "Bea", "email": "bea@audit.example"})
+    admin = crm.users.create({"name": "Ada", "role": "admin"})
+    crm.triggers.register(
+        Trigger(
+            "audit.welcome",
+            condition=lambda q: q.customer.c.stage == "lead",
+            task=TaskAction("Welcome {{ customer.name }}"),
+            move_to="active",
+        )
+    )
+    with crm.as_user(admin["id"]):  # the run acts as automation, whoever starts it
+        crm.triggers.run(names=["audit.welcome"])
     with crm.session() as s:
-        actors = set(s.scalars(select(AuditEntry.actor).where(AuditEntry.action.like("trigger%"))))
-    assert actors <= {"triggers"}
+        rows = s.execute(
+            select(AuditEntry.action, AuditEntry.actor, AuditEntry.changes).where(AuditEntry.actor == "triggers")
+        ).all()
+    # the firings, their tasks and their moves are bulk writes: an entry each, with the counts
+    assert sorted(r.action for r in rows) == ["customers.stage_moved", "tasks.created", "trigger.fired"]
+    assert all('"fired":2' in r.changes or '"created":2' in r.changes or '"moved":2' in r.changes for r in rows)
+    assert _actions(crm, ann["id"]) == ["customer.created"]
+    assert [m["cause"] for m in crm.lifecycle.history(ann["id"])][-1] == "trigger audit.welcome"
+
+
+def test_a_bulk_move_is_one_entry_with_its_count(crm: CRM) -> None:
+    ids = [crm.customers.create({"name": f"Lead {i}"})["id"] for i in range(4)]
+    crm.lifecycle.move_many(ids, "active", cause="opening offer")
+    chain = _crm_chain(crm)
+    assert [e["action"] for e in chain] == ["customers.stage_moved"]
+    with crm.session() as s:
+        changes = s.scalar(select(AuditEntry.changes).where(AuditEntry.action == "customers.stage_moved"))
+    assert changes is not None and '"moved":4' in changes
 
 
 def _appender(database: tuple[str, dict[str, Any]], start: Any, worker: int, customer_id: int) -> int:
