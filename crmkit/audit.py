@@ -36,7 +36,7 @@ from crmkit.db.driver import binders, cursor, placeholders
 from crmkit.db.models import AuditEntry, Customer, ImportChange, ImportRun
 from crmkit.db.types import utcnow
 from crmkit.errors import DatabaseBusyError, NotFound, ValidationError
-from crmkit.limits import require_id
+from crmkit.limits import Moment, Text, check, require_id
 from crmkit.listing import customer_scope
 from crmkit.personal import ERASED
 from crmkit.unit import Transaction, Units
@@ -267,16 +267,16 @@ class Audit:
         only when given, of ``action``, made in ``[since, until)``; at most ``limit``. A role with a
         scope reads only the entries about the customers it reaches."""
         reader = self._access.require("audit:read", tx)
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
-            raise ValidationError({"limit": ["must be a whole number from 1 to 100000"]}, "invalid audit query")
+        since, until = _moment(since, "since"), _moment(until, "until")
+        _check_limit(limit)
         table = self._table
         query = select(table)
         if user_id is not None:
             query = query.where(table.c.user_id == require_id(user_id, "user"))
         if actor is not None:
-            query = query.where(table.c.actor == actor)
+            query = query.where(table.c.actor == check(_ACTOR, actor, "actor", _INVALID))
         if action is not None:
-            query = query.where(table.c.action == action)
+            query = query.where(table.c.action == check(_ACTION, action, "action", _INVALID))
         if since is not None:
             query = query.where(table.c.at >= since)
         if until is not None:
@@ -302,8 +302,8 @@ class Audit:
         customers' chains and from the imports that changed them (an import keeps its changes per customer in
         its ledger, and one batch entry per chunk in the log)."""
         reader = self._access.require("audit:read", tx)
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
-            raise ValidationError({"limit": ["must be a whole number from 1 to 100000"]}, "invalid audit query")
+        since, until = _moment(since, "since"), _moment(until, "until")
+        _check_limit(limit)
         table, runs, ledger = self._table, ImportRun.__table__, ImportChange.__table__
         logged = select(table).where(table.c.action.in_(sorted(_FIELD_ACTIONS)))
         columns = (ledger.c.customer_id, ledger.c.import_id, ledger.c.before, ledger.c.after)
@@ -415,6 +415,20 @@ class Audit:
                     problems.append(Problem(cid, seq, "its columns do not give its hash"))
                 expected_seq, prev = seq + 1, row["hash"]
         return Verification(entries, chains, redacted, tuple(problems))
+
+
+_INVALID = "invalid audit query"
+_ACTOR = Text(max_length=100)
+_ACTION = Text(max_length=60)
+
+
+def _check_limit(limit: object) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+        raise ValidationError({"limit": ["must be a whole number from 1 to 100000"]}, _INVALID)
+
+
+def _moment(value: dt.datetime | None, name: str) -> dt.datetime | None:
+    return None if value is None else check(Moment(), value, name, _INVALID)
 
 
 _FIELD_ACTIONS = frozenset({"customer.created", "customer.updated", "customer.stage_moved", "customer.erased"})

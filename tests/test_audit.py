@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
 
-from crmkit import CRM, AccessDenied, FieldSpec, NotFound
+from crmkit import CRM, AccessDenied, FieldSpec, NotFound, ValidationError
 from crmkit.db.models import AuditEntry
 from crmkit.testing import run_in_processes
 from crmkit.triggers import TaskAction, Trigger
@@ -323,3 +324,16 @@ def test_the_cli_verifies_the_log(tmp_path: Any) -> None:
     local.close()
     broken = runner.invoke(main, ["audit", "verify", "--url", f"sqlite:///{db}"])
     assert broken.exit_code == 1 and "its columns do not give its hash" in broken.output
+
+
+def test_bad_queries_of_the_log_get_crmkits_error_on_both_databases(crm: CRM) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: crm.audit.entries(action="bad\x00action"),
+        lambda: crm.audit.entries(actor="x" * 101),
+        lambda: crm.audit.entries(limit=0),
+        lambda: crm.audit.entries(since="yesterday"),  # type: ignore[arg-type]
+        lambda: crm.audit.field_history(limit=True),
+    ]
+    for call in calls:
+        with pytest.raises(ValidationError):
+            call()
