@@ -13,6 +13,10 @@ with one transaction per call:
   (``FOR UPDATE`` on PostgreSQL), the ``UPDATE`` of the customer and of its extension row, and the duplicate
   check of the new phone.
 
+Both sides write the audit log's entry of each call (``crm_audit``, chained to the customer's previous
+entry): the baseline reads the chain's head, hashes the entry with :func:`crmkit.audit.entry_hash` and
+inserts it, as a hand-written audited CRM would.
+
 The baseline validates nothing: it is handed the normalised phone (the E.164 form the bench generated along
 with the typed one) and stores what crmkit stores. crmkit validates every value, normalises the phone with
 ``phonenumbers``, takes its duplicate claims, calls the hooks and returns the record. Each side's result is
@@ -214,6 +218,33 @@ class AppPath:
 
         return Jsonb(value)
 
+    def _audit(self) -> Callable[[Any, int, str, dict[str, Any]], None]:
+        """The baseline's audit entry: the chain's head read, the entry hashed and inserted."""
+        from crmkit.audit import GENESIS, canonical, digest_of, entry_hash
+
+        head = self._sql("SELECT seq, hash FROM crm_audit WHERE customer_id = ? ORDER BY seq DESC LIMIT 1")
+        columns = ("customer_id, seq, at, actor, user_id, action, entity, entity_id, changes, digest, redacted,"
+                   " prev_hash, hash")  # fmt: skip
+        insert = self._sql(f"INSERT INTO crm_audit ({columns}) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)")
+        sqlite = self.sqlite
+
+        def write(cursor: Any, customer_id: int, action: str, changes: dict[str, Any]) -> None:
+            cursor.execute(head, (customer_id,))
+            found = cursor.fetchone()
+            seq, prev = (found[0] + 1, found[1]) if found else (1, GENESIS)
+            at = dt.datetime.now(dt.UTC)
+            text_ = canonical(changes)
+            digest = digest_of(text_)
+            hashed = entry_hash(prev, customer_id, seq, at, "application", None, action, action.split(".")[0],
+                                str(customer_id), digest)  # fmt: skip
+            stored_at = at.replace(tzinfo=None)
+            values = (customer_id, seq, stored_at.isoformat(" ", "microseconds") if sqlite else stored_at,
+                      "application", action, action.split(".")[0], str(customer_id), text_, digest,
+                      0 if sqlite else False, prev, hashed)  # fmt: skip
+            cursor.execute(insert, values)
+
+        return write
+
     def raw_create(self, outer: bool) -> dict[str, int]:
         duplicate = self._sql("SELECT id FROM crm_customers WHERE email_normalized = ? OR phone_normalized = ?")
         columns = ", ".join(_CUSTOMER_COLUMNS)
@@ -229,6 +260,7 @@ class AppPath:
             " VALUES (?, NULL, ?, ?, ?, 'created', NULL)"
         )
         lifecycle, now, as_json = self.lifecycle, self._now, self._json
+        audit = self._audit()
 
         def run(cursor: Any, c: NewCustomer) -> None:
             email = c.email.strip().lower()
@@ -241,6 +273,9 @@ class AppPath:
             (customer_id,) = cursor.fetchone()
             cursor.execute(extension, (customer_id, c.card_number, c.goal))
             cursor.execute(history, (customer_id, _STAGE, lifecycle, at))
+            fields = {"name": c.name, "email": c.email, "email_normalized": email, "phone": c.phone,
+                      "phone_normalized": c.phone_e164, "goal": c.goal, "card_number": c.card_number}  # fmt: skip
+            audit(cursor, customer_id, "customer.created", {k: [None, v] for k, v in fields.items()})
 
         self._raw(outer, run, self.customers)
         return self.stored_customers()
@@ -254,16 +289,20 @@ class AppPath:
         extension = self._sql(f"UPDATE {_EXTENSION} SET goal = ? WHERE customer_id = ?")
         duplicate = self._sql("SELECT id FROM crm_customers WHERE phone_normalized = ? AND id <> ?")
         now = self._now
+        audit = self._audit()
 
         def run(cursor: Any, c: Change) -> None:
             cursor.execute(read, (c.customer_id,))
-            if cursor.fetchone() is None:
+            before = cursor.fetchone()
+            if before is None:
                 raise AssertionError(f"no customer {c.customer_id}")
             cursor.execute(customer, (c.phone, c.phone_e164, now(), c.customer_id))
             cursor.execute(extension, (c.goal, c.customer_id))
             cursor.execute(duplicate, (c.phone_e164, c.customer_id))
             if cursor.fetchall():
                 raise AssertionError(f"{c.phone} is a duplicate")
+            changes = {"phone": [None, c.phone], "phone_normalized": [before[1], c.phone_e164], "goal": [None, c.goal]}
+            audit(cursor, c.customer_id, "customer.updated", changes)
 
         changes = self.changes()
         self._raw(outer, run, changes)
@@ -274,11 +313,14 @@ class AppPath:
         insert = self._sql(f"INSERT INTO crm_activities ({', '.join(_ACTIVITY_COLUMNS)}) VALUES ({marks})")
         now, as_json = self._now, self._json
         at = self._at
+        audit = self._audit()
 
         def run(cursor: Any, a: dict[str, Any]) -> None:
             values = (a["customer_id"], a["kind"], "phone", a["direction"], "done", a["subject"],
                       at(a["occurred_at"]), as_json({}), now())  # fmt: skip
             cursor.execute(insert, values)
+            told = {"kind": a["kind"], "status": "done", "occurred_at": a["occurred_at"].isoformat()}
+            audit(cursor, a["customer_id"], "activity.logged", told)
 
         self._raw(outer, run, self.activities())
         return self.logged()
@@ -320,9 +362,9 @@ class AppPath:
     def empty(self) -> None:
         """No customers (and so nothing that hangs off them)."""
         if self.sqlite:
-            self._execute("DELETE FROM crm_customer_claims", "DELETE FROM crm_customers")
+            self._execute("DELETE FROM crm_customer_claims", "DELETE FROM crm_customers", "DELETE FROM crm_audit")
         else:  # TRUNCATE, so that the dead rows of one run do not weigh on the next
-            self._execute("TRUNCATE crm_customer_claims, crm_customers CASCADE")
+            self._execute("TRUNCATE crm_customer_claims, crm_customers, crm_audit CASCADE")
 
     def populate(self) -> None:
         """The customers as ``create`` leaves them: the baseline's ``create`` (which stores what crmkit
@@ -346,7 +388,10 @@ class AppPath:
         """The customers present, no activities."""
         if not self.customer_ids():
             self.populate()
-        self._execute("DELETE FROM crm_activities" if self.sqlite else "TRUNCATE crm_activities")
+        if self.sqlite:
+            self._execute("DELETE FROM crm_activities", "DELETE FROM crm_audit WHERE action = 'activity.logged'")
+        else:
+            self._execute("TRUNCATE crm_activities", "DELETE FROM crm_audit WHERE action = 'activity.logged'")
 
     def _analyze(self) -> None:
         from bench.data import analyze
@@ -364,7 +409,11 @@ class AppPath:
             "normalised phones": self._count("SELECT count(*) FROM crm_customers WHERE phone_normalized LIKE '+1212%'"),
             "extension rows": self._count(f"SELECT count(*) FROM {_EXTENSION} WHERE goal IS NOT NULL"),
             "history rows": self._count("SELECT count(*) FROM crm_stage_history WHERE cause = 'created'"),
+            "audit entries": self._audited("customer.created"),
         }
+
+    def _audited(self, action: str) -> int:
+        return self._count("SELECT count(*) FROM crm_audit WHERE action = :action", action=action)
 
     def updated(self, changes: Sequence[Change]) -> dict[str, int]:
         """How many customers have their new phone (as typed and normalised) and their new goal."""
@@ -379,10 +428,14 @@ class AppPath:
         return {
             "phones changed": sum(stored.get(c.customer_id, ())[:2] == (c.phone, c.phone_e164) for c in changes),
             "goals changed": sum(stored.get(c.customer_id, (None,) * 3)[2] == c.goal for c in changes),
+            "audit entries": self._audited("customer.updated"),
         }
 
     def logged(self) -> dict[str, int]:
-        return {"activities": self._count("SELECT count(*) FROM crm_activities WHERE kind = 'call'")}
+        return {
+            "activities": self._count("SELECT count(*) FROM crm_activities WHERE kind = 'call'"),
+            "audit entries": self._audited("activity.logged"),
+        }
 
     # -- the proof that both sides store the same ------------------------------------------------
 

@@ -219,9 +219,15 @@ def test_python_m_bench_app_path_stores_what_each_workload_claims(
     ]
     # each side's result is what it stored, counted by plain SQL after the run
     expected = {
-        "create": {"customers": 30, "normalised phones": 30, "extension rows": 30, "history rows": 30},
-        "update": {"phones changed": 30, "goals changed": 30},
-        "log": {"activities": 50},
+        "create": {
+            "customers": 30,
+            "normalised phones": 30,
+            "extension rows": 30,
+            "history rows": 30,
+            "audit entries": 30,
+        },
+        "update": {"phones changed": 30, "goals changed": 30, "audit entries": 30},
+        "log": {"activities": 50, "audit entries": 50},
     }
     for t in timings:
         wanted = expected[t["workload"].split()[0]]
