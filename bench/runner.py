@@ -54,6 +54,8 @@ APP_PATH = Goal("<= 4x", max_ratio=4)
 CUSTOMER_IMPORT = Goal("<= 1.5x", max_ratio=1.5)
 #: From the issue: the peak at 1M lines no more than at 100k plus 20%.
 IMPORT_MEMORY = Goal("<= 1.2x", max_ratio=1.2)
+#: From issue 14: the fitness triggers' run with the contact policy on, against the same run without it.
+POLICY = Goal("<= 1.5x", max_ratio=1.5)
 
 
 @attrs.frozen
@@ -256,7 +258,7 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
 
 # -- the run ------------------------------------------------------------------------------------------
 
-WORKLOADS = ("ingest", "triggers", "reports", "lists", "memory", "apppath", "import", "importmemory")
+WORKLOADS = ("ingest", "triggers", "reports", "lists", "policy", "memory", "apppath", "import", "importmemory")
 #: The workloads that run on the generated club (the app path and the customer import start from an empty
 #: database of their own).
 CLUB_WORKLOADS = frozenset(WORKLOADS) - {"apppath", "import", "importmemory"}
@@ -395,6 +397,14 @@ def _club_workloads(
         from bench.lists import list_workload
 
         run(list_workload(crm), LISTS)
+    if "policy" in only:  # last: it registers triggers of its own on the club's CRM
+        from bench.policy import policy_workload
+
+        workload, state = policy_workload(crm, AS_OF)
+        try:
+            run(workload, POLICY)
+        finally:
+            state.close()
 
 
 def _app_path(target: data.Target, args: argparse.Namespace, echo: Any) -> list[Timing]:

@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from crmkit.access import Access, Actor, ActorContext
 from crmkit.activities import Activities
 from crmkit.audit import Audit
+from crmkit.consent import Consents
+from crmkit.contact_policy import ContactPolicy, ContactRules
 from crmkit.customers import Customers
 from crmkit.db import statistics
 from crmkit.db.schema import build_metadata
@@ -30,6 +32,7 @@ from crmkit.exports import Exports
 from crmkit.hooks import Hooks
 from crmkit.imports.service import Imports
 from crmkit.lifecycle import Lifecycle
+from crmkit.messages import Messages
 from crmkit.outbox import Outbox
 from crmkit.phones import Phones
 from crmkit.plugins import Registry, collect, create_plugin_manager
@@ -44,6 +47,7 @@ from crmkit.tasks import Tasks
 from crmkit.triggers.engine import Triggers
 from crmkit.unit import Transaction, Units
 from crmkit.users import Users
+from crmkit.zones import TimeZones
 
 DEFAULT_URL = "sqlite:///crmkit.db"
 #: Seconds a SQLite writer waits for another writer's lock before :class:`DatabaseBusyError` (Python's
@@ -75,6 +79,9 @@ class CRM:
         related_tables: Iterable[Table] = (),
         require_user: bool = False,
         privacy_key: str | bytes | None = None,
+        time_zone: str = "UTC",
+        branch_time_zones: Mapping[str, str] | None = None,
+        contact_policy: ContactPolicy | None = None,
     ) -> None:
         if engine is not None and url is not None:
             raise TypeError("pass either url or engine, not both")
@@ -102,6 +109,11 @@ class CRM:
         self.units = Units(self.session_factory, self.engine.execution_options(crmkit_write=True))
 
         registry, units, hooks = self.registry, self.units, self.hooks
+        #: The CRM's time zone and its branches': what "10 a.m." and quiet hours mean for a customer.
+        self.zones = TimeZones(time_zone, branch_time_zones or {})
+        #: The rules every message is judged by (consent, caps, quiet hours); ``ContactPolicy.off()`` for none.
+        self.contact_policy = contact_policy if contact_policy is not None else ContactPolicy()
+        rules = ContactRules(self.contact_policy, self.zones)
         #: Roles, permissions and who a call runs as (``as_user``, ``as_system``); with ``require_user`` a
         #: call that names no user is refused.
         self.access = Access(
@@ -167,6 +179,10 @@ class CRM:
         )
         self.users = Users(schemas=self.schemas, units=units, access=self.access, audit=self.audit)
         self.outbox = Outbox(hooks=hooks, units=units)
+        #: Consents per customer, channel and purpose, with their history; ``can_contact``.
+        self.consents = Consents(units=units, access=self.access, audit=self.audit, opt_in=self.contact_policy.opt_in)
+        #: Messages staff send one customer, judged by the contact policy as the triggers' are.
+        self.messages = Messages(rules=rules, outbox=self.outbox, units=units, access=self.access, audit=self.audit)
         self.targets = Targets(units=units, audit=self.audit)
         self.imports = Imports(
             customers=self.customers,
@@ -194,6 +210,7 @@ class CRM:
             outbox=self.outbox,
             access=self.access,
             audit=self.audit,
+            rules=rules,
         )
         self._tables: dict[str, TableService] = {}
         self.reports = Reports(

@@ -24,7 +24,7 @@ the message ``id`` (most SMS and email APIs take a client reference for this).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -61,6 +61,7 @@ _MESSAGE_DEFAULTS: dict[str, Any] = {
     "claimed_until": None,
     "error": None,
     "sent_at": None,
+    "purpose": None,
 }
 
 
@@ -215,12 +216,22 @@ class Outbox:
         return self.enqueue_many([message], tx=tx)[0]
 
     def enqueue_many(
-        self, messages: Iterable[Mapping[str, Any]], *, tx: Transaction | None = None
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        due_at: Sequence[dt.datetime] | None = None,
+        not_before: Sequence[dt.datetime | None] | None = None,
+        tx: Transaction | None = None,
     ) -> list[dict[str, Any]]:
         """Validate and write messages to the outbox in the unit of work; return the stored records.
 
         Each message is ``{"channel", "body", "customer_id", "subject", "source", "source_id"}`` (the last
-        four optional), checked by :class:`crmkit.schemas.MessageIn`; the customer must exist. All or
+        four optional) and its ``purpose`` (``marketing``, ``service``, ``reminders``: what the contact policy
+        counts it as), checked by :class:`crmkit.schemas.MessageIn`; the customer must exist. ``not_before``
+        gives each message the time it may be sent from (a message held by the contact policy's quiet
+        hours) and ``due_at`` the time it is meant for (the contact policy's caps count messages by it; the
+        time of writing by default). This method does not judge messages by the policy:
+        ``crm.messages.send`` does. All or
         nothing: ``ValidationError`` lists every problem as ``"[index].field"``. Once the unit of work
         commits, these messages (and only these: others belong to their own writers, or to a periodic
         :meth:`deliver`) are handed to the ``crmkit_send_message`` hook; if it rolls back, nothing is sent.
@@ -242,7 +253,13 @@ class Outbox:
                 raise ValidationError(errors, "invalid messages")
             table: Table = OutboxMessage.__table__
             now = utcnow()
-            rows = [{**_MESSAGE_DEFAULTS, "created_at": now, **m} for m in loaded]
+            rows = [{**_MESSAGE_DEFAULTS, "created_at": now, "due_at": now, **m} for m in loaded]
+            if due_at is not None:
+                for row, moment in zip(rows, due_at, strict=True):
+                    row["due_at"] = moment
+            if not_before is not None:
+                for row, after in zip(rows, not_before, strict=True):
+                    row["next_attempt_at"] = after
             stored = list(
                 t.session.execute(insert(table).returning(*table.c, sort_by_parameter_order=True), rows).mappings()
             )

@@ -74,6 +74,7 @@ _CORE_TABLES = frozenset(
         "crm_outbox",
         "crm_import_changes",
         "crm_customer_keys",
+        "crm_consents",
     }
 )
 
@@ -178,6 +179,7 @@ class Privacy:
                 ("outbox", OutboxMessage.__table__),
                 ("import_changes", ImportChange.__table__),
                 ("external_ids", _table("crm_customer_keys", self._tables())),
+                ("consents", _table("crm_consents", self._tables())),
             ):
                 out[key] = _rows(s, table, table.c.customer_id == customer_id)
             merges = Merge.__table__

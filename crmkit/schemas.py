@@ -31,7 +31,7 @@ import phonenumbers
 from marshmallow import RAISE, Schema, ValidationError, post_load, pre_load, validate, validates_schema
 from marshmallow import fields as mf
 
-from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, TASK_STATUSES
+from crmkit.db.models import ACTIVITY_DIRECTIONS, ACTIVITY_STATUSES, CONSENT_PURPOSES, TASK_STATUSES
 from crmkit.fields import marshmallow_field, output_field, to_json_value
 from crmkit.limits import Day, Email, Int, JSONObject, Moment, Money, Text, load
 from crmkit.specs import CHANNELS, ActivityKindSpec, FieldSpec
@@ -362,6 +362,7 @@ class MessageIn(_Strict):
     body = Text(required=True, min_length=1)
     source = _str(100)
     source_id = _str(100)
+    purpose = Text(allow_none=True, validate=validate.OneOf(CONSENT_PURPOSES, error="must be one of: {choices}"))
 
 
 class MessageOut(Schema):
@@ -378,6 +379,8 @@ class MessageOut(Schema):
     next_attempt_at = mf.DateTime()
     created_at = mf.DateTime()
     sent_at = mf.DateTime()
+    purpose = mf.String()
+    due_at = mf.DateTime()
 
 
 class Schemas:

@@ -144,7 +144,7 @@ def test_python_m_bench_prints_every_workload_and_writes_the_figures(
     argv = [
         *("--customers", str(SIZES.customers), "--visits", str(SIZES.visits), "--payments", str(SIZES.payments)),
         *("--seed", str(SIZES.seed), "--sample", "60", "--memory-small", "60", "--repeat", "1"),
-        *("--only", "ingest,triggers,reports,lists,memory"),
+        *("--only", "ingest,triggers,reports,lists,policy,memory"),
         *("--work-dir", str(target.work_dir), "--prefix", target.prefix, "--json", str(out)),
     ]
     if target.url:
@@ -158,6 +158,10 @@ def test_python_m_bench_prints_every_workload_and_writes_the_figures(
     assert any(n.startswith("fitness triggers") for n in names)
     assert sum(n.startswith("report ") for n in names) == 14
     assert any(n.startswith("list: ") for n in names)
+    policy = next(t for t in figures["timings"] if "policy on vs off" in t["workload"])
+    # the same customers fire, and the policy holds some messages back: fewer sent than without it
+    assert 0 < policy["crmkit_rows"]["messages"] < policy["baseline_rows"]["messages"]
+    assert policy["crmkit_rows"]["firings"] == policy["baseline_rows"]["firings"] > 0
     assert all(t["same"] for t in figures["timings"])
     compared = [t for t in figures["timings"] if not t["workload"].startswith("all ")]
     assert all(t["empty"] == [] and t["crmkit_rows"] and t["baseline_rows"] for t in compared)

@@ -18,7 +18,7 @@ from crmkit.cli import main
 from crmkit.errors import MigrationError
 from crmkit.testing import database_of
 
-CORE_HEAD = "0008"
+CORE_HEAD = "0009"
 
 
 def _diff(crm: CRM) -> list[Any]:

@@ -199,7 +199,7 @@ def test_a_trigger_run_delivers_only_the_messages_it_wrote(crm_factory: Any) -> 
         Trigger(
             "t.hello",
             condition=lambda q: q.customer.c.id == anna,
-            message=MessageAction("sms", "Hi {{ customer.name }}"),
+            message=MessageAction("sms", "Hi {{ customer.name }}", purpose="service"),  # a member's own matter
         )
     )
     report = crm.triggers.run(T0)

@@ -87,7 +87,7 @@ def test_templates_format_dates_of_the_read_model(crm: CRM) -> None:
 def test_trigger_actions_are_validated_like_the_public_api(crm: CRM) -> None:
     crm.customers.create({"name": "Anna", "score": 1})
     # an empty message body is refused by the outbox's validation: that firing fails and is rolled back
-    crm.triggers.register(low_score("t.empty", message=MessageAction("sms", "{{ '' }}")))
+    crm.triggers.register(low_score("t.empty", message=MessageAction("sms", "{{ '' }}", purpose="service")))
     result = crm.triggers.run(AS_OF)["t.empty"]
     assert (result.fired, result.failed) == (0, 1) and "body" in result.errors[0]
     assert crm.triggers.firings("t.empty").items == []

@@ -299,13 +299,23 @@ class TriggerFiring(Base):
     goal_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     held_out: Mapped[bool] = mapped_column(default=False)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("crm_trigger_runs.id", ondelete="SET NULL"))
+    #: What the contact policy made of the firing's message: ``sent`` (queued at once), ``held`` (queued for
+    #: ``send_at``, after the customer's quiet hours), ``task`` (refused, given to staff as a task) or
+    #: ``dropped``; ``None`` for a trigger without a message, or a held-out firing.
+    contact: Mapped[str | None] = mapped_column(String(10))
+    #: Why a message was held, moved to a task or dropped.
+    contact_reason: Mapped[str | None] = mapped_column(String(200))
+    send_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxMessage(Base):
     """A message waiting to leave the system; delivered after the transaction that wrote it commits."""
 
     __tablename__ = "crm_outbox"
-    __table_args__ = (Index("ix_crm_outbox_status_id", "status", "id"),)
+    __table_args__ = (
+        Index("ix_crm_outbox_status_id", "status", "id"),
+        Index("ix_crm_outbox_customer_due", "customer_id", "due_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))
@@ -323,6 +333,12 @@ class OutboxMessage(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    #: ``marketing``, ``service`` or ``reminders`` (:data:`CONSENT_PURPOSES`): what the contact policy and
+    #: consent judge a message by; ``None`` for a message the policy does not apply to (a staff alert)
+    purpose: Mapped[str | None] = mapped_column(String(20))
+    #: When the message is meant to reach the customer: the trigger run's moment, the end of their quiet
+    #: hours for a held one, the time of a manual one. The contact policy's caps count messages by it.
+    due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 TARGET_METRICS = ("contacts", "meetings", "deals")
@@ -446,6 +462,33 @@ class Suppression(Base):
     erased_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     #: the erased customer (its record stays, anonymised); informative only
     customer_id: Mapped[int] = mapped_column(BigId)
+
+
+#: Why a customer may be contacted: offers (``marketing``), their own membership or bookings (``service``),
+#: reminders of what they booked (``reminders``).
+CONSENT_PURPOSES = ("marketing", "service", "reminders")
+CONSENT_STATUSES = ("given", "withdrawn")
+
+
+class Consent(Base):
+    """One change of a customer's consent to be contacted on a channel for a purpose: given (with where it
+    was given and until when) or withdrawn. Append-only: the consent at a moment is the latest change
+    before it, so the history answers "could we contact them then?"."""
+
+    __tablename__ = "crm_consents"
+    __table_args__ = (_in("purpose", CONSENT_PURPOSES), _in("status", CONSENT_STATUSES))
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, primary_key=True)
+    status: Mapped[str] = mapped_column(String(10))
+    #: where and how it was given or withdrawn: ``web form``, ``front desk``, ``unsubscribe link``
+    source: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(100))
 
 
 CORE_TABLES = tuple(Base.metadata.sorted_tables)

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 from marshmallow import ValidationError as FieldError
-from sqlalchemy import ColumnElement, case, delete, exists, false, func, literal, null, select, true
+from sqlalchemy import ColumnElement, case, delete, exists, false, func, literal, null, select, true, update
 
 from crmkit.access import Access, Actor
 from crmkit.audit import Audit
+from crmkit.contact_policy import ContactRules, outcome
 from crmkit.db.functions import upsert_insert
-from crmkit.db.models import Activity, Customer, TriggerFiring, TriggerRun
+from crmkit.db.models import CONSENT_PURPOSES, Activity, Customer, TriggerFiring, TriggerRun
 from crmkit.db.types import BigId, UTCDateTime, utcnow
 from crmkit.errors import NotFound, PluginError, ValidationError
 from crmkit.limits import Int, Moment, Text, check, id_filter
@@ -34,7 +35,9 @@ from crmkit.triggers.spec import (
     SOURCE_PREFIX,
     Effectiveness,
     Firing,
+    MessageAction,
     RunReport,
+    TaskAction,
     Trigger,
     TriggerResult,
 )
@@ -122,6 +125,21 @@ def _days_since(value: Any, as_of: dt.datetime) -> int | None:
     return (as_of.date() - value).days
 
 
+#: A firing as the actions get it: id, customer, the contact policy's outcome and send time.
+_Firing = tuple[int, int, str | None, dt.datetime | None]
+
+
+def _tally(rows: Iterable[Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """Counts by outcome and by reason from rows of (outcome, reason, count)."""
+    contacts: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for contact, reason, n in rows:
+        contacts[contact] = contacts.get(contact, 0) + n
+        if reason:
+            reasons[reason] = reasons.get(reason, 0) + n
+    return contacts, reasons
+
+
 class Triggers:
     """``crm.triggers``: the declared triggers, their runs and their effectiveness."""
 
@@ -139,9 +157,11 @@ class Triggers:
         outbox: Outbox,
         access: Access,
         audit: Audit,
+        rules: ContactRules,
     ) -> None:
         self._access = access
         self._audit = audit
+        self._rules = rules
         self._registry = registry
         self._tables = tables
         self._extension_tables = extension_tables
@@ -184,6 +204,12 @@ class Triggers:
                 MessageIn().fields["channel"].deserialize(trigger.message.channel)
             except FieldError as exc:
                 raise PluginError(owner, f"trigger {trigger.name!r}: bad channel: {exc.messages}") from None
+            purpose = trigger.message.purpose
+            if purpose is not None and purpose not in CONSENT_PURPOSES:
+                wanted = ", ".join(CONSENT_PURPOSES)
+                raise PluginError(
+                    owner, f"trigger {trigger.name!r}: message purpose {purpose!r} is not one of {wanted}"
+                )
         if trigger.goal is not None:
             for kind in trigger.goal.kinds:
                 if kind not in reg.activity_kinds:
@@ -202,6 +228,8 @@ class Triggers:
             out += [trigger.task.title, trigger.task.reason]
         if trigger.message:
             out += [trigger.message.body, trigger.message.subject]
+            if trigger.message.refused_task:
+                out += [trigger.message.refused_task.title, trigger.message.refused_task.reason]
         return out
 
     def all(self) -> list[Trigger]:
@@ -277,12 +305,17 @@ class Triggers:
                 tx.session.add(started)
                 tx.session.flush()
                 run_id = started.id
+        # the more important trigger acts first, so when the contact policy's caps collide its message is
+        # the one sent (and the report keeps the declared order)
+        ranked = sorted(triggers, key=lambda t: -t.priority)
         if dry_run:
             # only reads: one session for every trigger rather than a transaction each
             with self._units.read() as s:
-                results = self._each(triggers, lambda t: self._count(s, t, as_of), progress)
+                done = self._each(ranked, lambda t: self._count(s, t, as_of), progress)
         else:
-            results = self._each(triggers, lambda t: self._fire(t, as_of, run_id, batch_size), progress)
+            done = self._each(ranked, lambda t: self._fire(t, as_of, run_id, batch_size), progress)
+        by_name = {r.trigger: r for r in done}
+        results = [by_name[t.name] for t in triggers]
         report = RunReport(as_of, dry_run, tuple(results))
         if run_id is not None:
             with self._units.open() as tx:
@@ -309,7 +342,42 @@ class Triggers:
     def _count(self, session: Session, trigger: Trigger, as_of: dt.datetime) -> TriggerResult:
         query = self.matching(trigger.name, as_of).subquery()
         matched = session.scalar(select(func.count()).select_from(query)) or 0
-        return TriggerResult(trigger.name, matched=matched)
+        message = trigger.message
+        if not matched or message is None or not self._judged(message):
+            return TriggerResult(trigger.name, matched=matched)
+        # what the contact policy would make of the messages of those who would not be held out
+        judgement = self._rules.judge(query.c.customer_id, message.channel, str(message.purpose), as_of)
+        contact = outcome(judgement.reason, judgement.send_at, as_of, message.refused_task is not None)
+        reason = func.coalesce(judgement.reason, case((contact == "held", self._rules.held_reason())))
+        kept = self._kept(trigger, query.c.customer_id)
+        counted = select(contact, reason, func.count()).select_from(query).where(kept).group_by(contact, reason)
+        rows = session.execute(counted).all()
+        contacts, reasons = _tally(rows)
+        return TriggerResult(trigger.name, matched=matched, contacts=contacts, contact_reasons=reasons)
+
+    def _judged(self, message: MessageAction) -> bool:
+        return self._rules.policy.enabled and message.purpose is not None
+
+    @staticmethod
+    def _kept(trigger: Trigger, customer_id: Any) -> Any:
+        """Not held out: the firings whose actions run."""
+        if not trigger.holdout:
+            return true()
+        return holdout_sql(trigger.name, customer_id) >= round(trigger.holdout * HOLDOUT_BUCKETS)
+
+    def _judge_firings(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, run_id: int | None) -> None:
+        """The contact policy's decision on each of the trigger's firings of this run, in two statements for
+        all of them: why a message may not go (consent, a cap) and when it may (quiet hours), then what
+        becomes of it."""
+        message = trigger.message
+        assert message is not None and message.purpose is not None
+        f = TriggerFiring.__table__
+        mine = (f.c.run_id == run_id, f.c.trigger == trigger.name, f.c.held_out.is_(False))
+        judgement = self._rules.judge(f.c.customer_id, message.channel, message.purpose, as_of)
+        tx.session.execute(update(f).where(*mine).values(contact_reason=judgement.reason, send_at=judgement.send_at))
+        contact = outcome(f.c.contact_reason, f.c.send_at, as_of, message.refused_task is not None)
+        held = case((contact == "held", self._rules.held_reason()), else_=f.c.contact_reason)
+        tx.session.execute(update(f).where(*mine).values(contact=contact, contact_reason=held))
 
     def _fire(self, trigger: Trigger, as_of: dt.datetime, run_id: int | None, batch_size: int) -> TriggerResult:
         errors: list[str] = []
@@ -322,13 +390,31 @@ class Triggers:
                     .group_by(TriggerFiring.held_out)
                 ).all()
             )
+            contacts: dict[str, int] = {}
+            reasons: dict[str, int] = {}
+            if counts.get(False) and trigger.message is not None and self._judged(trigger.message):
+                self._judge_firings(tx, trigger, as_of, run_id)
+                f = TriggerFiring.__table__
+                contacts, reasons = _tally(
+                    tx.session.execute(
+                        select(f.c.contact, f.c.contact_reason, func.count())
+                        .where(f.c.run_id == run_id, f.c.trigger == trigger.name, f.c.held_out.is_(False))
+                        .group_by(f.c.contact, f.c.contact_reason)
+                    ).all()
+                )
             if counts:  # the firings are a set-based write: one entry for the trigger's batch
-                told = {"run_id": run_id, "fired": counts.get(False, 0), "held_out": counts.get(True, 0)}
+                told: dict[str, Any] = {
+                    "run_id": run_id,
+                    "fired": counts.get(False, 0),
+                    "held_out": counts.get(True, 0),
+                }
+                if contacts:
+                    told["contacts"] = contacts
                 self._audit.record(tx, "trigger.fired", "trigger", entity_id=trigger.name, changes=told)
             last_id = 0
             while self._has_actions(trigger):
                 batch = tx.session.execute(
-                    select(TriggerFiring.id, TriggerFiring.customer_id)
+                    select(TriggerFiring.id, TriggerFiring.customer_id, TriggerFiring.contact, TriggerFiring.send_at)
                     .where(
                         TriggerFiring.run_id == run_id,
                         TriggerFiring.trigger == trigger.name,
@@ -341,7 +427,11 @@ class Triggers:
                 if not batch:
                     break
                 last_id = batch[-1].id
-                errors.extend(self._act_isolated(tx, trigger, as_of, run_id, [(r.id, r.customer_id) for r in batch]))
+                errors.extend(
+                    self._act_isolated(
+                        tx, trigger, as_of, run_id, [(r.id, r.customer_id, r.contact, r.send_at) for r in batch]
+                    )
+                )
         fired = counts.get(False, 0) - len(errors)
         return TriggerResult(
             trigger.name,
@@ -350,6 +440,8 @@ class Triggers:
             held_out=counts.get(True, 0),
             failed=len(errors),
             errors=tuple(errors),
+            contacts=contacts,
+            contact_reasons=reasons,
         )
 
     def _has_actions(self, trigger: Trigger) -> bool:
@@ -387,7 +479,7 @@ class Triggers:
     # -- actions -------------------------------------------------------------------------------------
 
     def _act_isolated(
-        self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, run_id: int | None, firings: list[tuple[int, int]]
+        self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, run_id: int | None, firings: list[_Firing]
     ) -> list[str]:
         """Act on a batch in one savepoint; if that fails, retry one firing per savepoint so only the
         failing ones are rolled back (and their firing rows deleted, so they may fire again later)."""
@@ -407,7 +499,7 @@ class Triggers:
                 errors.extend(self._drop(tx, firing, trigger))
         return errors
 
-    def _drop(self, tx: Transaction, firing: tuple[int, int], trigger: Trigger) -> list[str]:
+    def _drop(self, tx: Transaction, firing: _Firing, trigger: Trigger) -> list[str]:
         exc = sys.exc_info()[1]
         tx.session.execute(delete(TriggerFiring).where(TriggerFiring.id == firing[0]))
         return [f"customer {firing[1]}: {type(exc).__name__}: {exc}"]
@@ -418,10 +510,11 @@ class Triggers:
         trigger: Trigger,
         as_of: dt.datetime,
         run_id: int | None,
-        firings: list[tuple[int, int]],
+        firings: list[_Firing],
     ) -> None:
         """The trigger's actions for a batch of firings, through the public services (validated, set-based)."""
-        ids = [cid for _, cid in firings]
+        ids = [f[1] for f in firings]
+        decided = {f[0]: (f[2], f[3]) for f in firings}  # the contact policy's outcome and send time
         records = self._customers.get_many(ids, tx=tx)
         evidence = self._evidence(tx.session, trigger, as_of, ids)
         at = _iso(as_of)
@@ -440,32 +533,19 @@ class Triggers:
                 "customer": records[cid],
                 "evidence": evidence.get(cid, {}),
             }
-            for fid, cid in firings
+            for fid, cid, *_ in firings
         ]
         contexts = [self._context(f, as_of) for f in items]  # rendered by the task and the message alike
         source = SOURCE_PREFIX + trigger.name
+        both = list(zip(items, contexts, strict=True))
         if trigger.task is not None:
-            task = trigger.task
-            self._tasks.create_many(
-                [
-                    {
-                        "title": self._render(task.title, ctx)[:300],
-                        "reason": self._render(task.reason, ctx) or None,
-                        "customer_id": f["customer_id"],
-                        "assignee_id": task.assignee_id or f["customer"].get("owner_id"),
-                        "due_at": as_of + task.due_in,
-                        "priority": trigger.priority,
-                        "source": source,
-                        "source_id": str(f["id"]),
-                    }
-                    for f, ctx in zip(items, contexts, strict=True)
-                ],
-                tx=tx,
-            )
+            self._create_tasks(tx, trigger, trigger.task, as_of, both)
         if trigger.move_to is not None:
             self._move(tx, trigger, as_of, ids)
         if trigger.message is not None:
             message = trigger.message
+            # the messages the contact policy lets go (all of them when it does not judge this one)
+            going = [(f, ctx) for f, ctx in both if decided[f["id"]][0] in (None, "sent", "held")]
             # delivered once the run's transaction commits (only these messages: see Outbox.enqueue_many)
             self._outbox.enqueue_many(
                 [
@@ -476,16 +556,48 @@ class Triggers:
                         "body": self._render(message.body, ctx),
                         "source": source,
                         "source_id": str(f["id"]),
+                        "purpose": message.purpose,
                     }
-                    for f, ctx in zip(items, contexts, strict=True)
+                    for f, ctx in going
                 ],
+                due_at=[decided[f["id"]][1] or as_of for f, _ in going],
+                not_before=[decided[f["id"]][1] if decided[f["id"]][0] == "held" else None for f, _ in going],
                 tx=tx,
             )
+            refused = [(f, ctx) for f, ctx in both if decided[f["id"]][0] == "task"]
+            if message.refused_task is not None and refused:
+                self._create_tasks(tx, trigger, message.refused_task, as_of, refused)
         if trigger.call is not None:
             for f in items:
                 trigger.call(tx, f)
         self._hooks.trigger_fired(tx, trigger, items)
         tx.session.flush()
+
+    def _create_tasks(
+        self,
+        tx: Transaction,
+        trigger: Trigger,
+        task: TaskAction,
+        as_of: dt.datetime,
+        firings: list[tuple[Firing, dict[str, Any]]],
+    ) -> None:
+        source = SOURCE_PREFIX + trigger.name
+        self._tasks.create_many(
+            [
+                {
+                    "title": self._render(task.title, ctx)[:300],
+                    "reason": self._render(task.reason, ctx) or None,
+                    "customer_id": f["customer_id"],
+                    "assignee_id": task.assignee_id or f["customer"].get("owner_id"),
+                    "due_at": as_of + task.due_in,
+                    "priority": trigger.priority,
+                    "source": source,
+                    "source_id": str(f["id"]),
+                }
+                for f, ctx in firings
+            ],
+            tx=tx,
+        )
 
     def _move(self, tx: Transaction, trigger: Trigger, as_of: dt.datetime, ids: list[int]) -> None:
         """Move the customers whose stage has a forward transition to the target; leave the others alone."""

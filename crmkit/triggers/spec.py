@@ -56,11 +56,18 @@ class TaskAction:
 @attrs.frozen
 class MessageAction:
     """Emit a message on a channel. It is written to the outbox in the firing's transaction and handed
-    to the ``crmkit_send_message`` hook after commit; the gateway is the app's or a plugin's."""
+    to the ``crmkit_send_message`` hook after commit; the gateway is the app's or a plugin's.
+
+    The contact policy judges it by its ``purpose`` (``marketing`` by default; ``service``, ``reminders``;
+    ``None`` for a message that does not reach the customer, such as a webhook to another system): consent,
+    caps, quiet hours (see :mod:`crmkit.contact_policy`). A message the policy refuses is dropped, or, with
+    ``refused_task``, becomes that task for staff (a call instead of an SMS the member did not agree to)."""
 
     channel: str
     body: str
     subject: str = ""
+    purpose: str | None = "marketing"
+    refused_task: TaskAction | None = None
 
 
 @attrs.frozen
@@ -137,6 +144,10 @@ class TriggerResult:
     held_out: int = 0
     failed: int = 0
     errors: tuple[str, ...] = ()
+    #: what the contact policy made of the trigger's messages: ``{"sent": 40, "held": 3, "dropped": 2}``
+    contacts: Mapping[str, int] = attrs.field(factory=dict)
+    #: why messages were held, moved to tasks or dropped, with how many each
+    contact_reasons: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
