@@ -7,13 +7,20 @@ parameters (``since``, ``until``: the last twelve months by default), and :func:
 plugin's own triggers.
 """
 
-from crmkit.reports.core import EFFECTIVENESS_CHARTS, EFFECTIVENESS_COLUMNS, PERIOD, effectiveness_rows
+from crmkit.reports.core import (
+    EFFECTIVENESS_CHARTS,
+    EFFECTIVENESS_COLUMNS,
+    EFFECTIVENESS_PARAMS,
+    PERIOD,
+    effectiveness_rows,
+)
 from crmkit.reports.engine import FORMATS, ReportResult, Reports
 from crmkit.reports.spec import Chart, Column, Param, Report, ReportContext
 
 __all__ = [
     "EFFECTIVENESS_CHARTS",
     "EFFECTIVENESS_COLUMNS",
+    "EFFECTIVENESS_PARAMS",
     "FORMATS",
     "PERIOD",
     "Chart",

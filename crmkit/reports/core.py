@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from crmkit.errors import ValidationError
 from crmkit.reports import kpis
 from crmkit.reports.spec import Chart, Column, Param, Report
+from crmkit.triggers.spec import MIN_SAMPLE
 
 if TYPE_CHECKING:
     from crmkit.reports.spec import ReportContext
@@ -54,6 +55,10 @@ def _plan_vs_fact(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[st
     return [{"label": f"{row['user']} · {row['metric']} · {row['period_start']}", **row} for row in rows]
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def effectiveness_rows(
     ctx: ReportContext, params: Mapping[str, Any], *, prefix: str = "", only_fired: bool = False
 ) -> list[dict[str, Any]]:
@@ -67,20 +72,32 @@ def effectiveness_rows(
     period = _period(params)
     start = dt.datetime.combine(period["since"], dt.time(), dt.UTC)
     end = dt.datetime.combine(period["until"], dt.time(), dt.UTC)
-    return [
-        {
-            "trigger": e.trigger,
-            "fired": e.fired,
-            "converted": e.converted,
-            "conversion_pct": pct(e.conversion_rate),
-            "held_out": e.held_out,
-            "held_out_converted": e.held_out_converted,
-            "held_out_pct": pct(e.held_out_rate),
-            "uplift_pp": pct(e.uplift),
-        }
-        for e in ctx.triggers.effectiveness(names=names, since=start, until=end)
-        if not only_fired or e.fired or e.held_out
-    ]
+    found = ctx.triggers.effectiveness(
+        names=names, since=start, until=end, min_sample=_or(params.get("min_sample"), MIN_SAMPLE),
+        by_action=bool(params.get("by_action")),
+    )  # fmt: skip
+    rows = []
+    for e in found:
+        if only_fired and not (e.fired or e.held_out):
+            continue
+        interval = e.uplift_interval
+        rows.append(
+            {
+                "trigger": e.trigger,
+                "action": e.action,
+                "fired": e.fired,
+                "converted": e.converted,
+                "conversion_pct": pct(e.conversion_rate),
+                "held_out": e.held_out,
+                "held_out_converted": e.held_out_converted,
+                "held_out_pct": pct(e.held_out_rate),
+                "uplift_pp": pct(e.uplift),
+                "uplift_low_pp": pct(interval[0]) if interval else None,
+                "uplift_high_pp": pct(interval[1]) if interval else None,
+                "verdict": e.verdict,
+            }
+        )
+    return rows
 
 
 EFFECTIVENESS_COLUMNS = (
@@ -92,6 +109,17 @@ EFFECTIVENESS_COLUMNS = (
     Column("held_out_converted", "Held out converted", "integer"),
     Column("held_out_pct", "Held-out conversion", "percent"),
     Column("uplift_pp", "Uplift (pp)", "number"),
+    Column("uplift_low_pp", "Uplift, 95% low (pp)", "number"),
+    Column("uplift_high_pp", "Uplift, 95% high (pp)", "number"),
+    Column("verdict", "Verdict"),
+    Column("action", "Action"),
+)
+#: The parameters of an effectiveness report: the period, the smallest group worth a verdict, and the
+#: breakdown by what the contact policy made of each message.
+EFFECTIVENESS_PARAMS = (
+    *PERIOD,
+    Param("min_sample", "integer", default=MIN_SAMPLE, help="firings each group needs before a verdict"),
+    Param("by_action", "boolean", default=False, help="a row per message outcome (sent, held, dropped, task)"),
 )
 EFFECTIVENESS_CHARTS = (
     Chart("bar", x="trigger", y=("conversion_pct", "held_out_pct"), title="Conversion: contacted vs held out"),
@@ -247,9 +275,10 @@ def core_reports() -> list[Report]:
             "crm.trigger_effectiveness",
             "Trigger effectiveness",
             data=effectiveness_rows,
-            params=PERIOD,
+            params=EFFECTIVENESS_PARAMS,
             columns=EFFECTIVENESS_COLUMNS,
             charts=EFFECTIVENESS_CHARTS,
-            description="Firings of triggers with a goal, and how many reached it, against the control group.",
+            description="Firings of triggers with a goal, and how many reached it, against the control group: "
+            "the uplift with its 95% interval, and 'not enough data' while either group is small.",
         ),
     ]

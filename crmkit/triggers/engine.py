@@ -32,6 +32,7 @@ from crmkit.schemas import MessageIn
 from crmkit.triggers.query import HOLDOUT_BUCKETS, TriggerQuery, exists_where, holdout_sql
 from crmkit.triggers.spec import (
     MAX_NAME,
+    MIN_SAMPLE,
     SOURCE_PREFIX,
     Effectiveness,
     Firing,
@@ -651,14 +652,25 @@ class Triggers:
     # -- effectiveness ---------------------------------------------------------------------------------
 
     def effectiveness(
-        self, *, names: Iterable[str] | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None
+        self,
+        *,
+        names: Iterable[str] | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        min_sample: int = MIN_SAMPLE,
+        by_action: bool = False,
     ) -> list[Effectiveness]:
-        """Per trigger with a goal: firings and conversions of the contacted and of the held-out group.
+        """Per trigger with a goal: firings and conversions of the contacted and of the held-out group, the
+        uplift with its 95% interval, and "not enough data" below ``min_sample`` firings in either group.
 
         A firing converts when the customer has a goal activity after the firing and within the goal's
-        window. Computed by the database, one statement per trigger, over the firings of the customers the
-        acting user reaches.
+        window. With ``by_action``, a trigger whose message the contact policy judged has a row per outcome
+        too (``message sent``, ``held``, ``dropped``, ``task``), each against the same control group: the
+        firings whose message was dropped were not contacted either. Computed by the database, one
+        statement per trigger, over the firings of the customers the acting user reaches.
         """
+        if not isinstance(min_sample, int) or isinstance(min_sample, bool) or min_sample < 1:
+            raise ValidationError({"min_sample": ["must be a whole number of 1 or more"]}, "invalid effectiveness")
         reached = _reached_firings(self._access.require("reports:run"))
         wanted = [self.get(n) for n in names] if names is not None else self.all()
         out = []
@@ -675,6 +687,7 @@ class Triggers:
                 )
                 query = select(
                     TriggerFiring.held_out,
+                    TriggerFiring.contact,
                     func.count(),
                     func.coalesce(func.sum(case((converted, 1), else_=0)), 0),
                 ).where(TriggerFiring.trigger == trigger.name, *reached)
@@ -682,10 +695,24 @@ class Triggers:
                     query = query.where(TriggerFiring.as_of >= literal(_aware(since, "since"), UTCDateTime()))
                 if until is not None:
                     query = query.where(TriggerFiring.as_of < literal(_aware(until, "until"), UTCDateTime()))
-                rows = {bool(h): (n, c) for h, n, c in s.execute(query.group_by(TriggerFiring.held_out))}
-                fired, conv = rows.get(False, (0, 0))
-                held, held_conv = rows.get(True, (0, 0))
-                out.append(Effectiveness(trigger.name, fired, int(conv), held, int(held_conv)))
+                grouped = s.execute(query.group_by(TriggerFiring.held_out, TriggerFiring.contact)).all()
+                contacted: dict[str | None, tuple[int, int]] = {}
+                held = held_conv = 0
+                for held_out, contact, n, c in grouped:
+                    if held_out:
+                        held, held_conv = held + n, held_conv + int(c)
+                    else:
+                        before = contacted.get(contact, (0, 0))
+                        contacted[contact] = (before[0] + n, before[1] + int(c))
+                fired = sum(n for n, _ in contacted.values())
+                conv = sum(c for _, c in contacted.values())
+                out.append(Effectiveness(trigger.name, fired, conv, held, held_conv, min_sample=min_sample))
+                if by_action:
+                    for contact in ("sent", "held", "task", "dropped"):
+                        if contact in contacted:
+                            n, c = contacted[contact]
+                            action = f"message {contact}"
+                            out.append(Effectiveness(trigger.name, n, c, held, held_conv, action, min_sample))
         return out
 
     # -- firings ---------------------------------------------------------------------------------------

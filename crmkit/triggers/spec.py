@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -167,15 +168,70 @@ class RunReport:
         raise KeyError(name)
 
 
+#: The normal quantile of a two-sided 95% interval.
+Z95 = 1.959963984540054
+#: Below this many firings in either group, an uplift is "not enough data".
+MIN_SAMPLE = 30
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n`` (``n`` > 0)."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def newcombe(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> tuple[float, float] | None:
+    """Newcombe's hybrid score interval (his method 10) of the difference ``k1/n1 - k2/n2``; ``None`` when a
+    group is empty. It keeps its coverage with small groups and rates near 0 or 1, where the textbook
+    normal interval does not."""
+    if not n1 or not n2:
+        return None
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, z)
+    l2, u2 = wilson(k2, n2, z)
+    d = p1 - p2
+    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
 @attrs.frozen
 class Effectiveness:
-    """Per trigger: how many fired and converted, against the held-out control group."""
+    """Per trigger (and, broken down, per action): how many fired and converted, against the held-out
+    control group, with the uplift's 95% interval and whether the groups are big enough to say anything."""
 
     trigger: str
     fired: int
     converted: int
     held_out: int
     held_out_converted: int
+    #: ``all``, or what was done for these firings: ``message sent``, ``message held``, ``message dropped``,
+    #: ``message task`` (the contact policy's outcome)
+    action: str = "all"
+    min_sample: int = MIN_SAMPLE
+
+    @property
+    def enough(self) -> bool:
+        """Whether both groups have ``min_sample`` firings: below that an uplift says nothing."""
+        return self.fired >= self.min_sample and self.held_out >= self.min_sample
+
+    @property
+    def uplift_interval(self) -> tuple[float, float] | None:
+        """The 95% interval of :attr:`uplift` (Newcombe's hybrid score), ``None`` without both groups."""
+        return newcombe(self.converted, self.fired, self.held_out_converted, self.held_out)
+
+    @property
+    def verdict(self) -> str:
+        """``not enough data``, ``works`` (the interval is above 0), ``backfires`` (below 0) or
+        ``no clear effect`` (it spans 0)."""
+        interval = self.uplift_interval
+        if not self.enough or interval is None:
+            return "not enough data"
+        if interval[0] > 0:
+            return "works"
+        if interval[1] < 0:
+            return "backfires"
+        return "no clear effect"
 
     @property
     def conversion_rate(self) -> float | None:

@@ -35,6 +35,7 @@ from crmkit.db import Activity, Customer, User
 from crmkit.reports import (
     EFFECTIVENESS_CHARTS,
     EFFECTIVENESS_COLUMNS,
+    EFFECTIVENESS_PARAMS,
     PERIOD,
     Chart,
     Column,
@@ -500,7 +501,7 @@ def fitness_reports() -> list[Report]:
             "fitness.trigger_effectiveness",
             "Fitness trigger effectiveness",
             data=trigger_effectiveness,
-            params=PERIOD,
+            params=EFFECTIVENESS_PARAMS,
             columns=EFFECTIVENESS_COLUMNS,
             charts=EFFECTIVENESS_CHARTS,
             description="The club's retention triggers that fired in the period: how many members reached the "
