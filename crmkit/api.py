@@ -97,6 +97,7 @@ PLUGIN_API: Mapping[str, frozenset[str]] = MappingProxyType(
                 "Column",
                 "EFFECTIVENESS_CHARTS",
                 "EFFECTIVENESS_COLUMNS",
+                "EFFECTIVENESS_PARAMS",
                 "PERIOD",
                 "Param",
                 "Report",
