@@ -221,6 +221,7 @@ class CRM:
                 triggers=self.triggers,
                 metadata=self.metadata,
                 audit=self.audit,
+                zones=self.zones,
             ),
             template_dirs=self.template_dirs,
             access=self.access,

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
+from sqlalchemy import ColumnElement, case, literal
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from crmkit.db.types import UTCDateTime
 
 
 def zone(name: str) -> ZoneInfo:
@@ -50,3 +56,74 @@ class TimeZones:
 
     def local(self, moment: dt.datetime, branch: str | None) -> dt.datetime:
         return moment.astimezone(self.of(branch))
+
+
+def transitions(zone_info: dt.tzinfo, since: dt.datetime, until: dt.datetime) -> list[tuple[dt.datetime, int]]:
+    """The UTC offset of ``zone_info`` in minutes over ``[since, until)`` (aware datetimes), as
+    ``[(from, minutes), ...]``: the first entry from ``since``, one more at each change (a daylight-saving
+    switch) found to the minute."""
+
+    def offset(moment: dt.datetime) -> int:
+        delta = moment.astimezone(zone_info).utcoffset() or dt.timedelta(0)
+        return int(delta.total_seconds() // 60)
+
+    out = [(since, offset(since))]
+    day = dt.timedelta(days=1)
+    moment = since
+    while moment < until:
+        step = min(moment + day, until)
+        if offset(step) != out[-1][1]:
+            low, high = moment, step  # the change is in (low, high]: halve it down to a minute
+            while high - low > dt.timedelta(minutes=1):
+                middle = low + (high - low) / 2
+                low, high = (low, middle) if offset(middle) != out[-1][1] else (middle, high)
+            out.append((high.replace(second=0, microsecond=0), offset(high)))
+        moment = step
+    return out
+
+
+class shift_minutes(FunctionElement[dt.datetime]):
+    """A timestamp moved by a number of minutes (an integer expression): its wall time in another zone."""
+
+    inherit_cache = True
+
+
+@compiles(shift_minutes)
+def _shift_default(element: shift_minutes, compiler: Any, **kw: Any) -> str:
+    moment, minutes = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({moment} + make_interval(mins => CAST({minutes} AS INTEGER)))"
+
+
+@compiles(shift_minutes, "sqlite")
+def _shift_sqlite(element: shift_minutes, compiler: Any, **kw: Any) -> str:
+    moment, minutes = (compiler.process(c, **kw) for c in element.clauses)
+    return f"datetime({moment}, CAST({minutes} AS TEXT) || ' minutes')"
+
+
+def local_time(
+    column: ColumnElement[dt.datetime],
+    zones: TimeZones,
+    since: dt.datetime,
+    until: dt.datetime,
+    branch: ColumnElement[str | None] | None = None,
+) -> ColumnElement[Any]:
+    """The wall time in the customer's zone of a UTC timestamp ``column`` known to lie in ``[since, until)``,
+    as SQL (for the hour and the weekday of a report). ``branch`` is the customer's branch, needed only
+    when branches have zones of their own. A zone whose offset does not change over the period costs a
+    constant shift; one that changes (daylight saving) a ``CASE`` over its few switches. UTC is the column
+    itself."""
+
+    def shifted(name: str) -> ColumnElement[Any]:
+        steps = transitions(zone(name), since, until)
+        if len(steps) == 1:
+            minutes = steps[0][1]
+            return column if minutes == 0 else shift_minutes(column, literal(minutes))
+        # before the first switch the first offset, before the second the second...
+        whens = [(column < literal(steps[i][0], UTCDateTime()), literal(steps[i - 1][1])) for i in range(1, len(steps))]
+        offset = case(*whens, else_=literal(steps[-1][1]))
+        return shift_minutes(column, offset)
+
+    own = {b: z for b, z in zones.branches.items() if z != zones.default}
+    if not own or branch is None:
+        return shifted(zones.default)
+    return case({b: shifted(z) for b, z in own.items()}, value=branch, else_=shifted(zones.default))

@@ -4,6 +4,7 @@ Public and stable through :mod:`crmkit.reports` (see ``docs/plugin-api.md``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -12,9 +13,11 @@ import attrs
 from sqlalchemy import ColumnElement, Engine, MetaData, RowMapping, Table, select, true
 
 from crmkit.access import APPLICATION, Actor
+from crmkit.db.models import Customer
 from crmkit.errors import NotFound
 from crmkit.listing import customer_scope
 from crmkit.specs import names_tuple
+from crmkit.zones import TimeZones, local_time
 
 if TYPE_CHECKING:
     from crmkit.audit import Audit
@@ -124,6 +127,25 @@ class ReportContext:
     metadata: MetaData
     actor: Actor = APPLICATION
     audit: Audit | None = None
+    #: the CRM's and its branches' time zones: hours and weekdays are shown in the customer's local time
+    zones: TimeZones = attrs.field(factory=TimeZones)
+
+    def local_time(
+        self,
+        column: ColumnElement[dt.datetime],
+        since: dt.date | dt.datetime,
+        until: dt.date | dt.datetime,
+        customer_id: ColumnElement[int] | None = None,
+    ) -> ColumnElement[Any]:
+        """The wall time, in the customer's zone, of a UTC timestamp ``column`` that lies in
+        ``[since, until)``: group by ``hour_of_day(ctx.local_time(...))`` to show hours as the club lives
+        them. ``customer_id`` names the customer of each row, needed only when branches have zones of their
+        own (a chain across zones)."""
+        start, end = (_moment(v) for v in (since, until))
+        branch = None
+        if customer_id is not None:
+            branch = select(Customer.__table__.c.branch).where(Customer.__table__.c.id == customer_id).scalar_subquery()
+        return local_time(column, self.zones, start, end, branch)
 
     def customer_scope(self, customers: Any) -> ColumnElement[bool]:
         """The condition on ``customers`` (``crm_customers``, or an alias of it) that keeps a statement to
@@ -152,6 +174,12 @@ class ReportContext:
         """The rows of one statement, as mappings keyed by column label, on a connection of its own."""
         with self.engine.connect() as conn:
             return list(conn.execute(query).mappings())
+
+
+def _moment(value: dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.combine(value, dt.time(), dt.UTC)
 
 
 DataFunction = Callable[[ReportContext, Mapping[str, Any]], Iterable[Mapping[str, Any]]]

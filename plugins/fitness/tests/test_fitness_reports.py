@@ -379,6 +379,11 @@ def test_trigger_effectiveness_of_the_fitness_triggers(club_factory: Callable[..
             "held_out_converted": 1,
             "held_out_pct": 50.0,
             "uplift_pp": 0.0,
+            # Newcombe's interval of 2/4 - 1/2, and six firings are far too few for a verdict
+            "uplift_low_pp": -53.56,
+            "uplift_high_pp": 53.56,
+            "verdict": "not enough data",
+            "action": "all",
         }
     ]
     year = club.reports.run("fitness.trigger_effectiveness", {"since": "2026-01-01", "until": "2027-01-01"}).rows

@@ -198,7 +198,8 @@ def renewal_rate(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
 
 
 def attendance(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
-    """Check-ins by weekday and hour of the day (UTC).
+    """Check-ins by weekday and hour of the day, in the member's local time (their branch's zone, else the
+    CRM's; see ``crmkit.zones``).
 
     Counts ``checkin`` activities with status ``done`` whose ``occurred_at`` is in ``[since, until)`` (and
     whose ``data.club`` is ``club``, when given), grouped by weekday and hour in the database. The rows
@@ -208,7 +209,8 @@ def attendance(ctx: ReportContext, params: Mapping[str, Any]) -> list[Row]:
     """
     _check("fitness.attendance", params)
     a = _activities
-    weekday, hour = iso_weekday(a.c.occurred_at), hour_of_day(a.c.occurred_at)
+    local = ctx.local_time(a.c.occurred_at, params["since"], params["until"], a.c.customer_id)
+    weekday, hour = iso_weekday(local), hour_of_day(local)
     conditions = [
         a.c.kind == "checkin",
         a.c.status == "done",
@@ -444,14 +446,15 @@ def fitness_reports() -> list[Report]:
             params=[*PERIOD, Param("club", help="only check-ins at this club")],
             columns=[
                 Column("weekday"),
-                Column("hour", "Hour (UTC)"),
+                Column("hour", "Hour (local time)"),
                 Column("checkins", "Check-ins", "integer"),
                 Column("share_pct", "Share", "percent"),
             ],
             charts=[
                 Chart("heatmap", x="hour", y=("weekday",), value="checkins", title="Check-ins by weekday and hour")
             ],
-            description="Turnstile check-ins in the period, by weekday and the hour they started (UTC).",
+            description="Turnstile check-ins in the period, by weekday and the hour they started, in the club's "
+            "local time.",
         ),
         Report(
             "fitness.trainer_load",
