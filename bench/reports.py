@@ -24,6 +24,7 @@ import attrs
 from sqlalchemy import Connection
 
 from bench.common import Workload, empty_parts, parts
+from crmkit.triggers.spec import MIN_SAMPLE, newcombe
 
 if TYPE_CHECKING:
     from crmkit import CRM
@@ -440,7 +441,14 @@ def hand_trigger_effectiveness(
             continue
         rate, held_rate = _ratio(converted, fired), _ratio(held_converted, held)
         uplift = None if rate is None or held_rate is None else rate - held_rate
-        rows.append((name, fired, converted, rate, held, held_converted, held_rate, uplift))
+        # the interval and the verdict are arithmetic on the counts, as in crmkit (Newcombe's method 10)
+        interval = newcombe(converted, fired, held_converted, held)
+        low, high = (round(v * 100, 2) for v in interval) if interval else (None, None)
+        if fired < MIN_SAMPLE or held < MIN_SAMPLE or interval is None:
+            verdict = "not enough data"
+        else:
+            verdict = "works" if interval[0] > 0 else "backfires" if interval[1] < 0 else "no clear effect"
+        rows.append((name, fired, converted, rate, held, held_converted, held_rate, uplift, low, high, verdict, "all"))
     return rows
 
 

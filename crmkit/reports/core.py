@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from crmkit.errors import ValidationError
-from crmkit.reports import kpis
+from crmkit.reports import journeys, kpis
 from crmkit.reports.spec import Chart, Column, Param, Report
 from crmkit.triggers.spec import MIN_SAMPLE
 
@@ -146,8 +146,47 @@ FIELD_HISTORY_COLUMNS = (
 )
 
 
+def _journey(data: Any) -> Any:
+    def run(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return list(data(ctx, {**params, **_period(params)}))
+
+    return run
+
+
 def core_reports() -> list[Report]:
     return [
+        Report(
+            "crm.contacts_by_lifecycle",
+            "Contacts over the lifecycle",
+            data=_journey(journeys.contacts_per_lifecycle),
+            params=PERIOD,
+            columns=[
+                Column("lifecycle", "Lifecycle stage"),
+                Column("customers", "Customers contacted", "integer"),
+                Column("contacts", type="integer"),
+                Column("per_customer", "Contacts per customer", "number"),
+            ],
+            charts=[Chart("bar", x="lifecycle", y=("per_customer",), title="Contacts per customer")],
+            description="How many contacts (trigger actions and staff calls, emails, messages) customers got "
+            "in each lifecycle stage, counted in the stage they were in at the time.",
+        ),
+        Report(
+            "crm.contact_sequences",
+            "Contacts before a conversion",
+            data=_journey(journeys.sequences_before_conversion),
+            params=[
+                *PERIOD,
+                Param("kinds", default="purchase", help="the activity kinds that count as a conversion, a,b"),
+                Param("lookback_days", "integer", default=60, help="how far before a conversion contacts count"),
+            ],
+            columns=[
+                Column("sequence", "Last contacts before it, oldest first"),
+                Column("conversions", type="integer"),
+                Column("share_pct", "Share", "percent"),
+            ],
+            description="Each customer's first conversion in the period (a purchase, by default) with the "
+            "last three contacts before it: which paths came before renewals.",
+        ),
         Report(
             "crm.field_history",
             "Field history",
