@@ -545,3 +545,26 @@ def test_holdout_groups_of_different_triggers_are_independent(crm: CRM) -> None:
     assert not outside, outside
     # and not merely within bounds one by one: on average they are what independence predicts
     assert abs(sum(overlaps.values()) / len(overlaps) - pair_mean) < 3 * pair_sd
+
+
+def test_a_statement_is_built_once_and_run_for_any_as_of(crm: CRM) -> None:
+    quiet = customer(crm, "Quiet", visits_days_ago=(20,))
+    busy = customer(crm, "Busy", visits_days_ago=(2,))
+    crm.triggers.register(Trigger("t.absent", condition=lambda q: ~q.has("visit", within=10 * DAY)))
+    # a condition that bakes as_of into its SQL itself cannot be reused: it is built for every as_of
+    crm.triggers.register(
+        Trigger("t.baked", condition=lambda q: q.customer.c.created_at <= q.at(q.as_of - dt.timedelta(0, 1)))
+    )
+
+    def fired(name: str, at: dt.datetime) -> set[int]:
+        with crm.session() as s:
+            return set(s.scalars(crm.triggers.matching(name, at)))
+
+    assert fired("t.absent", AS_OF) == {quiet}
+    # 15 days earlier: Quiet's visit was 5 days before, Busy's still to come
+    assert fired("t.absent", AS_OF - 15 * DAY) == {busy}
+    assert fired("t.absent", AS_OF + 30 * DAY) == {quiet, busy}
+    assert crm.triggers._built["t.absent"] is not None
+    assert fired("t.baked", AS_OF + 365 * DAY) == {quiet, busy}
+    assert fired("t.baked", dt.datetime(2001, 1, 1, tzinfo=dt.UTC)) == set()
+    assert crm.triggers._built["t.baked"] is None

@@ -126,6 +126,8 @@ def _days_since(value: Any, as_of: dt.datetime) -> int | None:
     return (as_of.date() - value).days
 
 
+#: Two moments far apart that a trigger's statement is built for, to see whether it can be built once.
+_PROBES = (dt.datetime(2001, 2, 3, 4, 5, 6, tzinfo=dt.UTC), dt.datetime(2013, 11, 12, 13, 14, 15, tzinfo=dt.UTC))
 #: A firing as the actions get it: id, customer, the contact policy's outcome and send time.
 _Firing = tuple[int, int, str | None, dt.datetime | None]
 
@@ -175,6 +177,8 @@ class Triggers:
         self.env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
         self.env.filters.update(as_date=as_date, as_datetime=as_datetime)
         self._triggers: dict[str, Trigger] = {}
+        # each trigger's statement, built once (see matching); None: built for every as_of
+        self._built: dict[str, tuple[Any, TriggerQuery] | None] = {}
         self._compiled: dict[str, jinja2.Template] = {}
         for trigger in registry.triggers.values():
             self._add(trigger)
@@ -246,10 +250,34 @@ class Triggers:
     # -- evaluation ------------------------------------------------------------------------------------
 
     def matching(self, name: str, as_of: dt.datetime) -> Any:
-        """The ``SELECT`` of customer ids the trigger would fire for at ``as_of`` (cooldown applied)."""
+        """The ``SELECT`` of customer ids the trigger would fire for at ``as_of`` (cooldown applied).
+
+        Built once per trigger and run again with the parameters of another ``as_of`` (the building blocks
+        of :class:`TriggerQuery` name them), unless the condition bakes a value of its own into the
+        statement, such as ``q.as_of`` itself: then it is built for every ``as_of``."""
         trigger = self.get(name)
         as_of = _aware(as_of)
-        q = self.query(as_of)
+        if name not in self._built:
+            self._built[name] = self._build_once(trigger)
+        built = self._built[name]
+        if built is None:
+            return self._select(trigger, self.query(as_of))[0]
+        statement, query = built
+        return statement.params(query.values(as_of))
+
+    def _build_once(self, trigger: Trigger) -> tuple[Any, TriggerQuery] | None:
+        """The trigger's statement for any ``as_of``, or ``None`` when its SQL depends on ``as_of`` in a way
+        the parameters do not carry: built for two moments far apart, its SQL and every parameter not
+        derived from ``as_of`` must be the same."""
+        built = [self._select(trigger, self.query(moment)) for moment in _PROBES]
+        dialect = self._units.write_engine.dialect
+        compiled = [statement.compile(dialect=dialect) for statement, _ in built]
+        fixed = [{k: v for k, v in c.params.items() if not k.startswith("crmkit_")} for c in compiled]
+        if str(compiled[0]) != str(compiled[1]) or fixed[0] != fixed[1]:
+            return None
+        return built[0]
+
+    def _select(self, trigger: Trigger, q: TriggerQuery) -> tuple[Any, TriggerQuery]:
         condition = trigger.condition(q)
         c = q.customer
         recent = exists_where(
@@ -261,7 +289,7 @@ class Triggers:
         # SQLite tests the terms in the order written: the cheap stage columns first, so the condition's
         # subqueries only run for customers in the stages, and the cooldown last, for the few still matching
         where = [q.stage_filter(trigger.stages)] if trigger.stages else []
-        return select(c.c.id.label("customer_id")).select_from(q.from_clause()).where(*where, condition, ~recent)
+        return select(c.c.id.label("customer_id")).select_from(q.from_clause()).where(*where, condition, ~recent), q
 
     def query(self, as_of: dt.datetime) -> TriggerQuery:
         """The ``q`` conditions are written against, for ``as_of``: to try a condition by hand,

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Table,
+    bindparam,
     exists,
     func,
     literal,
@@ -42,6 +43,12 @@ HAPPENED = ("done",)
 
 def _kinds(kinds: str | Iterable[str]) -> list[str]:
     return [kinds] if isinstance(kinds, str) else list(kinds)
+
+
+def _micros(delta: dt.timedelta) -> str:
+    """A name-safe spelling of a duration (``-`` as ``m``), unique per duration."""
+    micros = delta // dt.timedelta(microseconds=1)
+    return f"m{-micros}" if micros < 0 else str(micros)
 
 
 def exists_where(*conditions: ColumnElement[bool]) -> Exists:
@@ -69,6 +76,9 @@ class TriggerQuery:
         extension_tables: Mapping[str, Table],
     ) -> None:
         self.as_of = as_of
+        # the parameters derived from as_of, by name: a statement built once can be run for another as_of
+        # with the values of values(as_of) (see Triggers.matching)
+        self._derived: dict[str, Callable[[dt.datetime], Any]] = {}
         self._fields = fields
         self._tables = tables
         self._extension_tables = extension_tables
@@ -110,25 +120,53 @@ class TriggerQuery:
 
     def birthday_within(self, days: int) -> ColumnElement[bool]:
         """The birthday falls within the next ``days`` days (today included), across a year end."""
-        start = self.as_of.date()
-        dates = {(start + dt.timedelta(days=i)).strftime("%m-%d") for i in range(days + 1)}
-        return month_day(self.customer.c.birthday).in_(sorted(dates))
+
+        def dates(as_of: dt.datetime) -> list[str]:
+            start = as_of.date()
+            return sorted({(start + dt.timedelta(days=i)).strftime("%m-%d") for i in range(days + 1)})
+
+        name = self._derive(f"crmkit_birthdays_{days}", dates)
+        return month_day(self.customer.c.birthday).in_(bindparam(name, dates(self.as_of), expanding=True))
 
     # -- time ---------------------------------------------------------------------------------------
 
     def at(self, moment: dt.datetime) -> ColumnElement[dt.datetime]:
+        """A fixed moment as a bound parameter (``as_of`` itself is the named parameter ``crmkit_as_of``)."""
+        if moment == self.as_of:
+            return self._moment("crmkit_as_of", dt.timedelta(0))
         return literal(moment, UTCDateTime())
 
     def ago(self, delta: dt.timedelta) -> ColumnElement[dt.datetime]:
-        """``as_of - delta`` as a bound parameter."""
-        return self.at(self.as_of - delta)
+        """``as_of - delta`` as a named bound parameter, derived from ``as_of``."""
+        return self._moment(f"crmkit_as_of_minus_{_micros(delta)}", -delta)
 
     def ahead(self, delta: dt.timedelta) -> ColumnElement[dt.datetime]:
-        return self.at(self.as_of + delta)
+        """``as_of + delta`` as a named bound parameter, derived from ``as_of``."""
+        return self._moment(f"crmkit_as_of_plus_{_micros(delta)}", delta)
 
     def today(self, delta: dt.timedelta = dt.timedelta(0)) -> ColumnElement[dt.date]:
         """The ``as_of`` date (plus ``delta``), for comparing with date fields."""
-        return literal((self.as_of + delta).date(), Date())
+
+        def day(as_of: dt.datetime) -> dt.date:
+            return (as_of + delta).date()
+
+        name = self._derive(f"crmkit_today_plus_{_micros(delta)}", day)
+        return bindparam(name, day(self.as_of), type_=Date())
+
+    def values(self, as_of: dt.datetime) -> dict[str, Any]:
+        """The value of every parameter derived from ``as_of`` that the conditions built so far use."""
+        return {name: derive(as_of) for name, derive in self._derived.items()}
+
+    def _derive(self, name: str, derive: Callable[[dt.datetime], Any]) -> str:
+        self._derived[name] = derive
+        return name
+
+    def _moment(self, name: str, delta: dt.timedelta) -> ColumnElement[dt.datetime]:
+        def moment(as_of: dt.datetime) -> dt.datetime:
+            return as_of + delta
+
+        self._derive(name, moment)
+        return bindparam(name, moment(self.as_of), type_=UTCDateTime())
 
     # -- activity aggregates (correlated, so they use the customer/kind/time index) -------------------
 
