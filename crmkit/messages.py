@@ -91,7 +91,7 @@ class Messages:
         actor = self._access.require("customers:write", tx)
         customer_id, channel, when = self._args(customer_id, channel, purpose, at)
         with self._units.write(tx) as t:
-            decision = self._decide(t.session, actor, customer_id, channel, purpose, when)
+            decision = self._decide(t.session, actor, customer_id, channel, purpose, when, lock=True)
             if decision.outcome == "refused":
                 raise ContactRefused(customer_id, decision.reason or "refused")
             message = {"channel": channel, "customer_id": customer_id, "body": body, "subject": subject,
@@ -112,8 +112,14 @@ class Messages:
         when = utcnow() if at is None else check(Moment(), at, "at", "invalid message")
         return require_id(customer_id, "customer"), channel, when
 
-    def _decide(self, s: Any, actor: Actor, customer_id: int, channel: str, purpose: str, at: dt.datetime) -> Decision:
-        row = s.execute(select(Customer.branch, Customer.owner_id).where(Customer.id == customer_id)).first()
+    def _decide(
+        self, s: Any, actor: Actor, customer_id: int, channel: str, purpose: str, at: dt.datetime, lock: bool = False
+    ) -> Decision:
+        # a send locks the customer's row first: two members of staff messaging one member at once take
+        # turns, so the second sees the first's message when it counts the caps (SQLite's writers take
+        # turns anyway)
+        query = select(Customer.branch, Customer.owner_id).where(Customer.id == customer_id)
+        row = s.execute(query.with_for_update() if lock else query).first()
         if row is None or not actor.reaches(row.branch, row.owner_id):
             raise NotFound("customer", customer_id)
         if not self._rules.policy.enabled:

@@ -15,6 +15,7 @@ from crmkit import CRM, ValidationError
 from crmkit.contact_policy import Cap, ContactPolicy, QuietHours
 from crmkit.db.models import OutboxMessage, Task, TriggerFiring
 from crmkit.messages import ContactRefused
+from crmkit.testing import run_in_processes
 from crmkit.triggers import MessageAction, TaskAction, Trigger
 
 AS_OF = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)  # noon in London, 08:00 in New York
@@ -226,3 +227,24 @@ def test_policy_settings_are_checked_when_the_crm_is_built(crm_factory: Any) -> 
     off = crm_factory(contact_policy=ContactPolicy.off())
     cid = _customer(off, "Anyone")
     assert off.messages.send(cid, "sms", "hi")["decision"]["outcome"] == "sent"
+
+
+def _sender(database: tuple[str, dict[str, Any]], start: Any, worker: int, customer_id: int) -> bool:
+    crm = CRM(database[0], engine_options=database[1], load_entry_points=False, time_zone="Europe/London")
+    start()
+    try:
+        crm.messages.send(customer_id, "sms", f"from desk {worker}", at=AS_OF)
+        return True
+    except ContactRefused:
+        return False
+    finally:
+        crm.close()
+
+
+def test_staff_sending_at_once_to_one_member_respect_the_daily_cap(crm: CRM) -> None:
+    cid = _customer(crm, "Popular")
+    crm.consents.give(cid, "sms", "marketing", source="sign-up form", at=AS_OF - 30 * DAY)
+    sent = run_in_processes(_sender, crm, [(w, cid) for w in range(4)], timeout=120)
+    assert sorted(sent) == [False, False, False, True]  # one message a day: one desk wins, three are refused
+    with crm.session() as s:
+        assert len(s.scalars(select(OutboxMessage.id).where(OutboxMessage.customer_id == cid)).all()) == 1

@@ -402,6 +402,11 @@ class Triggers:
         assert message is not None and message.purpose is not None
         f = TriggerFiring.__table__
         mine = (f.c.run_id == run_id, f.c.trigger == trigger.name, f.c.held_out.is_(False))
+        # the customers judged are locked first, in id order, as a staff message locks its one customer:
+        # a concurrent sender waits, and then counts this run's messages in the caps
+        judged = select(f.c.customer_id).where(*mine)
+        c = Customer.__table__
+        tx.session.execute(select(c.c.id).where(c.c.id.in_(judged)).order_by(c.c.id).with_for_update()).all()
         judgement = self._rules.judge(f.c.customer_id, message.channel, message.purpose, as_of)
         tx.session.execute(update(f).where(*mine).values(contact_reason=judgement.reason, send_at=judgement.send_at))
         contact = outcome(f.c.contact_reason, f.c.send_at, as_of, message.refused_task is not None)
