@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from crmkit.access import Access, Actor
 from crmkit.audit import Audit
 from crmkit.db.driver import Cursor
+from crmkit.db.functions import upsert_insert
 from crmkit.db.models import (
     Activity,
     Contact,
@@ -261,10 +262,9 @@ class Privacy:
             if value
         ]
         table = Suppression.__table__
-        for row in rows:
-            known = s.execute(select(table.c.kind).where(table.c.kind == row["kind"], table.c.digest == row["digest"]))
-            if known.first() is None:
-                s.execute(table.insert().values(row))
+        if rows:  # another erasure may hold the same value already: its entry stands, as this one would
+            insert = upsert_insert(s)(table).on_conflict_do_nothing(index_elements=["kind", "digest"])
+            s.execute(insert, rows)
         if rows:
             claims = CustomerClaim.__table__
             s.execute(delete(claims).where(claims.c.customer_id == customer_id))

@@ -216,3 +216,13 @@ def test_the_command_line_exports_and_erases_a_person(tmp_path: Any, monkeypatch
     assert erased.exit_code == 0 and "erased" in erased.output, erased.output
     shown = runner.invoke(main, ["audit", "show", "--url", url, "--no-plugins", "--customer", str(zoe["id"])])
     assert shown.exit_code == 0 and "customer.erased" in shown.output and "zoe@example.org" not in shown.output
+
+
+def test_erasing_two_records_of_one_person_keeps_one_suppression_entry(crm: CRM) -> None:
+    first = crm.customers.create({"name": "Zoe One", "email": "zoe@example.org"})["id"]
+    second = crm.customers.create({"name": "Zoe Two", "email": "zoe@example.org"}, allow_duplicate=True)["id"]
+    crm.privacy.erase(first, reason="request")
+    crm.privacy.erase(second, reason="request")  # the same email: its entry is there already
+    with crm.session() as s:
+        assert len(s.scalars(select(Suppression.digest)).all()) == 1
+    assert crm.customers.get(second)["name"] == "[erased]"
