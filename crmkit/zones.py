@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 from sqlalchemy import ColumnElement, case, literal
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
+from crmkit.db.functions import shift_minutes
 from crmkit.db.types import UTCDateTime
 
 
@@ -80,24 +79,6 @@ def transitions(zone_info: dt.tzinfo, since: dt.datetime, until: dt.datetime) ->
             out.append((high.replace(second=0, microsecond=0), offset(high)))
         moment = step
     return out
-
-
-class shift_minutes(FunctionElement[dt.datetime]):
-    """A timestamp moved by a number of minutes (an integer expression): its wall time in another zone."""
-
-    inherit_cache = True
-
-
-@compiles(shift_minutes)
-def _shift_default(element: shift_minutes, compiler: Any, **kw: Any) -> str:
-    moment, minutes = (compiler.process(c, **kw) for c in element.clauses)
-    return f"({moment} + make_interval(mins => CAST({minutes} AS INTEGER)))"
-
-
-@compiles(shift_minutes, "sqlite")
-def _shift_sqlite(element: shift_minutes, compiler: Any, **kw: Any) -> str:
-    moment, minutes = (compiler.process(c, **kw) for c in element.clauses)
-    return f"datetime({moment}, CAST({minutes} AS TEXT) || ' minutes')"
 
 
 def local_time(

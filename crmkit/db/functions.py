@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -131,6 +132,24 @@ def _hour_of_day_default(element: hour_of_day, compiler: Any, **kw: Any) -> str:
 @compiles(hour_of_day, "sqlite")
 def _hour_of_day_sqlite(element: hour_of_day, compiler: Any, **kw: Any) -> str:
     return f"CAST(strftime('%H', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+class shift_minutes(FunctionElement[dt.datetime]):
+    """A timestamp moved by a number of minutes (an integer expression): its wall time in another zone."""
+
+    inherit_cache = True
+
+
+@compiles(shift_minutes)
+def _shift_default(element: shift_minutes, compiler: Any, **kw: Any) -> str:
+    moment, minutes = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({moment} + make_interval(mins => CAST({minutes} AS INTEGER)))"
+
+
+@compiles(shift_minutes, "sqlite")
+def _shift_sqlite(element: shift_minutes, compiler: Any, **kw: Any) -> str:
+    moment, minutes = (compiler.process(c, **kw) for c in element.clauses)
+    return f"datetime({moment}, CAST({minutes} AS TEXT) || ' minutes')"
 
 
 class among(ColumnElement[bool]):

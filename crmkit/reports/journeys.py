@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, or_, select, union_all
 from sqlalchemy.sql.selectable import CTE
 
+from crmkit.db.functions import shift_minutes
 from crmkit.db.models import Activity, StageHistory, TriggerFiring
 from crmkit.db.types import UTCDateTime
 from crmkit.errors import ValidationError
 from crmkit.reports.spec import ReportContext
-from crmkit.zones import shift_minutes
 
 #: The kinds of activity that are a member of staff contacting the customer (when outbound and done).
 CONTACT_KINDS = ("call", "email", "sms", "chat")
