@@ -221,4 +221,3 @@ def _add_months_sqlite(element: add_months, compiler: Any, **kw: Any) -> str:
     )
     month_end = f"date({day}, 'start of month', (({n}) + 1) || ' months', '-1 day')"
     return f"min({shifted}, {month_end})"
-

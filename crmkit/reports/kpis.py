@@ -82,8 +82,6 @@ CORE_STAGES = ("lead", "active", "loyal", "lost")
 CONTACT_KINDS = ("call", "email", "sms", "chat")
 #: Customer columns :func:`leads_to_deals` can group by.
 GROUPINGS = ("source", "campaign", "branch")
-#: Activity statuses that count as something that happened (the triggers use the same rule).
-_HAPPENED = ("done",)
 _NONE = "(none)"
 _ALL = "(all)"
 _UNASSIGNED = "(unassigned)"
@@ -348,7 +346,7 @@ def average_check(
         key = func.substr(key, 1, 4)
     conditions = [
         a.c.kind == "purchase",
-        a.c.status.in_(_HAPPENED),
+        a.c.status.in_(crm.registry.happened),
         a.c.occurred_at >= _at(start),
         a.c.occurred_at < _at(end),
     ]
@@ -472,7 +470,7 @@ def lead_processing_time(crm: CRM, *, since: dt.date, until: dt.date, actor: Act
         .where(
             a.c.customer_id == c.c.id,
             a.c.direction == "outbound",
-            a.c.status.in_(_HAPPENED),
+            a.c.status.in_(crm.registry.happened),
             a.c.occurred_at >= c.c.created_at,
         )
         .scalar_subquery()
@@ -545,7 +543,7 @@ def plan_vs_fact(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | Non
 
     def activity_fact(metric: str, *conditions: ColumnElement[bool]) -> Any:
         joined = chosen.join(
-            a, and_(a.c.owner_id == chosen.c.user_id, a.c.status.in_(_HAPPENED), in_target(a.c.occurred_at))
+            a, and_(a.c.owner_id == chosen.c.user_id, a.c.status.in_(crm.registry.happened), in_target(a.c.occurred_at))
         )
         return (
             select(chosen.c.id.label("target_id"), func.count(a.c.id).label("n"))
