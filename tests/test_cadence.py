@@ -20,8 +20,15 @@ from crmkit.triggers.query import cadence_table
 AS_OF = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 LAST, MIN_EVENTS, FALLBACK = 5, 3, 30.0
 
+Plan = list[tuple[int, int, str, str | None]]
+
+
+def _in(category: str, hour: int, days_ago: tuple[int, ...]) -> Plan:
+    return [(d, hour, "done", category) for d in days_ago]
+
+
 #: (days before AS_OF's date, hour, status, category) of each visit, by customer; the hand-made cases
-HAND: dict[str, list[tuple[int, int, str, str | None]]] = {
+HAND: dict[str, Plan] = {
     # 8 events: only the last 5 gaps count (10, 12, 7, 9, 11 -> 10), the old 60-day gaps do not
     "many": [(d, 10, "done", None) for d in (200, 140, 80, 60, 51, 40, 28, 21, 11)],
     # 4 events, 3 gaps (odd): 20, 5, 14 -> 14
@@ -43,8 +50,7 @@ HAND: dict[str, list[tuple[int, int, str, str | None]]] = {
     # a visit after AS_OF is not seen (the last event is 3 days ago: 3, 3, 3 -> not overdue)
     "future": [(d, 10, "done", None) for d in (12, 9, 6, 3, -2)],
     # two categories: colour every 42 days, cuts every 21 days
-    "salon": [(d, 11, "done", "color") for d in (170, 128, 86, 44)]
-    + [(d, 15, "done", "cut") for d in (85, 64, 43, 22)],
+    "salon": _in("color", 11, (170, 128, 86, 44)) + _in("cut", 15, (85, 64, 43, 22)),
 }
 
 
@@ -169,7 +175,7 @@ def test_overdue_hand_cases_and_the_cadence_expression(crm: CRM, visits: dict[in
     with crm.session() as s:
         query = select(q.customer.c.name, q.cadence("visit"), q.days_since(q.last("visit")), q.overdue("visit"))
         rows = {r[0]: r[1:] for r in s.execute(query)}
-        color = dict(s.execute(select(q.customer.c.name, q.cadence("visit", category="color"))).all())
+        color: dict[str, float] = dict(s.execute(select(q.customer.c.name, q.cadence("visit", category="color"))).all())
     # many: last visit 11 days ago, cadence 10 -> overdue; odd: today; even: 46 days against 8.5
     assert rows["many"] == (10.0, 11, True)
     assert rows["odd"] == (14.0, 0, False)

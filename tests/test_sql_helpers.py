@@ -65,8 +65,9 @@ def test_add_months_clamps_month_ends_as_plain_python_does(crm: CRM) -> None:
 def test_add_months_over_a_column_in_one_statement(crm: CRM) -> None:
     born = {n: dt.date(2023, 12, 31) + dt.timedelta(days=n * 29) for n in range(30)}
     ids = {crm.customers.create({"name": f"C{n}", "birthday": d.isoformat()})["id"]: d for n, d in born.items()}
+    birthday = Customer.__table__.c.birthday
     with crm.session() as s:
-        rows = s.execute(select(Customer.id, add_months(Customer.birthday, 1), add_months(Customer.birthday, -13)))
+        rows = s.execute(select(Customer.id, add_months(birthday, 1), add_months(birthday, -13)))
         got = {r[0]: (r[1], r[2]) for r in rows}
     assert got == {i: (_months_later(d, 1), _months_later(d, -13)) for i, d in ids.items()}
 
@@ -98,9 +99,9 @@ def test_calendar_days_and_windows_count_utc_dates(crm: CRM) -> None:
     inside = [at for at in moments if dt.date(2026, 3, 30) <= at.date() < dt.date(2026, 4, 2)]
     assert len(inside) == 3
     with crm.session() as s:
-        window = calendar_window(Activity.occurred_at, dt.date(2026, 3, 30), 3)
+        window = calendar_window(Activity.__table__.c.occurred_at, dt.date(2026, 3, 30), 3)
         got = sorted(s.scalars(select(Activity.occurred_at).where(window)))
         # the start may be a timestamp (its date counts) or an SQL expression
-        from_moment = calendar_window(Activity.occurred_at, dt.datetime(2026, 3, 30, 18, tzinfo=utc), 3)
+        from_moment = calendar_window(Activity.__table__.c.occurred_at, dt.datetime(2026, 3, 30, 18, tzinfo=utc), 3)
         assert sorted(s.scalars(select(Activity.occurred_at).where(from_moment))) == inside
     assert got == inside
