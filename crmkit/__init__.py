@@ -27,6 +27,7 @@ from crmkit.hookspecs import hookimpl
 from crmkit.listing import Page
 from crmkit.specs import (
     ActivityKindSpec,
+    ActivityStatusSpec,
     FieldSpec,
     ImportContext,
     ImportedActivity,
@@ -40,6 +41,7 @@ __all__ = [
     "CRM",
     "AccessDenied",
     "ActivityKindSpec",
+    "ActivityStatusSpec",
     "CRMError",
     "CalendarConflictError",
     "DatabaseBusyError",

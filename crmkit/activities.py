@@ -31,7 +31,7 @@ from crmkit.listing import Listing, Searchable, customer_scope, mask
 from crmkit.personal import ACTIVITY_PERSONAL
 from crmkit.schemas import Schemas, load
 from crmkit.searches import activity_listing
-from crmkit.specs import ActivityKindSpec
+from crmkit.specs import CORE_ACTIVITY_STATUSES, ActivityKindSpec, ActivityStatusSpec
 from crmkit.unit import Transaction, Units
 
 #: Rows an ingest commits at a time (see ``Activities.ingest``): large enough that the commits cost little,
@@ -39,7 +39,6 @@ from crmkit.unit import Transaction, Units
 COMMIT_EVERY = 50_000
 #: How long a calendar activity lasts when no duration is given.
 DEFAULT_CALENDAR_MINUTES = 60
-_BUSY = ("planned", "in_progress", "done")
 _COLUMNS = (
     "customer_id",
     "contact_id",
@@ -133,10 +132,15 @@ class Activities(Searchable):
         units: Units,
         access: Access,
         audit: Audit,
+        statuses: Mapping[str, ActivityStatusSpec] | None = None,
     ) -> None:
         self._access = access
         self._audit = audit
         self._kinds = kinds
+        declared = statuses or {s.name: s for s in CORE_ACTIVITY_STATUSES}
+        #: the declared statuses, and those that occupy a calendar kind's owner
+        self._statuses = tuple(declared)
+        self._busy = tuple(name for name, s in declared.items() if not s.frees_calendar)
         self._schemas = schemas
         self._hooks = hooks
         self._units = units
@@ -173,7 +177,7 @@ class Activities(Searchable):
         values = self._load(data)
         kind = self._kinds[values["kind"]]
         keyed = values["external_id"] is not None
-        calendar = kind.calendar and not allow_conflict and values.get("owner_id") and values["status"] in _BUSY
+        calendar = kind.calendar and not allow_conflict and values.get("owner_id") and values["status"] in self._busy
         with self._units.write(tx, actor_id) as t:
             if keyed or calendar or values["contact_id"] is not None or values["owner_id"] is not None:
                 self._check_references(t.session, [values])  # the customer too, before anything else is said
@@ -205,7 +209,7 @@ class Activities(Searchable):
         """``data`` validated: by the fast check when it is typed (see :mod:`crmkit.fastpath`), else by
         marshmallow; with the defaults of every column."""
         if self._fast is None:
-            self._fast = activity_checker(self._kinds)
+            self._fast = activity_checker(self._kinds, self._statuses)
         values = self._fast(data)
         if values is None:
             values = load(self._schemas.activity_in, data, message="invalid activity")
@@ -405,7 +409,7 @@ class Activities(Searchable):
         query = select(Activity.id).where(
             Activity.owner_id == owner_id,
             Activity.kind.in_(calendar_kinds),
-            Activity.status.in_(_BUSY),
+            Activity.status.in_(self._busy),
             and_(Activity.occurred_at < end, Activity.ends_at > start),
         )
         if exclude_id is not None:
@@ -462,7 +466,7 @@ class _RowWriter:
         self.insert = BulkInsert(Activity.__table__, _INSERT_COLUMNS, dialect)
         self._processors = dict(zip(self.insert.columns, self.insert.processors, strict=True))
         kinds = activities._kinds
-        self.typed = _typed_rows(kinds, self._processors, dialect) or _never
+        self.typed = _typed_rows(kinds, self._processors, dialect, activities._statuses) or _never
 
     def store(self, connection: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Insert ``rows`` (driver values); return those stored. A keyed row is stored once: not when its key
@@ -511,7 +515,7 @@ def _never(row: Mapping[str, Any], tail: tuple[Any, Any]) -> None:
 
 
 def _typed_rows(
-    kinds: Mapping[str, ActivityKindSpec], processors: Mapping[str, Any], dialect: Dialect
+    kinds: Mapping[str, ActivityKindSpec], processors: Mapping[str, Any], dialect: Dialect, statuses: Iterable[str]
 ) -> TypedRow | None:
     """The one-step conversion of typed rows: checked, defaulted (as ``_prepare`` does) and converted to
     driver values in a single function; ``None`` when this dialect converts values it passes on as they are."""
@@ -520,7 +524,7 @@ def _typed_rows(
         processors[c] is not None and processors[c](None) is not None for c in ("amount", "ends_at")
     ):
         return None
-    check = activity_fast_check(kinds)
+    check = activity_fast_check(kinds, statuses)
     at = UTCDateTime().aware_binder(dialect)
     to_json = processors["data"] or (lambda data: data)
 

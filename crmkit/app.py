@@ -128,6 +128,7 @@ class CRM:
             lambda: [s.name for s in registry.stages.values() if s.initial],
             self.phones.normalize,
             self.phones.region_of,
+            statuses=registry.activity_statuses,
         )
         self.fields.on_change(self.schemas.invalidate)
         self.lifecycle = Lifecycle(registry, units, hooks, self.access, self.audit)
@@ -162,6 +163,7 @@ class CRM:
         )
         self.activities = Activities(
             kinds=registry.activity_kinds,
+            statuses=registry.activity_statuses,
             schemas=self.schemas,
             hooks=hooks,
             units=units,

@@ -11,7 +11,14 @@ from crmkit.access import CORE_PERMISSIONS, PermissionSpec, RoleSpec, core_roles
 from crmkit.hookspecs import hookimpl
 from crmkit.reports.core import core_reports
 from crmkit.reports.spec import Report
-from crmkit.specs import ActivityKindSpec, ImporterSpec, StageSpec, TransitionSpec
+from crmkit.specs import (
+    CORE_ACTIVITY_STATUSES,
+    ActivityKindSpec,
+    ActivityStatusSpec,
+    ImporterSpec,
+    StageSpec,
+    TransitionSpec,
+)
 
 plugin_name = "crmkit"
 
@@ -70,6 +77,11 @@ def crmkit_register_activity_kinds() -> list[ActivityKindSpec]:
         ActivityKindSpec("payment", "Payment", channel="pos", required=("amount", "currency")),
         ActivityKindSpec("note", "Note", channel="other"),
     ]
+
+
+@hookimpl
+def crmkit_register_activity_statuses() -> list[ActivityStatusSpec]:
+    return list(CORE_ACTIVITY_STATUSES)
 
 
 @hookimpl

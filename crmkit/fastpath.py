@@ -34,7 +34,6 @@ FastCheck = Callable[[Mapping[str, Any]], "Checked | None"]
 Checker = Callable[[Mapping[str, Any]], "dict[str, Any] | None"]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_STATUSES = frozenset(ACTIVITY_STATUSES)
 _CHANNELS = frozenset(CHANNELS)
 _DIRECTIONS = frozenset(ACTIVITY_DIRECTIONS)
 
@@ -144,8 +143,12 @@ def _data_check(kind: ActivityKindSpec) -> Callable[[Any], dict[str, Any] | None
     return check
 
 
-def activity_fast_check(kinds: Mapping[str, ActivityKindSpec]) -> FastCheck:
-    """The fast check for activity rows of these kinds; see the module's docstring for the contract."""
+def activity_fast_check(
+    kinds: Mapping[str, ActivityKindSpec], statuses: Iterable[str] = ACTIVITY_STATUSES
+) -> FastCheck:
+    """The fast check for activity rows of these kinds and statuses (the declared ones); see the module's
+    docstring for the contract."""
+    allowed = frozenset(statuses)
     data_checks = {name: _data_check(kind) for name, kind in kinds.items()}
     # the kind's required names that its data check does not already enforce
     required = {
@@ -167,7 +170,7 @@ def activity_fast_check(kinds: Mapping[str, ActivityKindSpec]) -> FastCheck:
         if kind is None or type(customer_id) is not int or not _INT_MIN <= customer_id <= _INT_MAX:
             return None
         status = get("status", "done")
-        if type(status) is not str or status not in _STATUSES:
+        if type(status) is not str or status not in allowed:
             return None
         occurred = get("occurred_at")
         if occurred is not None and (
@@ -199,9 +202,9 @@ def activity_fast_check(kinds: Mapping[str, ActivityKindSpec]) -> FastCheck:
     return check
 
 
-def activity_checker(kinds: Mapping[str, ActivityKindSpec]) -> Checker:
+def activity_checker(kinds: Mapping[str, ActivityKindSpec], statuses: Iterable[str] = ACTIVITY_STATUSES) -> Checker:
     """The fast check returning the values marshmallow would load: the row with its status and data."""
-    fast = activity_fast_check(kinds)
+    fast = activity_fast_check(kinds, statuses)
 
     def check(row: Mapping[str, Any]) -> dict[str, Any] | None:
         checked = fast(row)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from crmkit.access import PermissionSpec, RoleSpec
     from crmkit.reports import Report
-    from crmkit.specs import ActivityKindSpec, FieldSpec, ImporterSpec, StageSpec, TransitionSpec
+    from crmkit.specs import ActivityKindSpec, ActivityStatusSpec, FieldSpec, ImporterSpec, StageSpec, TransitionSpec
     from crmkit.triggers import Firing, Trigger
     from crmkit.unit import Transaction
 
@@ -113,6 +113,20 @@ def crmkit_register_activity_kinds() -> Iterable[ActivityKindSpec]:
     payment and note.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_activity_statuses() -> Iterable[ActivityStatusSpec]:
+    """Declare statuses an activity can have beyond the core's (a gym's ``no_show``, a salon's
+    ``late_cancel``).
+
+    Each status says whether it counts as **happened** (then triggers' activity helpers, goals and KPIs count
+    it, as they count ``done``) and whether it **frees the calendar** (as ``cancelled`` and ``missed`` do).
+    The core declares ``planned``, ``in_progress``, ``done`` (the only one that happened), ``cancelled`` and
+    ``missed``. A name declared twice fails at load time, naming both plugins.
+
+    .. versionadded:: 0.2
     """
 
 

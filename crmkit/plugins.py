@@ -25,7 +25,16 @@ from crmkit import hookspecs
 from crmkit.access import PermissionSpec, RoleSpec, resolve_roles
 from crmkit.errors import PluginError
 from crmkit.reports.spec import Report
-from crmkit.specs import CORE_STAGES, ActivityKindSpec, FieldSpec, ImporterSpec, StageSpec, TransitionSpec
+from crmkit.specs import (
+    CORE_ACTIVITY_STATUSES,
+    CORE_STAGES,
+    ActivityKindSpec,
+    ActivityStatusSpec,
+    FieldSpec,
+    ImporterSpec,
+    StageSpec,
+    TransitionSpec,
+)
 from crmkit.triggers.spec import Trigger
 
 ENTRY_POINT_GROUP = "crmkit.plugins"
@@ -77,6 +86,20 @@ class Registry:
     migrations: dict[str, Path]
     roles: dict[str, RoleSpec] = attrs.field(factory=dict)
     permissions: dict[str, PermissionSpec] = attrs.field(factory=dict)
+    #: The activity statuses, the core's and the plugins', by name.
+    activity_statuses: dict[str, ActivityStatusSpec] = attrs.field(
+        factory=lambda: {s.name: s for s in CORE_ACTIVITY_STATUSES}
+    )
+
+    @property
+    def happened(self) -> tuple[str, ...]:
+        """The activity statuses that count as something that happened: what triggers, goals and KPIs count."""
+        return tuple(s.name for s in self.activity_statuses.values() if s.happened)
+
+    @property
+    def busy(self) -> tuple[str, ...]:
+        """The activity statuses that occupy a calendar kind's owner (those that do not free the calendar)."""
+        return tuple(s.name for s in self.activity_statuses.values() if not s.frees_calendar)
 
     def fields_of(self, plugin: str) -> list[FieldSpec]:
         return [f for f in self.fields.values() if f.owner == plugin]
@@ -265,6 +288,10 @@ def collect(pm: pluggy.PluginManager) -> Registry:
         _stamp(_specs(pm, "crmkit_register_activity_kinds", ActivityKindSpec)), lambda k: k.name, "activity kind"
     )
 
+    statuses = _unique(
+        _stamp(_specs(pm, "crmkit_register_activity_statuses", ActivityStatusSpec)), lambda s: s.name, "activity status"
+    )
+
     importers = _unique(_stamp(_specs(pm, "crmkit_register_importers", ImporterSpec)), lambda i: i.name, "importer")
     for owner, importer in ((i.owner, i) for i in importers.values()):
         if importer.kind not in kinds:
@@ -307,6 +334,7 @@ def collect(pm: pluggy.PluginManager) -> Registry:
         migrations=migrations,
         roles=resolve_roles(roles, permissions),
         permissions=permissions,
+        activity_statuses=statuses,
     )
 
 

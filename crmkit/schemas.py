@@ -172,8 +172,9 @@ def customer_out(fields: Iterable[FieldSpec], runtime: Iterable[FieldSpec]) -> t
 _CUSTOMER_ALWAYS = ("id", "name", "stage", "lifecycle", "stage_changed_at", "created_at", "updated_at")
 
 
-def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
-    """Activity input. Per-kind rules (required fields, kind data) are checked after the field checks."""
+def activity_in(kinds: Mapping[str, ActivityKindSpec], statuses: Iterable[str] = ACTIVITY_STATUSES) -> type[Schema]:
+    """Activity input. Per-kind rules (required fields, kind data) are checked after the field checks.
+    ``statuses`` are the declared activity statuses (the core's and the plugins')."""
     data_schemas = {
         name: _Strict.from_dict({f.name: marshmallow_field(f) for f in kind.data_fields})()
         for name, kind in kinds.items()
@@ -184,7 +185,7 @@ def activity_in(kinds: Mapping[str, ActivityKindSpec]) -> type[Schema]:
         kind = Text(required=True, validate=validate.OneOf(sorted(kinds)))
         channel = Text(allow_none=True, validate=validate.OneOf(CHANNELS))
         direction = Text(allow_none=True, validate=validate.OneOf(ACTIVITY_DIRECTIONS))
-        status = Text(load_default="done", validate=validate.OneOf(ACTIVITY_STATUSES))
+        status = Text(load_default="done", validate=validate.OneOf(list(statuses)))
         subject = _str(300)
         result = Text(allow_none=True)
         occurred_at = Moment(allow_none=True)
@@ -399,6 +400,7 @@ class Schemas:
         stages: Callable[[], Iterable[str]],
         normalize_phone: Normalizer,
         region_of: RegionOf,
+        statuses: Iterable[str] = ACTIVITY_STATUSES,
     ) -> None:
         # ``fields`` gives every customer field beyond the core's (plugin, then run-time), as of now
         self._fields = fields
@@ -407,7 +409,7 @@ class Schemas:
         self._region_of = region_of
         self._customer_in: Schema | None = None
         self._customer_out: Schema | None = None
-        self.activity_in: Schema = activity_in(kinds)()
+        self.activity_in: Schema = activity_in(kinds, statuses)()
         self.activity_out: Schema = activity_out()()
         self.task_in: Schema = TaskIn()
         self.task_out: Schema = TaskOut()

@@ -184,6 +184,32 @@ class ActivityKindSpec:
             )
 
 
+def _status_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    _identifier(instance, attribute, value)
+    if len(str(value)) > 20:  # the width of crm_activities.status
+        raise ValueError(f"ActivityStatusSpec.name must be at most 20 characters, got {value!r}")
+
+
+@attrs.frozen
+class ActivityStatusSpec:
+    """A status an activity can have (``no_show``, ``late_cancel``), declared by a plugin next to the core's
+    ``planned``, ``in_progress``, ``done``, ``cancelled`` and ``missed``.
+
+    ``happened`` makes activities with this status count as something that happened: the default of the
+    trigger helpers (``q.count``, ``q.last``, ``q.cadence``...), a trigger's goal and the KPIs count the
+    statuses declared happened (``crm.registry.happened``). ``frees_calendar`` says the activity no longer
+    occupies its owner's calendar (cancelled, missed): one that does not free it is checked for overlaps
+    when a calendar kind is logged.
+    """
+
+    name: str = attrs.field(validator=_status_name)
+    label: str = ""
+    happened: bool = False
+    frees_calendar: bool = False
+    description: str = ""
+    owner: str = ""
+
+
 @attrs.frozen
 class ImportedActivity:
     """What one line of an integration's file is, as its importer's ``parse`` reads it.
@@ -255,3 +281,13 @@ class ImporterSpec:
     def key_source(self) -> str:
         """The ``source`` of the activities it stores."""
         return self.source or self.name
+
+
+#: The core's activity statuses (``crmkit.db.models.ACTIVITY_STATUSES``, described there).
+CORE_ACTIVITY_STATUSES: tuple[ActivityStatusSpec, ...] = (
+    ActivityStatusSpec("planned", "Planned", description="Booked ahead, not happened yet."),
+    ActivityStatusSpec("in_progress", "In progress", description="Under way now."),
+    ActivityStatusSpec("done", "Done", happened=True, description="It happened."),
+    ActivityStatusSpec("cancelled", "Cancelled", frees_calendar=True, description="Called off."),
+    ActivityStatusSpec("missed", "Missed", frees_calendar=True, description="Was due and did not happen."),
+)

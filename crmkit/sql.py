@@ -8,7 +8,9 @@ helpers gives the same rows on both:
 * :func:`values_cte`: a small constant table (months, stages) as ``WITH name(cols) AS (VALUES ...)``;
 * :func:`utc_midnight`: a day as a bound UTC timestamp, comparable with crmkit's timestamp columns;
 * :func:`percent`: ``part * 100 / whole``, ``NULL`` when ``whole`` is 0;
-* :class:`among`: ``column IN (values)`` for many values (on PostgreSQL one array parameter).
+* :class:`among`: ``column IN (values)`` for many values (on PostgreSQL one array parameter);
+* :func:`add_months`, :func:`add_days`, :func:`calendar_day`, :func:`days_between`,
+  :func:`calendar_window`: calendar arithmetic on (UTC) dates, month ends clamped alike on both databases.
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Float, bindparam, cast, column, func, literal, text
+from sqlalchemy import Date, Float, Integer, and_, bindparam, cast, column, func, literal, text
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import CTE, TextualSelect
 from sqlalchemy.types import TypeEngine
 
+from crmkit.db import functions as _f
 from crmkit.db.functions import among, day_number, hour_of_day, iso_weekday, month_day, seconds_between, year_month
 from crmkit.db.types import UTCDateTime
 
 __all__ = [
+    "add_days",
+    "add_months",
     "among",
+    "calendar_day",
+    "calendar_window",
     "day_number",
+    "days_between",
     "hour_of_day",
     "iso_weekday",
     "month_day",
@@ -77,3 +85,59 @@ def utc_midnight(day: dt.date) -> ColumnElement[dt.datetime]:
 def percent(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[Any]:
     """``part * 100 / whole``, ``NULL`` when ``whole`` is 0. The cast keeps SQLite off integer division."""
     return cast(part, Float) * 100 / func.nullif(whole, 0)
+
+
+# -- calendar arithmetic ----------------------------------------------------------------------------------
+#
+# Every helper works on UTC calendar days: a timestamp counts on its UTC date. They take the day as an SQL
+# expression (a column, ``q.as_of``...) or a Python value (bound as a parameter), so that a later version
+# can pass a branch's local day the same way.
+
+
+def _day(value: dt.date | ColumnElement[Any]) -> ColumnElement[Any]:
+    if isinstance(value, dt.datetime):
+        return literal(value, UTCDateTime())
+    if isinstance(value, dt.date):
+        return literal(value, Date())
+    return value
+
+
+def _count(value: int | ColumnElement[Any]) -> ColumnElement[Any]:
+    if isinstance(value, bool) or not isinstance(value, (int, ColumnElement)):
+        raise TypeError(f"expected an int or an SQL integer expression, got {value!r}")
+    return literal(value, Integer()) if isinstance(value, int) else value
+
+
+def calendar_day(moment: dt.date | ColumnElement[Any]) -> ColumnElement[dt.date]:
+    """The UTC calendar date of a timestamp (a date stays itself), as a ``DATE``."""
+    return _f.calendar_day(_day(moment))
+
+
+def add_months(day: dt.date | ColumnElement[Any], months: int | ColumnElement[Any]) -> ColumnElement[dt.date]:
+    """The date ``months`` calendar months after ``day`` (its UTC date for a timestamp; ``months`` may be
+    negative or an SQL integer expression, such as a plugin column), clamped to the end of a shorter
+    month: Jan 31 + 1 month is Feb 28 (Feb 29 in a leap year), Mar 31 - 1 month is Feb 28/29, Aug 31 + 1
+    is Sep 30. The same on SQLite and PostgreSQL (PostgreSQL's ``date + interval`` rule; SQLite's own
+    ``'+1 month'`` would give Mar 3)."""
+    return _f.add_months(_day(day), _count(months))
+
+
+def add_days(day: dt.date | ColumnElement[Any], days: int | ColumnElement[Any]) -> ColumnElement[dt.date]:
+    """The date ``days`` days after ``day`` (its UTC date for a timestamp)."""
+    return _f.add_days(_day(day), _count(days))
+
+
+def days_between(start: dt.date | ColumnElement[Any], end: dt.date | ColumnElement[Any]) -> ColumnElement[int]:
+    """Whole calendar days from ``start``'s UTC date to ``end``'s (negative when ``end`` is earlier): 23:59
+    to 00:01 the next day is 1, 00:01 to 23:59 the same day is 0. Dates from 1970 on."""
+    return day_number(_day(end)) - day_number(_day(start))
+
+
+def calendar_window(
+    moment: ColumnElement[Any], start: dt.date | ColumnElement[Any], days: int | ColumnElement[Any] = 1
+) -> ColumnElement[bool]:
+    """``moment`` (a timestamp column) falls on one of the ``days`` calendar days from ``start``'s UTC date:
+    ``start <= moment < start + days`` at UTC midnights, written so that an index on ``moment`` is used
+    (the column is compared, never wrapped in a function)."""
+    first = calendar_day(_day(start))
+    return and_(moment >= first, moment < add_days(first, days))

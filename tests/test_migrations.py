@@ -18,7 +18,7 @@ from crmkit.cli import main
 from crmkit.errors import MigrationError
 from crmkit.testing import database_of
 
-CORE_HEAD = "0009"
+CORE_HEAD = "0010"
 
 
 def _diff(crm: CRM) -> list[Any]:

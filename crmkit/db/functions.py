@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, Float, Integer, String, any_, literal
+from sqlalchemy import BigInteger, Boolean, ColumnElement, Date, Float, Integer, String, any_, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -176,3 +176,66 @@ def _among_postgresql(element: among, compiler: Any, **kw: Any) -> str:
     # any integer column against bigints: an id out of the column's range is simply not found, as with IN
     values = literal(element.values, postgresql.ARRAY(BigInteger() if isinstance(kind, Integer) else kind))
     return str(compiler.process(element.column == any_(values), **kw))
+
+
+class calendar_day(FunctionElement[dt.date]):
+    """The (UTC) calendar date of a timestamp, or a date itself, as a ``DATE``."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(calendar_day)
+def _calendar_day_default(element: calendar_day, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS DATE)"
+
+
+@compiles(calendar_day, "sqlite")
+def _calendar_day_sqlite(element: calendar_day, compiler: Any, **kw: Any) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+class add_days(FunctionElement[dt.date]):
+    """``add_days(day, n)``: the date ``n`` days after the (UTC) date of ``day`` (``n`` may be negative)."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(add_days)
+def _add_days_default(element: add_days, compiler: Any, **kw: Any) -> str:
+    day, n = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST({day} AS DATE) + CAST({n} AS INTEGER))"
+
+
+@compiles(add_days, "sqlite")
+def _add_days_sqlite(element: add_days, compiler: Any, **kw: Any) -> str:
+    day, n = (compiler.process(c, **kw) for c in element.clauses)
+    return f"date({day}, ({n}) || ' days')"
+
+
+class add_months(FunctionElement[dt.date]):
+    """``add_months(day, n)``: the date ``n`` calendar months after the (UTC) date of ``day``, clamped to the
+    end of a shorter month (Jan 31 + 1 month = Feb 28, or 29 in a leap year), as PostgreSQL's
+    ``date + interval 'n months'`` does. SQLite's own ``'+1 month'`` would overflow into March 3: here it
+    takes the first of the target month and adds the day, capped at that month's last day."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(add_months)
+def _add_months_default(element: add_months, compiler: Any, **kw: Any) -> str:
+    day, n = (compiler.process(c, **kw) for c in element.clauses)
+    return f"CAST(CAST({day} AS DATE) + make_interval(months => CAST({n} AS INTEGER)) AS DATE)"
+
+
+@compiles(add_months, "sqlite")
+def _add_months_sqlite(element: add_months, compiler: Any, **kw: Any) -> str:
+    day, n = (compiler.process(c, **kw) for c in element.clauses)
+    # 'YYYY-MM-DD' texts order as the dates do, so min() of the two is the earlier date
+    shifted = (
+        f"date({day}, 'start of month', ({n}) || ' months', (CAST(strftime('%d', {day}) AS INTEGER) - 1) || ' days')"
+    )
+    month_end = f"date({day}, 'start of month', (({n}) + 1) || ' months', '-1 day')"
+    return f"min({shifted}, {month_end})"

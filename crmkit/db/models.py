@@ -40,12 +40,15 @@ USER_ROLES = ("admin", "manager", "operator", "viewer")
 #: * ``planned``: booked ahead, not happened yet (a meeting next Monday); needs no ``result``; occupies its
 #:   owner's calendar; the status :meth:`TriggerQuery.planned <crmkit.triggers.TriggerQuery.planned>` looks for.
 #: * ``in_progress``: under way now; occupies the calendar.
-#: * ``done``: it happened. The only status that counts as happened: triggers' activity aggregates
-#:   (``q.count``, ``q.has``, ``q.last``, ``q.total``, ``q.aggregate``, unless given ``statuses=``), a
-#:   trigger's goal, and every KPI count ``done`` activities only. Occupies the calendar.
+#: * ``done``: it happened. The core's only status that counts as happened: triggers' activity aggregates
+#:   (``q.count``, ``q.has``, ``q.last``, ``q.total``, ``q.aggregate``, ``q.cadence``, unless given
+#:   ``statuses=``), a trigger's goal, and every KPI count the statuses declared happened
+#:   (``crm.registry.happened``: ``done`` and those plugins declare so). Occupies the calendar.
 #: * ``cancelled``: called off; frees the calendar; never counts.
 #: * ``missed``: was due and did not happen (a no-show); frees the calendar; never counts as happened (a
 #:   trigger can look for it with ``statuses=("missed",)``).
+#:
+#: Plugins declare more with ``crmkit_register_activity_statuses`` (``crm.registry.activity_statuses``).
 ACTIVITY_STATUSES = ("planned", "in_progress", "done", "cancelled", "missed")
 ACTIVITY_DIRECTIONS = ("inbound", "outbound", "internal")
 TASK_STATUSES = ("open", "done", "cancelled")
@@ -174,8 +177,9 @@ class Activity(Base):
     """Something that happened with a customer, or is scheduled to: a call, a visit, a payment."""
 
     __tablename__ = "crm_activities"
+    # no check on status: plugins declare statuses of their own (crmkit_register_activity_statuses), checked
+    # on input against the declarations
     __table_args__ = (
-        _in("status", ACTIVITY_STATUSES),
         Index("ix_crm_activities_customer_kind_at", "customer_id", "kind", "occurred_at"),
         Index("ix_crm_activities_owner_at", "owner_id", "occurred_at"),
         Index("ix_crm_activities_kind_at", "kind", "occurred_at"),

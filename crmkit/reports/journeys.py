@@ -43,7 +43,7 @@ def contacts(ctx: ReportContext, since: dt.date, until: dt.date) -> CTE:
     staff = select(a.c.customer_id, a.c.occurred_at, a.c.kind).where(
         a.c.kind.in_(CONTACT_KINDS),
         a.c.direction == "outbound",
-        a.c.status == "done",
+        a.c.status.in_(ctx.registry.happened),
         a.c.occurred_at >= _moment(since),
         a.c.occurred_at < _moment(until),
         ctx.reaches(a.c.customer_id),
@@ -116,7 +116,7 @@ def sequences_before_conversion(ctx: ReportContext, params: dict[str, Any]) -> l
         select(a.c.customer_id, func.min(a.c.occurred_at).label("at"))
         .where(
             a.c.kind.in_(kinds),
-            a.c.status == "done",
+            a.c.status.in_(ctx.registry.happened),
             a.c.occurred_at >= _moment(since),
             a.c.occurred_at < _moment(until),
             ctx.reaches(a.c.customer_id),

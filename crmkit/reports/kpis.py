@@ -55,6 +55,7 @@ from crmkit.db.functions import seconds_between, year_month
 from crmkit.db.models import Activity, Customer, StageHistory, Target, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.listing import customer_scope
+from crmkit.specs import CORE_ACTIVITY_STATUSES
 from crmkit.sql import values_cte
 
 if TYPE_CHECKING:
@@ -82,8 +83,8 @@ CORE_STAGES = ("lead", "active", "loyal", "lost")
 CONTACT_KINDS = ("call", "email", "sms", "chat")
 #: Customer columns :func:`leads_to_deals` can group by.
 GROUPINGS = ("source", "campaign", "branch")
-#: Activity statuses that count as something that happened (the triggers use the same rule).
-_HAPPENED = ("done",)
+#: The core's statuses that count as happened (a CRM's own list is ``crm.registry.happened``).
+_CORE_HAPPENED = tuple(s.name for s in CORE_ACTIVITY_STATUSES if s.happened)
 _NONE = "(none)"
 _ALL = "(all)"
 _UNASSIGNED = "(unassigned)"
@@ -236,6 +237,13 @@ def _of_reached(customer_id: ColumnElement[Any], reach: ColumnElement[bool] | No
     return [customer_id.in_(select(_customers.c.id).where(reach))]
 
 
+def _happened(crm: CRM) -> tuple[str, ...]:
+    """The activity statuses that count as happened: the registry's (``done`` and those plugins declare), the
+    core's for an object without a registry."""
+    registry = getattr(crm, "registry", None)
+    return tuple(registry.happened) if registry is not None else _CORE_HAPPENED
+
+
 def _fetch(crm: CRM, query: Any) -> list[RowMapping]:
     with crm.engine.connect() as conn:
         return list(conn.execute(query).mappings())
@@ -348,7 +356,7 @@ def average_check(
         key = func.substr(key, 1, 4)
     conditions = [
         a.c.kind == "purchase",
-        a.c.status.in_(_HAPPENED),
+        a.c.status.in_(_happened(crm)),
         a.c.occurred_at >= _at(start),
         a.c.occurred_at < _at(end),
     ]
@@ -472,7 +480,7 @@ def lead_processing_time(crm: CRM, *, since: dt.date, until: dt.date, actor: Act
         .where(
             a.c.customer_id == c.c.id,
             a.c.direction == "outbound",
-            a.c.status.in_(_HAPPENED),
+            a.c.status.in_(_happened(crm)),
             a.c.occurred_at >= c.c.created_at,
         )
         .scalar_subquery()
@@ -545,7 +553,7 @@ def plan_vs_fact(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | Non
 
     def activity_fact(metric: str, *conditions: ColumnElement[bool]) -> Any:
         joined = chosen.join(
-            a, and_(a.c.owner_id == chosen.c.user_id, a.c.status.in_(_HAPPENED), in_target(a.c.occurred_at))
+            a, and_(a.c.owner_id == chosen.c.user_id, a.c.status.in_(_happened(crm)), in_target(a.c.occurred_at))
         )
         return (
             select(chosen.c.id.label("target_id"), func.count(a.c.id).label("n"))

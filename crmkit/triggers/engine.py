@@ -295,7 +295,11 @@ class Triggers:
         """The ``q`` conditions are written against, for ``as_of``: to try a condition by hand,
         ``select(q.customer.c.id).select_from(q.from_clause()).where(condition(q))``."""
         return TriggerQuery(
-            as_of, fields=self._registry.fields, tables=self._tables, extension_tables=self._extension_tables
+            as_of,
+            fields=self._registry.fields,
+            tables=self._tables,
+            extension_tables=self._extension_tables,
+            happened=self._registry.happened,
         )
 
     def run(
@@ -714,7 +718,7 @@ class Triggers:
                 converted = exists().where(
                     Activity.customer_id == TriggerFiring.customer_id,
                     Activity.kind.in_(list(trigger.goal.kinds)),
-                    Activity.status == "done",
+                    Activity.status.in_(self._registry.happened),
                     Activity.occurred_at > TriggerFiring.as_of,
                     Activity.occurred_at <= TriggerFiring.goal_until,
                 )
@@ -837,7 +841,7 @@ class Triggers:
             reached = exists_where(
                 Activity.customer_id == TriggerFiring.customer_id,
                 Activity.kind.in_(list(trigger.goal.kinds)),
-                Activity.status == "done",
+                Activity.status.in_(self._registry.happened),
                 Activity.occurred_at > TriggerFiring.as_of,
                 Activity.occurred_at <= TriggerFiring.goal_until,
             )

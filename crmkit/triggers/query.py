@@ -18,10 +18,15 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Exists,
+    Float,
     Integer,
     Select,
+    Subquery,
     Table,
+    and_,
     bindparam,
+    case,
+    cast,
     exists,
     func,
     literal,
@@ -30,15 +35,18 @@ from sqlalchemy import (
     select,
 )
 
-from crmkit.db.functions import month_day
+from crmkit.db.functions import day_number, month_day
 from crmkit.db.models import Activity, Customer
 from crmkit.db.types import UTCDateTime
 
 if TYPE_CHECKING:
     from crmkit.specs import FieldSpec
 
-#: Activity statuses that count as something that happened.
+#: The core's activity statuses that count as something that happened. A CRM's own list, with the statuses
+#: its plugins declare happened (``crmkit_register_activity_statuses``), is ``crm.registry.happened``: the
+#: default of a trigger's ``q`` and of the KPIs.
 HAPPENED = ("done",)
+_EPOCH = dt.date(1970, 1, 1)
 
 
 def _kinds(kinds: str | Iterable[str]) -> list[str]:
@@ -74,8 +82,11 @@ class TriggerQuery:
         fields: Mapping[str, FieldSpec],
         tables: Mapping[str, Table],
         extension_tables: Mapping[str, Table],
+        happened: Iterable[str] = HAPPENED,
     ) -> None:
         self.as_of = as_of
+        #: The statuses the activity helpers count unless given ``statuses=``: those declared ``happened``.
+        self.happened: tuple[str, ...] = tuple(happened)
         # the parameters derived from as_of, by name: a statement built once can be run for another as_of
         # with the values of values(as_of) (see Triggers.matching)
         self._derived: dict[str, Callable[[dt.datetime], Any]] = {}
@@ -130,6 +141,24 @@ class TriggerQuery:
 
     # -- time ---------------------------------------------------------------------------------------
 
+    @property
+    def as_of_param(self) -> ColumnElement[dt.datetime]:
+        """``as_of`` as the named bound parameter ``crmkit_as_of`` (``q.at(q.as_of)``): to compute with in SQL.
+        A statement using it runs for another moment with ``q.values(moment)``."""
+        return self.at(self.as_of)
+
+    def days_since(self, moment: ColumnElement[Any]) -> ColumnElement[int]:
+        """Whole (UTC) calendar days from ``moment``'s date to ``as_of``'s: 0 on the same day, NULL for NULL
+        (``q.days_since(q.last("visit")) > 30``). ``as_of``'s day number is a parameter derived from it."""
+        return self._as_of_day() - day_number(moment)
+
+    def _as_of_day(self) -> ColumnElement[int]:
+        def day(as_of: dt.datetime) -> int:
+            return (as_of.date() - _EPOCH).days
+
+        name = self._derive("crmkit_as_of_day", day)
+        return bindparam(name, day(self.as_of), type_=Integer())
+
     def at(self, moment: dt.datetime) -> ColumnElement[dt.datetime]:
         """A fixed moment as a bound parameter (``as_of`` itself is the named parameter ``crmkit_as_of``)."""
         if moment == self.as_of:
@@ -175,12 +204,12 @@ class TriggerQuery:
         kinds: str | Iterable[str],
         within: dt.timedelta | None,
         until: dt.timedelta,
-        statuses: Iterable[str],
+        statuses: Iterable[str] | None,
     ) -> list[ColumnElement[bool]]:
         conditions = [
             Activity.customer_id == self.customer.c.id,
             Activity.kind.in_(_kinds(kinds)),
-            Activity.status.in_(list(statuses)),
+            Activity.status.in_(list(self.happened if statuses is None else statuses)),
             Activity.occurred_at <= self.ago(until),
         ]
         if within is not None:
@@ -193,7 +222,7 @@ class TriggerQuery:
         within: dt.timedelta | None = None,
         *,
         until: dt.timedelta = dt.timedelta(0),
-        statuses: Iterable[str] = HAPPENED,
+        statuses: Iterable[str] | None = None,
     ) -> ColumnElement[int]:
         """Activities of ``kinds`` in ``(as_of - within, as_of - until]``; all before ``as_of`` when
         ``within`` is ``None``."""
@@ -201,14 +230,14 @@ class TriggerQuery:
         return select(func.count(Activity.id)).where(*where).scalar_subquery()
 
     def total(
-        self, kinds: str | Iterable[str], within: dt.timedelta | None = None, *, statuses: Iterable[str] = HAPPENED
+        self, kinds: str | Iterable[str], within: dt.timedelta | None = None, *, statuses: Iterable[str] | None = None
     ) -> ColumnElement[Any]:
         """Sum of ``amount`` of those activities (0 when none)."""
         where = self._activities(kinds, within, dt.timedelta(0), statuses)
         return select(func.coalesce(func.sum(Activity.amount), 0)).where(*where).scalar_subquery()
 
     def has(
-        self, kinds: str | Iterable[str], within: dt.timedelta | None = None, *, statuses: Iterable[str] = HAPPENED
+        self, kinds: str | Iterable[str], within: dt.timedelta | None = None, *, statuses: Iterable[str] | None = None
     ) -> ColumnElement[bool]:
         """Whether any such activity exists."""
         return exists_where(*self._activities(kinds, within, dt.timedelta(0), statuses))
@@ -219,7 +248,7 @@ class TriggerQuery:
         within: dt.timedelta | None,
         build: Callable[[Table], ColumnElement[Any]],
         *,
-        statuses: Iterable[str] = HAPPENED,
+        statuses: Iterable[str] | None = None,
     ) -> ColumnElement[Any]:
         """``build(activities)``, an aggregate expression, over the activities of ``kinds`` in ``(as_of - within,
         as_of]``.
@@ -231,7 +260,7 @@ class TriggerQuery:
         activities: Table = Activity.__table__
         return select(build(activities)).where(*where).scalar_subquery()
 
-    def last(self, kinds: str | Iterable[str], *, statuses: Iterable[str] = HAPPENED) -> ColumnElement[dt.datetime]:
+    def last(self, kinds: str | Iterable[str], *, statuses: Iterable[str] | None = None) -> ColumnElement[dt.datetime]:
         """Time of the latest such activity up to ``as_of`` (NULL when none)."""
         where = self._activities(kinds, None, dt.timedelta(0), statuses)
         return select(func.max(Activity.occurred_at)).where(*where).scalar_subquery()
@@ -255,6 +284,80 @@ class TriggerQuery:
             conditions.append(Activity.occurred_at <= self.ahead(within))
         return exists_where(*conditions)
 
+    # -- the customer's own cadence -------------------------------------------------------------------
+
+    def cadence(
+        self,
+        kinds: str | Iterable[str],
+        *,
+        last: int = 5,
+        min_events: int = 3,
+        fallback: dt.timedelta = dt.timedelta(days=30),
+        category: str | None = None,
+        category_key: str = "category",
+        statuses: Iterable[str] | None = None,
+    ) -> ColumnElement[float]:
+        """The customer's usual interval, in days, between activities of ``kinds`` up to ``as_of``: the
+        median of the last ``last`` gaps between their event days (see :func:`cadence_table`), or
+        ``fallback`` (in days) when they have fewer than ``min_events`` event days, or none. ``category``
+        counts only the activities whose ``data[category_key]`` is that value (a salon's service category).
+        """
+        table = self._cadence(kinds, last, min_events, fallback, category, category_key, statuses)
+        found = select(table.c.cadence_days).where(table.c.customer_id == self.customer.c.id).scalar_subquery()
+        return func.coalesce(found, literal(_days(fallback), Float()))
+
+    def overdue(
+        self,
+        kinds: str | Iterable[str],
+        *,
+        by_days: float | None = None,
+        by_pct: float | None = None,
+        last: int = 5,
+        min_events: int = 3,
+        fallback: dt.timedelta = dt.timedelta(days=30),
+        category: str | None = None,
+        category_key: str = "category",
+        statuses: Iterable[str] | None = None,
+    ) -> ColumnElement[bool]:
+        """The customer is overdue against their own :meth:`cadence`: the whole calendar days from their
+        last event day to ``as_of``'s day exceed ``cadence + by_days``, or ``cadence * (1 + by_pct / 100)``
+        (both given: both must hold; neither: past the cadence itself). A customer without any such
+        activity is never overdue (nothing to be late for: look for them with ``~q.has(kinds)``).
+
+        One uncorrelated statement for all customers (``customer IN (SELECT ...)``), like :meth:`among`.
+        """
+        if by_days is None and by_pct is None:
+            by_days = 0
+        table = self._cadence(kinds, last, min_events, fallback, category, category_key, statuses)
+        late = self._as_of_day() - table.c.last_day
+        conditions = []
+        if by_days is not None:
+            conditions.append(late > table.c.cadence_days + literal(float(by_days), Float()))
+        if by_pct is not None:
+            conditions.append(late * 100 > table.c.cadence_days * literal(100 + float(by_pct), Float()))
+        return self.customer.c.id.in_(select(table.c.customer_id).where(*conditions))
+
+    def _cadence(
+        self,
+        kinds: str | Iterable[str],
+        last: int,
+        min_events: int,
+        fallback: dt.timedelta,
+        category: str | None,
+        category_key: str,
+        statuses: Iterable[str] | None,
+    ) -> Subquery:
+        return cadence_table(
+            kinds,
+            as_of=self.as_of_param,
+            last=last,
+            min_events=min_events,
+            fallback=fallback,
+            category=category,
+            category_key=category_key,
+            statuses=self.happened if statuses is None else statuses,
+        )
+
     # -- assembling ---------------------------------------------------------------------------------
 
     def stage_filter(self, stages: Iterable[str]) -> ColumnElement[bool]:
@@ -266,6 +369,116 @@ class TriggerQuery:
         for table in self._joined.values():
             joined = joined.outerjoin(table, table.c.customer_id == self.customer.c.id)
         return joined
+
+
+def _days(delta: dt.timedelta) -> float:
+    return delta / dt.timedelta(days=1)
+
+
+def cadence_table(
+    kinds: str | Iterable[str],
+    *,
+    as_of: dt.datetime | ColumnElement[dt.datetime],
+    last: int = 5,
+    min_events: int = 3,
+    fallback: dt.timedelta = dt.timedelta(days=30),
+    category: str | None = None,
+    by_category: bool = False,
+    category_key: str = "category",
+    statuses: Iterable[str] = HAPPENED,
+) -> Subquery:
+    """Every customer's usual interval between activities of ``kinds``, as a subquery for a report or a
+    trigger: one statement for all customers (window functions, no per-customer work), the same numbers on
+    SQLite and PostgreSQL.
+
+    Columns: ``customer_id`` (and ``category`` with ``by_category``), ``events``, ``last_at`` (the latest
+    such activity), ``last_day`` (its UTC day number, days since 1970-01-01) and ``cadence_days`` (a float).
+    A customer without any such activity has no row.
+
+    * An **event** is a UTC calendar day on which the customer had at least one activity of ``kinds`` with
+      one of ``statuses`` (pass ``crm.registry.happened``, the statuses declared happened) at or before
+      ``as_of``; two on one day are one event. ``category`` keeps the activities whose ``data[category_key]``
+      is that text; ``by_category`` gives a row per customer and category instead (activities without
+      the key are left out).
+    * A **gap** is the number of days between two consecutive events. The cadence is the **median** of the
+      last ``last`` gaps (the ``last + 1`` most recent events): the middle gap of an odd number, the mean of
+      the two middle gaps of an even number, so 7, 9, 30, 8 gives 8.5.
+    * With fewer than ``min_events`` events (at least 2: one gap needs two events) the cadence is
+      ``fallback``, in days.
+    """
+    if last < 1:
+        raise ValueError(f"cadence: last must be at least 1, got {last}")
+    if min_events < 2:
+        raise ValueError(f"cadence: min_events must be at least 2 (a gap needs two events), got {min_events}")
+    activities: Table = Activity.__table__
+    moment = literal(as_of, UTCDateTime()) if isinstance(as_of, dt.datetime) else as_of
+    label = activities.c.data[category_key].as_string()
+    conditions = [
+        activities.c.kind.in_(_kinds(kinds)),
+        activities.c.status.in_(list(statuses)),
+        activities.c.occurred_at <= moment,
+    ]
+    if category is not None:
+        conditions.append(label == category)
+    if by_category:
+        conditions.append(label.is_not(None))
+    rows = (
+        select(
+            activities.c.customer_id,
+            *([label.label("category")] if by_category else []),
+            day_number(activities.c.occurred_at).label("day"),
+            activities.c.occurred_at.label("at"),
+        )
+        .where(*conditions)
+        .subquery()
+    )
+
+    def keys(table: Any) -> list[Any]:
+        return [table.c.customer_id, *([table.c.category] if by_category else [])]
+
+    # one row per event day (grouped by labelled columns: PostgreSQL would not match a repeated JSON path)
+    days = select(*keys(rows), rows.c.day, func.max(rows.c.at).label("at")).group_by(*keys(rows), rows.c.day).subquery()
+    part = keys(days)
+    gaps = select(
+        *part,
+        days.c.day,
+        days.c.at,
+        (days.c.day - func.lag(days.c.day).over(partition_by=part, order_by=days.c.day)).label("gap"),
+        func.count().over(partition_by=part).label("events"),
+        func.row_number().over(partition_by=part, order_by=days.c.day.desc()).label("recent"),
+    ).subquery()
+    # the gap on the k-th most recent event joins it to the one before: the last N gaps are k = 1..N
+    kept = (
+        select(
+            *keys(gaps),
+            gaps.c.gap,
+            func.row_number().over(partition_by=keys(gaps), order_by=gaps.c.gap).label("k"),
+            func.count().over(partition_by=keys(gaps)).label("n"),
+        )
+        .where(gaps.c.recent <= last, gaps.c.gap.is_not(None))
+        .subquery()
+    )
+    # the middle one (n odd) or two (n even): n <= 2k <= n + 2, integer arithmetic on both databases
+    median = (
+        select(*keys(kept), cast(func.avg(kept.c.gap), Float()).label("median"))
+        .where(kept.c.k * 2 >= kept.c.n, kept.c.k * 2 <= kept.c.n + 2)
+        .group_by(*keys(kept))
+        .subquery()
+    )
+    latest = select(*keys(gaps), gaps.c.events, gaps.c.at, gaps.c.day).where(gaps.c.recent == 1).subquery()
+    joined = latest.outerjoin(median, and_(*(a == b for a, b in zip(keys(latest), keys(median), strict=True))))
+    cadence = case((latest.c.events >= min_events, median.c.median), else_=literal(_days(fallback), Float()))
+    return (
+        select(
+            *keys(latest),
+            latest.c.events,
+            latest.c.at.label("last_at"),
+            latest.c.day.label("last_day"),
+            cast(cadence, Float()).label("cadence_days"),
+        )
+        .select_from(joined)
+        .subquery()
+    )
 
 
 #: Holdout buckets: a share ``h`` of a trigger's matches is held out when the bucket is below ``h * 10000``.

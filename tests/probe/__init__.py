@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from crmkit import (
     ActivityKindSpec,
+    ActivityStatusSpec,
     FieldSpec,
     ImportContext,
     ImportedActivity,
@@ -85,6 +86,10 @@ class Probe:
             TransitionSpec("at_risk", "active"),
             TransitionSpec("at_risk", "lost"),
         ]
+
+    @hookimpl
+    def crmkit_register_activity_statuses(self) -> list[ActivityStatusSpec]:
+        return [ActivityStatusSpec("no_show", "No-show", frees_calendar=True)]
 
     @hookimpl
     def crmkit_register_activity_kinds(self) -> list[ActivityKindSpec]:
