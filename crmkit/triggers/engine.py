@@ -300,6 +300,7 @@ class Triggers:
             tables=self._tables,
             extension_tables=self._extension_tables,
             happened=self._registry.happened,
+            zones=self._rules.zones,
         )
 
     def run(

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -38,6 +39,7 @@ from sqlalchemy import (
 from crmkit.db.functions import day_number, month_day
 from crmkit.db.models import Activity, Customer
 from crmkit.db.types import UTCDateTime
+from crmkit.zones import TimeZones, zone
 
 if TYPE_CHECKING:
     from crmkit.specs import FieldSpec
@@ -57,6 +59,13 @@ def _micros(delta: dt.timedelta) -> str:
     """A name-safe spelling of a duration (``-`` as ``m``), unique per duration."""
     micros = delta // dt.timedelta(microseconds=1)
     return f"m{-micros}" if micros < 0 else str(micros)
+
+
+@attrs.frozen
+class LocalDays:
+    """A window of calendar days in the customer's local time (see :meth:`TriggerQuery.local_days`)."""
+
+    days: int
 
 
 def exists_where(*conditions: ColumnElement[bool]) -> Exists:
@@ -83,8 +92,11 @@ class TriggerQuery:
         tables: Mapping[str, Table],
         extension_tables: Mapping[str, Table],
         happened: Iterable[str] = HAPPENED,
+        zones: TimeZones | None = None,
     ) -> None:
         self.as_of = as_of
+        #: The CRM's and its branches' time zones: what a customer's calendar day is.
+        self.zones = zones or TimeZones()
         #: The statuses the activity helpers count unless given ``statuses=``: those declared ``happened``.
         self.happened: tuple[str, ...] = tuple(happened)
         # the parameters derived from as_of, by name: a statement built once can be run for another as_of
@@ -199,10 +211,42 @@ class TriggerQuery:
 
     # -- activity aggregates (correlated, so they use the customer/kind/time index) -------------------
 
+    def local_days(self, days: int) -> LocalDays:
+        """A window of ``days`` calendar days in the customer's local time, today (``as_of``'s day there)
+        included: pass it as ``within`` (``q.count("visit", within=q.local_days(7))``, this week's visits
+        as the member's own calendar has them)."""
+        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+            raise ValueError(f"local_days takes a whole number of days of 1 or more, got {days!r}")
+        return LocalDays(days)
+
+    def local_midnight(self, days: int = 0) -> ColumnElement[dt.datetime]:
+        """When, in UTC, the customer's local calendar day ``days`` after ``as_of``'s began (``0``: today,
+        ``-6``: six days ago), in their branch's zone, else the CRM's. A named parameter per zone, derived
+        from ``as_of``, so the statement is still built once."""
+
+        def midnight(zone_name: str) -> Callable[[dt.datetime], dt.datetime]:
+            def start(as_of: dt.datetime) -> dt.datetime:
+                place = zone(zone_name)
+                day = as_of.astimezone(place).date() + dt.timedelta(days=days)
+                return dt.datetime.combine(day, dt.time(), tzinfo=place).astimezone(dt.UTC)
+
+            return start
+
+        def param(zone_name: str) -> ColumnElement[dt.datetime]:
+            key = zone_name.replace("/", "_").replace("-", "_").replace("+", "p").lower()
+            name = self._derive(f"crmkit_local_midnight_{_micros(dt.timedelta(days=days))}_{key}", midnight(zone_name))
+            return bindparam(name, midnight(zone_name)(self.as_of), type_=UTCDateTime())
+
+        own = {b: z for b, z in self.zones.branches.items() if z != self.zones.default}
+        if not own:
+            return param(self.zones.default)
+        whens = {b: param(z) for b, z in own.items()}
+        return case(whens, value=self.customer.c.branch, else_=param(self.zones.default))
+
     def _activities(
         self,
         kinds: str | Iterable[str],
-        within: dt.timedelta | None,
+        within: dt.timedelta | LocalDays | None,
         until: dt.timedelta,
         statuses: Iterable[str] | None,
     ) -> list[ColumnElement[bool]]:
@@ -212,14 +256,16 @@ class TriggerQuery:
             Activity.status.in_(list(self.happened if statuses is None else statuses)),
             Activity.occurred_at <= self.ago(until),
         ]
-        if within is not None:
+        if isinstance(within, LocalDays):
+            conditions.append(Activity.occurred_at >= self.local_midnight(1 - within.days))
+        elif within is not None:
             conditions.append(Activity.occurred_at > self.ago(within))
         return conditions
 
     def count(
         self,
         kinds: str | Iterable[str],
-        within: dt.timedelta | None = None,
+        within: dt.timedelta | LocalDays | None = None,
         *,
         until: dt.timedelta = dt.timedelta(0),
         statuses: Iterable[str] | None = None,
@@ -230,14 +276,22 @@ class TriggerQuery:
         return select(func.count(Activity.id)).where(*where).scalar_subquery()
 
     def total(
-        self, kinds: str | Iterable[str], within: dt.timedelta | None = None, *, statuses: Iterable[str] | None = None
+        self,
+        kinds: str | Iterable[str],
+        within: dt.timedelta | LocalDays | None = None,
+        *,
+        statuses: Iterable[str] | None = None,
     ) -> ColumnElement[Any]:
         """Sum of ``amount`` of those activities (0 when none)."""
         where = self._activities(kinds, within, dt.timedelta(0), statuses)
         return select(func.coalesce(func.sum(Activity.amount), 0)).where(*where).scalar_subquery()
 
     def has(
-        self, kinds: str | Iterable[str], within: dt.timedelta | None = None, *, statuses: Iterable[str] | None = None
+        self,
+        kinds: str | Iterable[str],
+        within: dt.timedelta | LocalDays | None = None,
+        *,
+        statuses: Iterable[str] | None = None,
     ) -> ColumnElement[bool]:
         """Whether any such activity exists."""
         return exists_where(*self._activities(kinds, within, dt.timedelta(0), statuses))
@@ -245,7 +299,7 @@ class TriggerQuery:
     def aggregate(
         self,
         kinds: str | Iterable[str],
-        within: dt.timedelta | None,
+        within: dt.timedelta | LocalDays | None,
         build: Callable[[Table], ColumnElement[Any]],
         *,
         statuses: Iterable[str] | None = None,
