@@ -7,7 +7,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from crmkit import ActivityKindSpec, FieldSpec, ImporterSpec, StageSpec, Transaction, TransitionSpec, hookimpl
+from crmkit import (
+    ActivityKindSpec,
+    ActivityStatusSpec,
+    FieldSpec,
+    ImporterSpec,
+    StageSpec,
+    Transaction,
+    TransitionSpec,
+    hookimpl,
+)
 from crmkit.reports import Report
 from crmkit.triggers import Trigger
 from crmkit_fitness.config import FitnessConfig
@@ -105,6 +114,20 @@ class FitnessPlugin:
                 data_fields=(FieldSpec("package_id", "integer"),),
                 calendar=True,
             ),
+        ]
+
+    @hookimpl
+    def crmkit_register_activity_statuses(self) -> list[ActivityStatusSpec]:
+        # a class booked and cancelled inside the club's notice: the place was held, the member did not
+        # come; clubs charge it or count it against a pack, and it is not a visit
+        return [
+            ActivityStatusSpec(
+                "late_cancel",
+                "Late cancellation",
+                happened=False,
+                frees_calendar=True,
+                description="Cancelled inside the club's notice period: not a visit, may be charged.",
+            )
         ]
 
     @hookimpl
