@@ -36,6 +36,7 @@ PLUGIN_API: Mapping[str, frozenset[str]] = MappingProxyType(
             {
                 "CRM",
                 "ActivityKindSpec",
+                "ActivityStatusSpec",
                 "PermissionSpec",
                 "RoleSpec",
                 "FieldSpec",
