@@ -165,9 +165,25 @@ class Customers(Searchable):
         concurrent writers (see :mod:`crmkit.claims`). Nothing is written unless everything, plugin event
         hooks included, succeeds.
         """
+        return self.create_prepared(
+            data, lambda: self.prepare(data), actor_id=actor_id, allow_duplicate=allow_duplicate, tx=tx
+        )
+
+    def create_prepared(
+        self,
+        data: Mapping[str, Any],
+        prepare: Callable[[], Prepared],
+        *,
+        actor_id: int | None = None,
+        allow_duplicate: bool = False,
+        tx: Transaction | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`create` (or :meth:`create_historical`) of ``data`` validated by ``prepare``, a call of
+        :meth:`prepare` or :meth:`prepare_historical` on it: the permission and the acting user's reach are
+        checked first, then ``prepare`` validates, then the customer is inserted."""
         self._access.require("customers:write", tx)
         self._may_create(tx, data)
-        return self._insert(self.prepare(data), actor_id, allow_duplicate, tx)
+        return self._insert(prepare(), actor_id, allow_duplicate, tx)
 
     def prepare(self, data: Mapping[str, Any], *, normalize: PhoneReader | None = None) -> Prepared:
         """``data`` validated as :meth:`create` validates it (``ValidationError`` otherwise), ready for
@@ -198,12 +214,15 @@ class Customers(Searchable):
         Both times must be aware datetimes, not in the future, and ``stage_changed_at`` not before
         ``created_at``; anything else is a ``ValidationError``.
         """
-        self._access.require("customers:write", tx)
-        self._may_create(tx, data)
-        prepared = self.prepare_historical(
-            data, created_at=created_at, stage=stage, stage_changed_at=stage_changed_at, cause=cause
+        return self.create_prepared(
+            data,
+            lambda: self.prepare_historical(
+                data, created_at=created_at, stage=stage, stage_changed_at=stage_changed_at, cause=cause
+            ),
+            actor_id=actor_id,
+            allow_duplicate=allow_duplicate,
+            tx=tx,
         )
-        return self._insert(prepared, actor_id, allow_duplicate, tx)
 
     def prepare_historical(
         self,

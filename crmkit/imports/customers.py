@@ -262,7 +262,9 @@ class CustomerLines:
             return False
 
     def prepare(self, data: dict[str, Any], history: dict[str, Any], normalize: PhoneReader | None = None) -> Prepared:
-        """The line's new customer, validated as ``_create`` below would validate it (the same calls)."""
+        """The line's new customer, validated: by ``prepare_historical`` when the line has a history value
+        (created at, stage, stage changed at), else by ``prepare``; the chunk path and ``_create`` both
+        validate with this."""
         if any(history.get(name) for name in _HISTORY):
             created = history.get(CREATED_AT) or utcnow()
             return self._customers.prepare_historical(
@@ -276,21 +278,12 @@ class CustomerLines:
         return self._customers.prepare(data, normalize=normalize)
 
     def _create(self, t: Transaction, line: int, data: dict[str, Any], history: dict[str, Any]) -> LineOutcome:
-        actor = self._actor_id
         with self._units.write(t):
-            if any(history.get(name) for name in _HISTORY):
-                created = history.get(CREATED_AT) or utcnow()
-                record = self._customers.create_historical(
-                    data,
-                    created_at=_aware(created),
-                    stage=history.get(STAGE),
-                    stage_changed_at=_aware(history[STAGE_CHANGED_AT]) if history.get(STAGE_CHANGED_AT) else None,
-                    cause=f"import {self._import_id}",
-                    actor_id=actor,
-                    tx=t,
-                )
-            else:
-                record = self._customers.create(data, actor_id=actor, tx=t)
+            # validated by prepare (the one place that decides between a plain and a historical create),
+            # after the permission and reach checks, as create and create_historical do
+            record = self._customers.create_prepared(
+                data, lambda: self.prepare(data, history), actor_id=self._actor_id, tx=t
+            )
             customer_id = int(record["id"])
             if history.get(EXTERNAL_ID):
                 self._add_key(t, customer_id, str(history[EXTERNAL_ID]))
