@@ -78,10 +78,19 @@ class _Found:
         return self._ids.get((key, value), [])
 
     def add(self, key: str, value: str, customer_id: int) -> None:
-        ids = self._ids.setdefault((key, value), [])
-        if customer_id not in ids:
+        named = (key, value)
+        ids = self._ids.get(named)
+        if ids is None:
+            self._ids[named] = [customer_id]
+        elif customer_id in ids:
+            return
+        else:
             ids.append(customer_id)
-            self._of.setdefault(customer_id, []).append((key, value))
+        of = self._of.get(customer_id)
+        if of is None:
+            self._of[customer_id] = [named]
+        else:
+            of.append(named)
 
     def forget(self, customer_id: int) -> None:
         for named in self._of.pop(customer_id, []):
@@ -97,6 +106,8 @@ class _Parsed:
     keys: dict[str, str | None]
     #: the line can only be read by the line path (a problem, a reason, nothing to do)
     plain: bool
+    #: what the line names (see :meth:`Chunk._named`), worked out once
+    named: frozenset[tuple[str, str]] = frozenset()
 
 
 @attrs.frozen
@@ -133,6 +144,8 @@ class Chunk:
         #: the match keys (key, value) and claims (kind, value) of the held-back customers
         self._held_keys: set[tuple[str, str]] = set()
         self._found = _Found()
+        #: the keys a line names: its match keys, then the claims and external id a new customer takes
+        self._naming = tuple(dict.fromkeys([*self._settings.match, "email", "phone", EXTERNAL_ID]))
 
     def apply(self, lines: Sequence[SourceLine]) -> list[LineOutcome]:
         self._outcomes = [None] * len(lines)
@@ -142,7 +155,7 @@ class Chunk:
             if item.plain:
                 self._outcomes[item.index] = self._lines.apply(self._t, item.line)  # writes nothing
                 continue
-            if self._named(item.keys) & self._held_keys:
+            if not item.named.isdisjoint(self._held_keys):
                 self._write_held()
             matched = any(found.ids(key, value) for key in self._settings.match if (value := item.keys.get(key)))
             new = not matched and self._settings.mode != "update" and item.data.get("owner_id") is None
@@ -164,13 +177,12 @@ class Chunk:
         data, history, reasons = self._lines.parse(line.values, self._normalize)
         if reasons or (not data and not history):
             return _Parsed(index, line, data, history, {}, True)
-        return _Parsed(index, line, data, history, self._lines.keys(data, history, self._normalize), False)
+        keys = self._lines.keys(data, history, self._normalize)
+        return _Parsed(index, line, data, history, keys, False, self._named(keys))
 
-    def _named(self, keys: Mapping[str, str | None]) -> set[tuple[str, str]]:
+    def _named(self, keys: Mapping[str, str | None]) -> frozenset[tuple[str, str]]:
         """What a line names: its match keys, and the claims (and external id) its new customer would take."""
-        named = {(key, value) for key in self._settings.match if (value := keys.get(key))}
-        named.update((kind, value) for kind in ("email", "phone", EXTERNAL_ID) if (value := keys.get(kind)))
-        return named
+        return frozenset([(key, value) for key in self._naming if (value := keys.get(key))])
 
     def _lookup(self, parsed: Iterable[_Parsed]) -> _Found:
         """The customers each match key value of these lines names, one query per key (per 5,000 values)."""
@@ -251,7 +263,7 @@ class Chunk:
         external = item.history.get(EXTERNAL_ID)
         new = _New(item.index, item.line, item.data, item.keys, str(external) if external else None, prepared)
         self._held.append(new)
-        self._held_keys |= self._named(item.keys)
+        self._held_keys |= item.named
 
     def _write_held(self) -> None:
         held, self._held = self._held, []

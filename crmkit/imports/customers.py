@@ -90,6 +90,14 @@ class CustomerLines:
         self._cell = read_csv_text if csv else None
         self._import_id = import_id
         self._actor_id = actor_id
+        options = settings.options
+        # per mapped column: its target, and whether it is plain text (no choices), whose text cell
+        # parse_value reads as the cell stripped (None when that is empty): read so here, without the call
+        self._columns = [
+            (column, name, targets[name],
+             targets[name].kind in ("string", "text") and not targets[name].choices and name not in options.choices)
+            for column, name in settings.mapping.items()
+        ]  # fmt: skip
 
     @property
     def settings(self) -> Settings:
@@ -150,11 +158,15 @@ class CustomerLines:
         data: dict[str, Any] = {}
         history: dict[str, Any] = {}
         reasons: list[str] = []
-        for column, name in self._settings.mapping.items():
-            target = self._targets[name]
+        for column, name, target, plain in self._columns:
             cell = values.get(column)
             if self._cell is not None and isinstance(cell, str):
                 cell = self._cell(cell)
+            if plain and type(cell) is str:
+                text = cell.strip()
+                if text:
+                    (history if name in _HISTORY or name == EXTERNAL_ID else data)[name] = text
+                continue
             try:
                 value = parse_value(target.kind, cell, options, field=name, choices=target.choices)
             except ValueError as exc:
