@@ -106,7 +106,7 @@ class _Parsed:
     keys: dict[str, str | None]
     #: the line can only be read by the line path (a problem, a reason, nothing to do)
     plain: bool
-    #: what the line names (see :meth:`Chunk._named`), worked out once
+    #: what the line names (see :meth:`Reading._named`), worked out once
     named: frozenset[tuple[str, str]] = frozenset()
 
 
@@ -118,6 +118,48 @@ class _New:
     keys: dict[str, str | None]
     external_id: str | None
     prepared: Prepared
+
+
+class Reading:
+    """A chunk's lines parsed and their match keys worked out, in file order. It needs no database, so on
+    SQLite an import does it while it steps aside for the other writers (:meth:`step`), and the chunk
+    finishes what is left (:meth:`parsed`)."""
+
+    #: Lines read per :meth:`step`.
+    STEP = 200
+
+    def __init__(self, lines: CustomerLines, phones: Phones, chunk: Sequence[SourceLine]) -> None:
+        self._lines = lines
+        self.chunk = chunk
+        self.normalize = PhoneMemo(phones.normalize)
+        self._done: list[_Parsed] = []
+        #: the keys a line names: its match keys, then the claims and external id a new customer takes
+        self._naming = tuple(dict.fromkeys([*lines.settings.match, "email", "phone", EXTERNAL_ID]))
+
+    def step(self) -> bool:
+        """Read the next few lines; whether some are left."""
+        done, chunk = self._done, self.chunk
+        start = len(done)
+        done.extend(self._parse(i, chunk[i]) for i in range(start, min(start + self.STEP, len(chunk))))
+        return len(done) < len(chunk)
+
+    def parsed(self) -> list[_Parsed]:
+        while self.step():
+            pass
+        return self._done
+
+    def _parse(self, index: int, line: SourceLine) -> _Parsed:
+        if line.problems:
+            return _Parsed(index, line, {}, {}, {}, True)
+        data, history, reasons = self._lines.parse(line.values, self.normalize)
+        if reasons or (not data and not history):
+            return _Parsed(index, line, data, history, {}, True)
+        keys = self._lines.keys(data, history, self.normalize)
+        return _Parsed(index, line, data, history, keys, False, self._named(keys))
+
+    def _named(self, keys: Mapping[str, str | None]) -> frozenset[tuple[str, str]]:
+        """What a line names: its match keys, and the claims (and external id) its new customer would take."""
+        return frozenset([(key, value) for key in self._naming if (value := keys.get(key))])
 
 
 class Chunk:
@@ -138,18 +180,18 @@ class Chunk:
         self._t = t
         self._actor_id = actor_id
         self._settings = lines.settings
-        self._normalize = PhoneMemo(phones.normalize)
+        self._normalize: PhoneReader = phones.normalize
         self._outcomes: list[LineOutcome | None] = []
         self._held: list[_New] = []
         #: the match keys (key, value) and claims (kind, value) of the held-back customers
         self._held_keys: set[tuple[str, str]] = set()
         self._found = _Found()
-        #: the keys a line names: its match keys, then the claims and external id a new customer takes
-        self._naming = tuple(dict.fromkeys([*self._settings.match, "email", "phone", EXTERNAL_ID]))
 
-    def apply(self, lines: Sequence[SourceLine]) -> list[LineOutcome]:
+    def apply(self, reading: Reading) -> list[LineOutcome]:
+        lines = reading.chunk
         self._outcomes = [None] * len(lines)
-        parsed = [self._parse(i, line) for i, line in enumerate(lines)]
+        self._normalize = reading.normalize  # a line's phone, read for its key, is read again when validated
+        parsed = reading.parsed()
         found = self._found = self._lookup(parsed)
         for item in parsed:
             if item.plain:
@@ -170,19 +212,6 @@ class Chunk:
         return done
 
     # -- reading ---------------------------------------------------------------------------------
-
-    def _parse(self, index: int, line: SourceLine) -> _Parsed:
-        if line.problems:
-            return _Parsed(index, line, {}, {}, {}, True)
-        data, history, reasons = self._lines.parse(line.values, self._normalize)
-        if reasons or (not data and not history):
-            return _Parsed(index, line, data, history, {}, True)
-        keys = self._lines.keys(data, history, self._normalize)
-        return _Parsed(index, line, data, history, keys, False, self._named(keys))
-
-    def _named(self, keys: Mapping[str, str | None]) -> frozenset[tuple[str, str]]:
-        """What a line names: its match keys, and the claims (and external id) its new customer would take."""
-        return frozenset([(key, value) for key in self._naming if (value := keys.get(key))])
 
     def _lookup(self, parsed: Iterable[_Parsed]) -> _Found:
         """The customers each match key value of these lines names, one query per key (per 5,000 values)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from marshmallow import Schema
@@ -38,6 +38,9 @@ from crmkit.imports.values import ParseOptions, parse_value
 from crmkit.limits import load
 from crmkit.phones import Phones
 from crmkit.unit import Transaction, Units
+
+if TYPE_CHECKING:
+    from crmkit.imports.chunk import Reading
 
 #: create-only, create or update, update-only
 MODES = ("create", "upsert", "update")
@@ -90,6 +93,7 @@ class CustomerLines:
         self._cell = read_csv_text if csv else None
         self._import_id = import_id
         self._actor_id = actor_id
+        self._reading: Reading | None = None
         options = settings.options
         # per mapped column: its target, and whether it is plain text (no choices), whose text cell
         # parse_value reads as the cell stripped (None when that is empty): read so here, without the call
@@ -107,11 +111,23 @@ class CustomerLines:
     def import_id(self) -> int:
         return self._import_id
 
+    def read_chunk(self, lines: Sequence[SourceLine]) -> Reading:
+        """Begin reading the chunk ``lines`` (parsing needs no transaction: on SQLite the import does it while
+        it steps aside for other writers); :meth:`apply_chunk` of the same lines finishes it."""
+        from crmkit.imports.chunk import Reading
+
+        self._reading = Reading(self, self._phones, lines)
+        return self._reading
+
     def apply_chunk(self, t: Transaction, lines: Sequence[SourceLine]) -> list[LineOutcome]:
         """The chunk's lines, new customers written together (:mod:`crmkit.imports.chunk`)."""
         from crmkit.imports.chunk import Chunk
 
-        return Chunk(self, self._customers, self._phones, self._units, t, self._actor_id).apply(lines)
+        reading, self._reading = self._reading, None
+        if reading is None or reading.chunk is not lines:
+            reading = self.read_chunk(lines)
+            self._reading = None
+        return Chunk(self, self._customers, self._phones, self._units, t, self._actor_id).apply(reading)
 
     def apply(self, t: Transaction, line: SourceLine) -> LineOutcome:
         if line.problems:
