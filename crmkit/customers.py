@@ -165,9 +165,25 @@ class Customers(Searchable):
         concurrent writers (see :mod:`crmkit.claims`). Nothing is written unless everything, plugin event
         hooks included, succeeds.
         """
+        return self.create_prepared(
+            data, lambda: self.prepare(data), actor_id=actor_id, allow_duplicate=allow_duplicate, tx=tx
+        )
+
+    def create_prepared(
+        self,
+        data: Mapping[str, Any],
+        prepare: Callable[[], Prepared],
+        *,
+        actor_id: int | None = None,
+        allow_duplicate: bool = False,
+        tx: Transaction | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`create` (or :meth:`create_historical`) of ``data`` validated by ``prepare``, a call of
+        :meth:`prepare` or :meth:`prepare_historical` on it: the permission and the acting user's reach are
+        checked first, then ``prepare`` validates, then the customer is inserted."""
         self._access.require("customers:write", tx)
         self._may_create(tx, data)
-        return self._insert(self.prepare(data), actor_id, allow_duplicate, tx)
+        return self._insert(prepare(), actor_id, allow_duplicate, tx)
 
     def prepare(self, data: Mapping[str, Any], *, normalize: PhoneReader | None = None) -> Prepared:
         """``data`` validated as :meth:`create` validates it (``ValidationError`` otherwise), ready for
@@ -198,12 +214,15 @@ class Customers(Searchable):
         Both times must be aware datetimes, not in the future, and ``stage_changed_at`` not before
         ``created_at``; anything else is a ``ValidationError``.
         """
-        self._access.require("customers:write", tx)
-        self._may_create(tx, data)
-        prepared = self.prepare_historical(
-            data, created_at=created_at, stage=stage, stage_changed_at=stage_changed_at, cause=cause
+        return self.create_prepared(
+            data,
+            lambda: self.prepare_historical(
+                data, created_at=created_at, stage=stage, stage_changed_at=stage_changed_at, cause=cause
+            ),
+            actor_id=actor_id,
+            allow_duplicate=allow_duplicate,
+            tx=tx,
         )
-        return self._insert(prepared, actor_id, allow_duplicate, tx)
 
     def prepare_historical(
         self,
@@ -271,20 +290,35 @@ class Customers(Searchable):
         self, prepared: Prepared, now: dt.datetime, names: Mapping[str, list[str]]
     ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
         """The customer's column values and its plugins' field values (in declaration order)."""
-        values, stage = prepared.values, prepared.stage
-        row = {key: values.get(key) for key in _CORE_INPUT}
-        row["email_normalized"] = normalize_email(row["email"])
-        row["phone_normalized"] = prepared.phone_normalized
-        row.update(
-            stage=stage,
-            lifecycle=self._lifecycle.stage(stage).lifecycle,
-            stage_changed_at=prepared.stage_changed_at or now,
-            created_at=prepared.created_at or now,
-            updated_at=now,
-        )
-        row["extra"] = self._runtime_values(values)
-        fields = {plugin: [values.get(name) for name in plugin_names] for plugin, plugin_names in names.items()}
-        return row, fields
+        return self._row_maker(now, names)(prepared)
+
+    def _row_maker(
+        self, now: dt.datetime, names: Mapping[str, list[str]]
+    ) -> Callable[[Prepared], tuple[dict[str, Any], dict[str, list[Any]]]]:
+        """:meth:`_new_row` for many customers, with what it looks up (run-time fields, lifecycles) looked
+        up once."""
+        runtime = self._fields.runtime()
+        lifecycles: dict[str, str] = {}
+
+        def make(prepared: Prepared) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+            values, stage = prepared.values, prepared.stage
+            get = values.get
+            row = {key: get(key) for key in _CORE_INPUT}
+            row["email_normalized"] = normalize_email(row["email"])
+            row["phone_normalized"] = prepared.phone_normalized
+            lifecycle = lifecycles.get(stage)
+            if lifecycle is None:
+                lifecycle = lifecycles[stage] = self._lifecycle.stage(stage).lifecycle
+            row["stage"] = stage
+            row["lifecycle"] = lifecycle
+            row["stage_changed_at"] = prepared.stage_changed_at or now
+            row["created_at"] = prepared.created_at or now
+            row["updated_at"] = now
+            row["extra"] = {spec.name: fieldmod.to_json_value(spec, get(spec.name)) for spec in runtime}
+            fields = {plugin: [get(name) for name in plugin_names] for plugin, plugin_names in names.items()}
+            return row, fields
+
+        return make
 
     def _created(
         self,
@@ -295,13 +329,15 @@ class Customers(Searchable):
         cause: str,
         actor: int | None,
         names: Mapping[str, list[str]],
+        recorder: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Tell the hooks of a new customer; its record."""
+        """Tell the hooks of a new customer; its record (made by ``recorder``, :meth:`_recorder`'s, when
+        given)."""
         stage, lifecycle, moved = row["stage"], row["lifecycle"], row["stage_changed_at"]
         self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
         for plugin, plugin_values in fields.items():
             row.update(zip(names[plugin], plugin_values, strict=True))
-        record = self._record({"id": customer_id, **row})
+        record = (recorder or self._record)({"id": customer_id, **row})
         self._hooks.customer_created(t, record)
         return record
 
@@ -328,7 +364,8 @@ class Customers(Searchable):
             actor = actor_id or t.actor_id
             now = utcnow()
             names = self._plugin_fields()
-            built = [self._new_row(p, now, names) for p in prepared]
+            make = self._row_maker(now, names)
+            built = [make(p) for p in prepared]
             pairs = [(kind, row[f"{kind}_normalized"]) for row, _ in built for kind in ("email", "phone")]
             self._suppressed(cursor(t.session), pairs)
             connection = t.session.connection()
@@ -336,8 +373,9 @@ class Customers(Searchable):
             ids = batch.new_ids(connection, len(built))
             batch.insert(connection, ids, built, [(p.cause, actor) for p in prepared])
             batch.claim_unique(connection, ids, [row for row, _ in built])
+            recorder = self._recorder()
             records = [
-                self._created(t, cid, row, fields, p.cause, actor, names)
+                self._created(t, cid, row, fields, p.cause, actor, names, recorder)
                 for cid, (row, fields), p in zip(ids, built, prepared, strict=True)
             ]
             # a bulk path: one entry for the batch, with its counts, not one per customer
@@ -679,12 +717,27 @@ class Customers(Searchable):
     def _record(self, flat: Mapping[str, Any]) -> dict[str, Any]:
         """The record of a customer whose every column and plugin field is in ``flat`` (Python values, run-time
         fields in ``extra`` as stored): what reading it back would give, without reading it back."""
-        record = self._flat(flat)
-        for spec in self._registry.fields.values():
-            value = record.get(spec.name)
-            if spec.type == "datetime" and value is not None:
-                record[spec.name] = value.astimezone(dt.UTC)  # stored in UTC, and read back so
-        return self._dump(record)
+        return self._recorder()(flat)
+
+    def _recorder(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        """:meth:`_record` for many customers, with the fields and the dumper looked up once."""
+        runtime = self._fields.runtime()
+        moments = [spec.name for spec in self._registry.fields.values() if spec.type == "datetime"]
+        self._dump({})  # the dumper of the current output schema
+        dump = self._dumper
+
+        def record(flat: Mapping[str, Any]) -> dict[str, Any]:
+            out = dict(flat)  # as _flat
+            extra = out.pop("extra", None) or {}
+            for spec in runtime:
+                out[spec.name] = fieldmod.from_json_value(spec, extra.get(spec.name))
+            for name in moments:
+                value = out.get(name)
+                if value is not None:
+                    out[name] = value.astimezone(dt.UTC)  # stored in UTC, and read back so
+            return dump(out)
+
+        return record
 
     def _dump(self, record: Mapping[str, Any]) -> dict[str, Any]:
         schema = self._schemas.customer_out

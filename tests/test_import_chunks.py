@@ -128,6 +128,37 @@ def test_a_chunk_gives_what_the_line_path_gives(
     assert _rows(chunked) == _rows(by_line)
 
 
+def test_a_chunk_read_while_the_import_steps_aside_gives_what_the_line_path_gives(
+    crm_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the import reads the next chunk while it steps aside for other writers: with a pause owed
+    before every chunk (and each pause long enough for part of a reading), the outcomes and rows are still
+    the line path's."""
+    from crmkit import unit
+    from crmkit.imports.chunk import Reading
+
+    monkeypatch.setattr(unit, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(unit, "PAUSE_SECONDS", 0.05)
+    monkeypatch.setattr(Reading, "STEP", 2)
+    steps: list[int] = []
+    step = Reading.step
+
+    def counted(self: Reading) -> bool:
+        steps.append(len(self.chunk))
+        return step(self)
+
+    monkeypatch.setattr(Reading, "step", counted)
+    chunked, by_line = _crm(crm_factory), _crm(crm_factory)
+    ours = chunked.imports.customers(_csv(MIXED), mode="upsert", chunk_size=5, preview=100)
+    if chunked.engine.dialect.name == "sqlite":
+        assert steps  # read ahead indeed
+    with monkeypatch.context() as patched:
+        patched.setattr(CustomerLines, "apply_chunk", _line_by_line)
+        theirs = by_line.imports.customers(_csv(MIXED), mode="upsert", chunk_size=5, preview=100)
+    assert ours.preview == theirs.preview and ours.counts == theirs.counts
+    assert _rows(chunked) == _rows(by_line)
+
+
 def test_a_chunk_whose_bulk_write_is_refused_goes_line_by_line(
     crm_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -78,10 +78,19 @@ class _Found:
         return self._ids.get((key, value), [])
 
     def add(self, key: str, value: str, customer_id: int) -> None:
-        ids = self._ids.setdefault((key, value), [])
-        if customer_id not in ids:
+        named = (key, value)
+        ids = self._ids.get(named)
+        if ids is None:
+            self._ids[named] = [customer_id]
+        elif customer_id in ids:
+            return
+        else:
             ids.append(customer_id)
-            self._of.setdefault(customer_id, []).append((key, value))
+        of = self._of.get(customer_id)
+        if of is None:
+            self._of[customer_id] = [named]
+        else:
+            of.append(named)
 
     def forget(self, customer_id: int) -> None:
         for named in self._of.pop(customer_id, []):
@@ -97,6 +106,8 @@ class _Parsed:
     keys: dict[str, str | None]
     #: the line can only be read by the line path (a problem, a reason, nothing to do)
     plain: bool
+    #: what the line names (see :meth:`Reading._named`), worked out once
+    named: frozenset[tuple[str, str]] = frozenset()
 
 
 @attrs.frozen
@@ -107,6 +118,48 @@ class _New:
     keys: dict[str, str | None]
     external_id: str | None
     prepared: Prepared
+
+
+class Reading:
+    """A chunk's lines parsed and their match keys worked out, in file order. It needs no database, so on
+    SQLite an import does it while it steps aside for the other writers (:meth:`step`), and the chunk
+    finishes what is left (:meth:`parsed`)."""
+
+    #: Lines read per :meth:`step`.
+    STEP = 200
+
+    def __init__(self, lines: CustomerLines, phones: Phones, chunk: Sequence[SourceLine]) -> None:
+        self._lines = lines
+        self.chunk = chunk
+        self.normalize = PhoneMemo(phones.normalize)
+        self._done: list[_Parsed] = []
+        #: the keys a line names: its match keys, then the claims and external id a new customer takes
+        self._naming = tuple(dict.fromkeys([*lines.settings.match, "email", "phone", EXTERNAL_ID]))
+
+    def step(self) -> bool:
+        """Read the next few lines; whether some are left."""
+        done, chunk = self._done, self.chunk
+        start = len(done)
+        done.extend(self._parse(i, chunk[i]) for i in range(start, min(start + self.STEP, len(chunk))))
+        return len(done) < len(chunk)
+
+    def parsed(self) -> list[_Parsed]:
+        while self.step():
+            pass
+        return self._done
+
+    def _parse(self, index: int, line: SourceLine) -> _Parsed:
+        if line.problems:
+            return _Parsed(index, line, {}, {}, {}, True)
+        data, history, reasons = self._lines.parse(line.values, self.normalize)
+        if reasons or (not data and not history):
+            return _Parsed(index, line, data, history, {}, True)
+        keys = self._lines.keys(data, history, self.normalize)
+        return _Parsed(index, line, data, history, keys, False, self._named(keys))
+
+    def _named(self, keys: Mapping[str, str | None]) -> frozenset[tuple[str, str]]:
+        """What a line names: its match keys, and the claims (and external id) its new customer would take."""
+        return frozenset([(key, value) for key in self._naming if (value := keys.get(key))])
 
 
 class Chunk:
@@ -127,22 +180,24 @@ class Chunk:
         self._t = t
         self._actor_id = actor_id
         self._settings = lines.settings
-        self._normalize = PhoneMemo(phones.normalize)
+        self._normalize: PhoneReader = phones.normalize
         self._outcomes: list[LineOutcome | None] = []
         self._held: list[_New] = []
         #: the match keys (key, value) and claims (kind, value) of the held-back customers
         self._held_keys: set[tuple[str, str]] = set()
         self._found = _Found()
 
-    def apply(self, lines: Sequence[SourceLine]) -> list[LineOutcome]:
+    def apply(self, reading: Reading) -> list[LineOutcome]:
+        lines = reading.chunk
         self._outcomes = [None] * len(lines)
-        parsed = [self._parse(i, line) for i, line in enumerate(lines)]
+        self._normalize = reading.normalize  # a line's phone, read for its key, is read again when validated
+        parsed = reading.parsed()
         found = self._found = self._lookup(parsed)
         for item in parsed:
             if item.plain:
                 self._outcomes[item.index] = self._lines.apply(self._t, item.line)  # writes nothing
                 continue
-            if self._named(item.keys) & self._held_keys:
+            if not item.named.isdisjoint(self._held_keys):
                 self._write_held()
             matched = any(found.ids(key, value) for key in self._settings.match if (value := item.keys.get(key)))
             new = not matched and self._settings.mode != "update" and item.data.get("owner_id") is None
@@ -157,20 +212,6 @@ class Chunk:
         return done
 
     # -- reading ---------------------------------------------------------------------------------
-
-    def _parse(self, index: int, line: SourceLine) -> _Parsed:
-        if line.problems:
-            return _Parsed(index, line, {}, {}, {}, True)
-        data, history, reasons = self._lines.parse(line.values, self._normalize)
-        if reasons or (not data and not history):
-            return _Parsed(index, line, data, history, {}, True)
-        return _Parsed(index, line, data, history, self._lines.keys(data, history, self._normalize), False)
-
-    def _named(self, keys: Mapping[str, str | None]) -> set[tuple[str, str]]:
-        """What a line names: its match keys, and the claims (and external id) its new customer would take."""
-        named = {(key, value) for key in self._settings.match if (value := keys.get(key))}
-        named.update((kind, value) for kind in ("email", "phone", EXTERNAL_ID) if (value := keys.get(kind)))
-        return named
 
     def _lookup(self, parsed: Iterable[_Parsed]) -> _Found:
         """The customers each match key value of these lines names, one query per key (per 5,000 values)."""
@@ -251,7 +292,7 @@ class Chunk:
         external = item.history.get(EXTERNAL_ID)
         new = _New(item.index, item.line, item.data, item.keys, str(external) if external else None, prepared)
         self._held.append(new)
-        self._held_keys |= self._named(item.keys)
+        self._held_keys |= item.named
 
     def _write_held(self) -> None:
         held, self._held = self._held, []

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from marshmallow import Schema
@@ -38,6 +38,9 @@ from crmkit.imports.values import ParseOptions, parse_value
 from crmkit.limits import load
 from crmkit.phones import Phones
 from crmkit.unit import Transaction, Units
+
+if TYPE_CHECKING:
+    from crmkit.imports.chunk import Reading
 
 #: create-only, create or update, update-only
 MODES = ("create", "upsert", "update")
@@ -90,6 +93,15 @@ class CustomerLines:
         self._cell = read_csv_text if csv else None
         self._import_id = import_id
         self._actor_id = actor_id
+        self._reading: Reading | None = None
+        options = settings.options
+        # per mapped column: its target, and whether it is plain text (no choices), whose text cell
+        # parse_value reads as the cell stripped (None when that is empty): read so here, without the call
+        self._columns = [
+            (column, name, targets[name],
+             targets[name].kind in ("string", "text") and not targets[name].choices and name not in options.choices)
+            for column, name in settings.mapping.items()
+        ]  # fmt: skip
 
     @property
     def settings(self) -> Settings:
@@ -99,11 +111,23 @@ class CustomerLines:
     def import_id(self) -> int:
         return self._import_id
 
+    def read_chunk(self, lines: Sequence[SourceLine]) -> Reading:
+        """Begin reading the chunk ``lines`` (parsing needs no transaction: on SQLite the import does it while
+        it steps aside for other writers); :meth:`apply_chunk` of the same lines finishes it."""
+        from crmkit.imports.chunk import Reading
+
+        self._reading = Reading(self, self._phones, lines)
+        return self._reading
+
     def apply_chunk(self, t: Transaction, lines: Sequence[SourceLine]) -> list[LineOutcome]:
         """The chunk's lines, new customers written together (:mod:`crmkit.imports.chunk`)."""
         from crmkit.imports.chunk import Chunk
 
-        return Chunk(self, self._customers, self._phones, self._units, t, self._actor_id).apply(lines)
+        reading, self._reading = self._reading, None
+        if reading is None or reading.chunk is not lines:
+            reading = self.read_chunk(lines)
+            self._reading = None
+        return Chunk(self, self._customers, self._phones, self._units, t, self._actor_id).apply(reading)
 
     def apply(self, t: Transaction, line: SourceLine) -> LineOutcome:
         if line.problems:
@@ -150,11 +174,15 @@ class CustomerLines:
         data: dict[str, Any] = {}
         history: dict[str, Any] = {}
         reasons: list[str] = []
-        for column, name in self._settings.mapping.items():
-            target = self._targets[name]
+        for column, name, target, plain in self._columns:
             cell = values.get(column)
             if self._cell is not None and isinstance(cell, str):
                 cell = self._cell(cell)
+            if plain and type(cell) is str:
+                text = cell.strip()
+                if text:
+                    (history if name in _HISTORY or name == EXTERNAL_ID else data)[name] = text
+                continue
             try:
                 value = parse_value(target.kind, cell, options, field=name, choices=target.choices)
             except ValueError as exc:
@@ -262,7 +290,9 @@ class CustomerLines:
             return False
 
     def prepare(self, data: dict[str, Any], history: dict[str, Any], normalize: PhoneReader | None = None) -> Prepared:
-        """The line's new customer, validated as ``_create`` below would validate it (the same calls)."""
+        """The line's new customer, validated: by ``prepare_historical`` when the line has a history value
+        (created at, stage, stage changed at), else by ``prepare``; the chunk path and ``_create`` both
+        validate with this."""
         if any(history.get(name) for name in _HISTORY):
             created = history.get(CREATED_AT) or utcnow()
             return self._customers.prepare_historical(
@@ -276,21 +306,12 @@ class CustomerLines:
         return self._customers.prepare(data, normalize=normalize)
 
     def _create(self, t: Transaction, line: int, data: dict[str, Any], history: dict[str, Any]) -> LineOutcome:
-        actor = self._actor_id
         with self._units.write(t):
-            if any(history.get(name) for name in _HISTORY):
-                created = history.get(CREATED_AT) or utcnow()
-                record = self._customers.create_historical(
-                    data,
-                    created_at=_aware(created),
-                    stage=history.get(STAGE),
-                    stage_changed_at=_aware(history[STAGE_CHANGED_AT]) if history.get(STAGE_CHANGED_AT) else None,
-                    cause=f"import {self._import_id}",
-                    actor_id=actor,
-                    tx=t,
-                )
-            else:
-                record = self._customers.create(data, actor_id=actor, tx=t)
+            # validated by prepare (the one place that decides between a plain and a historical create),
+            # after the permission and reach checks, as create and create_historical do
+            record = self._customers.create_prepared(
+                data, lambda: self.prepare(data, history), actor_id=self._actor_id, tx=t
+            )
             customer_id = int(record["id"])
             if history.get(EXTERNAL_ID):
                 self._add_key(t, customer_id, str(history[EXTERNAL_ID]))

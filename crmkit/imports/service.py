@@ -34,6 +34,7 @@ from crmkit.fastrows import dumper
 from crmkit.hooks import Hooks
 from crmkit.imports import sources
 from crmkit.imports.activities import ActivityLines, resolve_columns
+from crmkit.imports.chunk import Reading
 from crmkit.imports.customers import MODES, CustomerLines, Settings
 from crmkit.imports.mapping import EXTERNAL_ID, MATCH_KEYS, Target, resolve, targets
 from crmkit.imports.report import ImportReport, LineOutcome, Tally, reject_writer
@@ -171,7 +172,7 @@ class Imports:
                     settings=settings, dump=dump, customer_in=lambda: self._schemas.customer_in, import_id=import_id,
                     actor_id=actor_id, csv=src.format == "csv",
                 )  # fmt: skip
-                return _apply_all(lines.apply_chunk, t, src, chunk_size, tally, run, progress)
+                return _apply_all(lines.apply_chunk, t, src, chunk_size, tally, run, progress, lines.read_chunk)
 
             import_id = run.execute(work)
         return ImportReport(
@@ -521,6 +522,13 @@ class _Run:
         self._refresh(counts)
         return import_id
 
+    def step_aside(self, t: Transaction | None, work: Callable[[], bool]) -> None:
+        """Before the next chunk's unit of work: on SQLite, the pause owed to the other writers, spent on
+        ``work`` (:meth:`crmkit.unit.Chunks.step_aside`); nothing in the caller's or a dry run's
+        transaction."""
+        if t is None:
+            self._chunks.step_aside(work)
+
     def chunk(self, t: Transaction | None) -> AbstractContextManager[Transaction]:
         """The unit of work one chunk runs in."""
         if t is not None:
@@ -554,7 +562,10 @@ def _apply_all(
     tally: Tally,
     run: _Run,
     progress: Callable[[int], object] | None,
+    read: Callable[[list[SourceLine]], Reading] | None = None,
 ) -> dict[str, int]:
+    """Each chunk of ``src``'s lines applied in its unit of work; with ``read``, the chunk's reading is begun
+    first, while the import steps aside for other writers (``apply`` finishes it)."""
     rows = iter(src)
     # what the mapping was made from: a JSON lines key first seen later would be dropped without a word
     known = frozenset(src.header) if src.format == "jsonl" else None
@@ -564,6 +575,8 @@ def _apply_all(
             break
         if known is not None:
             chunk = [_with_unknown_keys(line, known) for line in chunk]
+        if read is not None:
+            run.step_aside(t, read(chunk).step)
         with run.chunk(t) as unit:
             outcomes = apply(unit, chunk)
         for outcome, line in zip(outcomes, chunk, strict=True):  # counted once the chunk is stored
