@@ -45,13 +45,11 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.selectable import CTE, Subquery
 
 from crmkit.access import Actor
-from crmkit.db.functions import seconds_between, year_month
+from crmkit.db.functions import add_days, seconds_between, year_month
 from crmkit.db.models import Activity, Customer, StageHistory, Target, User
 from crmkit.db.types import UTCDateTime, utcnow
 from crmkit.listing import customer_scope
@@ -97,25 +95,6 @@ _users: Table = User.__table__
 
 
 # -- dialect-specific SQL (kept here so the KPIs stay portable) --------------------------------------
-
-
-class _next_day(FunctionElement[dt.date]):
-    """The day after a ``DATE``, comparable with a timestamp column: the exclusive end of an inclusive
-    date range."""
-
-    type = Date()
-    inherit_cache = True
-
-
-@compiles(_next_day)
-def _next_day_default(element: _next_day, compiler: Any, **kw: Any) -> str:
-    return f"({compiler.process(element.clauses, **kw)} + 1)"
-
-
-@compiles(_next_day, "sqlite")
-def _next_day_sqlite(element: _next_day, compiler: Any, **kw: Any) -> str:
-    # 'YYYY-MM-DD' sorts before every 'YYYY-MM-DD hh:mm:ss' of that day, so text comparison stays right
-    return f"date({compiler.process(element.clauses, **kw)}, '+1 day')"
 
 
 # -- shared helpers --------------------------------------------------------------------------------
@@ -549,7 +528,7 @@ def plan_vs_fact(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | Non
     )
 
     def in_target(moment: ColumnElement[Any]) -> ColumnElement[bool]:
-        return and_(moment >= chosen.c.period_start, moment < _next_day(chosen.c.period_end))
+        return and_(moment >= chosen.c.period_start, moment < add_days(chosen.c.period_end, 1))
 
     def activity_fact(metric: str, *conditions: ColumnElement[bool]) -> Any:
         joined = chosen.join(
