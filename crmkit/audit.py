@@ -35,9 +35,9 @@ from crmkit.access import Access, Actor
 from crmkit.db.driver import binders, cursor, placeholders
 from crmkit.db.models import AuditEntry, Customer, ImportChange, ImportRun
 from crmkit.db.types import utcnow
-from crmkit.errors import DatabaseBusyError, NotFound, ValidationError
+from crmkit.errors import DatabaseBusyError, ValidationError
 from crmkit.limits import Moment, Text, check, require_id
-from crmkit.listing import customer_scope
+from crmkit.listing import customer_scope, require_reached
 from crmkit.personal import ERASED
 from crmkit.unit import Transaction, Units
 
@@ -352,11 +352,8 @@ class Audit:
         return out[-limit:]
 
     def _check_reach(self, s: Any, actor: Actor, customer_id: int) -> None:
-        if actor.unscoped:
-            return
-        row = s.execute(select(Customer.branch, Customer.owner_id).where(Customer.id == customer_id)).first()
-        if row is None or not actor.reaches(row.branch, row.owner_id):
-            raise NotFound("customer", customer_id)
+        if not actor.unscoped:  # an unscoped reader may read the chain of a customer merged or reverted away
+            require_reached(s, actor, customer_id)
 
     def _scoped(self, query: Any, actor: Actor) -> Any:
         scope = customer_scope(actor, Customer.__table__)

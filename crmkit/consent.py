@@ -24,10 +24,11 @@ from sqlalchemy.orm import aliased
 
 from crmkit.access import Access
 from crmkit.audit import Audit
-from crmkit.db.models import CONSENT_PURPOSES, Consent, Customer
+from crmkit.db.models import CONSENT_PURPOSES, Consent
 from crmkit.db.types import UTCDateTime, utcnow
-from crmkit.errors import NotFound, ValidationError
+from crmkit.errors import ValidationError
 from crmkit.limits import Moment, Text, check, require_id
+from crmkit.listing import require_reached
 from crmkit.unit import Transaction, Units
 
 _INVALID = "invalid consent"
@@ -115,7 +116,7 @@ class Consents:
         actor = self._access.require("customers:read", tx)
         customer_id = require_id(customer_id, "customer")
         with self._units.read(tx) as s:
-            self._reach(s, actor, customer_id)
+            require_reached(s, actor, customer_id)
             rows = s.scalars(
                 select(Consent).where(Consent.customer_id == customer_id).order_by(Consent.at, Consent.channel)
             )
@@ -138,7 +139,7 @@ class Consents:
         purpose = _purpose(purpose)
         when = utcnow() if at is None else check(Moment(), at, "at", _INVALID)
         with self._units.read(tx) as s:
-            self._reach(s, actor, customer_id)
+            require_reached(s, actor, customer_id)
             moment = literal(when, UTCDateTime())
             condition = consented(literal(customer_id), channel, purpose, moment, opt_in=purpose in self._opt_in)
             return bool(s.scalar(select(condition)))
@@ -174,7 +175,7 @@ class Consents:
             raise ValidationError({"expires_at": ["must be after the consent was given"]}, _INVALID)
         try:
             with self._units.write(tx) as t:
-                self._reach(t.session, actor, customer_id)
+                require_reached(t.session, actor, customer_id)
                 row = Consent(customer_id=customer_id, status=status, actor=actor.name[:100], **values)
                 t.session.add(row)
                 t.session.flush()
@@ -191,11 +192,6 @@ class Consents:
             raise ValidationError(
                 {"at": [f"a change of this consent at {at_text} is recorded already"]}, _INVALID
             ) from None
-
-    def _reach(self, s: Any, actor: Any, customer_id: int) -> None:
-        row = s.execute(select(Customer.branch, Customer.owner_id).where(Customer.id == customer_id)).first()
-        if row is None or not actor.reaches(row.branch, row.owner_id):
-            raise NotFound("customer", customer_id)
 
 
 def _purpose(purpose: object) -> str:

@@ -31,11 +31,12 @@ from typing import Any
 import attrs
 from marshmallow import ValidationError as FieldError
 from marshmallow import fields as mf
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from crmkit.access import Access, Actor
-from crmkit.errors import AccessDenied, ValidationError
+from crmkit.db.models import Customer
+from crmkit.errors import AccessDenied, NotFound, ValidationError
 from crmkit.fields import FIELD_TYPES
 from crmkit.limits import INT64, MAX_IN_VALUES, MAX_PAGE_SIZE, Int, Text
 from crmkit.specs import FieldSpec
@@ -554,3 +555,14 @@ def customer_scope(actor: Actor, customers: Any) -> ColumnElement[bool] | None:
     if actor.scope == "own":
         return customers.c.owner_id == actor.user_id if actor.user_id is not None else false()
     return or_(customers.c.branch.is_(None), customers.c.branch.in_(sorted(actor.branches or ())))
+
+
+def require_reached(session: Session, actor: Actor, customer_id: int, *, lock: bool = False) -> None:
+    """``NotFound`` unless customer ``customer_id`` exists and ``actor`` reaches them: one out of reach reads
+    as one that does not exist. With ``lock``, the customer's row stays locked until the transaction ends
+    (``FOR UPDATE`` on PostgreSQL), so writers of one customer take turns."""
+    customers = Customer.__table__
+    query = select(customers.c.branch, customers.c.owner_id).where(customers.c.id == customer_id)
+    row = session.execute(query.with_for_update() if lock else query).first()
+    if row is None or not actor.reaches(row.branch, row.owner_id):
+        raise NotFound("customer", customer_id)

@@ -17,10 +17,11 @@ from crmkit.access import Access, Actor
 from crmkit.audit import Audit
 from crmkit.consent import CHANNEL
 from crmkit.contact_policy import ContactRules
-from crmkit.db.models import CONSENT_PURPOSES, Customer
+from crmkit.db.models import CONSENT_PURPOSES
 from crmkit.db.types import utcnow
-from crmkit.errors import CRMError, NotFound, ValidationError
+from crmkit.errors import CRMError, ValidationError
 from crmkit.limits import Moment, check, require_id
+from crmkit.listing import require_reached
 from crmkit.outbox import Outbox
 from crmkit.unit import Transaction, Units
 
@@ -118,10 +119,7 @@ class Messages:
         # a send locks the customer's row first: two members of staff messaging one member at once take
         # turns, so the second sees the first's message when it counts the caps (SQLite's writers take
         # turns anyway)
-        query = select(Customer.branch, Customer.owner_id).where(Customer.id == customer_id)
-        row = s.execute(query.with_for_update() if lock else query).first()
-        if row is None or not actor.reaches(row.branch, row.owner_id):
-            raise NotFound("customer", customer_id)
+        require_reached(s, actor, customer_id, lock=lock)
         if not self._rules.policy.enabled:
             return Decision("sent", at)
         judgement = self._rules.judge(literal(customer_id), channel, purpose, at)
