@@ -38,6 +38,7 @@ from crmkit.phones import Phones
 from crmkit.plugins import Registry, collect, create_plugin_manager
 from crmkit.privacy import Privacy
 from crmkit.reports.engine import Reports
+from crmkit.reports.formats import Formats, label_lookup
 from crmkit.reports.spec import ReportContext
 from crmkit.runtime_fields import RuntimeFields
 from crmkit.schemas import Schemas
@@ -82,6 +83,8 @@ class CRM:
         time_zone: str = "UTC",
         branch_time_zones: Mapping[str, str] | None = None,
         contact_policy: ContactPolicy | None = None,
+        locale: str = "en_US",
+        currency: str = "USD",
     ) -> None:
         if engine is not None and url is not None:
             raise TypeError("pass either url or engine, not both")
@@ -215,7 +218,17 @@ class CRM:
             rules=rules,
         )
         self._tables: dict[str, TableService] = {}
+        #: How reports show values to people: ``locale`` (``en_US``, ``de_DE``) for numbers and dates,
+        #: ``currency`` (ISO 4217) for money, the time zones for hours, the declarations' labels.
+        self.formats = Formats.build(
+            locale,
+            currency,
+            zones=self.zones,
+            region=self.phones.region,
+            labels=label_lookup(self.registry, lambda: {r.name: r for r in self.reports.all()}),
+        )
         self.reports = Reports(
+            formats=self.formats,
             registry=self.registry,
             context=ReportContext(
                 engine=self.engine,

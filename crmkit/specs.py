@@ -8,7 +8,7 @@ load time); user input is validated by marshmallow at the API boundary, never by
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -49,7 +49,9 @@ def _identifier(instance: object, attribute: attrs.Attribute[str], value: object
 class FieldSpec:
     """A customer field declared by a plugin (stored as a typed column) or by an admin (stored as JSON).
 
-    ``choices`` turns the field into a dropdown: any other value is rejected. ``personal`` flags personal
+    ``choices`` turns the field into a dropdown: any other value is rejected; ``choice_labels`` gives the
+    label a person reads for a choice (``{"walk_in": "Walked in"}``; a choice without one reads as its
+    name with spaces, "Walk in"). ``personal`` flags personal
     data, which drives masking, export and erasure. ``required`` should be rare: too many required fields
     produce garbage data.
     """
@@ -61,6 +63,7 @@ class FieldSpec:
     required: bool = False
     personal: bool = False
     index: bool = False
+    choice_labels: Mapping[str, str] = attrs.field(factory=dict, converter=dict, hash=False, kw_only=True)
     default: Any = None
     max_length: int = 255
     description: str = ""
@@ -73,11 +76,15 @@ class FieldSpec:
             raise ValueError(f"FieldSpec {self.name!r}: default {self.default!r} is not one of its choices")
         if self.required and self.default is not None:
             raise ValueError(f"FieldSpec {self.name!r}: a required field cannot have a default")
+        unknown = sorted(set(self.choice_labels) - set(self.choices))
+        if unknown:
+            raise ValueError(f"FieldSpec {self.name!r}: choice_labels name values that are not choices: {unknown}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form, used to persist run-time fields."""
         data = attrs.asdict(self)
         data["choices"] = list(self.choices)
+        data["choice_labels"] = dict(self.choice_labels)
         return data
 
     @classmethod

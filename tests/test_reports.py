@@ -146,13 +146,15 @@ def test_duplicate_report_names_fail(crm: CRM) -> None:
 
 def test_heatmap_and_line_charts_draw_every_cell_and_point() -> None:
     from crmkit.reports.charts import render_chart
+    from crmkit.reports.formats import Formats
 
     rows = [{"day": d, "hour": h, "visits": (i * 3 + h) % 7} for i, d in enumerate(("Mon", "Tue")) for h in range(6, 9)]
-    svg = render_chart(Chart("heatmap", x="hour", y=("day",), value="visits"), rows, {"visits": "Visits"})
+    columns = {c.name: c for c in (Column("day"), Column("hour"), Column("visits", "Visits", "integer"))}
+    svg = render_chart(Chart("heatmap", x="hour", y=("day",), value="visits"), rows, columns, Formats())
     assert svg.count('class="cell"') == 6
-    line = render_chart(Chart("line", x="hour", y=("visits",)), rows[:3], {})
+    line = render_chart(Chart("line", x="hour", y=("visits",)), rows[:3], columns, Formats())
     assert line.count("<circle") == 3 and "<polyline" in line
-    empty = render_chart(Chart("bar", x="hour", y=("visits",)), [], {})
+    empty = render_chart(Chart("bar", x="hour", y=("visits",)), [], columns, Formats())
     assert "no data" in empty
 
 

@@ -12,14 +12,25 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from crmkit.reports.spec import Chart
+from crmkit.reports.formats import Formats
+from crmkit.reports.spec import Chart, Column
 
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2")
 WIDTH, HEIGHT = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 28, 64
 
 
-def render_chart(chart: Chart, rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -> Markup:
+def render_chart(
+    chart: Chart,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Mapping[str, Column],
+    fmt: Formats,
+    now: Any = None,
+) -> Markup:
+    """The chart as inline SVG. ``columns`` gives each column's label, type and unit (axis titles and tick
+    labels), ``fmt`` the locale's formats, ``now`` the moment the rows were computed (periods not yet over
+    are marked)."""
+    labels = {name: c.title for name, c in columns.items()}
     if chart.kind == "heatmap":
         return heatmap(chart, rows, labels)
     return xy_chart(chart, rows, labels)

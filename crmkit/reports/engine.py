@@ -23,6 +23,7 @@ from crmkit.errors import NotFound, PluginError, ValidationError
 from crmkit.limits import MAX_DATE, MIN_DATE, Int, Text
 from crmkit.listing import mask
 from crmkit.reports.charts import render_chart
+from crmkit.reports.formats import NUMERIC, Formats
 from crmkit.reports.spec import Column, Param, Report, ReportContext
 from crmkit.schemas import load
 
@@ -82,22 +83,36 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def format_cell(value: Any, column: Column) -> str:
-    """How a value reads in HTML and Markdown: percentages, money and hours formatted, None as a dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    kind = column.type
-    if kind in ("number", "money", "percent", "hours") and isinstance(value, (int, float, Decimal)):
-        number = float(value)
-        text = f"{number:,.2f}" if kind != "number" or number != int(number) else f"{number:,.0f}"
-        return {"percent": f"{text}%", "hours": f"{text} h"}.get(kind, text)
-    if kind == "integer" and isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return str(value)
+def format_cell(value: Any, column: Column, fmt: Formats | None = None) -> str:
+    """How a value reads in HTML and Markdown (:meth:`Formats.cell`), in ``en_US`` and US dollars unless
+    ``fmt`` says otherwise."""
+    return (fmt or _DEFAULT_FORMATS).cell(value, column)
+
+
+_DEFAULT_FORMATS = Formats()
+
+
+@jinja2.pass_context
+def _cell_filter(context: Any, value: Any, column: Column) -> str:
+    return format_cell(value, column, context.get("fmt"))
+
+
+@jinja2.pass_context
+def _html_cell_filter(context: Any, value: Any, column: Column) -> Any:
+    return (context.get("fmt") or _DEFAULT_FORMATS).html(value, column)
+
+
+@jinja2.pass_context
+def _chart_global(context: Any, chart: Any, rows: Any, labels: Any = None) -> Any:
+    """``{{ chart(c, rows) }}`` in a template: the chart with the report's columns, formats and time."""
+    report = context.get("report")
+    columns = {c.name: c for c in report.columns} if report is not None else {}
+    return render_chart(chart, rows, columns, context.get("fmt") or _DEFAULT_FORMATS, context.get("generated_at"))
+
+
+def numeric(column: Column) -> bool:
+    """Whether a column's values are numbers (right-aligned in a table)."""
+    return column.type in NUMERIC
 
 
 def _csv_value(value: Any, column: Column) -> Any:
@@ -114,8 +129,16 @@ class Reports:
     """The reports of a CRM: the core's, the plugins', and any registered in code."""
 
     def __init__(
-        self, *, registry: Registry, context: ReportContext, access: Access, template_dirs: Iterable[Path] = ()
+        self,
+        *,
+        registry: Registry,
+        context: ReportContext,
+        access: Access,
+        template_dirs: Iterable[Path] = (),
+        formats: Formats | None = None,
     ) -> None:
+        #: How values read for people in HTML and Markdown: the CRM's locale, currency and time zones.
+        self.formats = formats or _DEFAULT_FORMATS
         self._access = access
         self._registry = registry
         self._context = context
@@ -206,9 +229,11 @@ class Reports:
                 trim_blocks=True,
                 lstrip_blocks=True,
             )
-            env.filters["cell"] = format_cell
+            env.filters["cell"] = _cell_filter
+            env.filters["html_cell"] = _html_cell_filter
             env.filters["md"] = _md
-            env.globals["chart"] = render_chart
+            env.globals["chart"] = _chart_global
+            env.globals["numeric"] = numeric
             self._env = env
         return self._env
 

@@ -25,8 +25,18 @@ if TYPE_CHECKING:
     from crmkit.triggers.engine import Triggers
 
 ParamType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
-ColumnType = Literal["string", "integer", "number", "percent", "money", "date", "datetime", "hours"]
+ColumnType = Literal["string", "integer", "number", "percent", "money", "date", "datetime", "hours", "phone"]
 ChartKind = Literal["bar", "line", "heatmap"]
+
+#: The dashboard's sections, in the order a manager reads them; a report names one in ``Report.group``.
+GROUPS: dict[str, str] = {
+    "members": "Members and growth",
+    "sales": "Sales and revenue",
+    "retention": "Retention and contacts",
+    "visits": "Visits and classes",
+    "staff": "Staff and service",
+    "audit": "Data and audit",
+}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
@@ -58,12 +68,22 @@ class Column:
     ``personal=True`` marks a column that shows a customer's personal data (a name, a phone, an email, a
     birthday, a field declared ``personal``): its values are ``None`` in every format for a user without
     ``customers:read_personal``.
+
+    ``labels`` says what the column's values name, so HTML and Markdown show their declared labels while
+    CSV and JSON keep the identifiers: ``"stage"``, ``"trigger"``, ``"kind"`` (an activity kind),
+    ``"report"``, ``"field:<name>"`` (a field's choices), or ``"value"`` (an identifier with no
+    declaration, such as a source: ``walk_in`` reads "Walk in").
+
+    ``unit`` overrides the unit an axis title names (``"visits"``, ``"days"``); by default it follows the
+    type: "%", the currency symbol, "hours", none for counts.
     """
 
     name: str
     label: str = ""
     type: ColumnType = "string"
     personal: bool = False
+    labels: str = ""
+    unit: str = ""
 
     @property
     def title(self) -> str:
@@ -199,6 +219,8 @@ class Report:
     description: str = ""
     template: str | None = None
     owner: str = ""
+    #: the dashboard's section the report is listed under (see :data:`GROUPS`); "" lists it under "Other"
+    group: str = ""
     #: what running it takes beyond ``reports:run`` (the field history's ``audit:read``)
     permissions: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
 

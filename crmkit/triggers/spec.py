@@ -111,6 +111,8 @@ class Trigger:
     holdout: float = attrs.field(default=0.0, validator=_share)
     goal: Goal | None = None
     owner: str = ""
+    #: what a person reads for it in reports ("Trial without a purchase"); its name, made readable, if empty
+    label: str = ""
 
 
 class Firing(TypedDict):
