@@ -24,7 +24,7 @@ from markupsafe import Markup, escape
 from crmkit.reports.spec import Column, ColumnType
 from crmkit.zones import TimeZones
 
-MINUS = "\u2212"  # the typographic minus: "−3%" reads better than "-3%"
+MINUS = "\u2212"  # the typographic minus sign reads better than a hyphen before a number
 
 #: Column types whose values are numbers drawn right-aligned and charted on a value axis.
 NUMERIC: frozenset[str] = frozenset({"integer", "number", "percent", "money", "hours"})
