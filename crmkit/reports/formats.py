@@ -45,9 +45,15 @@ def currency_of(code: str, locale: Locale) -> str:
     return code
 
 
+#: the KPIs' markers for a total row and for rows without a value
+_SPECIAL = {"(all)": "All", "(none)": "Not given"}
+
+
 def humanize(name: str) -> str:
     """An identifier as a person reads it when its declaration gives no label: ``walk_in`` → "Walk in",
     ``fitness.trial_no_purchase`` → "Trial no purchase"."""
+    if name in _SPECIAL:
+        return _SPECIAL[name]
     text = name.rsplit(".", 1)[-1].replace("_", " ").strip()
     return text[:1].upper() + text[1:] if text else name
 

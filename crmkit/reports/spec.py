@@ -149,6 +149,8 @@ class ReportContext:
     audit: Audit | None = None
     #: the CRM's and its branches' time zones: hours and weekdays are shown in the customer's local time
     zones: TimeZones = attrs.field(factory=TimeZones)
+    #: the CRM's currency (ISO 4217): money a report sums without a currency parameter is in this one
+    currency: str = "USD"
 
     def local_time(
         self,
@@ -219,6 +221,8 @@ class Report:
     description: str = ""
     template: str | None = None
     owner: str = ""
+    #: the anchor of its definition in the KPI definitions (``docs/kpis.md``), linked from the page
+    definition: str = ""
     #: the dashboard's section the report is listed under (see :data:`GROUPS`); "" lists it under "Other"
     group: str = ""
     #: what running it takes beyond ``reports:run`` (the field history's ``audit:read``)
@@ -231,3 +235,29 @@ class Report:
             missing = [n for n in used if n not in names]
             if missing:
                 raise ValueError(f"report {self.name!r}: chart uses unknown columns {missing}")
+
+
+HeadlineFunction = Callable[[ReportContext, dt.date, dt.date], "float | int | None"]
+
+
+@attrs.frozen
+class Headline:
+    """A headline number on the dashboard: ``value(ctx, since, until)`` over the days ``[since, until)``,
+    computed in SQL like a report's rows. The dashboard shows it for the period so far and its change
+    against the same days of the previous period.
+
+    A count over the period (new customers, check-ins, revenue) counts what happened in it; a state (active
+    members, members at risk) is read as of ``until``. ``better`` says which way is good news ("down" for
+    members at risk); ``report`` names the report a manager opens to see behind the number.
+    """
+
+    name: str = attrs.field(validator=_report_name)
+    label: str
+    value: HeadlineFunction
+    type: ColumnType = "integer"
+    description: str = ""
+    report: str | None = None
+    better: Literal["up", "down"] = "up"
+    #: headlines are shown in this order (then by name); the core's are 10, 20...
+    order: int = 50
+    owner: str = ""
