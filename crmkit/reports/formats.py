@@ -111,8 +111,9 @@ class Formats:
 
     def percent(self, value: float) -> str:
         """A value on the 0-100 scale as a percentage: whole numbers from 10 up, one decimal below."""
-        pattern = "#,##0%" if abs(value) >= 10 or value == int(value) else "#,##0.#%"
-        return bnumbers.format_percent(value / 100, format=pattern, locale=self.locale)
+        pattern = bnumbers.parse_pattern(self.locale.percent_formats[None].pattern)  # the locale's spacing
+        pattern.frac_prec = (0, 0) if abs(value) >= 10 or value == int(value) else (0, 1)
+        return pattern.apply(value / 100, self.locale)
 
     def money(self, value: float, *, compact: bool = False) -> str:
         if compact and abs(value) >= 10_000:
