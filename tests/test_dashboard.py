@@ -202,6 +202,7 @@ def test_a_definition_or_template_that_does_not_exist_is_an_error_when_the_repor
     crm_factory: Any,
 ) -> None:
     crm: CRM = crm_factory([])
+
     def rows(ctx: Any, params: Any) -> list[dict[str, Any]]:
         return []
 
