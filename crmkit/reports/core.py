@@ -315,7 +315,7 @@ def core_reports() -> list[Report]:
             params=PERIOD,
             columns=[
                 Column("user", "Manager"),
-                Column("metric"),
+                Column("metric", labels="value"),
                 Column("period_start", "From", "date"),
                 Column("period_end", "To", "date"),
                 Column("planned", type="integer"),
