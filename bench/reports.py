@@ -212,7 +212,7 @@ def hand_customer_growth(conn: Connection, sql: _Sql, p: _Period) -> list[Row]:
     rows, total = [], counts.get("", 0)
     for month in p.months():
         new = counts.get(month, 0)
-        rows.append((month, total, new, total + new, _ratio(new, total)))
+        rows.append((month, total, new, 0, total + new, _ratio(new, total)))  # on all records nobody leaves
         total += new
     return rows
 
