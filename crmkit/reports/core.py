@@ -122,7 +122,15 @@ EFFECTIVENESS_PARAMS = (
     Param("by_action", "boolean", default=False, help="a row per message outcome (sent, held, dropped, task)"),
 )
 EFFECTIVENESS_CHARTS = (
-    Chart("bar", x="trigger", y=("conversion_pct", "held_out_pct"), title="Conversion: contacted vs held out"),
+    Chart(
+        "bar",
+        x="trigger",
+        y=("conversion_pct", "held_out_pct"),
+        title="Conversion: contacted vs held out",
+        y_title="Reached the goal",
+        empty_text="No conversions to compare yet: no customer of these firings has reached the goal, or the "
+        "goal windows have not passed.",
+    ),
 )
 
 
@@ -229,7 +237,16 @@ def core_reports() -> list[Report]:
                 Column("average_check", "Average check", "money"),
                 Column("avg_ticket", "Average ticket", "money"),
             ],
-            charts=[Chart("bar", x="period", y=("average_check", "avg_ticket"), title="Average check and ticket")],
+            charts=[
+                Chart(
+                    "bar",
+                    x="period",
+                    y=("average_check", "avg_ticket"),
+                    title="Average check and ticket",
+                    y_title="Average amount",
+                    period="month",
+                )
+            ],
             description="Purchase revenue per paying customer (average check) and per purchase (average ticket).",
         ),
         Report(
@@ -245,8 +262,8 @@ def core_reports() -> list[Report]:
                 Column("growth_pct", "Growth", "percent"),
             ],
             charts=[
-                Chart("line", x="month", y=("end",), title="Customers at the end of the month"),
-                Chart("bar", x="month", y=("growth_pct",), title="Growth % per month"),
+                Chart("line", x="month", y=("end",), title="Customers at the end of the month", period="month"),
+                Chart("bar", x="month", y=("growth_pct",), title="Growth per month", period="month"),
             ],
         ),
         Report(
@@ -277,7 +294,20 @@ def core_reports() -> list[Report]:
                 Column("progress_pct", "Progress", "percent"),
                 Column("label"),
             ],
-            charts=[Chart("bar", x="label", y=("planned", "done"), title="Planned and done")],
+            # a cell per manager, metric and target period: contacts (a target of 40) and deals (of 12) are
+            # not on one scale, their progress towards the target is
+            charts=[
+                Chart(
+                    "heatmap",
+                    x="period_start",
+                    y=("user", "metric"),
+                    value="progress_pct",
+                    title="Progress towards the target",
+                    x_title="Target period",
+                    y_title="Manager · metric",
+                    period="month",
+                )
+            ],
         ),
         Report(
             "crm.lifecycle_funnel",
@@ -308,7 +338,18 @@ def core_reports() -> list[Report]:
                 Column("retention_pct", "Retention", "percent"),
                 Column("churn_pct", "Churn", "percent"),
             ],
-            charts=[Chart("heatmap", x="month", y=("cohort",), value="retention_pct", title="Retention %")],
+            charts=[
+                Chart(
+                    "heatmap",
+                    x="month",
+                    y=("cohort",),
+                    value="retention_pct",
+                    title="Retention by cohort: share still a customer, months after joining",
+                    x_title="Months since the cohort's first month",
+                    y_title="Cohort",
+                    period="month",
+                )
+            ],
         ),
         Report(
             "crm.trigger_effectiveness",
