@@ -99,6 +99,8 @@ PLUGIN_API: Mapping[str, frozenset[str]] = MappingProxyType(
                 "EFFECTIVENESS_CHARTS",
                 "EFFECTIVENESS_COLUMNS",
                 "EFFECTIVENESS_PARAMS",
+                "GROUPS",
+                "Headline",
                 "PERIOD",
                 "Param",
                 "Report",

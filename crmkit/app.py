@@ -237,6 +237,7 @@ class CRM:
                 metadata=self.metadata,
                 audit=self.audit,
                 zones=self.zones,
+                currency=self.formats.currency,
             ),
             template_dirs=self.template_dirs,
             access=self.access,

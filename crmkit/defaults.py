@@ -10,7 +10,8 @@ import phonenumbers
 from crmkit.access import CORE_PERMISSIONS, PermissionSpec, RoleSpec, core_roles
 from crmkit.hookspecs import hookimpl
 from crmkit.reports.core import core_reports
-from crmkit.reports.spec import Report
+from crmkit.reports.headlines import core_headlines
+from crmkit.reports.spec import Headline, Report
 from crmkit.specs import (
     CORE_ACTIVITY_STATUSES,
     ActivityKindSpec,
@@ -94,6 +95,11 @@ def crmkit_register_importers() -> list[ImporterSpec]:
 @hookimpl
 def crmkit_register_reports() -> list[Report]:
     return core_reports()
+
+
+@hookimpl
+def crmkit_register_headlines() -> list[Headline]:
+    return core_headlines()
 
 
 @hookimpl(trylast=True)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
 
     from crmkit.access import PermissionSpec, RoleSpec
-    from crmkit.reports import Report
+    from crmkit.reports import Headline, Report
     from crmkit.specs import ActivityKindSpec, ActivityStatusSpec, FieldSpec, ImporterSpec, StageSpec, TransitionSpec
     from crmkit.triggers import Firing, Trigger
     from crmkit.unit import Transaction
@@ -193,6 +193,32 @@ def crmkit_register_reports() -> Iterable[Report]:
     the user's folders, the plugins' and the core's. Names must be unique.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def crmkit_register_headlines() -> Iterable[Headline]:
+    """Declare headline numbers for the dashboard (:class:`crmkit.reports.Headline`).
+
+    A headline has a name (``<plugin>.<what>``), a label, a type (``integer``, ``money``, ``percent``...)
+    and a function ``value(ctx, since, until)`` that computes one number in SQL over the days
+    ``[since, until)`` for the customers ``ctx.actor`` reaches. The dashboard shows each for the period so
+    far with its change against the same days of the previous period, and links to the ``report`` it
+    names. Names must be unique; a named report must exist.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def crmkit_register_definitions() -> str | Path | None:
+    """Return a Markdown file that defines how this plugin's reports and headlines count, or ``None``.
+
+    The file joins the core's KPI definitions on the definitions page of the dashboard; a section starts
+    with ``<a id="anchor"></a>``, and a report links to its section with ``Report(definition="anchor")``.
+    The file must exist (checked at load).
+
+    .. versionadded:: 0.2
     """
 
 

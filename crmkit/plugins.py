@@ -24,7 +24,7 @@ from sqlalchemy import Table
 from crmkit import hookspecs
 from crmkit.access import PermissionSpec, RoleSpec, resolve_roles
 from crmkit.errors import PluginError
-from crmkit.reports.spec import Report
+from crmkit.reports.spec import Headline, Report
 from crmkit.specs import (
     CORE_ACTIVITY_STATUSES,
     CORE_STAGES,
@@ -86,6 +86,10 @@ class Registry:
     migrations: dict[str, Path]
     roles: dict[str, RoleSpec] = attrs.field(factory=dict)
     permissions: dict[str, PermissionSpec] = attrs.field(factory=dict)
+    #: The Markdown files of the plugins' KPI definitions, with their owners.
+    definitions: tuple[tuple[str, Path], ...] = ()
+    #: The dashboard's headline numbers, by name.
+    headlines: dict[str, Headline] = attrs.field(factory=dict)
     #: The activity statuses, the core's and the plugins', by name.
     activity_statuses: dict[str, ActivityStatusSpec] = attrs.field(
         factory=lambda: {s.name: s for s in CORE_ACTIVITY_STATUSES}
@@ -299,9 +303,17 @@ def collect(pm: pluggy.PluginManager) -> Registry:
     tables = _collect_tables(pm)
     triggers = _unique(_stamp(_specs(pm, "crmkit_register_triggers", Trigger)), lambda t: t.name, "trigger")
     reports = _unique(_stamp(_specs(pm, "crmkit_register_reports", Report)), lambda r: r.name, "report")
+    headlines = _unique(_stamp(_specs(pm, "crmkit_register_headlines", Headline)), lambda h: h.name, "headline")
+    for headline in headlines.values():
+        if headline.report is not None and headline.report not in reports:
+            raise PluginError(headline.owner, f"headline {headline.name!r} names unknown report {headline.report!r}")
     template_dirs = tuple(
         (owner, _existing_dir(owner, path, "template folder"))
         for owner, path in _paths(pm, "crmkit_register_template_dirs")
+    )
+    definitions = tuple(
+        (owner, _existing_file(owner, path, "definitions file"))
+        for owner, path in _paths(pm, "crmkit_register_definitions")
     )
     migrations: dict[str, Path] = {}
     for owner, path in _each(pm, "crmkit_register_migrations"):
@@ -330,6 +342,8 @@ def collect(pm: pluggy.PluginManager) -> Registry:
         tables=tables,
         triggers=triggers,
         reports=reports,
+        headlines=headlines,
+        definitions=definitions,
         template_dirs=template_dirs,
         migrations=migrations,
         roles=resolve_roles(roles, permissions),
@@ -368,3 +382,10 @@ def _existing_dir(owner: str, path: Any, what: str) -> Path:
     if not folder.is_dir():
         raise PluginError(owner, f"{what} {str(folder)!r} does not exist")
     return folder
+
+
+def _existing_file(owner: str, path: Any, what: str) -> Path:
+    file = Path(path)
+    if not file.is_file():
+        raise PluginError(owner, f"{what} {str(file)!r} does not exist")
+    return file

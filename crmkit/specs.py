@@ -45,6 +45,10 @@ def _identifier(instance: object, attribute: attrs.Attribute[str], value: object
         )
 
 
+def _str_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
 @attrs.frozen
 class FieldSpec:
     """A customer field declared by a plugin (stored as a typed column) or by an admin (stored as JSON).
@@ -63,7 +67,7 @@ class FieldSpec:
     required: bool = False
     personal: bool = False
     index: bool = False
-    choice_labels: Mapping[str, str] = attrs.field(factory=dict, converter=dict, hash=False, kw_only=True)
+    choice_labels: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict, hash=False, kw_only=True)
     default: Any = None
     max_length: int = 255
     description: str = ""

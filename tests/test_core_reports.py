@@ -9,7 +9,7 @@ import pytest
 
 from crmkit import CRM
 from crmkit.reports import FORMATS, kpis
-from crmkit.reports.core import next_month, year_ago
+from crmkit.reports.core import tomorrow, year_ago
 from crmkit.triggers import Goal, Trigger
 
 CORE = {
@@ -42,8 +42,9 @@ def test_every_core_report_renders_empty_data_in_every_format(crm: CRM, name: st
 
 def test_default_period_is_the_last_twelve_months() -> None:
     now = dt.datetime(2026, 1, 20, tzinfo=dt.UTC)
-    assert (year_ago(now), next_month(now)) == (dt.date(2025, 2, 1), dt.date(2026, 2, 1))
-    assert next_month(dt.datetime(2026, 12, 5, tzinfo=dt.UTC)) == dt.date(2027, 1, 1)
+    # twelve calendar months ending today, never after it: no chart draws days that have not happened
+    assert (year_ago(now), tomorrow(now)) == (dt.date(2025, 2, 1), dt.date(2026, 1, 21))
+    assert tomorrow(dt.datetime(2026, 12, 31, 23, 59, tzinfo=dt.UTC)) == dt.date(2027, 1, 1)
 
 
 def test_report_rows_are_the_kpi_rows(crm: CRM) -> None:
@@ -59,7 +60,7 @@ def test_report_rows_are_the_kpi_rows(crm: CRM) -> None:
     leads = crm.reports.run("crm.leads_to_deals").rows
     assert [(r["group"], r["leads"], r["deals"]) for r in leads] == [("ads", 2, 2), ("web", 2, 1), ("(all)", 4, 3)]
     checks = crm.reports.run("crm.average_check").rows
-    assert checks == kpis.average_check(crm, since=year_ago(now), until=next_month(now))
+    assert checks == kpis.average_check(crm, since=year_ago(now), until=tomorrow(now))
     assert sum(r["revenue"] for r in checks) == 60
     assert json.loads(crm.reports.render("crm.average_check", format="json"))["rows"] == checks
 

@@ -51,7 +51,7 @@ def open_in_browser(html_file: Path, screenshot: Path) -> dict[str, Any]:
             )
             page.goto(html_file.as_uri())
             # a bar or line chart is drawn for a wide and a narrow box, and shows the one that fits
-            charts = page.locator("svg.chart:visible, table.chart")
+            charts = page.locator(".chart-box")
             boxes = [charts.nth(i).bounding_box() for i in range(charts.count())]
             marks = page.locator("svg.chart:visible .mark, table.chart td.cell").count()
             title = page.title()

@@ -15,17 +15,27 @@ from crmkit.reports.core import (
     effectiveness_rows,
 )
 from crmkit.reports.engine import FORMATS, ReportResult, Reports
-from crmkit.reports.spec import Chart, Column, Param, Report, ReportContext
+from crmkit.reports.formats import Formats
+from crmkit.reports.site import Dashboard, FileLinks, Links, PathLinks, Period
+from crmkit.reports.spec import GROUPS, Chart, Column, Headline, Param, Report, ReportContext
 
 __all__ = [
     "EFFECTIVENESS_CHARTS",
     "EFFECTIVENESS_COLUMNS",
     "EFFECTIVENESS_PARAMS",
     "FORMATS",
+    "GROUPS",
     "PERIOD",
     "Chart",
     "Column",
+    "Dashboard",
+    "FileLinks",
+    "Formats",
+    "Headline",
+    "Links",
     "Param",
+    "PathLinks",
+    "Period",
     "Report",
     "ReportContext",
     "ReportResult",

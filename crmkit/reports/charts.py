@@ -400,7 +400,7 @@ def _draw_xy(
 
     # vertical layout: the y title's lines, the plot, the category labels, the x title
     y_title_lines = _wrap(y_title, width - 8, fs)
-    top = 8 + (fs + 4) * len(y_title_lines) + 6
+    top = 8 + (fs + 4) * len(y_title_lines) + fs  # the top tick label stands half its height above
     plot_h = PLOT_HEIGHT[width]
     left = max(text_width(t, fs) for t in tick_labels) + 12
     right = 12.0

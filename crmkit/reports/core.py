@@ -21,17 +21,20 @@ def _first_of_month(day: dt.date, months_back: int = 0) -> dt.date:
 
 
 def year_ago(now: dt.datetime) -> dt.date:
-    """The first day of the month eleven months back: with ``until`` below, the last twelve months."""
+    """The first day of the month eleven months back: with ``until`` below, the last twelve calendar
+    months, the current one to date."""
     return _first_of_month(now.date(), 11)
 
 
-def next_month(now: dt.datetime) -> dt.date:
-    return _first_of_month(now.date(), -1)
+def tomorrow(now: dt.datetime) -> dt.date:
+    """The day after today: a default period ends with today, never after it, so no chart draws days that
+    have not happened yet (the current month is drawn as "to date")."""
+    return now.date() + dt.timedelta(days=1)
 
 
 PERIOD = (
     Param("since", "date", default=year_ago, help="first day of the period"),
-    Param("until", "date", default=next_month, help="first day after the period"),
+    Param("until", "date", default=tomorrow, help="first day after the period (default: tomorrow)"),
 )
 
 
@@ -101,7 +104,7 @@ def effectiveness_rows(
 
 
 EFFECTIVENESS_COLUMNS = (
-    Column("trigger"),
+    Column("trigger", labels="trigger"),
     Column("fired", "Contacted", "integer"),
     Column("converted", type="integer"),
     Column("conversion_pct", "Conversion", "percent"),
@@ -112,7 +115,7 @@ EFFECTIVENESS_COLUMNS = (
     Column("uplift_low_pp", "Uplift, 95% low (pp)", "number"),
     Column("uplift_high_pp", "Uplift, 95% high (pp)", "number"),
     Column("verdict", "Verdict"),
-    Column("action", "Action"),
+    Column("action", "Action", labels="value"),
 )
 #: The parameters of an effectiveness report: the period, the smallest group worth a verdict, and the
 #: breakdown by what the contact policy made of each message.
@@ -169,7 +172,7 @@ def core_reports() -> list[Report]:
             data=_journey(journeys.contacts_per_lifecycle),
             params=PERIOD,
             columns=[
-                Column("lifecycle", "Lifecycle stage"),
+                Column("lifecycle", "Lifecycle stage", labels="stage"),
                 Column("customers", "Customers contacted", "integer"),
                 Column("contacts", type="integer"),
                 Column("per_customer", "Contacts per customer", "number"),
@@ -177,6 +180,8 @@ def core_reports() -> list[Report]:
             charts=[Chart("bar", x="lifecycle", y=("per_customer",), title="Contacts per customer")],
             description="How many contacts (trigger actions and staff calls, emails, messages) customers got "
             "in each lifecycle stage, counted in the stage they were in at the time.",
+            group="retention",
+            definition="contacts-by-lifecycle",
         ),
         Report(
             "crm.contact_sequences",
@@ -194,6 +199,8 @@ def core_reports() -> list[Report]:
             ],
             description="Each customer's first conversion in the period (a purchase, by default) with the "
             "last three contacts before it: which paths came before renewals.",
+            group="retention",
+            definition="contact-sequences",
         ),
         Report(
             "crm.field_history",
@@ -209,6 +216,7 @@ def core_reports() -> list[Report]:
             "changes, newest first (the latest 1,000). Personal values are empty for a role without the right "
             "to read them.",
             permissions=("audit:read",),
+            group="audit",
         ),
         Report(
             "crm.leads_to_deals",
@@ -216,13 +224,15 @@ def core_reports() -> list[Report]:
             data=_leads_to_deals,
             params=[*PERIOD, Param("by", default="source", choices=kpis.GROUPINGS)],
             columns=[
-                Column("group", "Group"),
+                Column("group", "Group", labels="value"),
                 Column("leads", type="integer"),
                 Column("deals", type="integer"),
                 Column("per_100", "Deals per 100 leads", "number"),
             ],
             charts=[Chart("bar", x="group", y=("per_100",), title="Deals per 100 leads")],
             description="Customers created in the period (leads) who reached the active stage before its end.",
+            group="sales",
+            definition="leads-to-deals",
         ),
         Report(
             "crm.average_check",
@@ -248,6 +258,8 @@ def core_reports() -> list[Report]:
                 )
             ],
             description="Purchase revenue per paying customer (average check) and per purchase (average ticket).",
+            group="sales",
+            definition="average-check",
         ),
         Report(
             "crm.customer_growth",
@@ -265,6 +277,9 @@ def core_reports() -> list[Report]:
                 Chart("line", x="month", y=("end",), title="Customers at the end of the month", period="month"),
                 Chart("bar", x="month", y=("growth_pct",), title="Growth per month", period="month"),
             ],
+            description="Customers at the start and end of each month, the new ones, and the growth of the base.",
+            group="members",
+            definition="customer-growth",
         ),
         Report(
             "crm.lead_processing_time",
@@ -278,6 +293,9 @@ def core_reports() -> list[Report]:
                 Column("avg_hours", "Average time to first contact", "hours"),
             ],
             charts=[Chart("bar", x="owner", y=("avg_hours",), title="Hours from creation to first outbound contact")],
+            description="How long each manager's new leads waited for their first call, message or email.",
+            group="staff",
+            definition="lead-processing-time",
         ),
         Report(
             "crm.plan_vs_fact",
@@ -308,22 +326,39 @@ def core_reports() -> list[Report]:
                     period="month",
                 )
             ],
+            description="Each manager's targets for the period (contacts, deals...) against what they did.",
+            group="staff",
+            definition="plan-vs-fact",
         ),
         Report(
             "crm.lifecycle_funnel",
             "Lifecycle funnel",
             data=lambda ctx, p: kpis.lifecycle_funnel(ctx, **_period(p)),
             params=PERIOD,
-            columns=[Column("stage"), Column("customers", type="integer"), Column("pct", "Share", "percent")],
+            columns=[
+                Column("stage", labels="stage"),
+                Column("customers", type="integer"),
+                Column("pct", "Share", "percent"),
+            ],
             charts=[Chart("bar", x="stage", y=("customers",), title="Customers who reached each stage")],
+            description="Of the customers created in the period, how many reached each stage of the lifecycle.",
+            group="members",
+            definition="lifecycle-funnel",
         ),
         Report(
             "crm.stage_durations",
             "Time in stage",
             data=lambda ctx, p: kpis.stage_durations(ctx, **_period(p)),
             params=PERIOD,
-            columns=[Column("stage"), Column("stays", type="integer"), Column("avg_days", "Average days", "number")],
+            columns=[
+                Column("stage", labels="stage"),
+                Column("stays", type="integer"),
+                Column("avg_days", "Average days", "number", unit="days"),
+            ],
             charts=[Chart("bar", x="stage", y=("avg_days",), title="Average days in stage")],
+            description="How long customers stayed in each stage before they moved on.",
+            group="members",
+            definition="stage-durations",
         ),
         Report(
             "crm.cohort_retention",
@@ -350,6 +385,10 @@ def core_reports() -> list[Report]:
                     period="month",
                 )
             ],
+            description="Of the customers who became active in each month, the share still active 1, 2, 3... "
+            "months later.",
+            group="retention",
+            definition="cohort-retention",
         ),
         Report(
             "crm.trigger_effectiveness",
@@ -360,5 +399,7 @@ def core_reports() -> list[Report]:
             charts=EFFECTIVENESS_CHARTS,
             description="Firings of triggers with a goal, and how many reached it, against the control group: "
             "the uplift with its 95% interval, and 'not enough data' while either group is small.",
+            group="retention",
+            definition="trigger-effectiveness",
         ),
     ]

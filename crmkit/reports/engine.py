@@ -24,6 +24,18 @@ from crmkit.limits import MAX_DATE, MIN_DATE, Int, Text
 from crmkit.listing import mask
 from crmkit.reports.charts import render_chart
 from crmkit.reports.formats import NUMERIC, Formats
+from crmkit.reports.site import (
+    PERIOD_KINDS,
+    Dashboard,
+    Figure,
+    FileLinks,
+    Links,
+    Period,
+    PeriodKind,
+    group_title,
+    grouped,
+    siblings,
+)
 from crmkit.reports.spec import Column, Param, Report, ReportContext
 from crmkit.schemas import load
 
@@ -148,10 +160,12 @@ class Reports:
         self._env: jinja2.Environment | None = None
         for report in registry.reports.values():
             self._add(report)
+        self.check_templates()
 
     def register(self, report: Report) -> None:
         if report.name in self._reports:
             raise PluginError(report.owner or "app", f"report {report.name!r} is already declared")
+        self.check_templates([report])
         self._add(report)
 
     def _add(self, report: Report) -> None:
@@ -232,6 +246,7 @@ class Reports:
             env.filters["cell"] = _cell_filter
             env.filters["html_cell"] = _html_cell_filter
             env.filters["md"] = _md
+            env.filters["param_value"] = self._param_value
             env.globals["chart"] = _chart_global
             env.globals["numeric"] = numeric
             self._env = env
@@ -251,12 +266,16 @@ class Reports:
         result = self.run(name, params, now=now)
         return self.render_result(result, format=format)
 
-    def render_result(self, result: ReportResult, *, format: str = "html") -> str:
+    def render_result(self, result: ReportResult, *, format: str = "html", links: Links | None = None) -> str:
+        """The rows of ``result`` as a document: JSON built in, CSV from the report's ``.csv`` template when
+        it has one (else built in), HTML and Markdown from templates. ``links`` say where an HTML page's
+        navigation leads (files in a folder by default)."""
+        report = result.report
         if format == "json":
             return json.dumps(
                 {
-                    "report": result.report.name,
-                    "title": result.report.title,
+                    "report": report.name,
+                    "title": report.title,
                     "params": {k: _json_value(v) for k, v in result.params.items()},
                     "generated_at": result.generated_at.isoformat(),
                     "columns": [{"name": c.name, "label": c.title, "type": c.type} for c in result.columns],
@@ -264,24 +283,195 @@ class Reports:
                 },
                 indent=2,
             )
-        if format == "csv":
+        template = self._template(report, format)
+        if template is None:  # CSV without a template of its own
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow([c.name for c in result.columns])
             for row in result.rows:
                 writer.writerow([_csv_value(row.get(c.name), c) for c in result.columns])
             return out.getvalue()
-        report = result.report
-        candidates = [report.template] if report.template else []
-        candidates += [f"reports/{report.name}.{format}", f"reports/default.{format}"]
-        template = self.env.select_template([c for c in candidates if c and c.endswith(f".{format}")])
-        labels = {c.name: c.title for c in report.columns}
+        page_links: Links = links or FileLinks()
+        all_reports = self.visible()
         return template.render(
             report=report,
             result=result,
             rows=result.rows,
             columns=report.columns,
             params=result.params,
-            labels=labels,
+            labels={c.name: c.title for c in report.columns},
             generated_at=result.generated_at,
+            fmt=self.formats,
+            links=page_links,
+            siblings=siblings(report, all_reports),
+            sections=grouped(all_reports),
+            section=group_title(report.group),
+            form=_form(report, result.params) if page_links.live else (),
         )
+
+    def _template(self, report: Report, format: str) -> jinja2.Template | None:
+        """The first of the report's own template (or its sibling with the extension of ``format``),
+        ``reports/<name>.<format>``, then the core's default; ``None`` for CSV with none of its own."""
+        names = []
+        if report.template:
+            stem, _, _ext = report.template.rpartition(".")
+            names.append(f"{stem}.{format}")
+        names.append(f"reports/{report.name}.{format}")
+        if format != "csv":
+            names.append(f"reports/default.{format}")
+        try:
+            return self.env.select_template(names)
+        except jinja2.TemplatesNotFound:
+            if format == "csv":
+                return None
+            raise
+
+    def check_templates(self, reports: Iterable[Report] | None = None) -> None:
+        """Refuse a report whose ``template`` names a template no folder holds, or whose ``definition``
+        names a section no definitions file has, when the CRM is built rather than when the report is
+        first rendered (a typo would otherwise fall back to the default, or link nowhere)."""
+        from crmkit.reports.definitions import anchors
+
+        known = anchors(tuple(path for _owner, path in self._registry.definitions))
+        for report in self._reports.values() if reports is None else reports:
+            if report.definition and report.definition not in known:
+                raise PluginError(
+                    report.owner or "app",
+                    f"report {report.name!r}: definition {report.definition!r} is not an anchor"
+                    " (<a id=...>) of the KPI definitions",
+                )
+            if report.template is None:
+                continue
+            try:
+                self.env.get_template(report.template)
+            except jinja2.TemplateNotFound:
+                raise PluginError(
+                    report.owner or "app",
+                    f"report {report.name!r}: template {report.template!r} is not in any template folder",
+                ) from None
+
+    def xlsx(self, result: ReportResult) -> bytes:
+        """The rows as an Excel workbook: one sheet, typed cells (numbers, dates, text), the labels as the
+        header row."""
+        from openpyxl import Workbook
+
+        book = Workbook(write_only=True)
+        sheet = book.create_sheet(result.report.title[:31] or "report")
+        sheet.append([c.title for c in result.columns])
+        for row in result.rows:
+            sheet.append([_xlsx_value(row.get(c.name)) for c in result.columns])
+        out = io.BytesIO()
+        book.save(out)
+        return out.getvalue()
+
+    # -- the dashboard and the site --------------------------------------------------------------------
+
+    def visible(self) -> list[Report]:
+        """The reports the acting user may run: those that need a permission the user lacks are left out
+        of the navigation."""
+        actor = self._access.actor()
+        return [r for r in self.all() if all(actor.can(p) for p in r.permissions)]
+
+    def dashboard(self, period: PeriodKind = "month", *, now: dt.datetime | None = None) -> Dashboard:
+        """The headline numbers for the ``period`` so far (to ``now``; periods start at midnight in the CRM's
+        time zone) with the same span of the previous period, and the reports by section."""
+        actor = self._access.require("reports:run")
+        now = now or utcnow()
+        span = Period.to_now(period, now, self._context.zones.of(None))
+        ctx = attrs.evolve(self._context, actor=actor)
+        headlines = sorted(self._registry.headlines.values(), key=lambda h: (h.order, h.name))
+        figures = tuple(
+            Figure(h, h.value(ctx, span.since, span.until), h.value(ctx, span.previous_since, span.previous_until))
+            for h in headlines
+        )
+        return Dashboard(span, figures, grouped(self.visible()), now)
+
+    def _param_value(self, value: Any) -> str:
+        if isinstance(value, dt.datetime):
+            return self.formats.datetime(value)
+        if isinstance(value, dt.date):
+            return self.formats.date(value)
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return "—" if value is None else str(value)
+
+    def definitions_page(self, *, links: Links | None = None) -> str:
+        """The KPI definitions (``docs/kpis.md``, shipped with the package) as an HTML page."""
+        from crmkit.reports.definitions import definitions_html
+
+        return self.env.get_template("reports/definitions.html").render(
+            body=definitions_html(tuple(path for _owner, path in self._registry.definitions)),
+            fmt=self.formats,
+            links=links or FileLinks(),
+            sections=grouped(self.visible()),
+        )
+
+    def render_dashboard(self, dashboard: Dashboard, *, links: Links | None = None) -> str:
+        return self.env.get_template("reports/dashboard.html").render(
+            dashboard=dashboard,
+            fmt=self.formats,
+            links=links or FileLinks(),
+            sections=dashboard.groups,
+            generated_at=dashboard.generated_at,
+            periods=PERIOD_KINDS,
+            day=dt.timedelta(days=1),
+        )
+
+    def write_site(
+        self,
+        folder: Path,
+        *,
+        now: dt.datetime | None = None,
+        progress: Callable[[Report], None] | None = None,
+    ) -> list[Path]:
+        """Write the dashboard (``index.html``) and every report the user may run as HTML pages into
+        ``folder``, linked to each other; return the paths written."""
+        folder.mkdir(parents=True, exist_ok=True)
+        index = folder / "index.html"
+        index.write_text(self.render_dashboard(self.dashboard(now=now)), encoding="utf-8")
+        definitions = folder / "kpis.html"
+        definitions.write_text(self.definitions_page(), encoding="utf-8")
+        written = [index, definitions]
+        for report in self.visible():
+            page = folder / f"{report.name}.html"
+            page.write_text(self.render_result(self.run(report.name, now=now), format="html"), encoding="utf-8")
+            written.append(page)
+            if progress is not None:
+                progress(report)
+        return written
+
+
+def _xlsx_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).replace(tzinfo=None)  # Excel has no zones: UTC, as the CSV says
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, str):
+        return csv_text(value)
+    return value
+
+
+@attrs.frozen
+class FormField:
+    """A parameter as an HTML form field."""
+
+    name: str
+    label: str
+    input: str
+    value: str
+    choices: tuple[str, ...]
+    help: str
+
+
+def _form(report: Report, values: Mapping[str, Any]) -> tuple[FormField, ...]:
+    kinds = {"date": "date", "datetime": "datetime-local", "integer": "number", "number": "number"}
+    fields = []
+    for param in report.params:
+        value = values.get(param.name)
+        text = "" if value is None else (value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value))
+        if param.type == "boolean":
+            text = "true" if value else ""
+        label = param.name.replace("_", " ").capitalize()
+        kind = "checkbox" if param.type == "boolean" else kinds.get(param.type, "text")
+        fields.append(FormField(param.name, label, kind, text, param.choices, param.help))
+    return tuple(fields)

@@ -45,9 +45,15 @@ def currency_of(code: str, locale: Locale) -> str:
     return code
 
 
+#: the KPIs' markers for a total row and for rows without a value
+_SPECIAL = {"(all)": "All", "(none)": "Not given"}
+
+
 def humanize(name: str) -> str:
     """An identifier as a person reads it when its declaration gives no label: ``walk_in`` → "Walk in",
     ``fitness.trial_no_purchase`` → "Trial no purchase"."""
+    if name in _SPECIAL:
+        return _SPECIAL[name]
     text = name.rsplit(".", 1)[-1].replace("_", " ").strip()
     return text[:1].upper() + text[1:] if text else name
 
@@ -105,8 +111,9 @@ class Formats:
 
     def percent(self, value: float) -> str:
         """A value on the 0-100 scale as a percentage: whole numbers from 10 up, one decimal below."""
-        pattern = "#,##0%" if abs(value) >= 10 or value == int(value) else "#,##0.#%"
-        return bnumbers.format_percent(value / 100, format=pattern, locale=self.locale)
+        pattern = bnumbers.parse_pattern(self.locale.percent_formats[None].pattern)  # the locale's spacing
+        pattern.frac_prec = (0, 0) if abs(value) >= 10 or value == int(value) else (0, 1)
+        return pattern.apply(value / 100, self.locale)
 
     def money(self, value: float, *, compact: bool = False) -> str:
         if compact and abs(value) >= 10_000:

@@ -215,6 +215,8 @@ class ReportContext:
     audit: Audit | None = None
     #: the CRM's and its branches' time zones: hours and weekdays are shown in the customer's local time
     zones: TimeZones = attrs.field(factory=TimeZones)
+    #: the CRM's currency (ISO 4217): money a report sums without a currency parameter is in this one
+    currency: str = "USD"
 
     def local_time(
         self,
@@ -285,6 +287,8 @@ class Report:
     description: str = ""
     template: str | None = None
     owner: str = ""
+    #: the anchor of its definition in the KPI definitions (``docs/kpis.md``), linked from the page
+    definition: str = ""
     #: the dashboard's section the report is listed under (see :data:`GROUPS`); "" lists it under "Other"
     group: str = ""
     #: what running it takes beyond ``reports:run`` (the field history's ``audit:read``)
@@ -294,3 +298,29 @@ class Report:
         columns = {c.name: c for c in self.columns}
         for chart in self.charts:
             chart.check(columns, self.name)
+
+
+HeadlineFunction = Callable[[ReportContext, dt.datetime, dt.datetime], "float | int | None"]
+
+
+@attrs.frozen
+class Headline:
+    """A headline number on the dashboard: ``value(ctx, since, until)`` over ``[since, until)`` (aware
+    datetimes), computed in SQL like a report's rows. The dashboard shows it for the period so far and its
+    change against the same span of the previous period.
+
+    A count over the period (new customers, check-ins, revenue) counts what happened in it; a state (active
+    members, members at risk) is read as of ``until``. ``better`` says which way is good news ("down" for
+    members at risk); ``report`` names the report a manager opens to see behind the number.
+    """
+
+    name: str = attrs.field(validator=_report_name)
+    label: str
+    value: HeadlineFunction
+    type: ColumnType = "integer"
+    description: str = ""
+    report: str | None = None
+    better: Literal["up", "down"] = "up"
+    #: headlines are shown in this order (then by name); the core's are 10, 20...
+    order: int = 50
+    owner: str = ""

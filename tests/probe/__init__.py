@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from crmkit import (
     hookimpl,
 )
 from crmkit.db import Base
-from crmkit.reports import Chart, Column, Param, Report
+from crmkit.reports import Chart, Column, Headline, Param, Report, ReportContext
 from crmkit.triggers import TaskAction, Trigger
 
 HERE = Path(__file__).parent
@@ -34,6 +35,28 @@ class ProbeNote(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("crm_customers.id", ondelete="CASCADE"), index=True)
     body: Mapped[str] = mapped_column(String(200))
+
+
+def gold_customers(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> int:
+    """Gold customers created in the period: a headline a test can count by hand."""
+    c = ctx.table("crm_customers")
+    f = ctx.table("probe_customer")
+    query = (
+        select(func.count())
+        .select_from(c.join(f, f.c.customer_id == c.c.id))
+        .where(
+            f.c.tier == "gold",
+            c.c.created_at >= since,
+            c.c.created_at < until,
+            ctx.customer_scope(c),
+        )
+    )
+    return _scalar(ctx, query)
+
+
+def _scalar(ctx: ReportContext, query: Any) -> int:
+    with ctx.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
 
 
 def tiers(ctx: Any, params: Any) -> Any:
@@ -144,8 +167,19 @@ class Probe:
                 columns=[Column("tier"), Column("customers", type="integer")],
                 params=[Param("min_score", "integer", default=0)],
                 charts=[Chart("bar", x="tier", y=("customers",), title="Customers by tier")],
+                description="How many customers are in each tier.",
+                group="members",
+                definition="probe-summary",
             )
         ]
+
+    @hookimpl
+    def crmkit_register_headlines(self) -> list[Headline]:
+        return [Headline("probe.gold", "Gold customers", gold_customers, report="probe.summary", order=5)]
+
+    @hookimpl
+    def crmkit_register_definitions(self) -> Path:
+        return HERE / "definitions.md"
 
     @hookimpl
     def crmkit_register_template_dirs(self) -> list[Path]:

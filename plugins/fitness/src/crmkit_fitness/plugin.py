@@ -17,15 +17,24 @@ from crmkit import (
     TransitionSpec,
     hookimpl,
 )
-from crmkit.reports import Report
+from crmkit.reports import Headline, Report
 from crmkit.triggers import Trigger
 from crmkit_fitness.config import FitnessConfig
+from crmkit_fitness.headlines import fitness_headlines
 from crmkit_fitness.models import MODELS
 from crmkit_fitness.sessions import activities_ingested, activities_removed, activity_logged
 from crmkit_fitness.triggers import retention_triggers, stage_triggers
 from crmkit_fitness.turnstile import TURNSTILE
 
 GOALS = ("weight_loss", "muscle", "endurance", "health", "rehab", "sport")
+GOAL_LABELS = {
+    "weight_loss": "Weight loss",
+    "muscle": "Muscle gain",
+    "endurance": "Endurance",
+    "health": "Health",
+    "rehab": "Rehabilitation",
+    "sport": "Sport performance",
+}
 
 
 def _package_dir(name: str) -> Path:
@@ -44,7 +53,7 @@ class FitnessPlugin:
     def crmkit_register_fields(self) -> list[FieldSpec]:
         return [
             FieldSpec("card_number", label="Club card", index=True, personal=True, max_length=40),
-            FieldSpec("goal", label="Training goal", choices=GOALS),
+            FieldSpec("goal", label="Training goal", choices=GOALS, choice_labels=GOAL_LABELS),
             FieldSpec("interests", label="Interests", max_length=255),
             FieldSpec("trial_ends_on", "date", label="Trial ends"),
             FieldSpec("home_club", label="Home club", index=True, max_length=100),
@@ -158,6 +167,14 @@ class FitnessPlugin:
         from crmkit_fitness.reports import fitness_reports
 
         return fitness_reports()
+
+    @hookimpl
+    def crmkit_register_headlines(self) -> list[Headline]:
+        return fitness_headlines()
+
+    @hookimpl
+    def crmkit_register_definitions(self) -> Path:
+        return _package_dir("kpis.md")
 
     @hookimpl
     def crmkit_register_template_dirs(self) -> list[Path]:

@@ -452,6 +452,8 @@ def fitness_reports() -> list[Report]:
             description="Memberships ending each month and how many the same member renewed within the given "
             "days of the end. The rate counts decided memberships only: those still within the renewal window "
             "are shown as still open.",
+            group="retention",
+            definition="fitness-renewal-rate",
         ),
         Report(
             "fitness.attendance",
@@ -469,6 +471,8 @@ def fitness_reports() -> list[Report]:
             ],
             description="Turnstile check-ins in the period, by weekday and the hour they started, in the club's "
             "local time.",
+            group="visits",
+            definition="fitness-attendance",
         ),
         Report(
             "fitness.trainer_load",
@@ -490,6 +494,8 @@ def fitness_reports() -> list[Report]:
             ],
             description="Check-ins to each trainer's classes (by the class recorded on the check-in) and the "
             "personal-training sessions they held in the period.",
+            group="staff",
+            definition="fitness-trainer-load",
         ),
         Report(
             "fitness.members_at_risk",
@@ -503,8 +509,8 @@ def fitness_reports() -> list[Report]:
             ],
             columns=[
                 Column("name", "Member", personal=True),
-                Column("phone", personal=True),
-                Column("stage"),
+                Column("phone", type="phone", personal=True),
+                Column("stage", labels="stage"),
                 Column("last_visit", "Last visit", "date"),
                 Column("days_since", "Days since", "integer"),
                 Column("sessions_left", "Sessions left", "integer"),
@@ -513,6 +519,8 @@ def fitness_reports() -> list[Report]:
             ],
             description="Members in the at-risk stage or without a check-in for the given days, never-seen and "
             "longest absent first.",
+            group="retention",
+            definition="fitness-members-at-risk",
         ),
         Report(
             "fitness.trigger_effectiveness",
@@ -523,5 +531,7 @@ def fitness_reports() -> list[Report]:
             charts=EFFECTIVENESS_CHARTS,
             description="The club's retention triggers that fired in the period: how many members reached the "
             "trigger's goal (a visit or a purchase within its window), against the held-out control group.",
+            group="retention",
+            definition="trigger-effectiveness",
         ),
     ]

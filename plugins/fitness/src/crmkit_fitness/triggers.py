@@ -202,6 +202,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
     return [
         Trigger(
             "fitness.sessions_low",
+            label="Few sessions left on the card",
             description=f"{c.low_balance_sessions} or fewer sessions left on the membership",
             stages=MEMBERS,
             condition=low_balance,
@@ -218,6 +219,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.membership_expiring",
+            label="Membership about to end",
             description=f"Membership ends within {c.expiring_days} days and no renewal is bought",
             stages=MEMBERS,
             condition=expiring,
@@ -233,6 +235,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.frequency_drop",
+            label="Coming less often",
             description="Visits in the last 2 weeks at or below half the previous 6 weeks' average",
             stages=MEMBERS,
             condition=frequency_drop,
@@ -249,6 +252,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.adaptation_absent",
+            label="Newcomer stopped coming",
             description=f"No visit for {c.adaptation_absent_days} days during the adaptation period",
             stages=("adaptation", "at_risk"),
             condition=absent(c.adaptation_absent_days, new=True),
@@ -261,6 +265,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.active_absent",
+            label="Member stopped coming",
             description=f"No visit for {c.active_absent_days} days",
             stages=MEMBERS,
             condition=absent(c.active_absent_days, new=False),
@@ -273,6 +278,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.freeze_ending",
+            label="Freeze ends soon",
             description=f"A freeze ends within {c.freeze_ending_days} days",
             condition=freeze_ending,
             evidence={**evidence, "frozen_until": frozen_until},
@@ -288,6 +294,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.birthday",
+            label="Birthday",
             description=f"Birthday within {c.birthday_days} days",
             stages=(*MEMBERS, "lead"),
             condition=lambda q: q.birthday_within(c.birthday_days),
@@ -304,6 +311,7 @@ def retention_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.trial_no_purchase",
+            label="Trial without a purchase",
             description="The trial ended without a membership purchase",
             stages=("lead",),
             condition=trial_ended,
@@ -336,6 +344,7 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
     return [
         Trigger(
             "fitness.stage_joined",
+            label="New member: adaptation starts",
             description="A lead or trial with a valid membership starts the adaptation period",
             stages=("lead", "trial"),
             condition=valid_membership,
@@ -345,6 +354,7 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.stage_adapted",
+            label="Adapted: now an active member",
             description=f"{c.adaptation_days} days in adaptation with {c.adaptation_visits}+ visits: an active member",
             stages=("adaptation",),
             condition=lambda q: and_(
@@ -357,6 +367,7 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.stage_at_risk",
+            label="Member at risk",
             description="No visit for the absence limit of the stage (a loyal member: the active one): at risk",
             stages=("adaptation", "active", "loyal"),
             condition=lambda q: or_(
@@ -377,6 +388,7 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.stage_recovered",
+            label="At-risk member came back",
             description="An at-risk member visited again in the last 7 days",
             stages=("at_risk",),
             condition=lambda q: q.has(VISIT, within=7 * DAY),
@@ -386,6 +398,7 @@ def stage_triggers(config: FitnessConfig) -> list[Trigger]:
         ),
         Trigger(
             "fitness.stage_lapsed",
+            label="Membership lapsed",
             description=f"No valid membership and no visit for {c.lapsed_days} days: lapsed",
             stages=MEMBERS,
             condition=lapsed,
