@@ -56,8 +56,10 @@ CSS = """
 .chart-box .swatch.hatched { background: repeating-linear-gradient(135deg, #6b7280 0 2px, #fff 2px 5px);
   border: 1px solid #6b7280; }
 .chart-box .swatch.missing { border: 1px dashed #6b7280; background: #fff; }
+.chart-box .swatch.band { border: 1px solid #9ca3af; background: #f3f4f6; }
 .chart-box .swatch.scale { width: 72px; }
 .chart-box svg.chart { display: block; width: 100%; height: auto; overflow: visible; }
+.chart-box svg.chart-wide { max-width: 880px; }
 .chart-box .chart-nothing { margin: 4px 0; padding: 12px 16px; background: #f9fafb; color: #4b5563;
   border: 1px dashed #d1d5db; border-radius: 6px; }
 @container (max-width: 599.98px) { .chart-box svg.chart-wide { display: none; } }
@@ -70,6 +72,7 @@ CSS = """
 .chart-box table.chart-heatmap th { color: #374151; text-align: right; }
 .chart-box table.chart-heatmap thead th { text-align: center; }
 .chart-box table.chart-heatmap th.axis-title { font-weight: 600; }
+.chart-box table.chart-heatmap thead th.axis-title.x { text-align: left; }
 .chart-box table.chart-heatmap td.cell { min-width: 34px; text-align: center; border-radius: 2px; }
 .chart-box table.chart-heatmap td.cell.missing {
   background: repeating-linear-gradient(135deg, #e5e7eb 0 2px, #fff 2px 6px); color: #6b7280; }
@@ -364,7 +367,8 @@ def xy_chart(
         key += [(f"background:{s.color}", s.label) for s in series]
     if any(st != "over" for st in statuses):
         length = next((p.length for p in (period_of(r.get(chart.x), chart.period) for r in rows) if p), "period")
-        key.append(("hatched", f"hatched: the {length} is not over yet, its figures will still change"))
+        look = "hatched bars" if chart.kind == "bar" else "dashed line, hollow point"
+        key.append(("band", f"shaded, {look}: the {length} is not over yet, its figures will still change"))
     if any(v is None for s in series for v in s.values):
         key.append(("missing", "dashed: no value (not observed yet, or nothing to count)"))
     drawings = "".join(
@@ -531,8 +535,8 @@ def _bars(
     out = []
     base = y(max(lo, 0.0))
     groups = 1 if chart.stacked else len(series)
-    bar_w = slot * 0.78 / groups
-    pad = slot * 0.11
+    bar_w = min(slot * 0.78 / groups, 56.0)  # a bar or two in the whole width stay bars, not walls
+    pad = (slot - bar_w * groups) / 2
     for i in range(len(labels)):
         up = down = 0.0
         for s_index, s in enumerate(series):
