@@ -85,7 +85,11 @@ def test_axes_have_titles_and_the_value_axis_names_its_unit() -> None:
 
 
 def test_no_value_is_drawn_differently_from_zero() -> None:
-    rows = [{"trainer": "Ann", "visits": 0}, {"trainer": "Bo", "visits": None}, {"trainer": "Cy", "visits": 4}]
+    rows: list[dict[str, Any]] = [
+        {"trainer": "Ann", "visits": 0},
+        {"trainer": "Bo", "visits": None},
+        {"trainer": "Cy", "visits": 4},
+    ]
     svg = wide(draw(Chart("bar", x="trainer", y=("visits",)), rows))
     zero, missing = re.findall(r'<rect class="mark ([a-z ]+)"[^>]*>', svg)[:2]
     assert zero == "bar" and missing == "missing"

@@ -154,11 +154,11 @@ def test_every_report_chart_reads_well_in_a_browser(crm_factory: Callable[..., C
         browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
         try:
             for width in WIDTHS:
-                page = browser.new_page(viewport={"width": width, "height": 900})
+                tab = browser.new_page(viewport={"width": width, "height": 900})
                 for report in reports:
-                    page.goto(pages[report.name].as_uri())
-                    measured = page.evaluate(MEASURE)
-                    page.screenshot(path=str(tmp_path / f"{report.name}.{width}.png"), full_page=True)
+                    tab.goto(pages[report.name].as_uri())
+                    measured = tab.evaluate(MEASURE)
+                    tab.screenshot(path=str(tmp_path / f"{report.name}.{width}.png"), full_page=True)
                     where = f"{report.name} at {width} px"
                     if width == 390 and measured["scrollWidth"] > width:
                         problems.append(f"{where}: the page scrolls sideways ({measured['scrollWidth']} px)")
@@ -171,7 +171,7 @@ def test_every_report_chart_reads_well_in_a_browser(crm_factory: Callable[..., C
                         problems += [f"{where}, {box['label']}: {text}" for text in box["problems"]]
                         problems += _judge(box, want, where)
                         drawn += box["drawings"] + box["tables"]
-                page.close()
+                tab.close()
         finally:
             browser.close()
     assert problems == [], "\n".join(problems)
