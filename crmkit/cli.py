@@ -514,14 +514,20 @@ def triggers_effectiveness(crm: CRM, since: str | None, until: str | None) -> No
 @crm_options
 @click.argument("name")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="A report parameter (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["html", "md", "csv", "json"]), default="html", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here, not to stdout.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "md", "csv", "json", "xlsx"]), default="html", show_default=True
+)
+@click.option("-o", "--output", help="Write here, not to stdout (a folder for `crmkit report site`).")
 def report_cmd(crm: CRM, name: str, params: tuple[str, ...], fmt: str, output: str | None) -> None:
-    """Render report NAME, or list the reports with `crmkit report list`."""
+    """Render report NAME; `crmkit report list` lists the reports, `crmkit report site -o FOLDER` writes the
+    dashboard and every report as linked HTML pages."""
     if name == "list":
         for report in crm.reports.all():
             spec = ", ".join(f"{p.name}:{p.type}" for p in report.params) or "no parameters"
             click.echo(f"{report.name:<32} {report.title}  ({spec})")
+        return
+    if name == "site":
+        _write_site(crm, output)
         return
     values: dict[str, str] = {}
     for item in params:
@@ -532,6 +538,18 @@ def report_cmd(crm: CRM, name: str, params: tuple[str, ...], fmt: str, output: s
     # checked before the report runs, so a typo in the path does not cost a report's computation
     if output and not Path(output).parent.is_dir():
         raise CommandError(f"-o: folder {str(Path(output).parent)!r} does not exist")
+    if output and Path(output).is_dir():
+        raise CommandError(f"-o: {output!r} is a folder; name a file")
+    if fmt == "xlsx":
+        if not output:
+            raise CommandError("--format xlsx needs -o FILE: a workbook is not text for the terminal")
+        data = crm.reports.xlsx(crm.reports.run(name, values))
+        try:
+            Path(output).write_bytes(data)
+        except OSError as exc:
+            raise CommandError(f"-o: cannot write {output!r}: {exc.strerror}") from exc
+        click.echo(f"wrote {output}", err=True)
+        return
     text = crm.reports.render(name, values, format=fmt)
     if output:
         try:
@@ -541,6 +559,21 @@ def report_cmd(crm: CRM, name: str, params: tuple[str, ...], fmt: str, output: s
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))
+
+
+def _write_site(crm: CRM, output: str | None) -> None:
+    if not output:
+        raise CommandError("crmkit report site needs -o FOLDER")
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"-o: {output!r} is a file; name a folder")
+    if not folder.parent.is_dir():
+        raise CommandError(f"-o: folder {str(folder.parent)!r} does not exist")
+    try:
+        written = crm.reports.write_site(folder)
+    except OSError as exc:
+        raise CommandError(f"-o: cannot write into {output!r}: {exc.strerror}") from exc
+    click.echo(f"wrote {len(written)} pages to {folder}/; open {(folder / 'index.html').resolve().as_uri()}")
 
 
 @main.group()

@@ -38,7 +38,7 @@ def run_demo(
         crm.create_schema()
         today = dt.datetime.now(dt.UTC).date()
         club = _generate(crm, members, today)
-        echo(_summary(club))
+        echo(_summary(club, crm))
         # the nightly run, as of the first moment of today: the generated history ends just before it
         as_of = dt.datetime.combine(today, dt.time(), dt.UTC)
         _run_triggers(crm, as_of, echo)
@@ -62,8 +62,8 @@ def _generate(crm: CRM, members: int, today: dt.date) -> GeneratedClub:
         return generate(crm, members=members, seed=DEMO_SEED, today=today, progress=progress)
 
 
-def _summary(club: GeneratedClub) -> str:
-    stages = ", ".join(f"{name} {count:,}" for name, count in club.stages.items())
+def _summary(club: GeneratedClub, crm: CRM) -> str:
+    stages = ", ".join(f"{crm.formats.label('stage', name).lower()} {count:,}" for name, count in club.stages.items())
     return (
         f"A club with {club.members:,} members, {club.managers} managers and {club.trainers} trainers; "
         f"a year to {club.today - dt.timedelta(days=1)}:\n"
@@ -83,7 +83,7 @@ def _run_triggers(crm: CRM, as_of: dt.datetime, echo: Callable[[str], None]) -> 
         what = "moved" if trigger.move_to else "tasks"
         held = f", {result.held_out} held out" if result.held_out else ""
         failed = f", {result.failed} FAILED" if result.failed else ""
-        echo(f"  {result.trigger:<30} {result.fired:>4} {what}{held}{failed}  ({trigger.description})")
+        echo(f"  {trigger.label or result.trigger:<32} {result.fired:>4} {what}{held}{failed}  ({trigger.description})")
         for error in result.errors[:3]:
             echo(f"      ! {error}")
 
