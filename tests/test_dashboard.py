@@ -157,6 +157,7 @@ def test_the_written_site_links_every_page_to_the_dashboard_its_siblings_and_its
     for page in written:
         for href in _hrefs(page):
             target, _, anchor = href.partition("#")
+            target = target or page.name  # a link within the page
             assert (folder / target).is_file(), f"{page.name} links to {href}, which was not written"
             if anchor:
                 assert f'id="{anchor}"' in (folder / target).read_text(encoding="utf-8"), f"{page.name}: {href}"

@@ -51,6 +51,8 @@ def test_dates_and_times_in_the_locale_and_the_branch_zone() -> None:
         moment, "berlin"
     ).endswith("CEST")
     assert DE.cell(dt.date(2026, 3, 1), Column("d", type="date")) == "01.03.2026"
+    assert US.cell("2026-03-01", Column("d", type="date")) == "Mar 1, 2026"  # a KPI's ISO text
+    assert US.cell("not a date", Column("d", type="date")) == "not a date"
 
 
 def test_phones_national_at_home_international_abroad_and_linked() -> None:
