@@ -15,7 +15,10 @@ SOURCES = sorted(
     p
     for folder in ("crmkit", "plugins", "examples", "bench")
     for p in (ROOT / folder).rglob("*")
-    if p.suffix in {".py", ".md", ".toml", ".txt", ".html", ".j2", ".ini", ".cfg"} and ".venv" not in p.parts
+    if p.suffix in {".py", ".md", ".toml", ".txt", ".html", ".j2", ".ini", ".cfg"}
+    and ".venv" not in p.parts
+    # what pip install -e writes (SOURCES.txt names files relative to the package), not the repository's
+    and not any(part.endswith(".egg-info") for part in p.parts)
 )
 # the repository's own files are named relative to it; these are paths of some machine
 FOREIGN_ROOT = re.compile(r"(?<![\w.:/~-])(?:/(?:work|home|root|Users|tmp|mnt|srv|opt)/|[A-Z]:\\\\|~/)\S*")

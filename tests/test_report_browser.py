@@ -50,9 +50,10 @@ def open_in_browser(html_file: Path, screenshot: Path) -> dict[str, Any]:
                 "request", lambda r: problems.append(f"request to {r.url}") if not r.url.startswith("file:") else None
             )
             page.goto(html_file.as_uri())
-            charts = page.locator("svg.chart")
+            # a bar or line chart is drawn for a wide and a narrow box, and shows the one that fits
+            charts = page.locator(".chart-box")
             boxes = [charts.nth(i).bounding_box() for i in range(charts.count())]
-            marks = page.locator("svg.chart rect.bar, svg.chart rect.cell, svg.chart circle").count()
+            marks = page.locator("svg.chart:visible .mark, table.chart td.cell").count()
             title = page.title()
             page.screenshot(path=str(screenshot), full_page=True)
         finally:

@@ -141,7 +141,15 @@ EFFECTIVENESS_PARAMS = (
     Param("by_action", "boolean", default=False, help="a row per message outcome (sent, held, dropped, task)"),
 )
 EFFECTIVENESS_CHARTS = (
-    Chart("bar", x="trigger", y=("conversion_pct", "held_out_pct"), title="Conversion: contacted vs held out"),
+    Chart(
+        "bar",
+        x="trigger",
+        y=("conversion_pct", "held_out_pct"),
+        title="Conversion: contacted vs held out",
+        y_title="Reached the goal",
+        empty_text="No conversions to compare yet: no customer of these firings has reached the goal, or the "
+        "goal windows have not passed.",
+    ),
 )
 
 
@@ -255,7 +263,16 @@ def core_reports() -> list[Report]:
                 Column("average_check", "Average check", "money"),
                 Column("avg_ticket", "Average ticket", "money"),
             ],
-            charts=[Chart("bar", x="period", y=("average_check", "avg_ticket"), title="Average check and ticket")],
+            charts=[
+                Chart(
+                    "bar",
+                    x="period",
+                    y=("average_check", "avg_ticket"),
+                    title="Average check and ticket",
+                    y_title="Average amount",
+                    period="month",
+                )
+            ],
             description="Purchase revenue per paying customer (average check) and per purchase (average ticket).",
             group="sales",
             definition="average-check",
@@ -282,8 +299,8 @@ def core_reports() -> list[Report]:
                 Column("growth_pct", "Growth", "percent"),
             ],
             charts=[
-                Chart("line", x="month", y=("end",), title="Customers at the end of the month"),
-                Chart("bar", x="month", y=("growth_pct",), title="Growth % per month"),
+                Chart("line", x="month", y=("end",), title="Customers at the end of the month", period="month"),
+                Chart("bar", x="month", y=("growth_pct",), title="Growth per month", period="month"),
             ],
             description="Customers at the start and end of each month and the growth of the base. On all "
             "records (base 'all'), a customer joins when created and never leaves. On the active base (base "
@@ -323,7 +340,20 @@ def core_reports() -> list[Report]:
                 Column("progress_pct", "Progress", "percent"),
                 Column("label"),
             ],
-            charts=[Chart("bar", x="label", y=("planned", "done"), title="Planned and done")],
+            # a cell per manager, metric and target period: contacts (a target of 40) and deals (of 12) are
+            # not on one scale, their progress towards the target is
+            charts=[
+                Chart(
+                    "heatmap",
+                    x="period_start",
+                    y=("user", "metric"),
+                    value="progress_pct",
+                    title="Progress towards the target",
+                    x_title="Target period",
+                    y_title="Manager · metric",
+                    period="month",
+                )
+            ],
             description="Each manager's targets for the period (contacts, deals...) against what they did.",
             group="staff",
             definition="plan-vs-fact",
@@ -371,7 +401,18 @@ def core_reports() -> list[Report]:
                 Column("retention_pct", "Retention", "percent"),
                 Column("churn_pct", "Churn", "percent"),
             ],
-            charts=[Chart("heatmap", x="month", y=("cohort",), value="retention_pct", title="Retention %")],
+            charts=[
+                Chart(
+                    "heatmap",
+                    x="month",
+                    y=("cohort",),
+                    value="retention_pct",
+                    title="Retention by cohort: share still a customer, months after joining",
+                    x_title="Months since the cohort's first month",
+                    y_title="Cohort",
+                    period="month",
+                )
+            ],
             description="Of the customers who became active in each month, the share still active 1, 2, 3... "
             "months later.",
             group="retention",

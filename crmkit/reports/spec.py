@@ -90,19 +90,85 @@ class Column:
         return self.label or self.name.replace("_", " ").capitalize()
 
 
+ChartPeriod = Literal["day", "week", "month", "year"]
+#: Column types a chart can draw on a value axis (the same as ``crmkit.reports.formats.NUMERIC``).
+CHART_VALUE_TYPES: frozenset[str] = frozenset({"integer", "number", "percent", "money", "hours"})
+
+
+def _chart_kind(instance: Chart, attribute: attrs.Attribute[str], value: object) -> None:
+    if value not in ("bar", "line", "heatmap"):
+        raise ValueError(f"chart kind must be 'bar', 'line' or 'heatmap', got {value!r}")
+
+
 @attrs.frozen
 class Chart:
-    """A chart drawn as inline SVG from the rows.
+    """A chart drawn from the rows: inline SVG for ``bar`` and ``line``, a table of coloured cells for
+    ``heatmap``. No JavaScript, nothing fetched.
 
-    ``bar``/``line``: ``x`` is the category column, ``y`` the value columns (one series each).
-    ``heatmap``: ``x`` and ``y`` are the two category columns and ``value`` the cell value.
+    * ``bar``/``line``: ``x`` is the category column, ``y`` the value columns, one series each. The y
+      columns must share one type and unit (a report refuses a chart that puts metrics on different scales
+      on one axis: declare a chart per metric). ``stacked=True`` stacks the bars of the series.
+    * ``heatmap``: ``x`` gives the columns, ``y`` the rows (several ``y`` columns make a row per
+      combination, "Anna · deals") and ``value`` the number in each cell. A cell without a row, or with
+      ``None``, is drawn hatched and blank: not observed, which is not 0.
+    * ``x_title``/``y_title``: the axis titles; by default the columns' labels. The unit is added to the
+      value axis's title from the column (``Column.unit``, else "%", the currency symbol, "hours").
+    * ``period``: the category values are periods ("YYYY", "YYYY-MM", or an ISO date starting a ``day``,
+      ``week`` or ``month``): they read as "Jun 2026", and a period not over when the report was computed
+      is marked as incomplete (its numbers will still change).
+    * ``empty_text``: the sentence shown instead of a chart whose values are all 0 or missing; by default
+      one saying there is nothing to show for these parameters.
+
+    A value that is ``None`` is "no value" (not yet observable, or nothing to count) and is drawn
+    differently from 0: a dashed stub for a bar, a gap in a line.
     """
 
-    kind: ChartKind
+    kind: ChartKind = attrs.field(validator=_chart_kind)
     x: str
     y: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
     value: str | None = None
     title: str = ""
+    x_title: str = ""
+    y_title: str = ""
+    period: ChartPeriod | None = None
+    stacked: bool = False
+    empty_text: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if not self.y:
+            raise ValueError(f"chart {self.title or self.kind!r}: name at least one y column")
+        if self.kind == "heatmap" and not self.value:
+            raise ValueError(f"heatmap {self.title!r}: name the column of its cells' values (value=...)")
+        if self.kind != "heatmap" and self.value:
+            raise ValueError(f"{self.kind} chart {self.title!r}: value= is for heatmaps; name the series in y")
+        if self.stacked and self.kind != "bar":
+            raise ValueError(f"chart {self.title!r}: only bars stack")
+        if self.period not in (None, "day", "week", "month", "year"):
+            raise ValueError(f"chart {self.title!r}: period must be day, week, month or year, got {self.period!r}")
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        """The columns whose numbers the chart draws: ``y`` of a bar or line chart, ``value`` of a heatmap."""
+        return (self.value,) if self.kind == "heatmap" and self.value else self.y
+
+    def check(self, columns: Mapping[str, Column], report: str = "") -> None:
+        """Refuse a chart that uses columns ``columns`` lacks, draws a column that is not a number, or puts
+        columns of different types or units on one axis. ``Report`` calls it when declared."""
+        where = f"report {report!r}: chart {self.title or self.kind!r}"
+        used = [self.x, *self.y, *([self.value] if self.value else [])]
+        missing = [n for n in used if n not in columns]
+        if missing:
+            raise ValueError(f"{where} uses unknown columns {missing}")
+        drawn = [columns[n] for n in self.value_columns]
+        not_numbers = [c.name for c in drawn if c.type not in CHART_VALUE_TYPES]
+        if not_numbers:
+            raise ValueError(f"{where} draws columns that are not numbers: {not_numbers}")
+        scales = {(c.type, c.unit) for c in drawn}
+        if len(scales) > 1:
+            described = ", ".join(f"{c.name} ({c.type}{', ' + c.unit if c.unit else ''})" for c in drawn)
+            raise ValueError(
+                f"{where} puts values on different scales on one axis: {described}; declare a chart per scale"
+            )
 
 
 # Typed converters (not a bare ``converter=tuple``) so that a checker accepts a list or tuple of these.
@@ -229,12 +295,9 @@ class Report:
     permissions: tuple[str, ...] = attrs.field(default=(), converter=names_tuple)
 
     def __attrs_post_init__(self) -> None:
-        names = {c.name for c in self.columns}
+        columns = {c.name: c for c in self.columns}
         for chart in self.charts:
-            used = [chart.x, *chart.y, *([chart.value] if chart.value else [])]
-            missing = [n for n in used if n not in names]
-            if missing:
-                raise ValueError(f"report {self.name!r}: chart uses unknown columns {missing}")
+            chart.check(columns, self.name)
 
 
 HeadlineFunction = Callable[[ReportContext, dt.datetime, dt.datetime], "float | int | None"]

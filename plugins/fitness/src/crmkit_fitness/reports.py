@@ -432,8 +432,22 @@ def fitness_reports() -> list[Report]:
                 Column("renewal_pct", "Renewal rate", "percent"),
             ],
             charts=[
-                Chart("line", x="month", y=("renewal_pct",), title="Renewal rate by the month memberships end"),
-                Chart("bar", x="month", y=("renewed", "not_renewed", "pending"), title="Memberships ending"),
+                Chart(
+                    "line",
+                    x="month",
+                    y=("renewal_pct",),
+                    title="Renewal rate by the month memberships end",
+                    period="month",
+                ),
+                Chart(
+                    "bar",
+                    x="month",
+                    y=("renewed", "not_renewed", "pending"),
+                    title="Memberships ending",
+                    y_title="Memberships",
+                    period="month",
+                    stacked=True,
+                ),
             ],
             description="Memberships ending each month and how many the same member renewed within the given "
             "days of the end. The rate counts decided memberships only: those still within the renewal window "
