@@ -21,13 +21,13 @@ from babel import numbers as bnumbers
 from babel import units as bunits
 from markupsafe import Markup, escape
 
-from crmkit.reports.spec import Column, ColumnType
+from crmkit.reports.spec import CHART_VALUE_TYPES, Column, ColumnType
 from crmkit.zones import TimeZones
 
 MINUS = "\u2212"  # the typographic minus sign reads better than a hyphen before a number
 
 #: Column types whose values are numbers drawn right-aligned and charted on a value axis.
-NUMERIC: frozenset[str] = frozenset({"integer", "number", "percent", "money", "hours"})
+NUMERIC = CHART_VALUE_TYPES
 
 
 def locale_of(name: str) -> Locale:

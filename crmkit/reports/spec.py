@@ -91,7 +91,7 @@ class Column:
 
 
 ChartPeriod = Literal["day", "week", "month", "year"]
-#: Column types a chart can draw on a value axis (the same as ``crmkit.reports.formats.NUMERIC``).
+#: Column types whose values are numbers: right-aligned in a table, drawn on a chart's value axis.
 CHART_VALUE_TYPES: frozenset[str] = frozenset({"integer", "number", "percent", "money", "hours"})
 
 
