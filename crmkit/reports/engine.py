@@ -306,7 +306,7 @@ class Reports:
             siblings=siblings(report, all_reports),
             sections=grouped(all_reports),
             section=group_title(report.group),
-            form=_form(report, result.params) if page_links.live else (),
+            form=form_fields(report, result.params) if page_links.live else (),
         )
 
     def _template(self, report: Report, format: str) -> jinja2.Template | None:
@@ -463,7 +463,9 @@ class FormField:
     help: str
 
 
-def _form(report: Report, values: Mapping[str, Any]) -> tuple[FormField, ...]:
+def form_fields(report: Report, values: Mapping[str, Any]) -> tuple[FormField, ...]:
+    """The parameters of ``report`` as form fields holding ``values`` (validated values, or the text a form
+    sent back when it did not validate)."""
     kinds = {"date": "date", "datetime": "datetime-local", "integer": "number", "number": "number"}
     fields = []
     for param in report.params:
