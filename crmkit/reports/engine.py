@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -356,7 +357,8 @@ class Reports:
         from openpyxl import Workbook
 
         book = Workbook(write_only=True)
-        sheet = book.create_sheet(result.report.title[:31] or "report")
+        # a sheet's name is at most 31 characters, none of : \ / ? * [ ] ("Members at risk: who to call")
+        sheet = book.create_sheet(re.sub(r"[:\\/?*\[\]]", " ", result.report.title)[:31].strip() or "report")
         sheet.append([c.title for c in result.columns])
         for row in result.rows:
             sheet.append([_xlsx_value(row.get(c.name)) for c in result.columns])
