@@ -17,6 +17,7 @@ Werkzeug parses the requests, routes them and runs the development server; it is
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +34,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by the command's test with Werkzeug hidden
     raise ImportError("the web app needs Werkzeug: pip install 'crmkit[web]'") from exc
 
-from crmkit.errors import AccessDenied, CRMError, NotFound, UserRequired, ValidationError
+from crmkit.errors import AccessDenied, NotFound, UserRequired, ValidationError
 from crmkit.reports.engine import ReportResult, form_fields
 from crmkit.reports.site import PERIOD_KINDS, Links, PathLinks, group_title, grouped, siblings
 
@@ -101,6 +102,7 @@ class ReportsApp:
             [
                 Rule("/", endpoint="dashboard", methods=["GET"]),
                 Rule("/definitions", endpoint="definitions", methods=["GET"]),
+                Rule("/favicon.ico", endpoint="favicon", methods=["GET"]),
                 Rule("/reports/<target>", endpoint="report", methods=["GET"]),
             ],
             strict_slashes=False,
@@ -119,30 +121,37 @@ class ReportsApp:
         path = request.path
         if self.prefix:
             if path != self.prefix and not path.startswith(f"{self.prefix}/"):
-                return self.error(404, f"nothing here: {path}", links)
+                return self.error(404, f"nothing here: {path}", links, menu=False)
             path = path[len(self.prefix) :] or "/"
+        refused: HTTPException | None = None
         try:
             endpoint, args = self.routes.bind("", "/").match(path, method=request.method)
         except HTTPException as exc:
-            response = self.error(exc.code or 404, exc.description or "", links)
-            if exc.code == 405:
-                response.headers["Allow"] = "GET, HEAD"
-            return response
+            endpoint, args, refused = "", {}, exc
+        else:
+            if endpoint == "favicon":  # a browser asks for one: none, rather than a 404 in its console
+                return Response(status=204)
         user_id = self.user(request.environ) if self.user is not None else None
         try:
-            if user_id is None:
-                self.crm.access.actor()  # UserRequired when the CRM needs a user
+            acting = self.crm.as_user(user_id) if user_id is not None else contextlib.nullcontext()
+        except (NotFound, AccessDenied) as exc:  # the session names a user who is gone, or inactive
+            return self.error(403, str(exc), links, menu=False)
+        # inside the user's block, error pages too: their menu lists the reports this user may run
+        with acting:
+            try:
+                self.crm.access.actor()  # UserRequired when the CRM needs a user and none signed in
+                if refused is not None:
+                    response = self.error(refused.code or 404, refused.description or "", links)
+                    if refused.code == 405:
+                        response.headers["Allow"] = "GET, HEAD"
+                    return response
                 return self.dispatch(endpoint, args, request, links)
-            with self.crm.as_user(user_id):
-                return self.dispatch(endpoint, args, request, links)
-        except UserRequired:
-            return self.error(401, "Sign in to see the reports.", links, sections=False)
-        except AccessDenied as exc:
-            return self.error(403, str(exc), links, sections=user_id is not None and exc.permission != "act")
-        except NotFound as exc:
-            if exc.kind == "user":  # the session names a user who is no more
-                return self.error(403, str(exc), links, sections=False)
-            return self.error(404, str(exc), links)
+            except UserRequired:
+                return self.error(401, "Sign in to see the reports.", links, menu=False)
+            except AccessDenied as exc:
+                return self.error(403, str(exc), links)
+            except NotFound as exc:
+                return self.error(404, str(exc), links)
 
     def dispatch(self, endpoint: str, args: Mapping[str, str], request: Request, links: PathLinks) -> Response:
         reports = self.crm.reports
@@ -205,22 +214,19 @@ class ReportsApp:
         )
         return html(page, status=400)
 
-    def error(self, status: int, message: str, links: Links, *, sections: bool = True) -> Response:
-        """A small page in the reports' layout; the navigation lists the reports the user may run."""
+    def error(self, status: int, message: str, links: Links, *, menu: bool = True) -> Response:
+        """A small page in the reports' layout; its navigation lists the reports the acting user may run
+        (none for a request nobody signed in to)."""
         reports = self.crm.reports
-        menu: Any = ()
-        if sections:
-            try:
-                menu = grouped(reports.visible())
-            except CRMError:
-                menu = ()
+        menu = menu and self.crm.access.actor().can("reports:run")
+        sections: Any = grouped(reports.visible()) if menu else ()
         page = reports.env.get_template("web/error.html").render(
             title=TITLES.get(status, "Error"),
             message=message,
             status=status,
             fmt=reports.formats,
             links=links,
-            sections=menu,
+            sections=sections,
         )
         return html(page, status=status)
 

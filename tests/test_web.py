@@ -202,6 +202,17 @@ def test_the_field_history_needs_audit_read(crm: CRM) -> None:
     assert "crm.field_history" not in text(client(crm, viewer).get("/"))  # nor offered
     assert client(crm, manager).get("/reports/crm.field_history").status_code == 200
     assert "crm.field_history" in text(client(crm, manager).get("/"))
+    # an error page's menu is the user's too
+    assert "crm.field_history" not in text(client(crm, viewer).get("/nowhere"))
+    assert "crm.field_history" in text(client(crm, manager).get("/nowhere"))
+
+
+def test_a_role_without_reports_run_is_refused_every_page(crm: CRM) -> None:
+    operator = crm.users.create({"name": "Olga", "role": "operator"})["id"]
+    for path in ("/", f"/reports/{GROWTH}", f"/reports/{GROWTH}.json"):
+        refused = client(crm, operator).get(path)
+        assert refused.status_code == 403 and "may not reports:run" in text(refused), path
+        assert f"/reports/{GROWTH}" not in text(refused)  # and is offered none
 
 
 def test_a_bad_parameter_gives_the_form_again_with_the_fields_message(crm: CRM) -> None:
@@ -240,6 +251,7 @@ def test_a_crm_that_requires_a_user_refuses_anonymous_requests(crm_factory: Call
         refused = client(crm).get(path)
         assert refused.status_code == 401 and "Sign in to see the reports." in text(refused), path
         assert Client(ReportsApp(crm)).get(path).status_code == 401  # no user callable at all
+        assert "/reports/" not in text(refused)  # the menu lists no report to whoever this is
     assert client(crm, admin).get(f"/reports/{GROWTH}.csv").status_code == 200
     assert client(crm, gone).get("/").status_code == 403  # a session of a user since deactivated
     assert client(crm, 999).get("/").status_code == 403  # or deleted
