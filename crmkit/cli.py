@@ -21,7 +21,7 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, overload
@@ -192,7 +192,15 @@ def _read_write_url(url: URL, path: Path) -> URL:
     return url.set(database=uri, query={**url.query, "mode": "rw", "uri": "true"})
 
 
-def _open(raw: str, plugins: list[object], load_entry_points: bool, *, database: str) -> CRM:
+def _open(
+    raw: str,
+    plugins: list[object],
+    load_entry_points: bool,
+    *,
+    database: str,
+    settings: Mapping[str, str] | None = None,
+) -> CRM:
+    given = dict(settings or {})
     try:
         url = make_url(raw)
     except sqlalchemy.exc.ArgumentError:
@@ -212,7 +220,14 @@ def _open(raw: str, plugins: list[object], load_entry_points: bool, *, database:
                 )
             url = _read_write_url(url, path)
     try:
-        return CRM(url.render_as_string(hide_password=False), plugins=plugins, load_entry_points=load_entry_points)
+        return CRM(
+            url.render_as_string(hide_password=False),
+            plugins=plugins,
+            load_entry_points=load_entry_points,
+            locale=given.get("locale", "en_US"),
+            currency=given.get("currency", "USD"),
+            time_zone=given.get("time_zone", "UTC"),
+        )
     except sqlalchemy.exc.NoSuchModuleError:
         raise CommandError(
             f"--url: no database driver for {url.drivername!r} (use sqlite or postgresql+psycopg)"
@@ -221,6 +236,8 @@ def _open(raw: str, plugins: list[object], load_entry_points: bool, *, database:
         raise CommandError(f"--url: the driver for {url.drivername!r} is not installed ({exc})") from None
     except sqlalchemy.exc.ArgumentError as exc:
         raise CommandError(f"--url: {_one_line(str(exc))}") from None
+    except ValueError as exc:  # a locale, currency or time zone the CRM does not know
+        raise CommandError(_one_line(str(exc))) from None
 
 
 def _database_error(exc: sqlalchemy.exc.DBAPIError, where: str) -> CommandError:
@@ -250,6 +267,11 @@ def _load(path: str) -> object:
         return obj() if isinstance(obj, type) else obj
     except Exception as exc:  # importing or building someone else's code can raise anything
         raise click.BadParameter(f"cannot load {path!r}: {_one_line(str(exc))}", param_hint="'--plugin'") from None
+
+
+LOCALE_HELP = "How reports show numbers and dates, e.g. de_DE (default: $CRMKIT_LOCALE, else en_US)."
+CURRENCY_HELP = "The CRM's currency, ISO 4217, for revenue and money in reports (default: $CRMKIT_CURRENCY)."
+ZONE_HELP = "The CRM's IANA time zone: days, hours and the dashboard's periods (default: $CRMKIT_TIME_ZONE)."
 
 
 @overload
@@ -287,12 +309,23 @@ def crm_options(fn: Callable[..., Any] | None = None, *, database: str = "requir
         metavar="ID",
         help="Run as this user, with their role's permissions (default: $CRMKIT_USER, else the application).",
     )
+    @click.option("--locale", envvar="CRMKIT_LOCALE", default="en_US", show_default=True, help=LOCALE_HELP)
+    @click.option("--currency", envvar="CRMKIT_CURRENCY", default="USD", show_default=True, help=CURRENCY_HELP)
+    @click.option("--time-zone", envvar="CRMKIT_TIME_ZONE", default="UTC", show_default=True, help=ZONE_HELP)
     def wrapper(
-        url: str | None, plugin_paths: tuple[str, ...], no_plugins: bool, as_user: int | None, **kwargs: Any
+        url: str | None,
+        plugin_paths: tuple[str, ...],
+        no_plugins: bool,
+        as_user: int | None,
+        locale: str,
+        currency: str,
+        time_zone: str,
+        **kwargs: Any,
     ) -> Any:
         # the default (a file in the working folder) is named in the error a read command gives without it
         raw = url or os.environ.get("CRMKIT_DATABASE_URL") or DEFAULT_URL
-        crm = _open(raw, [_load(p) for p in plugin_paths], not no_plugins, database=database)
+        settings = {"locale": locale, "currency": currency, "time_zone": time_zone}
+        crm = _open(raw, [_load(p) for p in plugin_paths], not no_plugins, database=database, settings=settings)
         try:
             if as_user is None or database == "unused":
                 return fn(crm, **kwargs)
@@ -515,14 +548,20 @@ def triggers_effectiveness(crm: CRM, since: str | None, until: str | None) -> No
 @crm_options
 @click.argument("name")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="A report parameter (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["html", "md", "csv", "json"]), default="html", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write here, not to stdout.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "md", "csv", "json", "xlsx"]), default="html", show_default=True
+)
+@click.option("-o", "--output", help="Write here, not to stdout (a folder for `crmkit report site`).")
 def report_cmd(crm: CRM, name: str, params: tuple[str, ...], fmt: str, output: str | None) -> None:
-    """Render report NAME, or list the reports with `crmkit report list`."""
+    """Render report NAME; `crmkit report list` lists the reports, `crmkit report site -o FOLDER` writes the
+    dashboard and every report as linked HTML pages."""
     if name == "list":
         for report in crm.reports.all():
             spec = ", ".join(f"{p.name}:{p.type}" for p in report.params) or "no parameters"
             click.echo(f"{report.name:<32} {report.title}  ({spec})")
+        return
+    if name == "site":
+        _write_site(crm, output)
         return
     values: dict[str, str] = {}
     for item in params:
@@ -533,6 +572,18 @@ def report_cmd(crm: CRM, name: str, params: tuple[str, ...], fmt: str, output: s
     # checked before the report runs, so a typo in the path does not cost a report's computation
     if output and not Path(output).parent.is_dir():
         raise CommandError(f"-o: folder {str(Path(output).parent)!r} does not exist")
+    if output and Path(output).is_dir():
+        raise CommandError(f"-o: {output!r} is a folder; name a file")
+    if fmt == "xlsx":
+        if not output:
+            raise CommandError("--format xlsx needs -o FILE: a workbook is not text for the terminal")
+        data = crm.reports.xlsx(crm.reports.run(name, values))
+        try:
+            Path(output).write_bytes(data)
+        except OSError as exc:
+            raise CommandError(f"-o: cannot write {output!r}: {exc.strerror}") from exc
+        click.echo(f"wrote {output}", err=True)
+        return
     text = crm.reports.render(name, values, format=fmt)
     if output:
         try:
@@ -542,6 +593,21 @@ def report_cmd(crm: CRM, name: str, params: tuple[str, ...], fmt: str, output: s
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))
+
+
+def _write_site(crm: CRM, output: str | None) -> None:
+    if not output:
+        raise CommandError("crmkit report site needs -o FOLDER")
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"-o: {output!r} is a file; name a folder")
+    if not folder.parent.is_dir():
+        raise CommandError(f"-o: folder {str(folder.parent)!r} does not exist")
+    try:
+        written = crm.reports.write_site(folder)
+    except OSError as exc:
+        raise CommandError(f"-o: cannot write into {output!r}: {exc.strerror}") from exc
+    click.echo(f"wrote {len(written)} pages to {folder}/; open {(folder / 'index.html').resolve().as_uri()}")
 
 
 @main.group()

@@ -202,6 +202,46 @@ def test_customer_growth_per_month_with_clipped_first_month(crm: CRM) -> None:
     ]
 
 
+def test_active_growth_counts_moves_into_and_out_of_the_active_base(crm: CRM) -> None:
+    a = customer(crm, "Active since Dec", at("2025-12-01"), stage="active")  # in the base all along
+    b = customer(crm, "Lead, joins Feb 3", at("2025-12-10"))
+    moves(crm, b, ("active", at("2026-02-03")))
+    c = customer(crm, "Joins Jan 5, lost Mar 2", at("2026-01-05"), stage="active")
+    moves(crm, c, ("loyal", at("2026-02-01")), ("lost", at("2026-03-02")))  # active -> loyal: neither
+    d = customer(crm, "Lost in Dec, back Mar 10", at("2025-11-01"), stage="active")
+    moves(
+        crm,
+        d,
+        ("lost", at("2025-12-20")),
+        (
+            "active",
+            at("2026-03-10"),
+        ),
+    )
+    e = customer(crm, "Sub-stage", at("2026-01-20"), stage="active")
+    # at_risk is a sub-stage of active: still in the base until the move to lost on the 25th
+    moves(crm, e, ("at_risk", at("2026-02-10")), ("active", at("2026-02-20")), ("lost", at("2026-02-25")))
+    customer(crm, "Never active", at("2026-01-07"))
+    f = customer(crm, "Joins at until", at("2026-02-01"))
+    moves(crm, f, ("active", at("2026-04-01")))  # at `until`: outside
+    del a
+    # by hand, base at Jan 15 (since): a, c (d lost in Dec) = 2; Jan 15-31: e joins; Feb: b joins, e leaves;
+    # March: c leaves, d joins
+    assert kpis.active_growth(crm, since=dt.date(2026, 1, 15), until=dt.date(2026, 4, 1)) == [
+        {"month": "2026-01", "start": 2, "joined": 1, "left": 0, "end": 3, "growth_pct": 50.0},
+        {"month": "2026-02", "start": 3, "joined": 1, "left": 1, "end": 3, "growth_pct": 0.0},
+        {"month": "2026-03", "start": 3, "joined": 1, "left": 1, "end": 3, "growth_pct": 0.0},
+    ]
+    # the report shows either base, with the definition of both on the page
+    rows = crm.reports.run("crm.customer_growth", {"since": "2026-01-15", "until": "2026-04-01", "base": "active"})
+    assert [(r["start"], r["new"], r["left"], r["end"]) for r in rows.rows] == [
+        (2, 1, 0, 3),
+        (3, 1, 1, 3),
+        (3, 1, 1, 3),
+    ]
+    assert "active base" in crm.reports.get("crm.customer_growth").description
+
+
 # -- 4. lead processing time -------------------------------------------------------------------------
 
 
@@ -475,6 +515,10 @@ EMPTY: list[tuple[Callable[..., list[dict[str, Any]]], list[dict[str, Any]]]] = 
         ],
     ),
     (kpis.customer_growth, [{"month": "2026-03", "start": 0, "new": 0, "end": 0, "growth_pct": None}]),
+    (
+        kpis.active_growth,
+        [{"month": "2026-03", "start": 0, "joined": 0, "left": 0, "end": 0, "growth_pct": None}],
+    ),
     (kpis.lead_processing_time, []),
     (kpis.plan_vs_fact, []),
     (kpis.lifecycle_funnel, [{"stage": s, "customers": 0, "pct": None} for s in kpis.CORE_STAGES]),
@@ -502,7 +546,7 @@ def test_customers_without_activities_or_moves_give_zero_rates_not_errors(crm: C
 @pytest.mark.parametrize("day", [dt.date(2026, 3, 1), dt.date(2026, 3, 15)], ids=["first", "mid-month"])
 def test_an_empty_period_has_no_months(crm: CRM, kpi: Callable[..., Any], expected: Any, day: dt.date) -> None:
     customer(crm, "On the day", at("2026-03-01"), stage="active")
-    monthly = (kpis.average_check, kpis.customer_growth, kpis.cohort_retention)
+    monthly = (kpis.average_check, kpis.customer_growth, kpis.active_growth, kpis.cohort_retention)
     assert kpi(crm, since=day, until=day) == ([] if kpi in monthly else expected)
 
 

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,26 @@ def test_cli_lists_and_writes_reports(crm: CRM, tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "min_score" in bad.output
     bad = runner.invoke(main, ["report", "probe.summary", *args, "--param", "oops"])
     assert bad.exit_code == 2 and "k=v" in bad.output
+    book = tmp_path / "summary.xlsx"
+    written = runner.invoke(main, ["report", "probe.summary", *args, "--format", "xlsx", "-o", str(book)])
+    assert written.exit_code == 0, written.output
+    assert book.read_bytes()[:2] == b"PK"  # a zipped workbook
+    no_file = runner.invoke(main, ["report", "probe.summary", *args, "--format", "xlsx"])
+    assert no_file.exit_code == 1 and no_file.output.strip().count("\n") == 0 and "needs -o FILE" in no_file.output
+    site = runner.invoke(main, ["report", "site", *args, "-o", str(tmp_path / "site")])
+    assert site.exit_code == 0, site.output
+    assert (tmp_path / "site" / "index.html").is_file() and (tmp_path / "site" / "probe.summary.html").is_file()
+    assert "open file://" in site.output
+    local = runner.invoke(main, ["report", "site", *args, "--locale", "de_DE", "-o", str(tmp_path / "de")])
+    assert local.exit_code == 0, local.output
+    assert re.search(
+        r"seit \d{2}\.\d{2}\.\d{4}|since \d{2}\.\d{2}\.\d{4}", (tmp_path / "de" / "index.html").read_text()
+    )
+    zone = runner.invoke(main, ["report", "list", *args, "--time-zone", "Mars/Olympus"])
+    assert zone.exit_code == 1 and zone.output == (
+        "error: unknown time zone 'Mars/Olympus': expected an IANA name such as 'Europe/Berlin'\n"
+    )
+    bad_locale = runner.invoke(main, ["report", "list", *args, "--locale", "zz"])
+    assert bad_locale.exit_code == 1 and "locale 'zz' is not known" in bad_locale.output
+    no_folder = runner.invoke(main, ["report", "site", *args])
+    assert no_folder.exit_code == 1 and "needs -o FOLDER" in no_folder.output

@@ -53,6 +53,22 @@ def _leads_to_deals(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[
     return [{"group": row[by], **{k: v for k, v in row.items() if k != by}} for row in rows]
 
 
+def _growth(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if params["base"] == "active":
+        return [
+            {
+                "month": r["month"],
+                "start": r["start"],
+                "new": r["joined"],
+                "left": r["left"],
+                "end": r["end"],
+                "growth_pct": r["growth_pct"],
+            }
+            for r in kpis.active_growth(ctx, **_period(params))
+        ]
+    return [{**r, "left": 0} for r in kpis.customer_growth(ctx, **_period(params))]
+
+
 def _plan_vs_fact(ctx: ReportContext, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = kpis.plan_vs_fact(ctx, **_period(params))
     return [{"label": f"{row['user']} · {row['metric']} · {row['period_start']}", **row} for row in rows]
@@ -247,12 +263,21 @@ def core_reports() -> list[Report]:
         Report(
             "crm.customer_growth",
             "Customer base growth",
-            data=lambda ctx, p: kpis.customer_growth(ctx, **_period(p)),
-            params=PERIOD,
+            data=_growth,
+            params=[
+                *PERIOD,
+                Param(
+                    "base",
+                    default="all",
+                    choices=("all", "active"),
+                    help="all records, or the active base (customers in an active or loyal stage)",
+                ),
+            ],
             columns=[
                 Column("month"),
                 Column("start", "At start", "integer"),
-                Column("new", type="integer"),
+                Column("new", "Joined", "integer"),
+                Column("left", "Left", "integer"),
                 Column("end", "At end", "integer"),
                 Column("growth_pct", "Growth", "percent"),
             ],
@@ -260,7 +285,10 @@ def core_reports() -> list[Report]:
                 Chart("line", x="month", y=("end",), title="Customers at the end of the month"),
                 Chart("bar", x="month", y=("growth_pct",), title="Growth % per month"),
             ],
-            description="Customers at the start and end of each month, the new ones, and the growth of the base.",
+            description="Customers at the start and end of each month and the growth of the base. On all "
+            "records (base 'all'), a customer joins when created and never leaves. On the active base (base "
+            "'active'), a customer joins when they enter an active or loyal stage and leaves when they move "
+            "out of it (to lost, or back to a lead).",
             group="members",
             definition="customer-growth",
         ),
@@ -287,7 +315,7 @@ def core_reports() -> list[Report]:
             params=PERIOD,
             columns=[
                 Column("user", "Manager"),
-                Column("metric"),
+                Column("metric", labels="value"),
                 Column("period_start", "From", "date"),
                 Column("period_end", "To", "date"),
                 Column("planned", type="integer"),

@@ -374,12 +374,12 @@ class Reports:
         actor = self._access.actor()
         return [r for r in self.all() if all(actor.can(p) for p in r.permissions)]
 
-    def dashboard(self, period: PeriodKind = "month", *, today: dt.date | None = None) -> Dashboard:
-        """The headline numbers for the ``period`` so far (to the end of ``today``, UTC) with the same days
-        of the previous period, and the reports by section."""
+    def dashboard(self, period: PeriodKind = "month", *, now: dt.datetime | None = None) -> Dashboard:
+        """The headline numbers for the ``period`` so far (to ``now``; periods start at midnight in the CRM's
+        time zone) with the same span of the previous period, and the reports by section."""
         actor = self._access.require("reports:run")
-        now = utcnow()
-        span = Period.to_date(period, today or now.date())
+        now = now or utcnow()
+        span = Period.to_now(period, now, self._context.zones.of(None))
         ctx = attrs.evolve(self._context, actor=actor)
         headlines = sorted(self._registry.headlines.values(), key=lambda h: (h.order, h.name))
         figures = tuple(
@@ -423,20 +423,20 @@ class Reports:
         self,
         folder: Path,
         *,
-        today: dt.date | None = None,
+        now: dt.datetime | None = None,
         progress: Callable[[Report], None] | None = None,
     ) -> list[Path]:
         """Write the dashboard (``index.html``) and every report the user may run as HTML pages into
         ``folder``, linked to each other; return the paths written."""
         folder.mkdir(parents=True, exist_ok=True)
         index = folder / "index.html"
-        index.write_text(self.render_dashboard(self.dashboard(today=today)), encoding="utf-8")
+        index.write_text(self.render_dashboard(self.dashboard(now=now)), encoding="utf-8")
         definitions = folder / "kpis.html"
         definitions.write_text(self.definitions_page(), encoding="utf-8")
         written = [index, definitions]
         for report in self.visible():
             page = folder / f"{report.name}.html"
-            page.write_text(self.render_result(self.run(report.name), format="html"), encoding="utf-8")
+            page.write_text(self.render_result(self.run(report.name, now=now), format="html"), encoding="utf-8")
             written.append(page)
             if progress is not None:
                 progress(report)

@@ -58,6 +58,13 @@ def humanize(name: str) -> str:
     return text[:1].upper() + text[1:] if text else name
 
 
+def _iso(text: str) -> Any:
+    try:
+        return dt.datetime.fromisoformat(text) if "T" in text or " " in text else dt.date.fromisoformat(text)
+    except ValueError:
+        return text
+
+
 def _number(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -70,8 +77,8 @@ def _number(value: Any) -> float | None:
 @attrs.frozen
 class Formats:
     """Formats values for people. ``labels(kind, value)`` gives the declared label of a stage, trigger,
-    activity kind, report or a field's choice (``kind`` is ``"stage"``, ``"trigger"``, ``"kind"``,
-    ``"report"`` or ``"field:<name>"``)."""
+    activity kind or status, report or a field's choice (``kind`` is ``"stage"``, ``"trigger"``,
+    ``"kind"``, ``"status"``, ``"report"`` or ``"field:<name>"``)."""
 
     locale: Locale = attrs.field(factory=lambda: locale_of("en_US"))
     currency: str = "USD"
@@ -111,8 +118,9 @@ class Formats:
 
     def percent(self, value: float) -> str:
         """A value on the 0-100 scale as a percentage: whole numbers from 10 up, one decimal below."""
-        pattern = "#,##0%" if abs(value) >= 10 or value == int(value) else "#,##0.#%"
-        return bnumbers.format_percent(value / 100, format=pattern, locale=self.locale)
+        pattern = bnumbers.parse_pattern(self.locale.percent_formats[None].pattern)  # the locale's spacing
+        pattern.frac_prec = (0, 0) if abs(value) >= 10 or value == int(value) else (0, 1)
+        return pattern.apply(value / 100, self.locale)
 
     def money(self, value: float, *, compact: bool = False) -> str:
         if compact and abs(value) >= 10_000:
@@ -183,6 +191,8 @@ class Formats:
         number = _number(value)
         if number is not None and kind in NUMERIC:
             return self.value(number, kind)
+        if isinstance(value, str) and kind in ("date", "datetime"):
+            value = _iso(value)  # a KPI gives its dates as ISO text, the JSON they are in the API
         if isinstance(value, dt.datetime):
             return self.datetime(value, branch)
         if isinstance(value, dt.date):
@@ -266,6 +276,9 @@ def label_lookup(
         if kind == "kind":
             spec = registry.activity_kinds.get(value)
             return spec.label if spec is not None and spec.label else None
+        if kind == "status":
+            status = registry.activity_statuses.get(value)
+            return status.label if status is not None and status.label else None
         if kind == "report" and reports is not None:
             report = reports().get(value)
             return report.title if report is not None else None

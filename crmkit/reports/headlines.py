@@ -15,10 +15,6 @@ from crmkit.db.models import Activity, Customer, StageHistory
 from crmkit.reports.spec import Headline, ReportContext
 
 
-def midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), dt.UTC)
-
-
 def count_in(ctx: ReportContext, query: Any) -> int:
     with ctx.engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
@@ -39,22 +35,22 @@ def lifecycle_at(ctx: ReportContext, moment: dt.datetime, lifecycles: tuple[str,
     return count_in(ctx, query)
 
 
-def _in(column: ColumnElement[dt.datetime], since: dt.date, until: dt.date) -> ColumnElement[bool]:
-    return and_(column >= midnight(since), column < midnight(until))
+def _in(column: ColumnElement[dt.datetime], since: dt.datetime, until: dt.datetime) -> ColumnElement[bool]:
+    return and_(column >= since, column < until)
 
 
-def new_customers(ctx: ReportContext, since: dt.date, until: dt.date) -> int:
+def new_customers(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> int:
     c: Table = Customer.__table__
     return count_in(
         ctx, select(func.count()).select_from(c).where(_in(c.c.created_at, since, until), ctx.customer_scope(c))
     )
 
 
-def active_customers(ctx: ReportContext, since: dt.date, until: dt.date) -> int:
-    return lifecycle_at(ctx, midnight(until), ("active", "loyal"))
+def active_customers(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> int:
+    return lifecycle_at(ctx, until, ("active", "loyal"))
 
 
-def lost_customers(ctx: ReportContext, since: dt.date, until: dt.date) -> int:
+def lost_customers(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> int:
     h: Table = StageHistory.__table__
     query = select(func.count(h.c.customer_id.distinct())).where(
         _in(h.c.at, since, until), h.c.to_lifecycle == "lost", ctx.reaches(h.c.customer_id)
@@ -62,7 +58,7 @@ def lost_customers(ctx: ReportContext, since: dt.date, until: dt.date) -> int:
     return count_in(ctx, query)
 
 
-def revenue(ctx: ReportContext, since: dt.date, until: dt.date) -> float:
+def revenue(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> float:
     a: Table = Activity.__table__
     query = select(func.coalesce(func.sum(a.c.amount), 0)).where(
         a.c.kind == "purchase",

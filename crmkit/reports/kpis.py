@@ -41,6 +41,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    not_,
     or_,
     select,
     union_all,
@@ -60,9 +61,11 @@ if TYPE_CHECKING:
     from crmkit.reports.spec import HasEngine as CRM  # a ReportContext, or anything with an engine
 
 __all__ = [
+    "ACTIVE_BASE",
     "CONTACT_KINDS",
     "CORE_STAGES",
     "GROUPINGS",
+    "active_growth",
     "average_check",
     "cohort_retention",
     "customer_growth",
@@ -429,6 +432,76 @@ def customer_growth(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | 
             "month": r["key"],
             "start": _int(r["start"]),
             "new": _int(r["new"]),
+            "end": _int(r["end"]),
+            "growth_pct": _r2(r["growth_pct"]),
+        }
+        for r in _fetch(crm, query)
+    ]
+
+
+#: The lifecycles of the active base: a customer who buys or uses the service.
+ACTIVE_BASE = ("active", "loyal")
+
+
+def active_growth(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | None = None) -> list[Row]:
+    """Growth of the active base per calendar month.
+
+    The active base at a moment is the customers whose latest stage move before it put them in an active
+    or loyal stage (``ACTIVE_BASE``; a vertical's sub-stages count with their core stage). For every UTC
+    calendar month that intersects ``[since, until)`` (the first and last months clipped to the period):
+    ``start`` is the base when the month began, ``joined`` the moves into the base in the month (created
+    active, or moved there from lead or lost), ``left`` the moves out of it (to lost, or back to a lead
+    stage), ``end = start + joined - left`` the base when it ended, and ``growth_pct = (end - start) * 100
+    / start`` (``None`` when ``start`` is 0). A customer who joins and leaves twice in a month counts twice
+    in each; moves between active and loyal are neither.
+
+    Row keys: ``month``, ``start``, ``joined``, ``left``, ``end``, ``growth_pct``.
+    """
+    start, end = _check_period(since, until)
+    calendar = _calendar(since, until)
+    if not calendar:
+        return []
+    months = _keys("months", calendar)
+    hp = _history_with_previous(_reach(crm, actor))
+    inside = hp.c.to_lifecycle.in_(ACTIVE_BASE)
+    was_inside = and_(hp.c.previous.is_not(None), hp.c.previous.in_(ACTIVE_BASE))
+    joined = and_(inside, not_(was_inside))
+    left = and_(not_(inside), was_inside)
+    step = case((joined, 1), (left, -1), else_=0)
+    key = year_month(hp.c.at)
+    moves = (
+        select(
+            key.label("key"),
+            func.sum(case((joined, 1), else_=0)).label("joined"),
+            func.sum(case((left, 1), else_=0)).label("left"),
+        )
+        .where(hp.c.at >= _at(start), hp.c.at < _at(end))
+        .group_by(key)
+        .subquery("moves")
+    )
+    before = select(func.coalesce(func.sum(step), 0)).where(hp.c.at < _at(start)).scalar_subquery()
+    ins, outs = func.coalesce(moves.c.joined, 0), func.coalesce(moves.c.left, 0)
+    running = (before + func.sum(ins - outs).over(order_by=months.c.idx)).label("end")
+    per_month = (
+        select(months.c.idx, months.c.key, ins.label("joined"), outs.label("left"), running)
+        .select_from(months.outerjoin(moves, moves.c.key == months.c.key))
+        .subquery("per_month")
+    )
+    opening = per_month.c.end - per_month.c.joined + per_month.c.left
+    query = select(
+        per_month.c.key,
+        opening.label("start"),
+        per_month.c.joined,
+        per_month.c.left,
+        per_month.c.end,
+        _pct(per_month.c.end - opening, opening).label("growth_pct"),
+    ).order_by(per_month.c.idx)
+    return [
+        {
+            "month": r["key"],
+            "start": _int(r["start"]),
+            "joined": _int(r["joined"]),
+            "left": _int(r["left"]),
             "end": _int(r["end"]),
             "growth_pct": _r2(r["growth_pct"]),
         }

@@ -95,25 +95,28 @@ def _text(value: Any) -> str:
 
 @attrs.frozen
 class Period:
-    """The days ``[since, until)`` of a period so far (to the end of ``today``), and the same number of
-    days from the start of the period before it, so a month's first four days compare with the previous
-    month's first four."""
+    """A period so far, ``[since, until)`` with ``until`` the moment the dashboard is computed, and the
+    same span from the start of the period before it: this month to 2 p.m. on the 4th compares with last
+    month to 2 p.m. on its 4th. The starts are midnights in the CRM's time zone (aware datetimes)."""
 
     kind: PeriodKind
-    since: dt.date
-    until: dt.date
-    previous_since: dt.date
-    previous_until: dt.date
+    since: dt.datetime
+    until: dt.datetime
+    previous_since: dt.datetime
+    previous_until: dt.datetime
 
     @classmethod
-    def to_date(cls, kind: PeriodKind, today: dt.date) -> Period:
+    def to_now(cls, kind: PeriodKind, now: dt.datetime, zone: dt.tzinfo = dt.UTC) -> Period:
         if kind not in PERIOD_KINDS:
             raise ValueError(f"period must be one of {', '.join(PERIOD_KINDS)}, got {kind!r}")
-        start = _start(kind, today)
-        previous = _start(kind, start - dt.timedelta(days=1))
-        length = today - start + dt.timedelta(days=1)
-        # a month of 31 days after one of 30 compares at most the whole previous month
-        return cls(kind, start, today + dt.timedelta(days=1), previous, min(previous + length, start))
+        local = now.astimezone(zone)
+        start_day = _start(kind, local.date())
+        previous_day = _start(kind, start_day - dt.timedelta(days=1))
+        start = dt.datetime.combine(start_day, dt.time(), zone)
+        previous = dt.datetime.combine(previous_day, dt.time(), zone)
+        # a 31st compares with the end of a 30-day month, never with the current period
+        previous_until = min(previous + (local - start), start)
+        return cls(kind, start, now, previous, previous_until)
 
     @property
     def title(self) -> str:

@@ -237,14 +237,14 @@ class Report:
                 raise ValueError(f"report {self.name!r}: chart uses unknown columns {missing}")
 
 
-HeadlineFunction = Callable[[ReportContext, dt.date, dt.date], "float | int | None"]
+HeadlineFunction = Callable[[ReportContext, dt.datetime, dt.datetime], "float | int | None"]
 
 
 @attrs.frozen
 class Headline:
-    """A headline number on the dashboard: ``value(ctx, since, until)`` over the days ``[since, until)``,
-    computed in SQL like a report's rows. The dashboard shows it for the period so far and its change
-    against the same days of the previous period.
+    """A headline number on the dashboard: ``value(ctx, since, until)`` over ``[since, until)`` (aware
+    datetimes), computed in SQL like a report's rows. The dashboard shows it for the period so far and its
+    change against the same span of the previous period.
 
     A count over the period (new customers, check-ins, revenue) counts what happened in it; a state (active
     members, members at risk) is read as of ``until``. ``better`` says which way is good news ("down" for

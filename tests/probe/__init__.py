@@ -37,7 +37,7 @@ class ProbeNote(Base):
     body: Mapped[str] = mapped_column(String(200))
 
 
-def gold_customers(ctx: ReportContext, since: dt.date, until: dt.date) -> int:
+def gold_customers(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> int:
     """Gold customers created in the period: a headline a test can count by hand."""
     c = ctx.table("crm_customers")
     f = ctx.table("probe_customer")
@@ -46,8 +46,8 @@ def gold_customers(ctx: ReportContext, since: dt.date, until: dt.date) -> int:
         .select_from(c.join(f, f.c.customer_id == c.c.id))
         .where(
             f.c.tier == "gold",
-            c.c.created_at >= dt.datetime.combine(since, dt.time(), dt.UTC),
-            c.c.created_at < dt.datetime.combine(until, dt.time(), dt.UTC),
+            c.c.created_at >= since,
+            c.c.created_at < until,
             ctx.customer_scope(c),
         )
     )

@@ -187,7 +187,7 @@ def test_demo_builds_a_club_runs_the_triggers_and_writes_the_reports(tmp_path: P
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "A club with 150 members" in out
-    assert re.search(r"fitness\.membership_expiring\s+\d+ tasks", out)
+    assert re.search(r"Membership about to end\s+\d+ tasks", out)  # the trigger's label, not its name
     actions = out[out.index("Next best actions") :]
     # a task, then the reason a person can act on: "Anna Berg: membership ends ..., last visit 3 days ago"
     assert re.search(r"^\s+\[\s*\d+\] .+\n\s+[^\[\s].*: .*(last visit \d+ days? ago|no visit yet)", actions, re.M)
@@ -195,6 +195,7 @@ def test_demo_builds_a_club_runs_the_triggers_and_writes_the_reports(tmp_path: P
 
     folder = tmp_path / "club-reports"
     assert f"reports written to {folder}" in out
+    assert f"open the dashboard: {(folder / 'index.html').resolve().as_uri()}" in out
     crm = CRM(f"sqlite:///{db}", load_entry_points=True)
     try:
         names = {r.name for r in crm.reports.all()}
@@ -207,7 +208,7 @@ def test_demo_builds_a_club_runs_the_triggers_and_writes_the_reports(tmp_path: P
         "fitness.trainer_load",
         "fitness.trigger_effectiveness",
     }
-    assert {p.name for p in folder.glob("*.html")} == {f"{n}.html" for n in names} | {"index.html"}
+    assert {p.name for p in folder.glob("*.html")} == {f"{n}.html" for n in names} | {"index.html", "kpis.html"}
     for page in folder.glob("*.html"):
         text = page.read_text(encoding="utf-8")
         assert text.strip(), page.name

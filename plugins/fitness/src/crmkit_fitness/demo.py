@@ -8,7 +8,6 @@ should do, and writes every report as HTML into ``<stem>-reports/`` next to the 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import sys
 import time
 from collections.abc import Callable
@@ -33,18 +32,20 @@ def run_demo(
 ) -> Path:
     """Create the demo club at ``path`` and return the folder the reports were written to."""
     started = time.perf_counter()
-    crm = CRM(f"sqlite:///{path}", plugins=[FitnessPlugin(config)], load_entry_points=False)
+    # the generated club sells in euros: the dashboard's revenue is in the CRM's currency
+    crm = CRM(f"sqlite:///{path}", plugins=[FitnessPlugin(config)], load_entry_points=False, currency="EUR")
     try:
         crm.create_schema()
         today = dt.datetime.now(dt.UTC).date()
         club = _generate(crm, members, today)
-        echo(_summary(club))
+        echo(_summary(club, crm))
         # the nightly run, as of the first moment of today: the generated history ends just before it
         as_of = dt.datetime.combine(today, dt.time(), dt.UTC)
         _run_triggers(crm, as_of, echo)
         _next_actions(crm, as_of, echo)
         folder, written = _write_reports(crm, path)
-        echo(f"\n{written} reports written to {folder}/ (start with index.html)")
+        dashboard = (folder / "index.html").resolve().as_uri()
+        echo(f"\n{written} reports written to {folder}/; open the dashboard: {dashboard}")
         echo(f"demo built in {time.perf_counter() - started:.1f} s")
         return folder
     finally:
@@ -61,8 +62,8 @@ def _generate(crm: CRM, members: int, today: dt.date) -> GeneratedClub:
         return generate(crm, members=members, seed=DEMO_SEED, today=today, progress=progress)
 
 
-def _summary(club: GeneratedClub) -> str:
-    stages = ", ".join(f"{name} {count:,}" for name, count in club.stages.items())
+def _summary(club: GeneratedClub, crm: CRM) -> str:
+    stages = ", ".join(f"{crm.formats.label('stage', name).lower()} {count:,}" for name, count in club.stages.items())
     return (
         f"A club with {club.members:,} members, {club.managers} managers and {club.trainers} trainers; "
         f"a year to {club.today - dt.timedelta(days=1)}:\n"
@@ -82,7 +83,7 @@ def _run_triggers(crm: CRM, as_of: dt.datetime, echo: Callable[[str], None]) -> 
         what = "moved" if trigger.move_to else "tasks"
         held = f", {result.held_out} held out" if result.held_out else ""
         failed = f", {result.failed} FAILED" if result.failed else ""
-        echo(f"  {result.trigger:<30} {result.fired:>4} {what}{held}{failed}  ({trigger.description})")
+        echo(f"  {trigger.label or result.trigger:<32} {result.fired:>4} {what}{held}{failed}  ({trigger.description})")
         for error in result.errors[:3]:
             echo(f"      ! {error}")
 
@@ -104,31 +105,9 @@ def _next_actions(crm: CRM, as_of: dt.datetime, echo: Callable[[str], None]) -> 
 
 
 def _write_reports(crm: CRM, path: Path) -> tuple[Path, int]:
-    """Every fitness report, then the core's, as HTML files, and an index page linking them."""
+    """The dashboard and every report as linked HTML pages (``crm.reports.write_site``)."""
     folder = path.with_name(f"{path.stem}-reports")
-    folder.mkdir(parents=True, exist_ok=True)
-    reports = sorted(crm.reports.all(), key=lambda r: (not r.name.startswith("fitness."), r.name))
-    links: list[tuple[str, str, str, int]] = []
-    with click.progressbar(reports, label="writing the reports", file=sys.stderr) as bar:
-        for report in bar:
-            result = crm.reports.run(report.name)
-            name = f"{report.name}.html"
-            (folder / name).write_text(crm.reports.render_result(result, format="html"), encoding="utf-8")
-            links.append((name, report.title, report.description, len(result.rows)))
-    (folder / "index.html").write_text(_index(links), encoding="utf-8")
-    return folder, len(links)
-
-
-def _index(links: list[tuple[str, str, str, int]]) -> str:
-    items = [
-        f'<li><a href="{html.escape(name)}">{html.escape(title)}</a> <small>({rows} rows)</small>'
-        + (f"<br><span>{html.escape(description)}</span>" if description else "")
-        + "</li>"
-        for name, title, description, rows in links
-    ]
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>crmkit fitness demo: reports</title>'
-        "<style>body{font:14px/1.5 system-ui,sans-serif;max-width:760px;margin:0 auto;padding:24px}"
-        "li{margin:0 0 10px}span{color:#4b5563}</style></head><body>"
-        "<h1>crmkit fitness demo: reports</h1><ul>" + "".join(items) + "</ul></body></html>\n"
-    )
+    reports = crm.reports.visible()
+    with click.progressbar(length=len(reports), label="writing the reports", file=sys.stderr) as bar:
+        crm.reports.write_site(folder, progress=lambda report: bar.update(1))
+    return folder, len(reports)

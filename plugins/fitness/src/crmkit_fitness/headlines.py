@@ -9,33 +9,29 @@ from sqlalchemy import func, select
 from crmkit.reports import Headline, ReportContext
 
 
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), dt.UTC)
-
-
 def _count(ctx: ReportContext, query: object) -> int:
     with ctx.engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)  # type: ignore[call-overload]
 
 
-def checkins(ctx: ReportContext, since: dt.date, until: dt.date) -> int:
+def checkins(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> int:
     """Turnstile check-ins that happened in ``[since, until)``."""
     a = ctx.table("crm_activities")
     query = select(func.count()).where(
         a.c.kind == "checkin",
         a.c.status.in_(ctx.registry.happened),
-        a.c.occurred_at >= _midnight(since),
-        a.c.occurred_at < _midnight(until),
+        a.c.occurred_at >= since,
+        a.c.occurred_at < until,
         ctx.reaches(a.c.customer_id),
     )
     return _count(ctx, query)
 
 
-def members_at_risk(ctx: ReportContext, since: dt.date, until: dt.date) -> int:
+def members_at_risk(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> int:
     """Members whose latest stage move before ``until`` put them in the at-risk stage."""
     h = ctx.table("crm_stage_history")
     rank = func.row_number().over(partition_by=h.c.customer_id, order_by=(h.c.at.desc(), h.c.id.desc()))
-    moves = select(h.c.customer_id, h.c.to_stage, rank.label("rank")).where(h.c.at < _midnight(until)).subquery("moves")
+    moves = select(h.c.customer_id, h.c.to_stage, rank.label("rank")).where(h.c.at < until).subquery("moves")
     query = select(func.count()).where(
         moves.c.rank == 1, moves.c.to_stage == "at_risk", ctx.reaches(moves.c.customer_id)
     )
