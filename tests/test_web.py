@@ -271,3 +271,34 @@ def test_mounted_under_a_path_every_link_keeps_to_it(crm: CRM) -> None:
     prefixed = client(crm, prefix="/crm")
     assert f'action="/crm/reports/{GROWTH}"' in text(prefixed.get(f"/crm/reports/{GROWTH}"))
     assert prefixed.get(f"/reports/{GROWTH}").status_code == 404
+
+
+def test_mounted_in_a_flask_app_the_user_is_the_one_its_session_signed_in(crm_factory: Callable[..., CRM]) -> None:
+    """The pattern of docs/web.md: the host's sign-in keeps the user in its session, the reports read it."""
+    from flask import Flask, session
+
+    crm = crm_factory(require_user=True)
+    with crm.as_system("setup"):
+        viewer = crm.users.create({"name": "Vic", "role": "viewer"})["id"]
+        manager = crm.users.create({"name": "Mia", "role": "manager"})["id"]
+    app = Flask(__name__)
+    app.secret_key = "test"
+
+    @app.get("/login/<int:user_id>")
+    def login(user_id: int) -> str:
+        session["user_id"] = user_id
+        return "signed in"
+
+    def signed_in(environ: dict[str, Any]) -> int | None:
+        with app.request_context(environ):
+            user_id: int | None = session.get("user_id")
+            return user_id
+
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/crm": ReportsApp(crm, user=signed_in)})  # type: ignore[method-assign]
+    browser = app.test_client()
+    assert browser.get("/crm/").status_code == 401
+    assert browser.get(f"/login/{viewer}").status_code == 200
+    assert browser.get("/crm/").status_code == 200
+    assert browser.get("/crm/reports/crm.field_history").status_code == 403
+    browser.get(f"/login/{manager}")
+    assert browser.get("/crm/reports/crm.field_history").status_code == 200
