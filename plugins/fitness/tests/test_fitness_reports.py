@@ -335,11 +335,16 @@ def test_members_at_risk_page_is_a_call_list_by_manager(club: CRM, absent: dict[
     html = club.reports.render("fitness.members_at_risk", {"as_of": AS_OF.isoformat()})
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
     assert html.index("(unassigned) · 1 call") < html.index("Maria · 3 calls") < html.index("Omar · 1 call")
-    assert "Last visit 2026-06-01, 14 days ago." in html
-    assert "Membership ends 2026-06-30, 7 sessions left." in html
-    assert "Membership ended 2026-04-30." in html
+    assert "Last visit Jun 1, 2026, 14 days ago." in html
+    assert "Membership ends Jun 30, 2026, 7 sessions left." in html
+    assert "Membership ended Apr 30, 2026." in html
     assert "No check-in yet." in html
     assert html.count('type="checkbox"') == 5
+    # every phone on the list is a tel: link to its E.164 form, shown in one national format
+    import re
+
+    links = re.findall(r'<a href="tel:(\+\d+)">([^<]+)</a>', html)
+    assert links and all(re.fullmatch(r"\(\d{3}\) \d{3}-\d{4}", shown) for _, shown in links), links
 
 
 # -- trigger effectiveness ------------------------------------------------------------------------------
