@@ -93,6 +93,7 @@ _OWN_MODULES = {
     "import": "crmkit.cli_imports:imports",
     "audit": "crmkit.cli_audit:audit",
     "person": "crmkit.cli_privacy:person",
+    "serve": "crmkit.cli_web:serve",
 }
 
 

@@ -13,7 +13,7 @@ from crmkit.hooks import Hooks
 
 PACKAGE = Path(crmkit.__file__).parent
 #: The composition root and the edges that assemble a CRM (the command line, the test kit and its plugin
-#: check, the demo): only they may import ``crmkit.app``.
+#: check, the demo) or serve one (the web app): only they may import ``crmkit.app``.
 EDGES = {
     "crmkit/__init__.py",
     "crmkit/app.py",
@@ -21,6 +21,8 @@ EDGES = {
     "crmkit/cli_imports.py",
     "crmkit/cli_audit.py",
     "crmkit/cli_privacy.py",
+    "crmkit/cli_web.py",
+    "crmkit/web.py",
     "crmkit/testing.py",
     "crmkit/plugin_check.py",
     "crmkit/demo.py",

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -306,7 +307,7 @@ class Reports:
             siblings=siblings(report, all_reports),
             sections=grouped(all_reports),
             section=group_title(report.group),
-            form=_form(report, result.params) if page_links.live else (),
+            form=form_fields(report, result.params) if page_links.live else (),
         )
 
     def _template(self, report: Report, format: str) -> jinja2.Template | None:
@@ -356,7 +357,8 @@ class Reports:
         from openpyxl import Workbook
 
         book = Workbook(write_only=True)
-        sheet = book.create_sheet(result.report.title[:31] or "report")
+        # a sheet's name is at most 31 characters, none of : \ / ? * [ ] ("Members at risk: who to call")
+        sheet = book.create_sheet(re.sub(r"[:\\/?*\[\]]", " ", result.report.title)[:31].strip() or "report")
         sheet.append([c.title for c in result.columns])
         for row in result.rows:
             sheet.append([_xlsx_value(row.get(c.name)) for c in result.columns])
@@ -463,7 +465,9 @@ class FormField:
     help: str
 
 
-def _form(report: Report, values: Mapping[str, Any]) -> tuple[FormField, ...]:
+def form_fields(report: Report, values: Mapping[str, Any]) -> tuple[FormField, ...]:
+    """The parameters of ``report`` as form fields holding ``values`` (validated values, or the text a form
+    sent back when it did not validate)."""
     kinds = {"date": "date", "datetime": "datetime-local", "integer": "number", "number": "number"}
     fields = []
     for param in report.params:
