@@ -18,7 +18,6 @@ Werkzeug parses the requests, routes them and runs the development server; it is
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -205,7 +204,7 @@ class ReportsApp:
             params={},
             errors=[(field, _messages(problem.errors[field])) for field in sorted(problem.errors)],
             form=form_fields(report, given(request)),
-            generated_at=dt.datetime.now(dt.UTC),
+            generated_at=None,  # nothing was computed
             fmt=reports.formats,
             links=_NoDownloads(links),
             siblings=siblings(report, visible),
