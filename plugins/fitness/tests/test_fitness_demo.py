@@ -196,6 +196,7 @@ def test_demo_builds_a_club_runs_the_triggers_and_writes_the_reports(tmp_path: P
     folder = tmp_path / "club-reports"
     assert f"reports written to {folder}" in out
     assert f"open the dashboard: {(folder / 'index.html').resolve().as_uri()}" in out
+    assert f"or serve them live: crmkit serve --url sqlite:///{db} --currency EUR" in out
     crm = CRM(f"sqlite:///{db}", load_entry_points=True)
     try:
         names = {r.name for r in crm.reports.all()}

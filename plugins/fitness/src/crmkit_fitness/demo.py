@@ -46,6 +46,7 @@ def run_demo(
         folder, written = _write_reports(crm, path)
         dashboard = (folder / "index.html").resolve().as_uri()
         echo(f"\n{written} reports written to {folder}/; open the dashboard: {dashboard}")
+        echo(f"or serve them live: crmkit serve --url sqlite:///{path} --currency EUR")
         echo(f"demo built in {time.perf_counter() - started:.1f} s")
         return folder
     finally:
