@@ -406,24 +406,35 @@ def customer_growth(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | 
     reach = _reach(crm, actor)
     reached = [] if reach is None else [reach]
     new = (
-        select(key.label("key"), func.count().label("n"))
+        select(key.label("key"), func.count().label("joined"), literal(0).label("left"))
         .where(_created_in(start, end), *reached)
         .group_by(key)
-        .subquery()
+        .subquery("moves")
     )
     before = select(func.count()).select_from(c).where(c.c.created_at < _at(start), *reached).scalar_subquery()
-    added = func.coalesce(new.c.n, 0)
-    running = (before + func.sum(added).over(order_by=months.c.idx)).label("end")
+    return [
+        {"month": r["month"], "start": r["start"], "new": r["joined"], "end": r["end"], "growth_pct": r["growth_pct"]}
+        for r in _base_per_month(crm, months, new, before)
+    ]
+
+
+def _base_per_month(crm: CRM, months: CTE, moves: Subquery, before: Any) -> list[Row]:
+    """The size of a base month by month: ``before`` at the start of the period, then per month (keyed
+    like ``months``) the ``joined`` and ``left`` of ``moves`` (a subquery keyed ``key``), summed as they
+    go; the rows of :func:`customer_growth` and :func:`active_growth`."""
+    ins, outs = func.coalesce(moves.c.joined, 0), func.coalesce(moves.c.left, 0)
+    running = (before + func.sum(ins - outs).over(order_by=months.c.idx)).label("end")
     per_month = (
-        select(months.c.idx, months.c.key, added.label("new"), running)
-        .select_from(months.outerjoin(new, new.c.key == months.c.key))
+        select(months.c.idx, months.c.key, ins.label("joined"), outs.label("left"), running)
+        .select_from(months.outerjoin(moves, moves.c.key == months.c.key))
         .subquery("per_month")
     )
-    opening = per_month.c.end - per_month.c.new
+    opening = per_month.c.end - per_month.c.joined + per_month.c.left
     query = select(
         per_month.c.key,
         opening.label("start"),
-        per_month.c.new,
+        per_month.c.joined,
+        per_month.c.left,
         per_month.c.end,
         _pct(per_month.c.end - opening, opening).label("growth_pct"),
     ).order_by(per_month.c.idx)
@@ -431,7 +442,8 @@ def customer_growth(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | 
         {
             "month": r["key"],
             "start": _int(r["start"]),
-            "new": _int(r["new"]),
+            "joined": _int(r["joined"]),
+            "left": _int(r["left"]),
             "end": _int(r["end"]),
             "growth_pct": _r2(r["growth_pct"]),
         }
@@ -480,33 +492,7 @@ def active_growth(crm: CRM, *, since: dt.date, until: dt.date, actor: Actor | No
         .subquery("moves")
     )
     before = select(func.coalesce(func.sum(step), 0)).where(hp.c.at < _at(start)).scalar_subquery()
-    ins, outs = func.coalesce(moves.c.joined, 0), func.coalesce(moves.c.left, 0)
-    running = (before + func.sum(ins - outs).over(order_by=months.c.idx)).label("end")
-    per_month = (
-        select(months.c.idx, months.c.key, ins.label("joined"), outs.label("left"), running)
-        .select_from(months.outerjoin(moves, moves.c.key == months.c.key))
-        .subquery("per_month")
-    )
-    opening = per_month.c.end - per_month.c.joined + per_month.c.left
-    query = select(
-        per_month.c.key,
-        opening.label("start"),
-        per_month.c.joined,
-        per_month.c.left,
-        per_month.c.end,
-        _pct(per_month.c.end - opening, opening).label("growth_pct"),
-    ).order_by(per_month.c.idx)
-    return [
-        {
-            "month": r["key"],
-            "start": _int(r["start"]),
-            "joined": _int(r["joined"]),
-            "left": _int(r["left"]),
-            "end": _int(r["end"]),
-            "growth_pct": _r2(r["growth_pct"]),
-        }
-        for r in _fetch(crm, query)
-    ]
+    return _base_per_month(crm, months, moves, before)
 
 
 # -- 4. lead processing time -------------------------------------------------------------------------
