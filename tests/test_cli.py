@@ -5,17 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, make_url, text
 
 from crmkit import CRM
 from crmkit.cli import main
-from crmkit.testing import database_url
 
 
 def test_demo_creates_a_database_and_prints_customers_and_stages(tmp_path: Path) -> None:
@@ -61,26 +57,6 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty database the command can be given: a SQLite file that does not exist yet,
-    or a PostgreSQL schema of its own (named in the URL, so a separate process finds it)."""
-    url = database_url()
-    if url is None:
-        yield f"sqlite:///{tmp_path / 'crm.db'}"
-        return
-    schema = f"crmkit_cli_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.fixture

@@ -8,42 +8,17 @@ import subprocess
 import sys
 import threading
 import urllib.request
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, make_url, text
 from werkzeug.serving import BaseWSGIServer
 
 import crmkit
 from crmkit import CRM
 from crmkit.cli import main
-from crmkit.testing import database_url
 
 GROWTH = "crm.customer_growth"
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database a command can be given: a SQLite file, or a PostgreSQL schema named in
-    the URL."""
-    url = database_url()
-    if url is None:
-        yield f"sqlite:///{tmp_path / 'crm.db'}"
-        return
-    schema = f"crmkit_web_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.fixture
