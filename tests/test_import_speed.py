@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 from crmkit_fitness import FitnessPlugin
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmkit import CRM, hookimpl
 from crmkit.imports import collector
+from crmkit.imports.values import KINDS, ParseOptions, cell_reader, parse_value
 
 HEADER = ["name", "email", "phone", "goal", "created_at", "stage"]
 ROWS = [
@@ -157,3 +160,53 @@ def test_a_batch_without_listeners_calls_neither_hook(crm_factory: Any, monkeypa
     monkeypatch.setattr(type(crm.hooks), "stage_changed", lambda self, tx, change: called.append("moved"))
     report = crm.imports.customers(_csv(ROWS))
     assert report.counts["created"] == 3 and called == []
+
+
+# -- the cell readers -------------------------------------------------------------------------------------
+
+
+CHOICES = ("weight_loss", "muscle", "Rehab Plus", "")
+OPTIONS = [
+    ParseOptions(),
+    ParseOptions(choices={"goal": {"Lose weight": "weight_loss", "muscle": "rehab"}}),
+    ParseOptions(date_format="dd/mm/yyyy", decimal_comma=True, true_values=("ja", "x"), false_values=("nein", "")),
+]
+#: what files hold: choices written in other ways, labels, numbers and dates in the options' formats
+TYPED = [
+    "", " ", "muscle", " muscle ", "MUSCLE", "weight-loss", "Weight Loss", "rehab plus", "Lose weight", "lose WEIGHT",
+    "\u00a0muscle", "x", "ja", "nein", "1", "0", "12", " 3,5 ", "1.234,5", "2024-03-01", "01/03/2024",
+    "2024-03-01T10:00:00+02:00", "'=1+1", "true",
+]  # fmt: skip
+cells = st.one_of(
+    st.none(),
+    st.sampled_from(TYPED),
+    st.text(max_size=12),
+    st.integers(-5, 10**12),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.dates(),
+    st.datetimes(),
+)
+
+
+def outcome(read: Any, cell: Any) -> tuple[str, Any]:
+    try:
+        return "ok", read(cell)
+    except ValueError as exc:
+        return "error", str(exc)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    cell=cells,
+    kind=st.sampled_from(KINDS),
+    choices=st.sampled_from([(), CHOICES]),
+    name=st.sampled_from(["goal", "name"]),
+    options=st.sampled_from(OPTIONS),
+)
+def test_a_cell_reader_reads_a_cell_as_parse_value_does(
+    cell: Any, kind: str, choices: tuple[str, ...], name: str, options: ParseOptions
+) -> None:
+    read = cell_reader(name, kind, choices, options)
+    expected = outcome(lambda c: parse_value(kind, c, options, field=name, choices=choices), cell)
+    assert outcome(read, cell) == expected
