@@ -210,3 +210,36 @@ def test_a_cell_reader_reads_a_cell_as_parse_value_does(
     read = cell_reader(name, kind, choices, options)
     expected = outcome(lambda c: parse_value(kind, c, options, field=name, choices=choices), cell)
     assert outcome(read, cell) == expected
+
+
+# -- the ledger of created customers ----------------------------------------------------------------------
+
+json_values = st.one_of(
+    st.none(),
+    st.text(),
+    st.integers(-(2**70), 2**70),
+    st.booleans(),
+    st.floats(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+)
+records = st.dictionaries(st.one_of(st.sampled_from(["id", "name", "é", 'a"b', "\x00"]), st.text()), json_values)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+@settings(max_examples=1500, deadline=None)
+@given(record=records, cid=st.integers(1, 2**31 - 1), line=st.integers(2, 10**6))
+def test_the_ledger_rows_of_created_customers_are_what_the_bind_processors_make(
+    dialect: str, record: dict[str, Any], cid: int, line: int
+) -> None:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from crmkit.imports.chunk import CreatedLedger
+
+    made = sqlite.dialect() if dialect == "sqlite" else postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+    direct = CreatedLedger(made, import_id=7)
+    slow = CreatedLedger(made, import_id=7)
+    slow._direct = False  # every row through the bind processors
+    assert direct._direct
+    created = [(cid, line, record), (cid + 1, line + 1, {"id": cid + 1, "name": "Anna", "phone": None})]
+    assert direct.rows(created) == slow.rows(created)
