@@ -24,7 +24,7 @@ from json.encoder import encode_basestring_ascii as _json_text  # json.dumps' ow
 from typing import Any
 
 import attrs
-from sqlalchemy import ARRAY, Connection, Dialect, any_, literal, select
+from sqlalchemy import ARRAY, Connection, Dialect, any_, bindparam, literal, select
 
 from crmkit.customers import Customers, PhoneReader, Prepared, normalize_email
 from crmkit.db.bulk import BulkInsert
@@ -247,7 +247,9 @@ class Chunk:
         than one per value."""
         if self._t.session.get_bind().dialect.name == "postgresql":
             return column == any_(literal(values, ARRAY(column.type)))
-        return column.in_(values)
+        # one expanding parameter rather than a bound parameter object per value: the same IN (?, ?, ...)
+        # when run, without building thousands of objects per query
+        return column.in_(bindparam(None, values, expanding=True))
 
     def _by_line(self, index: int, line: SourceLine, keys: Mapping[str, str | None]) -> None:
         """Apply the line through the line path, and keep what the chunk knows of the customers' keys true:
