@@ -330,16 +330,25 @@ class Customers(Searchable):
         actor: int | None,
         names: Mapping[str, list[str]],
         recorder: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
+        listened: tuple[bool, bool] = (True, True),
     ) -> dict[str, Any]:
         """Tell the hooks of a new customer; its record (made by ``recorder``, :meth:`_recorder`'s, when
-        given)."""
-        stage, lifecycle, moved = row["stage"], row["lifecycle"], row["stage_changed_at"]
-        self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
+        given). ``listened``: whether ``stage_changed`` and ``customer_created`` have an implementation
+        (:meth:`_listened`); a hook nobody implements is not called, which is all calling it would do."""
+        if listened[0]:
+            stage, lifecycle, moved = row["stage"], row["lifecycle"], row["stage_changed_at"]
+            self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
         for plugin, plugin_values in fields.items():
             row.update(zip(names[plugin], plugin_values, strict=True))
         record = (recorder or self._record)({"id": customer_id, **row})
-        self._hooks.customer_created(t, record)
+        if listened[1]:
+            self._hooks.customer_created(t, record)
         return record
+
+    def _listened(self) -> tuple[bool, bool]:
+        """Whether some plugin implements ``stage_changed``, ``customer_created``: asked once per batch
+        (pluggy's ``get_hookimpls``; wrappers count), so a batch calls no hook that nobody listens to."""
+        return self._hooks.implemented("stage_changed"), self._hooks.implemented("customer_created")
 
     def create_many(
         self, prepared: Sequence[Prepared], *, actor_id: int | None = None, tx: Transaction | None = None
@@ -373,9 +382,9 @@ class Customers(Searchable):
             ids = batch.new_ids(connection, len(built))
             batch.insert(connection, ids, built, [(p.cause, actor) for p in prepared])
             batch.claim_unique(connection, ids, [row for row, _ in built])
-            recorder = self._recorder()
+            recorder, listened = self._recorder(), self._listened()
             records = [
-                self._created(t, cid, row, fields, p.cause, actor, names, recorder)
+                self._created(t, cid, row, fields, p.cause, actor, names, recorder, listened)
                 for cid, (row, fields), p in zip(ids, built, prepared, strict=True)
             ]
             # a bulk path: one entry for the batch, with its counts, not one per customer

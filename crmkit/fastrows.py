@@ -45,12 +45,32 @@ def _converter(field: mf.Field[Any]) -> Callable[[Any], Any]:
     if kind is mf.String:
         return lambda v: v if type(v) is str else slow(v)
     if kind is mf.DateTime and field.format in _ISO:  # type: ignore[attr-defined]
-        return lambda v: v.isoformat() if type(v) is dt.datetime else slow(v)
+        return _moment_text(slow)
     if kind is mf.Date and field.format in _ISO:  # type: ignore[attr-defined]
         return lambda v: v.isoformat() if type(v) is dt.date else slow(v)
     if kind is mf.Decimal and field.as_string and field.places is None:  # type: ignore[attr-defined]
         return lambda v: format(v, "f") if type(v) is Decimal and v.is_finite() else slow(v)
     return slow
+
+
+def _moment_text(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A datetime's ``isoformat()``, remembered for the last datetime converted: the rows of a batch share
+    their times (its one ``now``, three times in each created customer's record). The datetime and its text
+    are kept as one pair, replaced whole, so a dumper used by several threads never pairs one's datetime
+    with another's text; the pair holds the datetime, so no other object can be the one it names."""
+    last: list[tuple[Any, str]] = [(None, "")]
+
+    def convert(value: Any) -> Any:
+        seen, text = last[0]
+        if value is seen:
+            return text
+        if type(value) is not dt.datetime:
+            return slow(value)
+        text = value.isoformat()
+        last[0] = (value, text)
+        return text
+
+    return convert
 
 
 def _unchanged(field: mf.Field[Any]) -> type | None:

@@ -185,3 +185,31 @@ records = st.fixed_dictionaries(
 def test_the_fast_dumper_is_marshmallows_dump_of_a_customer_record(record: dict[str, Any]) -> None:
     assert len(OUT.dump_fields) == len(record) > 20
     assert DUMP(record) == OUT.dump(record)
+
+
+def _marshmallow_email(value: str) -> bool:
+    from marshmallow import ValidationError as FieldError
+    from marshmallow import validate
+
+    try:
+        validate.Email()(value)
+    except FieldError:
+        return False
+    return True
+
+
+emails = st.one_of(
+    st.from_regex(r"[a-zA-Z0-9.!#_\"\\ @-]{0,6}@[a-zA-Z0-9.ü-]{0,8}(\.[a-z]{1,7})?", fullmatch=True),
+    st.emails().map(str),
+    st.text(st.sampled_from('a.@"\\-_ü[]1 \x00'), max_size=12),
+    st.sampled_from(["a@localhost", "a@[127.0.0.1]", "a@[300.1.1.1]", '"a b"@x.example', "a@b@c.example", "@x.example",
+                     "a@", "a..b@x.example", "a@-x.example", "a@x.example.", "é@x.example", "a@xn--bcher-kva.example"]),
+)  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(value=emails)
+def test_the_email_check_accepts_what_marshmallows_email_validator_accepts(value: str) -> None:
+    from crmkit.fastpath import _email, _plain_str
+
+    assert _email(value) == (_plain_str(value, 320) and _marshmallow_email(value))

@@ -127,3 +127,17 @@ def test_task_fast_load_takes_the_trigger_engines_rows() -> None:
         load(TaskIn(), {"title": ""})
     except ValidationError as exc:
         assert "title" in exc.errors
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(range(4)), min_size=1, max_size=12), st.lists(MOMENTS, min_size=4, max_size=4))
+def test_one_dumper_remembering_the_last_datetime_dumps_each_row_as_marshmallow(
+    picks: list[int], moments: list[dt.datetime]
+) -> None:
+    """The rows of a batch share their times: one dumper for all of them, the same datetime object again
+    and again, another one in between, an equal datetime in another zone."""
+    dump = dumper(EVERY_TYPE)
+    moments[3] = moments[0].astimezone(dt.timezone(dt.timedelta(hours=3)))  # equal to moments[0], other text
+    for pick in picks:
+        row = {"t": moments[pick], "i": pick}
+        assert dump(row) == EVERY_TYPE.dump(row)

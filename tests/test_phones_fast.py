@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from crmkit import CRM, hookimpl
 from crmkit.defaults import crmkit_normalize_phone
-from crmkit.phones import NATIONAL_REGIONS, read_fast, read_phone
+from crmkit.phones import NATIONAL_REGIONS, _valid_for_region, read_fast, read_phone
 
 NANP = sorted(phonenumbers.region_codes_for_country_code(1))
 #: The +1 regions, the regions read nationally, and some others (a national prefix 0, 8, none; an IDD of 00).
@@ -100,6 +100,30 @@ def test_every_ten_digits_read_the_same(number: int, region: str, international:
     """Valid and invalid area codes and exchanges, in each +1 region."""
     digits = str(number)
     same(f"{'+1 ' if international else ''}({digits[:3]}) {digits[3:6]}-{digits[6:]}", region)
+
+
+def valid_as_phonenumbers_says(digits: str, region: str) -> bool:
+    number = phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))
+    return phonenumbers.is_valid_number_for_region(number, region)
+
+
+#: Every region phonenumbers knows, and a few it does not: the patterns are looked up per region.
+ALL_REGIONS = sorted({*phonenumbers.SUPPORTED_REGIONS, "001", "ZZ", "XX"})
+
+
+@pytest.mark.parametrize("region", ALL_REGIONS)
+def test_the_validity_check_per_region_is_phonenumbers_own(region: str) -> None:
+    """Each area code with a few exchanges and lines (valid and invalid ones), in every region."""
+    for area in range(200, 1000):
+        for rest in ("2000001", "5550100", "1000001", "9119999", "3571234", "2951234"):
+            digits = f"{area}{rest}"
+            assert _valid_for_region(digits, region) == valid_as_phonenumbers_says(digits, region), (digits, region)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(number=st.integers(2_000_000_000, 9_999_999_999), region=st.sampled_from(REGIONS))
+def test_the_validity_check_of_any_ten_digits_is_phonenumbers_own(number: int, region: str) -> None:
+    assert _valid_for_region(str(number), region) == valid_as_phonenumbers_says(str(number), region)
 
 
 def test_the_regions_read_nationally_are_the_plain_ones() -> None:

@@ -18,11 +18,13 @@ path, only faster.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from json.encoder import encode_basestring_ascii as _json_text  # json.dumps' own escaping of a string
 from typing import Any
 
 import attrs
-from sqlalchemy import ARRAY, Connection, any_, literal, select
+from sqlalchemy import ARRAY, Connection, Dialect, any_, bindparam, literal, select
 
 from crmkit.customers import Customers, PhoneReader, Prepared, normalize_email
 from crmkit.db.bulk import BulkInsert
@@ -245,7 +247,9 @@ class Chunk:
         than one per value."""
         if self._t.session.get_bind().dialect.name == "postgresql":
             return column == any_(literal(values, ARRAY(column.type)))
-        return column.in_(values)
+        # one expanding parameter rather than a bound parameter object per value: the same IN (?, ?, ...)
+        # when run, without building thousands of objects per query
+        return column.in_(bindparam(None, values, expanding=True))
 
     def _by_line(self, index: int, line: SourceLine, keys: Mapping[str, str | None]) -> None:
         """Apply the line through the line path, and keep what the chunk knows of the customers' keys true:
@@ -310,11 +314,8 @@ class Chunk:
                 ids = [int(r["id"]) for r in records]
                 connection = t.session.connection()
                 self._add_keys(connection, held, ids)
-                ledger: list[tuple[Any, ...]] = [
-                    (cid, self._lines.import_id, h.line.line, "created", {}, created_after(record))
-                    for cid, h, record in zip(ids, held, records, strict=True)
-                ]
-                _insert(connection, ImportChange.__table__, _LEDGER, ledger)
+                ledger = CreatedLedger(connection.dialect, self._lines.import_id)
+                ledger.insert(connection, [(cid, h.line.line, r) for cid, h, r in zip(ids, held, records, strict=True)])
         except (DuplicateCustomerError, SuppressedCustomerError):
             # someone has one of these values since the lookup (another writer, or a customer the match
             # keys do not name), or one is an erased person's: each line as the line path words it
@@ -362,7 +363,57 @@ class Chunk:
             raise DuplicateCustomerError([], [EXTERNAL_ID])
 
 
-def _insert(connection: Connection, table: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    statement = BulkInsert(table, columns, connection.dialect)
-    driver = DriverValues(statement)
-    statement.execute(connection, [driver(row) for row in rows])
+class CreatedLedger:
+    """The ledger rows (``crm_import_changes``) of customers an import created: ``before`` empty, ``after``
+    their record's fields that have a value (:func:`created_after`).
+
+    The rows go to the driver as driver values. ``after`` is JSON text, which the column's bind processor
+    makes with ``json.dumps``; when the dialect uses ``json.dumps`` and the other columns go as they are, the
+    text is written here (:func:`json_object`: the same text, without building the dict first or the
+    processor's per-row calls). Otherwise every row goes through the bind processors.
+    ``tests/test_import_speed.py`` compares both on generated records, for SQLite and PostgreSQL."""
+
+    def __init__(self, dialect: Dialect, import_id: int) -> None:
+        self._statement = BulkInsert(ImportChange.__table__, _LEDGER, dialect)
+        self._import_id = import_id
+        processors = dict(zip(_LEDGER, self._statement.processors, strict=True))
+        self._direct = getattr(dialect, "_json_serializer", None) is None and not any(
+            processors[name] for name in ("customer_id", "import_id", "line", "action")
+        )
+        self._keys: dict[str, str] = {}
+
+    def rows(self, created: Sequence[tuple[int, int, Mapping[str, Any]]]) -> list[tuple[Any, ...]]:
+        """The driver rows for (customer id, line, record) of each created customer."""
+        import_id = self._import_id
+        if self._direct:
+            keys = self._keys
+            return [(cid, import_id, line, "created", "{}", json_object(record, keys)) for cid, line, record in created]
+        driver = DriverValues(self._statement)
+        return [driver((cid, import_id, line, "created", {}, created_after(record))) for cid, line, record in created]
+
+    def insert(self, connection: Connection, created: Sequence[tuple[int, int, Mapping[str, Any]]]) -> None:
+        self._statement.execute(connection, self.rows(created))
+
+
+def json_object(record: Mapping[str, Any], keys: dict[str, str]) -> str:
+    """``json.dumps`` of ``record``'s items whose value is not ``None``: the same text (its default separators,
+    ASCII escapes) for the values a record holds, text and whole numbers; any other value (a float, a
+    list...) is left to ``json.dumps`` itself. ``keys`` remembers each key's ``"key": `` between calls."""
+    parts = []
+    for key, value in record.items():
+        if value is None:
+            continue
+        kind = type(value)
+        if kind is str:
+            text = _json_text(value)
+        elif kind is int:
+            text = int.__repr__(value)  # what json.dumps writes for an int (not a bool, not an IntEnum)
+        else:
+            return json.dumps({k: v for k, v in record.items() if v is not None})
+        head = keys.get(key)
+        if head is None:
+            if type(key) is not str:
+                return json.dumps({k: v for k, v in record.items() if v is not None})
+            head = keys[key] = _json_text(key) + ": "
+        parts.append(head + text)
+    return "{" + ", ".join(parts) + "}"

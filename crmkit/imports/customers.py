@@ -34,7 +34,7 @@ from crmkit.fastrows import Dumper
 from crmkit.imports.mapping import CREATED_AT, EXTERNAL_ID, STAGE, STAGE_CHANGED_AT, Target
 from crmkit.imports.report import LineOutcome, reasons_of
 from crmkit.imports.sources import SourceLine
-from crmkit.imports.values import ParseOptions, parse_value
+from crmkit.imports.values import ParseOptions, cell_reader, parse_value
 from crmkit.limits import load
 from crmkit.phones import Phones
 from crmkit.unit import Transaction, Units
@@ -94,12 +94,11 @@ class CustomerLines:
         self._import_id = import_id
         self._actor_id = actor_id
         self._reading: Reading | None = None
-        options = settings.options
-        # per mapped column: its target, and whether it is plain text (no choices), whose text cell
-        # parse_value reads as the cell stripped (None when that is empty): read so here, without the call
+        # per mapped column: its target, whether its value is a history value (or the external id), and
+        # its reader, made once per import rather than dispatched on the field's type per cell
         self._columns = [
-            (column, name, targets[name],
-             targets[name].kind in ("string", "text") and not targets[name].choices and name not in options.choices)
+            (column, name, name in _HISTORY or name == EXTERNAL_ID,
+             cell_reader(name, targets[name].kind, targets[name].choices, settings.options))
             for column, name in settings.mapping.items()
         ]  # fmt: skip
 
@@ -174,17 +173,12 @@ class CustomerLines:
         data: dict[str, Any] = {}
         history: dict[str, Any] = {}
         reasons: list[str] = []
-        for column, name, target, plain in self._columns:
+        for column, name, of_history, read in self._columns:
             cell = values.get(column)
             if self._cell is not None and isinstance(cell, str):
                 cell = self._cell(cell)
-            if plain and type(cell) is str:
-                text = cell.strip()
-                if text:
-                    (history if name in _HISTORY or name == EXTERNAL_ID else data)[name] = text
-                continue
             try:
-                value = parse_value(target.kind, cell, options, field=name, choices=target.choices)
+                value = read(cell)
             except ValueError as exc:
                 try:  # a file from another CRM often has a day where a time is due: the day's start, UTC
                     if name not in (CREATED_AT, STAGE_CHANGED_AT):
@@ -195,7 +189,7 @@ class CustomerLines:
                     continue
             if value is None:
                 continue  # an empty cell sets nothing: an update never clears a field by accident
-            (history if name in _HISTORY or name == EXTERNAL_ID else data)[name] = value
+            (history if of_history else data)[name] = value
         phone = data.get("phone")
         if phone and options.phone_region and not data.get("country"):
             try:  # read in the file's region, kept in its international form

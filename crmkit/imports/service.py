@@ -32,7 +32,7 @@ from crmkit.db.types import utcnow
 from crmkit.errors import CRMError, NotFound, ValidationError
 from crmkit.fastrows import dumper
 from crmkit.hooks import Hooks
-from crmkit.imports import sources
+from crmkit.imports import collector, sources
 from crmkit.imports.activities import ActivityLines, resolve_columns
 from crmkit.imports.chunk import Reading
 from crmkit.imports.customers import MODES, CustomerLines, Settings
@@ -570,19 +570,21 @@ def _apply_all(
     # what the mapping was made from: a JSON lines key first seen later would be dropped without a word
     known = frozenset(src.header) if src.format == "jsonl" else None
     while True:
-        chunk = list(islice(rows, chunk_size))
-        if not chunk:
-            break
-        if known is not None:
-            chunk = [_with_unknown_keys(line, known) for line in chunk]
-        if read is not None:
-            run.step_aside(t, read(chunk).step)
-        with run.chunk(t) as unit:
-            outcomes = apply(unit, chunk)
-        for outcome, line in zip(outcomes, chunk, strict=True):  # counted once the chunk is stored
-            tally.add(outcome, line.raw)
-        if progress is not None:
-            progress(len(chunk))
+        with collector.paused():  # nothing a chunk keeps is garbage before it ends (see the module)
+            chunk = list(islice(rows, chunk_size))
+            if not chunk:
+                break
+            if known is not None:
+                chunk = [_with_unknown_keys(line, known) for line in chunk]
+            if read is not None:
+                run.step_aside(t, read(chunk).step)
+            with run.chunk(t) as unit:
+                outcomes = apply(unit, chunk)
+            for outcome, line in zip(outcomes, chunk, strict=True):  # counted once the chunk is stored
+                tally.add(outcome, line.raw)
+            if progress is not None:
+                progress(len(chunk))
+            del chunk, outcomes  # freed before the collector is back, so it does not walk them
     return dict(tally.counts)
 
 

@@ -229,6 +229,39 @@ def parse_value(kind: str, value: Any, options: ParseOptions, *, field: str = ""
     raise ValueError(f"unknown field type {kind!r}: expected one of {', '.join(KINDS)}")
 
 
+def cell_reader(name: str, kind: str, choices: Sequence[str], options: ParseOptions) -> Callable[[Any], Any]:
+    """``parse_value`` for the cells of one column, whose field (its name, type and choices) and options are
+    known before the first cell: the same value or the same ``ValueError``, for the usual cells without the
+    dispatch on the field's type. A text cell of a text field is the cell
+    stripped (``None`` when that is empty); of a field with choices and no labels for it in ``options``, the
+    stripped text when it is one of the choices. Every other cell goes to ``parse_value``."""
+    choices = tuple(choices)
+
+    def general(value: Any) -> Any:
+        return parse_value(kind, value, options, field=name, choices=choices)
+
+    if kind not in ("string", "text") or name in options.choices:
+        return general
+    if not choices:
+
+        def text(value: Any) -> Any:
+            if type(value) is str:
+                return value.strip() or None
+            return general(value)
+
+        return text
+    allowed = frozenset(choices) - {""}  # parse_value reads an empty cell as None, whatever the choices
+
+    def choice(value: Any) -> Any:
+        if type(value) is str:
+            stripped = value.strip()
+            if stripped in allowed:
+                return stripped
+        return general(value)  # empty, another spelling of a choice, or not a choice: parse_value words it
+
+    return choice
+
+
 def _shown(value: Any) -> str:
     """The value quoted in a message; a long one cut short."""
     text = repr(value)
