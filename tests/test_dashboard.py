@@ -294,3 +294,10 @@ def test_the_dashboard_states_its_period(crm_factory: Any) -> None:
     crm: CRM = crm_factory([])
     html = crm.reports.render_dashboard(crm.reports.dashboard("week", now=NOW))
     assert re.search(r"This week so far \(since Mar 9, 2026\)", html)
+
+
+def test_a_page_states_its_period_with_the_last_day_it_includes(crm_factory: Any) -> None:
+    crm: CRM = crm_factory([])
+    html = crm.reports.render("crm.customer_growth", {"since": "2026-01-01", "until": "2026-03-01"})
+    # until is the first day after the period: a person reads the last day in it
+    assert "<strong>From</strong> Jan 1, 2026 <strong>to</strong> Feb 28, 2026" in html

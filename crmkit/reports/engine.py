@@ -248,6 +248,7 @@ class Reports:
             env.filters["html_cell"] = _html_cell_filter
             env.filters["md"] = _md
             env.filters["param_value"] = self._param_value
+            env.filters["day_before"] = self._day_before
             env.globals["chart"] = _chart_global
             env.globals["numeric"] = numeric
             self._env = env
@@ -387,6 +388,12 @@ class Reports:
             for h in headlines
         )
         return Dashboard(span, figures, grouped(self.visible()), now)
+
+    def _day_before(self, value: Any) -> str:
+        """The last day of a period that ends before ``value`` (an ``until``, the first day after it)."""
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return self.formats.date(value - dt.timedelta(days=1))
+        return self._param_value(value)
 
     def _param_value(self, value: Any) -> str:
         if isinstance(value, dt.datetime):
