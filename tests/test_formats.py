@@ -82,6 +82,8 @@ def test_identifiers_read_as_their_labels() -> None:
     assert humanize("walk_in") == "Walk in"
     assert humanize("fitness.trial_no_purchase") == "Trial no purchase"
     assert humanize("(all)") == "All"
+    assert (US.label("month", "2026-01"), DE.label("month", "2026-03")) == ("Jan 2026", "März 2026")
+    assert US.label("month", "2026") == "2026"  # a year key stays as it is
 
 
 class _Labelled:

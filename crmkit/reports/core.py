@@ -256,7 +256,7 @@ def core_reports() -> list[Report]:
             data=lambda ctx, p: kpis.average_check(ctx, period=p["period"], currency=p.get("currency"), **_period(p)),
             params=[*PERIOD, Param("period", default="month", choices=("month", "year")), Param("currency")],
             columns=[
-                Column("period"),
+                Column("period", labels="month"),
                 Column("revenue", type="money"),
                 Column("purchases", type="integer"),
                 Column("paying_customers", "Paying customers", "integer"),
@@ -291,7 +291,7 @@ def core_reports() -> list[Report]:
                 ),
             ],
             columns=[
-                Column("month"),
+                Column("month", labels="month"),
                 Column("start", "At start", "integer"),
                 Column("new", "Joined", "integer"),
                 Column("left", "Left", "integer"),
@@ -394,7 +394,7 @@ def core_reports() -> list[Report]:
             data=lambda ctx, p: kpis.cohort_retention(ctx, months=p["months"], **_period(p)),
             params=[*PERIOD, Param("months", "integer", default=6)],
             columns=[
-                Column("cohort"),
+                Column("cohort", labels="month"),
                 Column("size", type="integer"),
                 Column("month", "Month", "integer"),
                 Column("retained", type="integer"),

@@ -176,8 +176,19 @@ class Formats:
 
     def label(self, kind: str, value: str) -> str:
         """The declared label of ``value`` (a stage, trigger, report, kind or choice), else a readable
-        form of the identifier."""
+        form of the identifier; for ``kind="month"`` a ``YYYY-MM`` key as the locale writes a month
+        ("Jan 2026")."""
+        if kind == "month":
+            return self.month(value)
         return self.labels(kind, value) or humanize(value)
+
+    def month(self, key: str) -> str:
+        """A month key ``YYYY-MM`` as "Jan 2026" (a year key ``YYYY``, or anything else, as it is)."""
+        try:
+            first = dt.date.fromisoformat(f"{key}-01")
+        except (TypeError, ValueError):
+            return key
+        return bdates.format_skeleton("yMMM", first, locale=self.locale)
 
     # -- cells -------------------------------------------------------------------------------------------
 

@@ -71,8 +71,9 @@ class Column:
 
     ``labels`` says what the column's values name, so HTML and Markdown show their declared labels while
     CSV and JSON keep the identifiers: ``"stage"``, ``"trigger"``, ``"kind"`` (an activity kind),
-    ``"report"``, ``"field:<name>"`` (a field's choices), or ``"value"`` (an identifier with no
-    declaration, such as a source: ``walk_in`` reads "Walk in").
+    ``"report"``, ``"field:<name>"`` (a field's choices), ``"month"`` (a ``YYYY-MM`` key, read "Jan
+    2026"), or ``"value"`` (an identifier with no declaration, such as a source: ``walk_in`` reads
+    "Walk in").
 
     ``unit`` overrides the unit an axis title names (``"visits"``, ``"days"``); by default it follows the
     type: "%", the currency symbol, "hours", none for counts.

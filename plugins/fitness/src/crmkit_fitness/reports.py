@@ -424,7 +424,7 @@ def fitness_reports() -> list[Report]:
                 AS_OF,
             ],
             columns=[
-                Column("month", "Month ending"),
+                Column("month", "Month ending", labels="month"),
                 Column("ending", "Memberships ending", "integer"),
                 Column("renewed", type="integer"),
                 Column("not_renewed", "Not renewed", "integer"),
