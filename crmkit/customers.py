@@ -25,7 +25,7 @@ from crmkit.db.models import Contact, Customer, CustomerClaim, Merge, StageHisto
 from crmkit.db.types import utcnow
 from crmkit.errors import AccessDenied, DuplicateCustomerError, NotFound, ValidationError
 from crmkit.fastpath import CustomerCheck, customer_fast_check
-from crmkit.fastrows import Dumper, dumper
+from crmkit.fastrows import Dumper, JsonDumper, dumper, json_dumper
 from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle, move_record
 from crmkit.limits import Text, check, id_filter, require_id
@@ -64,6 +64,41 @@ class Prepared:
     created_at: dt.datetime | None
     stage_changed_at: dt.datetime | None
     cause: str
+
+
+class NewCustomers:
+    """The customers :meth:`Customers.insert_many` inserted: their ids, and their records, made when read
+    unless a ``customer_created`` hook had them made already (then those very records, as it saw them)."""
+
+    def __init__(
+        self,
+        ids: list[int],
+        flats: list[dict[str, Any]],
+        records: list[dict[str, Any]] | None,
+        recorder: Callable[[Mapping[str, Any]], dict[str, Any]],
+        ledger_writer: JsonDumper,
+    ) -> None:
+        self.ids = ids
+        self._flats = flats
+        self._records = records
+        self._recorder = recorder
+        self._ledger_writer = ledger_writer
+
+    def record(self, index: int) -> dict[str, Any]:
+        if self._records is not None:
+            return self._records[index]
+        return self._recorder(self._flats[index])
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self.record(i) for i in range(len(self.ids))]
+
+    def created_json(self, index: int) -> str | None:
+        """``json.dumps`` of the record's fields that have a value, written without making the record; ``None``
+        when the record must be made to say (a value that is not text or a whole number), or was made for
+        a hook, which could have changed it."""
+        if self._records is not None:
+            return None
+        return self._ledger_writer(self._flats[index])
 
 
 @attrs.frozen
@@ -147,6 +182,7 @@ class Customers(Searchable):
         self._checks: dict[bool, CustomerCheck] = {}
         self._dump_for: object = None
         self._dumper: Dumper = dict
+        self._json_dumper: JsonDumper = lambda row: None
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -335,15 +371,31 @@ class Customers(Searchable):
         """Tell the hooks of a new customer; its record (made by ``recorder``, :meth:`_recorder`'s, when
         given). ``listened``: whether ``stage_changed`` and ``customer_created`` have an implementation
         (:meth:`_listened`); a hook nobody implements is not called, which is all calling it would do."""
-        if listened[0]:
+        flat = self._created_flat(t, customer_id, row, fields, cause, actor, names, listened[0])
+        record = (recorder or self._record)(flat)
+        if listened[1]:
+            self._hooks.customer_created(t, record)
+        return record
+
+    def _created_flat(
+        self,
+        t: Transaction,
+        customer_id: int,
+        row: dict[str, Any],
+        fields: Mapping[str, Sequence[Any]],
+        cause: str,
+        actor: int | None,
+        names: Mapping[str, list[str]],
+        stage_listened: bool,
+    ) -> dict[str, Any]:
+        """Tell ``stage_changed`` of a new customer (when someone implements it); the customer's every column
+        and plugin field, the input of :meth:`_record`."""
+        if stage_listened:
             stage, lifecycle, moved = row["stage"], row["lifecycle"], row["stage_changed_at"]
             self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
         for plugin, plugin_values in fields.items():
             row.update(zip(names[plugin], plugin_values, strict=True))
-        record = (recorder or self._record)({"id": customer_id, **row})
-        if listened[1]:
-            self._hooks.customer_created(t, record)
-        return record
+        return {"id": customer_id, **row}
 
     def _listened(self) -> tuple[bool, bool]:
         """Whether some plugin implements ``stage_changed``, ``customer_created``: asked once per batch
@@ -354,7 +406,14 @@ class Customers(Searchable):
         self, prepared: Sequence[Prepared], *, actor_id: int | None = None, tx: Transaction | None = None
     ) -> list[dict[str, Any]]:
         """Insert customers :meth:`prepare` or :meth:`prepare_historical` validated, with a few statements
-        per table for all of them; their records, in order.
+        per table for all of them; their records, in order (see :meth:`insert_many`)."""
+        return self.insert_many(prepared, actor_id=actor_id, tx=tx).records()
+
+    def insert_many(
+        self, prepared: Sequence[Prepared], *, actor_id: int | None = None, tx: Transaction | None = None
+    ) -> NewCustomers:
+        """Insert customers :meth:`prepare` or :meth:`prepare_historical` validated, with a few statements
+        per table for all of them; their ids, and their records, made when read (:class:`NewCustomers`).
 
         The same rows and hooks as :meth:`create` of each in turn, and the same duplicate rule: their claims
         are taken first (in one global order, so this waits for concurrent writers of the same values),
@@ -368,7 +427,7 @@ class Customers(Searchable):
         if any(p.values.get("owner_id") is not None for p in prepared):
             raise ValueError("create_many takes customers without an owner; create() checks the owner")
         if not prepared:
-            return []
+            return NewCustomers([], [], None, self._recorder(), self._ledger_writer())
         with self._units.write(tx, actor_id) as t:
             actor = actor_id or t.actor_id
             now = utcnow()
@@ -383,14 +442,20 @@ class Customers(Searchable):
             batch.insert(connection, ids, built, [(p.cause, actor) for p in prepared])
             batch.claim_unique(connection, ids, [row for row, _ in built])
             recorder, listened = self._recorder(), self._listened()
-            records = [
-                self._created(t, cid, row, fields, p.cause, actor, names, recorder, listened)
-                for cid, (row, fields), p in zip(ids, built, prepared, strict=True)
-            ]
+            flats = []
+            # the records are made here only for customer_created; else when the caller reads them
+            records: list[dict[str, Any]] | None = [] if listened[1] else None
+            for cid, (row, fields), p in zip(ids, built, prepared, strict=True):
+                flat = self._created_flat(t, cid, row, fields, p.cause, actor, names, listened[0])
+                flats.append(flat)
+                if records is not None:
+                    record = recorder(flat)
+                    self._hooks.customer_created(t, record)
+                    records.append(record)
             # a bulk path: one entry for the batch, with its counts, not one per customer
             counts = {"created": len(ids), "first_id": min(ids), "last_id": max(ids)}
             self._audit.record(t, "customers.created", "customer", changes=counts, user_id=actor)
-            return records
+            return NewCustomers(ids, flats, records, recorder, self._ledger_writer())
 
     def _batch(self, t: Transaction) -> CustomerBatch:
         return self._statements(t, self._batches, CustomerBatch)
@@ -730,12 +795,27 @@ class Customers(Searchable):
 
     def _recorder(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
         """:meth:`_record` for many customers, with the fields and the dumper looked up once."""
-        runtime = self._fields.runtime()
-        moments = [spec.name for spec in self._registry.fields.values() if spec.type == "datetime"]
+        read_back = self._read_back()
         self._dump({})  # the dumper of the current output schema
         dump = self._dumper
+        return lambda flat: dump(read_back(flat))
 
-        def record(flat: Mapping[str, Any]) -> dict[str, Any]:
+    def _ledger_writer(self) -> JsonDumper:
+        """For a flat customer: the JSON text of its record's fields that have a value (what an import's
+        ledger keeps of a created customer), or ``None`` when only the record itself can say
+        (:func:`crmkit.fastrows.json_dumper`)."""
+        read_back = self._read_back()
+        self._dump({})
+        dump_json = self._json_dumper
+        return lambda flat: dump_json(read_back(flat))
+
+    def _read_back(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        """A flat customer's values as reading it back gives them, before the dump: run-time fields out of
+        ``extra``, datetimes of plugin fields in UTC."""
+        runtime = self._fields.runtime()
+        moments = [spec.name for spec in self._registry.fields.values() if spec.type == "datetime"]
+
+        def read_back(flat: Mapping[str, Any]) -> dict[str, Any]:
             out = dict(flat)  # as _flat
             extra = out.pop("extra", None) or {}
             for spec in runtime:
@@ -744,14 +824,15 @@ class Customers(Searchable):
                 value = out.get(name)
                 if value is not None:
                     out[name] = value.astimezone(dt.UTC)  # stored in UTC, and read back so
-            return dump(out)
+            return out
 
-        return record
+        return read_back
 
     def _dump(self, record: Mapping[str, Any]) -> dict[str, Any]:
         schema = self._schemas.customer_out
         if self._dump_for is not schema:
             self._dumper = dumper(schema)
+            self._json_dumper = json_dumper(schema)
             self._dump_for = schema
         return self._dumper(record)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from marshmallow import fields as mf
 from probe import Probe
 
 from crmkit import CRM, ValidationError
-from crmkit.fastrows import dumper, task_fast_load
+from crmkit.fastrows import dumper, json_dumper, task_fast_load
 from crmkit.schemas import TaskIn, TaskOut, customer_out, load
 
 CRM_ = CRM("sqlite://", plugins=[Probe()], load_entry_points=False)  # declarations only; no database use
@@ -88,6 +89,59 @@ def test_dump_is_marshmallows_for_any_value(row: dict[str, Any]) -> None:
 def test_dump_is_marshmallows_for_customer_and_task_records(row: dict[str, Any]) -> None:
     _same(CUSTOMER_OUT, row)
     _same(TaskOut(), {**row, "due_at": row["created_at"], "title": row["name"], "priority": row["id"] % 101})
+
+
+def _same_json(schema: Schema, row: dict[str, Any]) -> bool:
+    """``json_dumper`` gives ``json.dumps`` of the dump's items that have a value, or ``None``; whether it gave
+    text."""
+    try:
+        dumped = dumper(schema)(row)
+    except Exception as exc:  # a value that cannot be dumped: not written directly either
+        try:
+            written = json_dumper(schema)(row)
+        except Exception as fast:
+            assert type(fast) is type(exc)
+            return False
+        assert written is None
+        return False
+    written = json_dumper(schema)(row)
+    if written is not None:
+        assert written == json.dumps({k: v for k, v in dumped.items() if v is not None})
+    return written is not None
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(st.sampled_from([*"isbdtmjrn", "renamed", "x"]), VALUES))
+def test_the_json_of_a_dump_is_json_dumps_of_its_values(row: dict[str, Any]) -> None:
+    _same_json(EVERY_TYPE, row)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "id": st.integers(min_value=1, max_value=2**31),
+            "name": TEXT,
+            "email": st.one_of(st.none(), TEXT),
+            "created_at": MOMENTS,
+            "stage_changed_at": st.datetimes(),
+            "birthday": st.one_of(st.none(), st.dates()),
+            "score": st.one_of(st.none(), st.integers(min_value=-(2**31), max_value=2**31)),
+            "vip": st.one_of(st.none(), st.booleans()),
+            "last_seen": st.one_of(st.none(), MOMENTS),
+        }
+    )
+)
+def test_the_json_of_a_customer_record_is_json_dumps_of_its_values(row: dict[str, Any]) -> None:
+    _same_json(CUSTOMER_OUT, row)
+
+
+def test_the_json_of_a_dump_is_written_directly_for_text_numbers_and_times() -> None:
+    """Not always ``None``: a record of text, whole numbers and datetimes (an imported customer's) is written."""
+    moment = dt.datetime(2024, 5, 6, 7, 8, 9, 123)
+    row = {"id": 7, "name": 'A "quoted" é\n', "created_at": moment, "stage_changed_at": moment, "score": None}
+    assert _same_json(CUSTOMER_OUT, row)
+    assert json_dumper(CUSTOMER_OUT)({"id": 7, "vip": True}) is None
 
 
 TASK_VALUES = {

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import gc
 import io
+import json
+import re
 import threading
 import weakref
 from collections.abc import Sequence
@@ -13,7 +15,7 @@ from typing import Any
 
 import pytest
 from crmkit_fitness import FitnessPlugin
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crmkit import CRM, hookimpl
@@ -104,13 +106,13 @@ def test_an_import_leaves_the_collector_on_and_is_paused_while_it_writes(
 ) -> None:
     crm = crm_factory([FitnessPlugin()])
     seen: list[bool] = []
-    original = crm.customers.create_many
+    original = crm.customers.insert_many
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         seen.append(gc.isenabled())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(crm.customers, "create_many", watched)
+    monkeypatch.setattr(crm.customers, "insert_many", watched)
     report = crm.imports.customers(_csv(ROWS), chunk_size=2)
     assert (report.counts["created"], report.counts["rejected"]) == (3, 1)
     assert seen and not any(seen)
@@ -261,3 +263,64 @@ def test_the_ledger_rows_of_created_customers_are_what_the_bind_processors_make(
     assert direct._direct
     created = [(cid, line, record), (cid + 1, line + 1, {"id": cid + 1, "name": "Anna", "phone": None})]
     assert direct.rows(created) == slow.rows(created)
+
+
+# -- the ledger written without the records ---------------------------------------------------------------
+
+_TIME = re.compile(r'"\d{4}-\d\d-\d\dT[0-9:.+-]+"')
+names = st.one_of(st.sampled_from(["Anna", 'Ann "A" Lee', "Zoë \\ Ñ", "", " padded ", "x" * 60]), st.text(max_size=12))
+emails = st.one_of(st.sampled_from(["", "not-an-email", "UP@X.example"]), st.emails())
+phones = st.one_of(
+    st.sampled_from(["", "(212) 200-0001", "+1 212 200 0002", "12", "+44 20 7946 0958"]), st.text(max_size=6)
+)
+goals = st.sampled_from(["", "muscle", "health", "bogus goal"])
+moments = st.sampled_from(["", "2024-03-01", "2025-01-02T10:00:00+00:00", "2999-01-01", "yesterday"])
+file_rows = st.lists(
+    st.tuples(names, emails, phones, goals, moments, st.sampled_from(["", "active", "nope"])), max_size=12
+)
+
+
+def _ledger(crm: CRM) -> list[tuple[Any, ...]]:
+    from sqlalchemy import text
+
+    with crm.engine.connect() as conn:
+        rows = conn.execute(text("SELECT line, action, after FROM crm_import_changes ORDER BY line"))
+        return [(line, action, _TIME.sub('"T"', str(after))) for line, action, after in rows]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=file_rows)
+def test_the_ledger_written_without_records_is_the_ledger_written_from_them(
+    crm_factory: Any, monkeypatch: pytest.MonkeyPatch, rows: list[tuple[str, ...]]
+) -> None:
+    """Good and bad lines imported twice: the ledger text made from each customer's values equals the one
+    made from its record (``created_json`` turned off), outcome by outcome and character by character."""
+    from crmkit.customers import NewCustomers
+
+    direct = crm_factory([FitnessPlugin()])
+    ours = direct.imports.customers(_csv(rows), chunk_size=5, preview=20)
+    general = crm_factory([FitnessPlugin()])
+    with monkeypatch.context() as patched:
+        patched.setattr(NewCustomers, "created_json", lambda self, index: None)
+        theirs = general.imports.customers(_csv(rows), chunk_size=5, preview=20)
+    assert ours.preview == theirs.preview and ours.counts == theirs.counts
+    assert _ledger(direct) == _ledger(general)
+
+
+def test_new_customers_write_the_ledger_text_of_their_records_and_keep_a_hooks_records(crm_factory: Any) -> None:
+    from crmkit.imports.chunk import json_object
+    from crmkit.imports.customers import created_after
+
+    plain = crm_factory([FitnessPlugin()])
+    data = [{"name": 'Ann "A"', "email": "ann@x.example", "goal": "muscle"}, {"name": "Zoë", "phone": "(212) 200-0001"}]
+    made = plain.customers.insert_many([plain.customers.prepare(d) for d in data])
+    for i in range(len(data)):
+        record = made.record(i)
+        assert made.created_json(i) == json_object(record, {}) == json.dumps(created_after(record))
+    assert made.records() == [plain.customers.get(cid) for cid in made.ids]
+
+    told = Created()
+    hooked = crm_factory([FitnessPlugin(), told])
+    made = hooked.customers.insert_many([hooked.customers.prepare(d) for d in data])
+    assert made.created_json(0) is None  # the hook had the record: the ledger reads that one
+    assert made.record(0) is made.records()[0] and told.told == [("created", 'Ann "A"'), ("created", "Zoë")]

@@ -4,7 +4,7 @@ chunk's matches looked up in one query per match key and its new customers writt
 Every line is parsed first and its match keys computed; one ``IN (...)`` query per key finds the customers
 they name. Then the lines are walked in file order. A line that names no customer and would create one is
 validated as ``create`` validates it and held back; held-back customers are written with a few statements
-per table (:meth:`crmkit.customers.Customers.create_many`), their ledger and external-id rows with them.
+per table (:meth:`crmkit.customers.Customers.insert_many`), their ledger and external-id rows with them.
 Every other line (rejected, matched, update-only, with an owner to check) goes through the line path,
 after the held-back customers are written, so the database is in the same state it would be in line by
 line when it runs. A line whose key or claim is one a held-back customer has does too: the line path then
@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 from sqlalchemy import ARRAY, Connection, Dialect, any_, bindparam, literal, select
 
-from crmkit.customers import Customers, PhoneReader, Prepared, normalize_email
+from crmkit.customers import Customers, NewCustomers, PhoneReader, Prepared, normalize_email
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.customer_batch import DriverValues
 from crmkit.db.models import Customer, CustomerKey, ImportChange
@@ -310,12 +310,12 @@ class Chunk:
             return
         try:
             with self._units.write(t):
-                records = self._customers.create_many([h.prepared for h in held], actor_id=self._actor_id, tx=t)
-                ids = [int(r["id"]) for r in records]
+                created = self._customers.insert_many([h.prepared for h in held], actor_id=self._actor_id, tx=t)
+                ids = created.ids
                 connection = t.session.connection()
                 self._add_keys(connection, held, ids)
                 ledger = CreatedLedger(connection.dialect, self._lines.import_id)
-                ledger.insert(connection, [(cid, h.line.line, r) for cid, h, r in zip(ids, held, records, strict=True)])
+                ledger.insert(connection, created, [h.line.line for h in held])
         except (DuplicateCustomerError, SuppressedCustomerError):
             # someone has one of these values since the lookup (another writer, or a customer the match
             # keys do not name), or one is an erased person's: each line as the line path words it
@@ -391,8 +391,23 @@ class CreatedLedger:
         driver = DriverValues(self._statement)
         return [driver((cid, import_id, line, "created", {}, created_after(record))) for cid, line, record in created]
 
-    def insert(self, connection: Connection, created: Sequence[tuple[int, int, Mapping[str, Any]]]) -> None:
-        self._statement.execute(connection, self.rows(created))
+    def new_rows(self, created: NewCustomers, lines: Sequence[int]) -> list[tuple[Any, ...]]:
+        """:meth:`rows` of the customers ``insert_many`` made (``lines``: each one's line): when the text is
+        written directly, from each customer's values without making its record where that gives the same
+        text (:meth:`NewCustomers.created_json`)."""
+        if not self._direct:
+            return self.rows(list(zip(created.ids, lines, created.records(), strict=True)))
+        import_id, keys = self._import_id, self._keys
+        rows = []
+        for index, (cid, line) in enumerate(zip(created.ids, lines, strict=True)):
+            after = created.created_json(index)
+            if after is None:
+                after = json_object(created.record(index), keys)
+            rows.append((cid, import_id, line, "created", "{}", after))
+        return rows
+
+    def insert(self, connection: Connection, created: NewCustomers, lines: Sequence[int]) -> None:
+        self._statement.execute(connection, self.new_rows(created, lines))
 
 
 def json_object(record: Mapping[str, Any], keys: dict[str, str]) -> str:
