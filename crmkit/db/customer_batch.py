@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Table
 
 from crmkit.db.bulk import BulkInsert
+from crmkit.db.driver import Cursor
 from crmkit.errors import DuplicateCustomerError
 
 _HISTORY = ("customer_id", "from_stage", "to_stage", "to_lifecycle", "at", "cause", "actor_id")
@@ -120,6 +121,9 @@ class CustomerBatch:
         if claims:
             connection.exec_driver_sql(upsert, [(kind, value, cid) for (kind, value), cid in claims])
         found: set[int] = set()
+        # the driver's rows as they are: this reads back every new customer's value, and SQLAlchemy's result
+        # rows cost more per row than the statement does
+        cur = Cursor(connection)
         for kind, column in _KINDS:
             mine = [(value, cid) for (k, value), cid in claims if k == kind]
             owners = dict(mine)
@@ -131,7 +135,7 @@ class CustomerBatch:
                     query, params = f"{sql} = ANY(%s)", (values,)
                 else:
                     query, params = f"{sql} IN ({', '.join([m] * len(values))})", tuple(values)
-                for cid, value in connection.exec_driver_sql(query, params):
+                for cid, value in cur.all(query, params):
                     if owners.get(value) != cid:
                         found.add(int(cid))
                         matched.add(kind)
