@@ -246,8 +246,8 @@ class Chunk:
     ) -> list[Any]:
         """The rows of ``{head} column IN values {tail}`` (``{mark}`` in ``head``: the driver's placeholder, for the
         values ``before``), on the driver's cursor. A chunk asks with thousands of values; through
-        SQLAlchemy each query was compiled again for its count of values (an expanding parameter) and each
-        row read back through its result machinery, some 30 µs a line of the chunk's time. On PostgreSQL
+        SQLAlchemy each query was compiled again for its count of values (an expanding parameter): a tenth
+        of an import's time under a profiler (0.74 s of 7 s at 20,000 lines; 0.10 s so). On PostgreSQL
         ``= ANY(array)``: one parameter the server plans once rather than one per value. Pending ORM changes
         are flushed first, as ``Session.execute`` would."""
         session = self._t.session
