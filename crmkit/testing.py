@@ -25,11 +25,13 @@ import os
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from crmkit.app import CRM
 from crmkit.plugin_check import check_plugin as check_plugin
@@ -40,6 +42,27 @@ ENV_VAR = "CRMKIT_TEST_DATABASE_URL"
 def database_url() -> str | None:
     """The database the tests should run on, or ``None`` for SQLite."""
     return os.environ.get(ENV_VAR) or None
+
+
+@contextmanager
+def fresh_database_url(folder: Path, prefix: str = "crmkit_db", filename: str = "crm.db") -> Iterator[str]:
+    """The URL of a fresh, empty database another process can be given: a SQLite file in ``folder`` that
+    does not exist yet, or on PostgreSQL a schema of its own named ``<prefix>_<random>`` (named in the URL,
+    so a separate process finds it), dropped afterwards."""
+    url = database_url()
+    if url is None:
+        yield f"sqlite:///{folder / filename}"
+        return
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
 
 
 def pytest_report_header(config: Any) -> str:

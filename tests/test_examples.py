@@ -8,35 +8,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy import create_engine, inspect, text
 
-from crmkit.testing import database_url
+from crmkit.testing import database_url, fresh_database_url
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture
 def example_url(tmp_path: Path) -> Iterator[str]:
-    base = database_url()
-    if base is None:
-        yield f"sqlite:///{tmp_path / 'example.db'}"
-        return
-    schema = f"crmkit_ex_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_database_url(tmp_path, "crmkit_ex", "example.db") as url:
+        yield url
 
 
 def run_example(name: str, url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
