@@ -35,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the command's test
 
 from crmkit.errors import AccessDenied, NotFound, UserRequired, ValidationError
 from crmkit.reports.engine import ReportResult, form_fields
-from crmkit.reports.site import PERIOD_KINDS, Links, PathLinks, group_title, grouped, siblings
+from crmkit.reports.site import PERIOD_KINDS, Links, PathLinks, grouped
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -198,18 +198,12 @@ class ReportsApp:
         """The report's page again: the form with what was sent, and crmkit's messages by field; 400."""
         reports = self.crm.reports
         report = reports.get(name)
-        visible = reports.visible()
         page = reports.env.get_template("web/invalid.html").render(
-            report=report,
+            reports.page_context(report, _NoDownloads(links)),
             params={},
             errors=[(field, _messages(problem.errors[field])) for field in sorted(problem.errors)],
             form=form_fields(report, given(request)),
             generated_at=None,  # nothing was computed
-            fmt=reports.formats,
-            links=_NoDownloads(links),
-            siblings=siblings(report, visible),
-            sections=grouped(visible),
-            section=group_title(report.group),
         )
         return html(page, status=400)
 

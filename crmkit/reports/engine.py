@@ -294,22 +294,29 @@ class Reports:
                 writer.writerow([_csv_value(row.get(c.name), c) for c in result.columns])
             return out.getvalue()
         page_links: Links = links or FileLinks()
-        all_reports = self.visible()
         return template.render(
-            report=report,
+            self.page_context(report, page_links),
             result=result,
             rows=result.rows,
             columns=report.columns,
             params=result.params,
             labels={c.name: c.title for c in report.columns},
             generated_at=result.generated_at,
-            fmt=self.formats,
-            links=page_links,
-            siblings=siblings(report, all_reports),
-            sections=grouped(all_reports),
-            section=group_title(report.group),
             form=form_fields(report, result.params) if page_links.live else (),
         )
+
+    def page_context(self, report: Report, links: Links) -> dict[str, Any]:
+        """What every page of ``report`` is rendered with besides its rows: the formats, where links lead,
+        the other reports of its section and every report the user may run (the navigation)."""
+        visible = self.visible()
+        return {
+            "report": report,
+            "fmt": self.formats,
+            "links": links,
+            "siblings": siblings(report, visible),
+            "sections": grouped(visible),
+            "section": group_title(report.group),
+        }
 
     def _template(self, report: Report, format: str) -> jinja2.Template | None:
         """The first of the report's own template (or its sibling with the extension of ``format``),
