@@ -301,3 +301,22 @@ def test_a_page_states_its_period_with_the_last_day_it_includes(crm_factory: Any
     html = crm.reports.render("crm.customer_growth", {"since": "2026-01-01", "until": "2026-03-01"})
     # until is the first day after the period: a person reads the last day in it
     assert "<strong>From</strong> Jan 1, 2026 <strong>to</strong> Feb 28, 2026" in html
+
+
+def test_the_fitness_headlines_are_the_counts_made_by_hand(crm_factory: Any) -> None:
+    from crmkit_fitness import FitnessPlugin
+
+    crm: CRM = crm_factory([FitnessPlugin()])
+    risky = customer(crm, "At risk since Feb", at("2026-01-10"), stage="active")
+    moves(crm, risky, ("at_risk", at("2026-02-05")))
+    back = customer(crm, "At risk in Feb, back in March", at("2026-01-10"), stage="active")
+    moves(crm, back, ("at_risk", at("2026-02-06")), ("active", at("2026-03-03")))
+    late = customer(crm, "At risk after the previous span", at("2026-01-10"), stage="active")
+    moves(crm, late, ("at_risk", at("2026-02-20")))
+    for when in (at("2026-03-02"), at("2026-03-09", "23:00"), at("2026-02-09"), at("2026-02-10", "12:00")):
+        activity(crm, risky, "checkin", when, data={"club": "north"})
+    figures = {f.headline.name: (f.value, f.previous) for f in crm.reports.dashboard("month", now=NOW).figures}
+    # at Mar 10 12:00: risky and late (back came back); at Feb 10 12:00: risky and back (late not yet)
+    assert figures["fitness.members_at_risk"] == (2, 2)
+    # check-ins in [Mar 1, Mar 10 12:00) and [Feb 1, Feb 10 12:00): the one at Feb 10 12:00 is outside
+    assert figures["fitness.checkins"] == (2, 1)

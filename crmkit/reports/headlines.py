@@ -22,16 +22,8 @@ def count_in(ctx: ReportContext, query: Any) -> int:
 
 def lifecycle_at(ctx: ReportContext, moment: dt.datetime, lifecycles: tuple[str, ...]) -> int:
     """Reached customers whose latest stage move before ``moment`` put them in one of ``lifecycles``."""
-    h: Table = StageHistory.__table__
-    c: Table = Customer.__table__
-    # the latest by (at, id), not by id alone: an import may write a customer's history with earlier dates
-    rank = func.row_number().over(partition_by=h.c.customer_id, order_by=(h.c.at.desc(), h.c.id.desc()))
-    moves = select(h.c.customer_id, h.c.to_lifecycle, rank.label("rank")).where(h.c.at < moment).subquery("moves")
-    query = (
-        select(func.count())
-        .select_from(moves.join(c, c.c.id == moves.c.customer_id))
-        .where(moves.c.rank == 1, moves.c.to_lifecycle.in_(lifecycles), ctx.customer_scope(c))
-    )
+    stages = ctx.stages_at(moment)
+    query = select(func.count()).where(stages.c.lifecycle.in_(lifecycles), ctx.reaches(stages.c.customer_id))
     return count_in(ctx, query)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
-from sqlalchemy import ColumnElement, Engine, MetaData, RowMapping, Table, select, true
+from sqlalchemy import ColumnElement, Engine, MetaData, RowMapping, Subquery, Table, func, select, true
 
 from crmkit.access import APPLICATION, Actor
 from crmkit.db.models import Customer
@@ -235,6 +235,24 @@ class ReportContext:
         if customer_id is not None:
             branch = select(Customer.__table__.c.branch).where(Customer.__table__.c.id == customer_id).scalar_subquery()
         return local_time(column, self.zones, start, end, branch)
+
+    def stages_at(self, moment: dt.datetime) -> Subquery:
+        """Each customer's stage at ``moment``: a subquery of ``customer_id``, ``stage``, ``lifecycle`` from
+        their latest move before it in the stage history (latest by time, then by id: an import may write
+        a history with earlier dates). Customers created after ``moment`` have no row. Join it and keep to
+        the reached customers with :meth:`reaches` or :meth:`customer_scope`."""
+        h = self.table("crm_stage_history")
+        rank = func.row_number().over(partition_by=h.c.customer_id, order_by=(h.c.at.desc(), h.c.id.desc()))
+        moves = (
+            select(
+                h.c.customer_id, h.c.to_stage.label("stage"), h.c.to_lifecycle.label("lifecycle"), rank.label("rank")
+            )
+            .where(h.c.at < moment)
+            .subquery("moves")
+        )
+        return (
+            select(moves.c.customer_id, moves.c.stage, moves.c.lifecycle).where(moves.c.rank == 1).subquery("stages_at")
+        )
 
     def customer_scope(self, customers: Any) -> ColumnElement[bool]:
         """The condition on ``customers`` (``crm_customers``, or an alias of it) that keeps a statement to

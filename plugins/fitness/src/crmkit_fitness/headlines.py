@@ -29,12 +29,8 @@ def checkins(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> int:
 
 def members_at_risk(ctx: ReportContext, since: dt.datetime, until: dt.datetime) -> int:
     """Members whose latest stage move before ``until`` put them in the at-risk stage."""
-    h = ctx.table("crm_stage_history")
-    rank = func.row_number().over(partition_by=h.c.customer_id, order_by=(h.c.at.desc(), h.c.id.desc()))
-    moves = select(h.c.customer_id, h.c.to_stage, rank.label("rank")).where(h.c.at < until).subquery("moves")
-    query = select(func.count()).where(
-        moves.c.rank == 1, moves.c.to_stage == "at_risk", ctx.reaches(moves.c.customer_id)
-    )
+    stages = ctx.stages_at(until)
+    query = select(func.count()).where(stages.c.stage == "at_risk", ctx.reaches(stages.c.customer_id))
     return _count(ctx, query)
 
 
