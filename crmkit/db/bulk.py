@@ -18,13 +18,21 @@ What the driver is given is kept to what it needs, since it works per parameter 
   parses it into the same value, and psycopg sends a string at C speed instead of serializing, in Python,
   the wrapper object SQLAlchemy hands it for each row (about a quarter of the client's time in the ingest
   benchmark, ``bench/ingest.py``).
+
+:meth:`BulkInsert.execute` then picks the fastest form each database has for many rows, all of which store
+the same rows with the same defaults: on SQLite, multi-row ``VALUES`` of up to 30,000 parameters (the
+driver binds and steps once per statement rather than once per row: 100,000 customers and their 200,000
+claims went in in 0.86 s against 1.5 s with ``executemany``); on PostgreSQL through psycopg, ``COPY ...
+FROM STDIN`` (the server parses a stream instead of running one ``INSERT`` per row: 1.5 s against 3.3 s for
+the same customers); any other driver, ``executemany``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -32,6 +40,8 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Dialect, Table, insert
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
+
+from crmkit.db.driver import Cursor
 
 BindProcessor = Callable[[Any], Any]
 Rows = Sequence[tuple[Any, ...]]
@@ -52,6 +62,9 @@ class BulkInsert:
         every = tuple(range(len(self.columns)))
         sql, shape, casts = self._compile(every)
         self._statements: dict[tuple[int, ...], tuple[str, Callable[[Rows], Any]]] = {every: (sql, shape)}
+        self._form = _form(dialect)
+        # SQLite's multi-row VALUES or PostgreSQL's COPY, per set of columns used (built when first used)
+        self._bulk: dict[tuple[int, ...], tuple[str, str, Callable[[Rows], Any]]] = {}
         #: Each column's bind processor for these statements (``None``: the value goes to the driver as it is).
         self.processors: tuple[BindProcessor | None, ...] = tuple(
             _processor(table.c[name].type, dialect, casts.get(name)) for name in self.columns
@@ -67,12 +80,40 @@ class BulkInsert:
         )
 
     def execute(self, connection: Connection, rows: Rows) -> int:
-        """Insert ``rows`` of driver values with one ``executemany``; return how many."""
+        """Insert ``rows`` of driver values in the fastest form the database has for many rows (see the
+        module); return how many."""
         if not rows:
             return 0
-        sql, shape = self._statement(self._empty_columns(rows))
-        connection.exec_driver_sql(sql, shape(rows))
+        empty = self._empty_columns(rows)
+        if self._form == "executemany" or len(rows) == 1:
+            sql, shape = self._statement(empty)
+            connection.exec_driver_sql(sql, shape(rows))
+            return len(rows)
+        head, group, shape = self._bulk_statement(empty)
+        cur = Cursor(connection)
+        if self._form == "copy":
+            cur.copy(head, shape(rows))
+            return len(rows)
+        for statement, params in values_statements(connection, head, group, shape(rows)):
+            cur.execute(statement, params)
         return len(rows)
+
+    def _bulk_statement(self, empty: frozenset[int]) -> tuple[str, str, Callable[[Rows], Any]]:
+        """For the columns not ``empty``: SQLite's ``INSERT INTO t (...)`` and one row's ``(?, ...)``, or
+        PostgreSQL's ``COPY t (...) FROM STDIN``; and what turns rows into the driver's values for it."""
+        used = tuple(i for i in range(len(self.columns)) if i not in empty) or tuple(range(len(self.columns)))
+        found = self._bulk.get(used)
+        if found is None:
+            sql, shape = self._statement(empty)
+            if self._form == "copy":
+                # the statement's columns in its placeholders' order, which is the order ``shape`` gives
+                head = sql.partition(" VALUES ")[0].replace("INSERT INTO ", "COPY ", 1) + " FROM STDIN"
+                found = (head, "", shape)
+            else:
+                head, _, group = sql.rpartition(" VALUES ")
+                found = (head, group, shape)
+            self._bulk[used] = found
+        return found
 
     def insert_new(self, connection: Connection, rows: Rows, key: Sequence[str]) -> list[tuple[Any, ...]]:
         """Insert those of ``rows`` whose ``key`` (columns of a unique index) is not in the table yet; return
@@ -97,13 +138,9 @@ class BulkInsert:
             return [
                 tuple(found) for params in shape(rows) for found in connection.exec_driver_sql(sql + suffix, params)
             ]
-        width = len(rows[0])
-        page = max(1, _MAX_PARAMETERS // width)
         stored: list[tuple[Any, ...]] = []
-        for start in range(0, len(rows), page):
-            chunk = shape(rows[start : start + page])
-            statement = f"{head} VALUES {', '.join([group] * len(chunk))}{suffix}"
-            stored.extend(map(tuple, connection.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))))
+        for statement, params in values_statements(connection, head, group, shape(rows), suffix):
+            stored.extend(map(tuple, connection.exec_driver_sql(statement, params)))
         return stored
 
     def _empty_columns(self, rows: Rows) -> frozenset[int]:
@@ -145,6 +182,39 @@ def bulk_insert(connection: Connection, table: Table, columns: Sequence[str], ro
         return 0
     statement = BulkInsert(table, columns, connection.dialect)
     return statement.execute(connection, [statement.driver_values(row) for row in rows])
+
+
+def values_statements(
+    connection: Connection, head: str, group: str, rows: Rows, suffix: str = ""
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """``{head} VALUES {group}, {group}, ...{suffix}`` and its parameters, for consecutive pages of ``rows``
+    (each the parameters of one ``group``), every statement within the connection's parameter limit."""
+    page = max(1, parameter_limit(connection) // max(1, len(rows[0]) if rows else 1))
+    for start in range(0, len(rows), page):
+        chunk = rows[start : start + page]
+        yield f"{head} VALUES {', '.join([group] * len(chunk))}{suffix}", tuple(chain.from_iterable(chunk))
+
+
+def parameter_limit(connection: Connection) -> int:
+    """Bound parameters one statement may have on this connection: 30,000, or less where SQLite was built
+    with a lower limit (999 before 3.32)."""
+    if connection.dialect.name != "sqlite":
+        return _MAX_PARAMETERS
+    raw = connection.connection.dbapi_connection
+    getlimit = getattr(raw, "getlimit", None)
+    if getlimit is None:  # pragma: no cover - a driver other than the standard library's
+        return 999
+    return min(_MAX_PARAMETERS, int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)))
+
+
+def _form(dialect: Dialect) -> str:
+    """How :meth:`BulkInsert.execute` writes many rows on ``dialect``: multi-row ``VALUES``, ``COPY`` or
+    ``executemany``."""
+    if dialect.name == "sqlite" and dialect.paramstyle == "qmark":
+        return "values"
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return "copy"
+    return "executemany"
 
 
 def _positional(compiled: SQLCompiler, names: list[str]) -> tuple[str, list[int], dict[str, str]] | None:

@@ -14,7 +14,7 @@ runs the engine's ``handle_error`` hooks, which turn a lost lock into crmkit's `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,6 +50,19 @@ class Cursor:
                 raise
             # no cursor given: SQLAlchemy would close it, and this one is kept for the next statement
             self._connection._handle_dbapi_exception(exc, sql, params, None, None)  # always raises
+            raise  # pragma: no cover
+
+    def copy(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``COPY ... FROM STDIN`` of ``rows`` (psycopg), a driver error raised as :meth:`execute` raises it."""
+        try:
+            with self._cursor.copy(sql) as copy:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+        except Exception as exc:
+            if not isinstance(exc, self._connection.dialect.loaded_dbapi.Error):
+                raise
+            self._connection._handle_dbapi_exception(exc, sql, (), None, None)  # always raises
             raise  # pragma: no cover
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
