@@ -25,7 +25,7 @@ from crmkit.db.models import Contact, Customer, CustomerClaim, Merge, StageHisto
 from crmkit.db.types import utcnow
 from crmkit.errors import AccessDenied, DuplicateCustomerError, NotFound, ValidationError
 from crmkit.fastpath import CustomerCheck, customer_fast_check
-from crmkit.fastrows import Dumper, JsonDumper, dumper, json_dumper
+from crmkit.fastrows import Dumper, JsonDumper, JsonDumperMany, dumper, json_dumper, json_dumper_many
 from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle, move_record
 from crmkit.limits import Text, check, id_filter, require_id
@@ -77,12 +77,14 @@ class NewCustomers:
         records: list[dict[str, Any]] | None,
         recorder: Callable[[Mapping[str, Any]], dict[str, Any]],
         ledger_writer: JsonDumper,
+        ledger_many: JsonDumperMany | None = None,
     ) -> None:
         self.ids = ids
         self._flats = flats
         self._records = records
         self._recorder = recorder
         self._ledger_writer = ledger_writer
+        self._ledger_many = ledger_many
 
     def record(self, index: int) -> dict[str, Any]:
         if self._records is not None:
@@ -100,6 +102,13 @@ class NewCustomers:
             return None
         return self._ledger_writer(self._flats[index])
 
+    def created_jsons(self) -> list[str | None]:
+        """:meth:`created_json` of every customer, written column by column
+        (:func:`crmkit.fastrows.json_dumper_many`)."""
+        if self._records is not None or self._ledger_many is None:
+            return [self.created_json(i) for i in range(len(self.ids))]
+        return self._ledger_many(self._flats)
+
 
 @attrs.frozen
 class DuplicateGroup:
@@ -111,6 +120,18 @@ class DuplicateGroup:
 
     def to_dict(self) -> dict[str, Any]:
         return {"matched_on": self.matched_on, "value": self.value, "customer_ids": list(self.customer_ids)}
+
+
+def _flat_in_place(
+    customer_id: int, row: dict[str, Any], fields: Mapping[str, Sequence[Any]], names: Mapping[str, list[str]]
+) -> dict[str, Any]:
+    """:meth:`Customers._created_flat`'s customer (its id, every column and plugin field) made of ``row``
+    itself rather than a copy, for a batch no hook is told about; the id comes last, which no reader of a
+    flat customer minds (records and the ledger follow the output schema's order)."""
+    for plugin, plugin_values in fields.items():
+        row.update(zip(names[plugin], plugin_values, strict=True))
+    row["id"] = customer_id
+    return row
 
 
 def normalize_email(email: str | None) -> str | None:
@@ -183,6 +204,7 @@ class Customers(Searchable):
         self._dump_for: object = None
         self._dumper: Dumper = dict
         self._json_dumper: JsonDumper = lambda row: None
+        self._json_dumper_many: JsonDumperMany = lambda rows: []
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -421,9 +443,9 @@ class Customers(Searchable):
         ``DuplicateCustomerError``; the caller rolls its savepoint back to keep none of them. Owners are not
         checked here: ``prepared`` must name none (``ValueError``).
         """
-        self._access.require("customers:write", tx)
-        for one in prepared:
-            self._may_create(tx, one.values)
+        if not self._access.require("customers:write", tx).unscoped:  # else every customer is within reach
+            for one in prepared:
+                self._may_create(tx, one.values)
         if any(p.values.get("owner_id") is not None for p in prepared):
             raise ValueError("create_many takes customers without an owner; create() checks the owner")
         if not prepared:
@@ -442,20 +464,23 @@ class Customers(Searchable):
             batch.insert(connection, ids, built, [(p.cause, actor) for p in prepared])
             batch.claim_unique(connection, ids, [row for row, _ in built])
             recorder, listened = self._recorder(), self._listened()
-            flats = []
             # the records are made here only for customer_created; else when the caller reads them
             records: list[dict[str, Any]] | None = [] if listened[1] else None
-            for cid, (row, fields), p in zip(ids, built, prepared, strict=True):
-                flat = self._created_flat(t, cid, row, fields, p.cause, actor, names, listened[0])
-                flats.append(flat)
-                if records is not None:
-                    record = recorder(flat)
-                    self._hooks.customer_created(t, record)
-                    records.append(record)
+            if listened == (False, False):  # nobody to tell: each row becomes its flat customer in place
+                flats = [_flat_in_place(cid, row, fields, names) for cid, (row, fields) in zip(ids, built, strict=True)]
+            else:
+                flats = []
+                for cid, (row, fields), p in zip(ids, built, prepared, strict=True):
+                    flat = self._created_flat(t, cid, row, fields, p.cause, actor, names, listened[0])
+                    flats.append(flat)
+                    if records is not None:
+                        record = recorder(flat)
+                        self._hooks.customer_created(t, record)
+                        records.append(record)
             # a bulk path: one entry for the batch, with its counts, not one per customer
             counts = {"created": len(ids), "first_id": min(ids), "last_id": max(ids)}
             self._audit.record(t, "customers.created", "customer", changes=counts, user_id=actor)
-            return NewCustomers(ids, flats, records, recorder, self._ledger_writer())
+            return NewCustomers(ids, flats, records, recorder, self._ledger_writer(), self._ledger_many())
 
     def _batch(self, t: Transaction) -> CustomerBatch:
         return self._statements(t, self._batches, CustomerBatch)
@@ -807,13 +832,27 @@ class Customers(Searchable):
         read_back = self._read_back()
         self._dump({})
         dump_json = self._json_dumper
+        reads_extra = any(
+            (f.attribute or name) == "extra" for name, f in self._schemas.customer_out.dump_fields.items()
+        )
+        if not self._fields.runtime() and not self._moments() and not reads_extra:
+            return dump_json  # reading back would only copy the row and drop ``extra``, which is not dumped
         return lambda flat: dump_json(read_back(flat))
+
+    def _ledger_many(self) -> JsonDumperMany:
+        """:meth:`_ledger_writer` of many flat customers at once (:func:`crmkit.fastrows.json_dumper_many`)."""
+        self._dump({})
+        dump_many = self._json_dumper_many
+        if self._ledger_writer() is self._json_dumper:  # nothing to read back (see there)
+            return dump_many
+        read_back = self._read_back()
+        return lambda flats: dump_many([read_back(flat) for flat in flats])
 
     def _read_back(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
         """A flat customer's values as reading it back gives them, before the dump: run-time fields out of
         ``extra``, datetimes of plugin fields in UTC."""
         runtime = self._fields.runtime()
-        moments = [spec.name for spec in self._registry.fields.values() if spec.type == "datetime"]
+        moments = self._moments()
 
         def read_back(flat: Mapping[str, Any]) -> dict[str, Any]:
             out = dict(flat)  # as _flat
@@ -828,11 +867,16 @@ class Customers(Searchable):
 
         return read_back
 
+    def _moments(self) -> builtins.list[str]:
+        """The plugin fields that hold a datetime."""
+        return [spec.name for spec in self._registry.fields.values() if spec.type == "datetime"]
+
     def _dump(self, record: Mapping[str, Any]) -> dict[str, Any]:
         schema = self._schemas.customer_out
         if self._dump_for is not schema:
             self._dumper = dumper(schema)
             self._json_dumper = json_dumper(schema)
+            self._json_dumper_many = json_dumper_many(schema)
             self._dump_for = schema
         return self._dumper(record)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumber
@@ -33,6 +33,18 @@ class Phones:
         if self._default_only():  # crmkit's own reading: its quicker form, the same answers
             return read_phone(raw, region)
         return self._hooks.normalize_phone(raw, region)
+
+    def reader(self) -> Callable[[str, str | None], str | None]:
+        """:meth:`normalize` for a batch of numbers: whether a plugin decides is asked once, not per number
+        (a plugin registered meanwhile is not seen by this reader)."""
+        if not self._default_only():
+            return self.normalize
+        default = self.region
+
+        def read(raw: str, region: str | None = None) -> str | None:
+            return read_phone(raw, (region or default).upper())
+
+        return read
 
     def _default_only(self) -> bool:
         """Whether crmkit's own ``crmkit_normalize_phone`` is the only implementation (no plugin decides)."""

@@ -136,7 +136,7 @@ class Reading:
     def __init__(self, lines: CustomerLines, phones: Phones, chunk: Sequence[SourceLine]) -> None:
         self._lines = lines
         self.chunk = chunk
-        self.normalize = PhoneMemo(phones.normalize)
+        self.normalize = PhoneMemo(phones.reader())
         self._done: list[_Parsed] = []
         #: the keys a line names: its match keys, then the claims and external id a new customer takes
         self._naming = tuple(dict.fromkeys([*lines.settings.match, "email", "phone", EXTERNAL_ID]))
@@ -404,13 +404,12 @@ class CreatedLedger:
     def new_rows(self, created: NewCustomers, lines: Sequence[int]) -> list[tuple[Any, ...]]:
         """:meth:`rows` of the customers ``insert_many`` made (``lines``: each one's line): when the text is
         written directly, from each customer's values without making its record where that gives the same
-        text (:meth:`NewCustomers.created_json`)."""
+        text (:meth:`NewCustomers.created_jsons`)."""
         if not self._direct:
             return self.rows(list(zip(created.ids, lines, created.records(), strict=True)))
         import_id, keys = self._import_id, self._keys
         rows = []
-        for index, (cid, line) in enumerate(zip(created.ids, lines, strict=True)):
-            after = created.created_json(index)
+        for index, (cid, line, after) in enumerate(zip(created.ids, lines, created.created_jsons(), strict=True)):
             if after is None:
                 after = json_object(created.record(index), keys)
             rows.append((cid, import_id, line, "created", "{}", after))

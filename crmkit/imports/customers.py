@@ -173,10 +173,11 @@ class CustomerLines:
         data: dict[str, Any] = {}
         history: dict[str, Any] = {}
         reasons: list[str] = []
+        unprotect = self._cell
         for column, name, of_history, read in self._columns:
             cell = values.get(column)
-            if self._cell is not None and isinstance(cell, str):
-                cell = self._cell(cell)
+            if unprotect is not None and type(cell) is str and cell.startswith("'"):  # else read_csv_text's own
+                cell = unprotect(cell)
             try:
                 value = read(cell)
             except ValueError as exc:
