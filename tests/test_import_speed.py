@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from crmkit import CRM, hookimpl
 from crmkit.imports import collector
-from crmkit.imports.values import KINDS, ParseOptions, cell_reader, parse_value
+from crmkit.imports.values import KINDS, ParseOptions, cell_reader, column_reader, parse_value
 
 HEADER = ["name", "email", "phone", "goal", "created_at", "stage"]
 ROWS = [
@@ -230,6 +230,33 @@ def test_a_cell_reader_reads_a_cell_as_parse_value_does(
     read = cell_reader(name, kind, choices, options)
     expected = outcome(lambda c: parse_value(kind, c, options, field=name, choices=choices), cell)
     assert outcome(read, cell) == expected
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    column=st.one_of(st.lists(cells, max_size=6), st.lists(st.sampled_from(TYPED), max_size=6)),
+    kind=st.sampled_from(KINDS),
+    choices=st.sampled_from([(), CHOICES]),
+    name=st.sampled_from(["goal", "name"]),
+    options=st.sampled_from(OPTIONS),
+)
+def test_a_column_reader_reads_each_cell_as_the_cell_reader_does(
+    column: list[Any], kind: str, choices: tuple[str, ...], name: str, options: ParseOptions
+) -> None:
+    values, failed = column_reader(name, kind, choices, options)(column)
+    read = cell_reader(name, kind, choices, options)
+    expected = [outcome(read, cell) for cell in column]
+    got = [("error", str(failed[i])) if i in failed else ("ok", value) for i, value in enumerate(values)]
+    assert got == expected
+    assert all(values[i] is None for i in failed)
+
+
+def test_a_column_of_text_is_read_whole_and_a_column_with_a_bad_cell_cell_by_cell() -> None:
+    options = ParseOptions()
+    goals = column_reader("goal", "string", CHOICES, options)
+    assert goals([" muscle", "", "Rehab Plus "]) == (["muscle", None, "Rehab Plus"], {})
+    values, failed = goals(["muscle", "bogus"])
+    assert values == ["muscle", None] and list(failed) == [1] and "bogus" in str(failed[1])
 
 
 # -- the ledger of created customers ----------------------------------------------------------------------

@@ -145,22 +145,25 @@ class Reading:
         """Read the next few lines; whether some are left."""
         done, chunk = self._done, self.chunk
         start = len(done)
-        done.extend(self._parse(i, chunk[i]) for i in range(start, min(start + self.STEP, len(chunk))))
+        lines = chunk[start : start + self.STEP]
+        readable = [line for line in lines if not line.problems]
+        parsed = iter(self._lines.parse_many([line.values for line in readable], self.normalize))
+        for i, line in enumerate(lines, start):
+            if line.problems:
+                done.append(_Parsed(i, line, {}, {}, {}, True))
+                continue
+            data, history, reasons = next(parsed)
+            if reasons or (not data and not history):
+                done.append(_Parsed(i, line, data, history, {}, True))
+                continue
+            keys = self._lines.keys(data, history, self.normalize)
+            done.append(_Parsed(i, line, data, history, keys, False, self._named(keys)))
         return len(done) < len(chunk)
 
     def parsed(self) -> list[_Parsed]:
         while self.step():
             pass
         return self._done
-
-    def _parse(self, index: int, line: SourceLine) -> _Parsed:
-        if line.problems:
-            return _Parsed(index, line, {}, {}, {}, True)
-        data, history, reasons = self._lines.parse(line.values, self.normalize)
-        if reasons or (not data and not history):
-            return _Parsed(index, line, data, history, {}, True)
-        keys = self._lines.keys(data, history, self.normalize)
-        return _Parsed(index, line, data, history, keys, False, self._named(keys))
 
     def _named(self, keys: Mapping[str, str | None]) -> frozenset[tuple[str, str]]:
         """What a line names: its match keys, and the claims (and external id) its new customer would take."""

@@ -262,6 +262,46 @@ def cell_reader(name: str, kind: str, choices: Sequence[str], options: ParseOpti
     return choice
 
 
+#: What :func:`column_reader` reads: the column's values, and the cells it could not read (their index).
+ColumnRead = tuple[list[Any], dict[int, ValueError]]
+
+
+def column_reader(
+    name: str, kind: str, choices: Sequence[str], options: ParseOptions
+) -> Callable[[list[Any]], ColumnRead]:
+    """:func:`cell_reader` of every cell of a column: per cell the same value, or the same ``ValueError``
+    (kept by the cell's index, its value ``None``). A column of text cells of a text field (one without
+    choice labels in ``options``) is read whole at the C speed of ``map``: every cell stripped, an empty one
+    ``None``; of a field with choices, when every stripped cell is one of them or empty. Any other column is
+    read cell by cell."""
+    read = cell_reader(name, kind, choices, options)
+
+    def by_cell(cells: list[Any]) -> ColumnRead:
+        values: list[Any] = []
+        failed: dict[int, ValueError] = {}
+        for i, cell in enumerate(cells):
+            try:
+                values.append(read(cell))
+            except ValueError as exc:
+                values.append(None)
+                failed[i] = exc
+        return values, failed
+
+    if kind not in ("string", "text") or name in options.choices:
+        return by_cell
+    allowed = frozenset(choices) | {""} if choices else None  # an empty cell reads as None, whatever the choices
+
+    def whole(cells: list[Any]) -> ColumnRead:
+        if set(map(type, cells)) != {str}:
+            return by_cell(cells)
+        stripped = list(map(str.strip, cells))
+        if allowed is not None and not allowed.issuperset(stripped):
+            return by_cell(cells)
+        return [text or None for text in stripped], {}
+
+    return whole
+
+
 def _shown(value: Any) -> str:
     """The value quoted in a message; a long one cut short."""
     text = repr(value)
