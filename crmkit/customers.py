@@ -24,7 +24,7 @@ from crmkit.db.driver import Cursor, cursor
 from crmkit.db.models import Contact, Customer, CustomerClaim, Merge, StageHistory, User
 from crmkit.db.types import utcnow
 from crmkit.errors import AccessDenied, DuplicateCustomerError, NotFound, ValidationError
-from crmkit.fastpath import CustomerCheck, customer_fast_check
+from crmkit.fastpath import CustomerCheck, customer_fast_check, customer_fast_check_many
 from crmkit.fastrows import Dumper, JsonDumper, JsonDumperMany, dumper, json_dumper, json_dumper_many
 from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle, move_record
@@ -201,6 +201,7 @@ class Customers(Searchable):
         self._batches: dict[Dialect, CustomerBatch] = {}
         self._fast_for: object = None
         self._checks: dict[bool, CustomerCheck] = {}
+        self._check_many: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any] | None]] = lambda rows: []
         self._dump_for: object = None
         self._dumper: Dumper = dict
         self._json_dumper: JsonDumper = lambda row: None
@@ -247,9 +248,27 @@ class Customers(Searchable):
         """``data`` validated as :meth:`create` validates it (``ValidationError`` otherwise), ready for
         :meth:`create_many`. ``normalize`` reads the phone in place of the CRM's ``normalize_phone`` (a
         caller's memo of it: a file has the same number in several places)."""
-        values, phone_normalized = self._load_new(data, normalize)
+        return self._prepare(data, normalize)
+
+    def _prepare(self, data: Mapping[str, Any], normalize: PhoneReader | None, checked: Any = None) -> Prepared:
+        values, phone_normalized = self._load_new(data, normalize, checked)
         stage = values.pop("stage", "lead")
         return Prepared(values, phone_normalized, stage, None, None, "created")
+
+    def prepare_many(
+        self, data: Sequence[Mapping[str, Any]], *, normalize: PhoneReader | None = None
+    ) -> builtins.list[Prepared | ValidationError]:
+        """:meth:`prepare` of each of ``data``, with the ``ValidationError`` in place of a customer it refuses:
+        the same answers, the input checked a field at a time for all of them
+        (:func:`crmkit.fastpath.customer_fast_check_many`), as an import checks a chunk of new customers."""
+        self._fast(partial=False)
+        out: builtins.list[Prepared | ValidationError] = []
+        for one, checked in zip(data, self._check_many(data), strict=True):
+            try:
+                out.append(self._prepare(one, normalize, checked))
+            except ValidationError as exc:
+                out.append(exc)
+        return out
 
     def create_historical(
         self,
@@ -768,9 +787,12 @@ class Customers(Searchable):
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _load_new(self, data: Any, normalize: PhoneReader | None = None) -> tuple[dict[str, Any], str | None]:
-        """A new customer's values, validated (see :mod:`crmkit.fastpath`), and its normalised phone."""
-        values = self._fast(partial=False)(data)
+    def _load_new(
+        self, data: Any, normalize: PhoneReader | None = None, checked: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], str | None]:
+        """A new customer's values, validated (see :mod:`crmkit.fastpath`; ``checked``: what the fast check
+        of many gave for it, when not ``None``), and its normalised phone."""
+        values = checked if checked is not None else self._fast(partial=False)(data)
         if values is None:
             values = load(self._schemas.customer_in, data, message="invalid customer")
         # marshmallow's schema reads the phone too; the fast check leaves it here, refused with its message
@@ -788,6 +810,7 @@ class Customers(Searchable):
             initial = [s.name for s in self._registry.stages.values() if s.initial]
             fields = self._fields.all()
             self._checks = {p: customer_fast_check(fields, initial, partial=p) for p in (False, True)}
+            self._check_many = customer_fast_check_many(fields, initial)
             self._fast_for = schema
         return self._checks[partial]
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import phonenumbers
@@ -313,6 +314,97 @@ def customer_fast_check(fields: Iterable[FieldSpec], stages: Iterable[str], *, p
         return dict(row)
 
     return check
+
+
+def customer_fast_check_many(
+    fields: Iterable[FieldSpec], stages: Iterable[str], *, partial: bool = False
+) -> Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any] | None]]:
+    """:func:`customer_fast_check` of many rows: ``[check(row) for row in rows]``, the same answers. The rows
+    are checked a field at a time: its values' types, lengths, spaces, NULs and choices looked at all at
+    once at the C speed of ``map``, ``set`` and ``str.join``; only a field where that fails is checked value
+    by value, to find its rows, which then go through the check of one row. An import checks thousands of
+    new customers at a time, most of them alike."""
+    specs = list(fields)
+    stages = frozenset(stages)
+    one = customer_fast_check(specs, stages, partial=partial)
+    checks = dict(_CUSTOMER_CHECKS)
+    columns: dict[str, Callable[[list[Any]], bool]] = {
+        "phone": _text_column(50),
+        "source": _text_column(100),
+        "campaign": _text_column(100),
+        "branch": _text_column(100),
+    }
+    for spec in specs:
+        checks[spec.name] = _value_check(spec)
+        if spec.type == "string" and spec.max_length is not None:
+            columns[spec.name] = _text_column(spec.max_length, frozenset(spec.choices) if spec.choices else None)
+        elif spec.type == "text":
+            columns[spec.name] = _text_column(None)
+    checks["stage"] = _choice(stages)
+    name_ok = _text(200)
+    checks["name"] = lambda v: bool(v) and name_ok(v)
+    columns["name"] = _text_column(200, nonempty=True)
+    required = frozenset(s.name for s in specs if s.required) | {"name"}
+    nullable = frozenset(checks) - required - {"stage"}
+    defaults = {} if partial else {s.name: s.default for s in specs if s.default is not None}
+    names = frozenset(checks)
+
+    def many(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | None]:
+        if not rows or set(map(type, rows)) != {dict}:
+            return [one(row) for row in rows]
+        shapes = list(map(tuple, rows))  # each row's keys, in order: a file's rows have a few shapes
+        known: dict[tuple[str, ...], tuple[bool, bool]] = {}
+        for shape in set(shapes):
+            keys = frozenset(shape)
+            known[shape] = (keys <= names and (partial or required <= keys), bool(defaults.keys() - keys))
+        slow: set[int] = set()
+        if not all(fits for fits, _ in known.values()):
+            slow.update(i for i, shape in enumerate(shapes) if not known[shape][0])
+        for name in frozenset().union(*known) & names:
+            column = list(map(dict.get, rows, repeat(name)))  # type: ignore[arg-type]
+            values = column
+            if None in column:
+                if name not in nullable:  # None given where a value is due (a missing key is another matter)
+                    slow.update(i for i, v in enumerate(column) if v is None and name in rows[i])
+                values = [v for v in column if v is not None]
+            if not values:
+                continue
+            whole = columns.get(name)
+            if not (whole(values) if whole is not None else all(map(checks[name], values))):
+                check = checks[name]
+                slow.update(i for i, v in enumerate(column) if v is not None and not check(v))
+        out: list[dict[str, Any] | None] = []
+        for i, (row, shape) in enumerate(zip(rows, shapes, strict=True)):
+            if i in slow:
+                out.append(one(row))
+            elif known[shape][1]:
+                out.append({**defaults, **row})
+            else:
+                out.append(dict(row))
+        return out
+
+    return many
+
+
+def _text_column(
+    max_length: int | None, choices: frozenset[str] | None = None, *, nonempty: bool = False
+) -> Callable[[list[Any]], bool]:
+    """Whether every one of some values (none of them ``None``) passes :func:`_text` (``nonempty``: and is
+    not empty; ``choices``: and is one of them), looked at all at once."""
+
+    def ok(values: list[Any]) -> bool:
+        if set(map(type, values)) != {str}:
+            return False
+        if max_length is not None and max(map(len, values)) > max_length:
+            return False
+        if (nonempty and not all(values)) or (choices is not None and not choices.issuperset(values)):
+            return False
+        if list(map(str.strip, values)) != values:
+            return False
+        joined = "".join(values)
+        return "\x00" not in joined and (joined.isascii() or all(text_problem(v) is None for v in values))
+
+    return ok
 
 
 def _choice(choices: frozenset[str]) -> Callable[[Any], bool]:

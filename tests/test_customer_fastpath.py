@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from crmkit import CRM, FieldSpec, ValidationError, hookimpl
 from crmkit import schemas as sch
-from crmkit.fastpath import customer_fast_check
+from crmkit.fastpath import customer_fast_check, customer_fast_check_many
 from crmkit.fastrows import dumper
 from crmkit.schemas import load
 
@@ -131,6 +131,28 @@ def test_fast_path_never_disagrees_with_marshmallow(partial: bool, row: dict[str
         assert slow["errors"]["phone"] == [str(refused.value)]
         return
     assert fast == slow["values"]
+
+
+MANY = {partial: customer_fast_check_many(FIELDS, STAGES, partial=partial) for partial in (False, True)}
+
+
+@pytest.mark.parametrize("partial", [False, True])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(many=st.one_of(st.lists(any_rows, max_size=6), st.lists(st.one_of(good_rows, valid_rows), max_size=6)))
+def test_many_rows_checked_a_field_at_a_time_get_each_rows_answer(partial: bool, many: list[dict[str, Any]]) -> None:
+    assert MANY[partial](many) == [CHECKS[partial](row) for row in many]
+
+
+def test_a_batch_of_typical_rows_is_taken_and_a_bad_value_sends_only_its_row_back() -> None:
+    good: dict[str, Any] = {"name": "Anna", "email": "anna@example.com", "phone": "(212) 200-0001", "card": "C1"}
+    rows: list[dict[str, Any]] = [
+        good,
+        {**good, "name": "Ben", "card": "C1234567"},
+        {**good, "hair": "long", "visits": 3},
+    ]
+    checked = MANY[False](rows)
+    assert checked == [{**good, "hair": "short", "visits": 0}, None, {**good, "hair": "long", "visits": 3}]
+    assert checked[0] is not good  # a copy, as the check of one row gives
 
 
 def test_typical_input_takes_the_fast_path() -> None:

@@ -153,13 +153,22 @@ class DriverValues:
     def __init__(self, statement: BulkInsert) -> None:
         self._processors = [(i, p) for i, p in enumerate(statement.processors) if p is not None]
         self._seen: dict[tuple[int, Any], Any] = {}
+        # per processed column, the last value converted and what it became: a batch's rows share their
+        # times (the same ``now`` object), which is then found without hashing it
+        self._last: list[tuple[Any, Any]] = [(None, None)] * len(self._processors)
 
     def __call__(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not self._processors:
+            return values
         row = list(values)
-        seen = self._seen
-        for i, process in self._processors:
+        seen, last = self._seen, self._last
+        for j, (i, process) in enumerate(self._processors):
             value = row[i]
             if value is None:
+                continue
+            before = last[j]
+            if value is before[0]:
+                row[i] = before[1]
                 continue
             if isinstance(value, (dict, list)):  # JSON: not hashable; only an empty one is remembered
                 if value:
@@ -170,5 +179,7 @@ class DriverValues:
                 key = (i, value)
             if key not in seen:
                 seen[key] = process(value)
-            row[i] = seen[key]
+            row[i] = out = seen[key]
+            if key[1] is value:  # not JSON: found by identity next time
+                last[j] = (value, out)
         return tuple(row)

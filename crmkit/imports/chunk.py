@@ -194,22 +194,32 @@ class Chunk:
         #: the match keys (key, value) and claims (kind, value) of the held-back customers
         self._held_keys: set[tuple[str, str]] = set()
         self._found = _Found()
+        #: the new customers of the chunk's lines, validated together before the lines are walked
+        self._prepared: dict[int, Prepared | ValidationError] = {}
 
     def apply(self, reading: Reading) -> list[LineOutcome]:
         lines = reading.chunk
         self._outcomes = [None] * len(lines)
         self._normalize = reading.normalize  # a line's phone, read for its key, is read again when validated
         parsed = reading.parsed()
-        found = self._found = self._lookup(parsed)
+        self._found = self._lookup(parsed)
+        # the lines that would create a customer as the chunk begins, validated together (a line that an
+        # earlier one turns into an update does not use its answer)
+        hopeful = [item for item in parsed if not item.plain and self._new(item)]
+        self._prepared = dict(
+            zip(
+                (item.index for item in hopeful),
+                self._lines.prepare_many([(item.data, item.history) for item in hopeful], self._normalize),
+                strict=True,
+            )
+        )
         for item in parsed:
             if item.plain:
                 self._outcomes[item.index] = self._lines.apply(self._t, item.line)  # writes nothing
                 continue
             if not item.named.isdisjoint(self._held_keys):
                 self._write_held()
-            matched = any(found.ids(key, value) for key in self._settings.match if (value := item.keys.get(key)))
-            new = not matched and self._settings.mode != "update" and item.data.get("owner_id") is None
-            if new:
+            if self._new(item):
                 self._hold(item)
                 continue
             self._write_held()
@@ -298,12 +308,28 @@ class Chunk:
 
     # -- new customers ---------------------------------------------------------------------------
 
+    def _new(self, item: _Parsed) -> bool:
+        """Whether the line creates a customer: it names none the chunk knows of, and may create one."""
+        if self._settings.mode == "update" or item.data.get("owner_id") is not None:
+            return False
+        found, keys = self._found, item.keys
+        for key in self._settings.match:
+            value = keys.get(key)
+            if value and found.ids(key, value):
+                return False
+        return True
+
     def _hold(self, item: _Parsed) -> None:
         """Validate the line's new customer and hold it back (or reject the line, as ``create`` would)."""
-        try:
-            prepared = self._lines.prepare(item.data, item.history, self._normalize)
-        except ValidationError as exc:
-            self._outcomes[item.index] = LineOutcome(item.line.line, "rejected", reasons=tuple(reasons_of(exc.errors)))
+        prepared = self._prepared.pop(item.index, None)
+        if prepared is None:
+            try:
+                prepared = self._lines.prepare(item.data, item.history, self._normalize)
+            except ValidationError as exc:
+                prepared = exc
+        if isinstance(prepared, ValidationError):
+            reasons = tuple(reasons_of(prepared.errors))
+            self._outcomes[item.index] = LineOutcome(item.line.line, "rejected", reasons=reasons)
             return
         external = item.history.get(EXTERNAL_ID)
         new = _New(item.index, item.line, item.data, item.keys, str(external) if external else None, prepared)
