@@ -25,7 +25,7 @@ from crmkit.db.models import Contact, Customer, CustomerClaim, Merge, StageHisto
 from crmkit.db.types import utcnow
 from crmkit.errors import AccessDenied, DuplicateCustomerError, NotFound, ValidationError
 from crmkit.fastpath import CustomerCheck, customer_fast_check, customer_fast_check_many
-from crmkit.fastrows import Dumper, JsonDumper, JsonDumperMany, dumper, json_dumper, json_dumper_many
+from crmkit.fastrows import Dumper, JsonDumper, dumper, json_dumper
 from crmkit.hooks import Hooks
 from crmkit.lifecycle import Lifecycle, move_record
 from crmkit.limits import Text, check, id_filter, require_id
@@ -77,14 +77,12 @@ class NewCustomers:
         records: list[dict[str, Any]] | None,
         recorder: Callable[[Mapping[str, Any]], dict[str, Any]],
         ledger_writer: JsonDumper,
-        ledger_many: JsonDumperMany | None = None,
     ) -> None:
         self.ids = ids
         self._flats = flats
         self._records = records
         self._recorder = recorder
         self._ledger_writer = ledger_writer
-        self._ledger_many = ledger_many
 
     def record(self, index: int) -> dict[str, Any]:
         if self._records is not None:
@@ -101,13 +99,6 @@ class NewCustomers:
         if self._records is not None:
             return None
         return self._ledger_writer(self._flats[index])
-
-    def created_jsons(self) -> list[str | None]:
-        """:meth:`created_json` of every customer, written column by column
-        (:func:`crmkit.fastrows.json_dumper_many`)."""
-        if self._records is not None or self._ledger_many is None:
-            return [self.created_json(i) for i in range(len(self.ids))]
-        return self._ledger_many(self._flats)
 
 
 @attrs.frozen
@@ -205,7 +196,6 @@ class Customers(Searchable):
         self._dump_for: object = None
         self._dumper: Dumper = dict
         self._json_dumper: JsonDumper = lambda row: None
-        self._json_dumper_many: JsonDumperMany = lambda rows: []
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -499,7 +489,7 @@ class Customers(Searchable):
             # a bulk path: one entry for the batch, with its counts, not one per customer
             counts = {"created": len(ids), "first_id": min(ids), "last_id": max(ids)}
             self._audit.record(t, "customers.created", "customer", changes=counts, user_id=actor)
-            return NewCustomers(ids, flats, records, recorder, self._ledger_writer(), self._ledger_many())
+            return NewCustomers(ids, flats, records, recorder, self._ledger_writer())
 
     def _batch(self, t: Transaction) -> CustomerBatch:
         return self._statements(t, self._batches, CustomerBatch)
@@ -862,15 +852,6 @@ class Customers(Searchable):
             return dump_json  # reading back would only copy the row and drop ``extra``, which is not dumped
         return lambda flat: dump_json(read_back(flat))
 
-    def _ledger_many(self) -> JsonDumperMany:
-        """:meth:`_ledger_writer` of many flat customers at once (:func:`crmkit.fastrows.json_dumper_many`)."""
-        self._dump({})
-        dump_many = self._json_dumper_many
-        if self._ledger_writer() is self._json_dumper:  # nothing to read back (see there)
-            return dump_many
-        read_back = self._read_back()
-        return lambda flats: dump_many([read_back(flat) for flat in flats])
-
     def _read_back(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
         """A flat customer's values as reading it back gives them, before the dump: run-time fields out of
         ``extra``, datetimes of plugin fields in UTC."""
@@ -899,7 +880,6 @@ class Customers(Searchable):
         if self._dump_for is not schema:
             self._dumper = dumper(schema)
             self._json_dumper = json_dumper(schema)
-            self._json_dumper_many = json_dumper_many(schema)
             self._dump_for = schema
         return self._dumper(record)
 

@@ -17,10 +17,8 @@ per-field machinery (hooks, error handling, attribute lookup) costs more than th
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from itertools import repeat
 from json.encoder import encode_basestring_ascii as _json_text  # json.dumps' own escaping of a string
 from typing import Any
 
@@ -32,8 +30,6 @@ from crmkit.limits import INT32, MAX_MOMENT, MIN_MOMENT, text_problem
 Dumper = Callable[[Mapping[Any, Any]], dict[str, Any]]
 #: A row's dump as JSON text, or ``None`` when the caller must dump it the general way (see :func:`json_dumper`).
 JsonDumper = Callable[[Mapping[Any, Any]], "str | None"]
-#: :data:`JsonDumper` of many rows at once (see :func:`json_dumper_many`).
-JsonDumperMany = Callable[[Sequence[Mapping[Any, Any]]], "list[str | None]"]
 _MISSING = object()
 #: The formats in which marshmallow writes a date or datetime as ``isoformat()`` does (a schema sets "iso"
 #: on the fields it binds).
@@ -159,76 +155,6 @@ def json_dumper(schema: Schema) -> JsonDumper:
     exec(compile("\n".join(lines), f"<json_dumper of {type(schema).__name__}>", "exec"), names)
     dump_json: JsonDumper = names["dump_json"]
     return dump_json
-
-
-def json_dumper_many(schema: Schema) -> JsonDumperMany:
-    """:func:`json_dumper` of many rows at once: ``[json_dumper(schema)(row) for row in rows]``, the same
-    texts. Written column by column: each field's values are taken from every row, their types looked at
-    and, where the field converts them (a datetime's ISO text), converted, at the C speed of ``map`` and
-    ``set``; a field no row has a value for is left out once for all rows; then each row is one
-    ``json`` encoding of a dict (the standard library's C encoder, which writes exactly what
-    :func:`json_dumper` writes for text and whole numbers). When some value is of another type, every row
-    goes through :func:`json_dumper`, which says which rows it cannot write."""
-    plan = _plan(schema)
-    one = json_dumper(schema)
-    encode = _dict_encoder()
-    plain = {str, int}
-
-    def dump_many(rows: Sequence[Mapping[Any, Any]]) -> list[str | None]:
-        if not rows:
-            return []
-        if set(map(type, rows)) != {dict}:
-            return [one(row) for row in rows]
-        keys, columns, gaps = [], [], False
-        for key, attribute, unchanged, convert in plan:
-            column = list(map(dict.get, rows, repeat(attribute)))  # type: ignore[arg-type]
-            kinds = set(map(type, column)) - {type(None)}
-            if not kinds:
-                continue  # no row has a value: no row writes the key
-            if not (kinds == {unchanged} and unchanged in plain):
-                try:
-                    column = [None if v is None else convert(v) for v in column]
-                except Exception:  # a value that cannot be dumped: raised as row by row raises it
-                    return [one(row) for row in rows]
-                kinds = set(map(type, column)) - {type(None)}
-                if not kinds <= plain:  # a bool, a float, a list... (or an int or str subclass)
-                    return [one(row) for row in rows]
-            gaps = gaps or None in column
-            keys.append(key)
-            columns.append(column)
-        if not columns:  # no value in any row (``zip`` of no columns would give no rows)
-            return ["{}"] * len(rows)
-        if gaps:
-            return [
-                encode({k: v for k, v in zip(keys, values, strict=True) if v is not None})
-                for values in zip(*columns, strict=True)
-            ]
-        return [encode(dict(zip(keys, values, strict=True))) for values in zip(*columns, strict=True)]
-
-    return dump_many
-
-
-def _dict_encoder() -> Callable[[dict[str, Any]], str]:
-    """``json.dumps`` of a dict of text and whole numbers: its separators and ASCII escapes. The standard
-    library's C encoder made once, where ``json.dumps`` makes it again for every call (a fifth of writing a
-    customer's ledger text); ``JSONEncoder.encode`` where that encoder is missing or not the one expected."""
-    fallback = json.JSONEncoder(check_circular=False).encode
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython builds it
-        return fallback
-
-    def refuse(value: Any) -> Any:
-        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-    try:  # its arguments are CPython's internals: check that they still mean what they meant
-        encoder = make(None, refuse, _json_text, None, ": ", ", ", False, False, True)
-        probe = {"a": 'x "é" \n', "b": -12, "c": ""}
-        if "".join(encoder(probe, 0)) != json.dumps(probe):
-            return fallback
-    except Exception:  # pragma: no cover
-        return fallback
-    join = "".join
-    return lambda row: join(encoder(row, 0))
 
 
 # -- tasks -----------------------------------------------------------------------------------------------

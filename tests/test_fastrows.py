@@ -6,7 +6,6 @@ import datetime as dt
 import json
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import Schema
@@ -14,7 +13,7 @@ from marshmallow import fields as mf
 from probe import Probe
 
 from crmkit import CRM, ValidationError
-from crmkit.fastrows import dumper, json_dumper, json_dumper_many, task_fast_load
+from crmkit.fastrows import dumper, json_dumper, task_fast_load
 from crmkit.schemas import TaskIn, TaskOut, customer_out, load
 
 CRM_ = CRM("sqlite://", plugins=[Probe()], load_entry_points=False)  # declarations only; no database use
@@ -115,50 +114,6 @@ def _same_json(schema: Schema, row: dict[str, Any]) -> bool:
 @given(st.dictionaries(st.sampled_from([*"isbdtmjrn", "renamed", "x"]), VALUES))
 def test_the_json_of_a_dump_is_json_dumps_of_its_values(row: dict[str, Any]) -> None:
     _same_json(EVERY_TYPE, row)
-
-
-#: Rows a column of which may hold one kind of value only (a chunk's customers mostly look alike), or any.
-ROW_LISTS = st.one_of(
-    st.lists(st.dictionaries(st.sampled_from([*"isbdtmjrn", "renamed", "x"]), VALUES), max_size=5),
-    st.lists(
-        st.fixed_dictionaries(
-            {
-                "i": st.one_of(st.none(), st.integers()),
-                "s": st.one_of(st.none(), TEXT),
-                "t": st.one_of(st.none(), MOMENTS),
-            },
-            optional={"d": st.dates(), "n": st.integers()},
-        ),
-        max_size=5,
-    ),
-)
-
-
-@settings(max_examples=600, deadline=None)
-@given(ROW_LISTS)
-def test_the_json_of_many_rows_at_once_is_the_json_of_each_row(rows: list[dict[str, Any]]) -> None:
-    one, many = json_dumper(EVERY_TYPE), json_dumper_many(EVERY_TYPE)
-    try:
-        expected = [one(row) for row in rows]
-    except Exception as exc:  # a value that cannot be dumped: not written column by column either
-        with pytest.raises(type(exc)):
-            many(rows)
-        return
-    assert many(rows) == expected
-
-
-def test_rows_of_text_numbers_and_times_are_written_column_by_column_as_each_row_is() -> None:
-    moment = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
-    rows: list[dict[str, Any]] = [
-        {"i": 1, "s": 'Ann "A"', "t": moment, "d": dt.date(2000, 1, 2)},
-        {"i": 2, "s": "Zoë", "t": moment, "d": None, "n": 7},
-        {"i": 3, "s": None, "t": None},
-    ]
-    written = json_dumper_many(EVERY_TYPE)(rows)
-    assert written == [json_dumper(EVERY_TYPE)(row) for row in rows]
-    assert written[0] == '{"i": 1, "s": "Ann \\"A\\"", "d": "2000-01-02", "t": "2026-03-01T09:30:00+00:00"}'
-    assert written[1] == '{"i": 2, "s": "Zo\\u00eb", "t": "2026-03-01T09:30:00+00:00", "renamed": 7}'
-    assert written[2] == '{"i": 3}'
 
 
 @settings(max_examples=300, deadline=None)

@@ -433,12 +433,13 @@ class CreatedLedger:
     def new_rows(self, created: NewCustomers, lines: Sequence[int]) -> list[tuple[Any, ...]]:
         """:meth:`rows` of the customers ``insert_many`` made (``lines``: each one's line): when the text is
         written directly, from each customer's values without making its record where that gives the same
-        text (:meth:`NewCustomers.created_jsons`)."""
+        text (:meth:`NewCustomers.created_json`)."""
         if not self._direct:
             return self.rows(list(zip(created.ids, lines, created.records(), strict=True)))
         import_id, keys = self._import_id, self._keys
         rows = []
-        for index, (cid, line, after) in enumerate(zip(created.ids, lines, created.created_jsons(), strict=True)):
+        for index, (cid, line) in enumerate(zip(created.ids, lines, strict=True)):
+            after = created.created_json(index)
             if after is None:
                 after = json_object(created.record(index), keys)
             rows.append((cid, import_id, line, "created", "{}", after))
