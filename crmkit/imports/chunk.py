@@ -102,7 +102,7 @@ class _Found:
             self._ids[named].remove(customer_id)
 
 
-@attrs.frozen
+@attrs.define  # not frozen: made for every line, and a frozen class sets each field the slow way
 class _Parsed:
     index: int
     line: SourceLine
@@ -115,7 +115,7 @@ class _Parsed:
     named: frozenset[tuple[str, str]] = frozenset()
 
 
-@attrs.frozen
+@attrs.define
 class _New:
     index: int
     line: SourceLine
@@ -360,8 +360,13 @@ class Chunk:
             for h in held:
                 self._by_line(h.index, h.line, h.keys)
             return
+        named: dict[tuple[str, ...], tuple[str, ...]] = {}  # the lines of a file mostly set the same fields
         for cid, h in zip(ids, held, strict=True):
-            self._outcomes[h.index] = LineOutcome(h.line.line, "created", cid, fields=tuple(sorted(h.data)))
+            keys = tuple(h.data)
+            fields = named.get(keys)
+            if fields is None:
+                fields = named[keys] = tuple(sorted(keys))
+            self._outcomes[h.index] = LineOutcome(h.line.line, "created", cid, fields=fields)
             for key in self._settings.match:
                 value = h.keys.get(key)
                 if value:
