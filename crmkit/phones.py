@@ -117,8 +117,9 @@ def read_fast(raw: str, region: str) -> str | None:
     return None
 
 
-#: The patterns a +1 number is checked with, per region (see :func:`_type_patterns`).
-_PATTERNS: dict[str, tuple[re.Pattern[str], tuple[re.Pattern[str], ...]] | None] = {}
+#: The patterns a +1 number is checked with, per region (see :func:`_type_patterns`): the general one, and
+#: the number types' joined into one (a number of some type fully matches one of the alternatives).
+_PATTERNS: dict[str, tuple[re.Pattern[str], re.Pattern[str]] | None] = {}
 
 
 def _valid_for_region(digits: str, region: str) -> bool:
@@ -126,12 +127,20 @@ def _valid_for_region(digits: str, region: str) -> bool:
     digits, the first 2 to 9): the same patterns, looked up once per region rather than once a number. It
     is most of what reading a number costs; ``tests/test_phones_fast.py`` compares the two."""
     if region not in _PATTERNS:
-        _PATTERNS[region] = _type_patterns(region)
+        found = _type_patterns(region)
+        _PATTERNS[region] = None if found is None else (found[0], _any_of(found[1]))
     patterns = _PATTERNS[region]
     if patterns is None:
         return False
     general, types = patterns
-    return general.fullmatch(digits) is not None and any(p.fullmatch(digits) for p in types)
+    return general.fullmatch(digits) is not None and types.fullmatch(digits) is not None
+
+
+def _any_of(patterns: tuple[re.Pattern[str], ...]) -> re.Pattern[str]:
+    """One pattern that fully matches what one of ``patterns`` fully matches (none: nothing)."""
+    if not patterns:
+        return re.compile(r"(?!)")
+    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns))
 
 
 #: The number types ``phonenumbers``' ``_number_type_helper`` tries: a number that matches none is invalid.

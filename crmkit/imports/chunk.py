@@ -194,6 +194,7 @@ class Chunk:
         #: the match keys (key, value) and claims (kind, value) of the held-back customers
         self._held_keys: set[tuple[str, str]] = set()
         self._found = _Found()
+        self._ids_roll_back = t.session.get_bind().dialect.name == "sqlite"
         #: the new customers of the chunk's lines, validated together before the lines are walked
         self._prepared: dict[int, Prepared | ValidationError] = {}
 
@@ -342,7 +343,10 @@ class Chunk:
         if not held:
             return
         t = self._t
-        if self._taken(held):
+        # a refused bulk write is rolled back and its lines go through the line path anyway; asking first
+        # only saves ids where a refusal would use them up (a PostgreSQL sequence does not roll back; SQLite
+        # counts on from the largest id)
+        if not self._ids_roll_back and self._taken(held):
             for h in held:
                 self._by_line(h.index, h.line, h.keys)
             return
@@ -375,7 +379,7 @@ class Chunk:
     def _taken(self, held: Sequence[_New]) -> bool:
         """Whether a customer has one of the held-back customers' emails, phones or external ids already (one
         the match keys do not name). Then the line path words each line's outcome; asked before the bulk
-        write, so that a refusal costs no ids (a PostgreSQL sequence does not roll back)."""
+        write where a refusal would cost ids (a PostgreSQL sequence does not roll back)."""
         wanted = {
             "email_normalized": [e for h in held if (e := normalize_email(h.prepared.values.get("email")))],
             "phone_normalized": [p for h in held if (p := h.prepared.phone_normalized)],
