@@ -35,7 +35,7 @@ from crmkit.fastrows import Dumper
 from crmkit.imports.mapping import CREATED_AT, EXTERNAL_ID, STAGE, STAGE_CHANGED_AT, Target
 from crmkit.imports.report import LineOutcome, reasons_of
 from crmkit.imports.sources import SourceLine
-from crmkit.imports.values import ParseOptions, cell_reader, column_reader, parse_value
+from crmkit.imports.values import ParseOptions, column_reader, parse_value
 from crmkit.limits import load
 from crmkit.phones import Phones
 from crmkit.unit import Transaction, Units
@@ -99,14 +99,9 @@ class CustomerLines:
         # its reader, made once per import rather than dispatched on the field's type per cell
         self._columns = [
             (column, name, name in _HISTORY or name == EXTERNAL_ID,
-             cell_reader(name, targets[name].kind, targets[name].choices, settings.options))
+             column_reader(name, targets[name].kind, targets[name].choices, settings.options))
             for column, name in settings.mapping.items()
         ]  # fmt: skip
-        # the same, a column of many lines at once (parse_many)
-        self._column_readers = [
-            column_reader(name, targets[name].kind, targets[name].choices, settings.options)
-            for name in settings.mapping.values()
-        ]
 
     @property
     def settings(self) -> Settings:
@@ -175,43 +170,15 @@ class CustomerLines:
         self, values: Mapping[str, Any], normalize: PhoneReader | None = None
     ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         """The line's values, its history values (and external id), and the reasons it cannot be read."""
-        options = self._settings.options
-        data: dict[str, Any] = {}
-        history: dict[str, Any] = {}
-        reasons: list[str] = []
-        unprotect = self._cell
-        for column, name, of_history, read in self._columns:
-            cell = values.get(column)
-            if unprotect is not None and type(cell) is str and cell.startswith("'"):  # else read_csv_text's own
-                cell = unprotect(cell)
-            try:
-                value = read(cell)
-            except ValueError as exc:
-                try:  # a file from another CRM often has a day where a time is due: the day's start, UTC
-                    if name not in (CREATED_AT, STAGE_CHANGED_AT):
-                        raise
-                    value = parse_value("date", cell, options, field=name)
-                except ValueError:
-                    reasons.append(f"{name} (column {column!r}): {exc}")
-                    continue
-            if value is None:
-                continue  # an empty cell sets nothing: an update never clears a field by accident
-            (history if of_history else data)[name] = value
-        phone = data.get("phone")
-        if phone and options.phone_region and not data.get("country"):
-            try:  # read in the file's region, kept in its international form
-                data["phone"] = (normalize or self._phones.normalize)(str(phone), options.phone_region) or phone
-            except ValueError as exc:
-                reasons.append(f"phone: {exc}")
-        return data, history, reasons
+        return self.parse_many([values], normalize)[0]
 
     def parse_many(
         self, rows: Sequence[Mapping[str, Any]], normalize: PhoneReader | None = None
     ) -> list[tuple[dict[str, Any], dict[str, Any], list[str]]]:
-        """:meth:`parse` of many lines' values: the same answers, each mapped column read for all the lines
-        at once (:func:`crmkit.imports.values.column_reader`)."""
+        """:meth:`parse` of many lines' values, each mapped column read for all the lines at once
+        (:func:`crmkit.imports.values.column_reader`)."""
         if set(map(type, rows)) != {dict}:
-            return [self.parse(row, normalize) for row in rows]
+            rows = [dict(row) for row in rows]
         options = self._settings.options
         unprotect = self._cell
         reasons: dict[int, list[str]] = {}
@@ -219,7 +186,7 @@ class CustomerLines:
         data_columns: list[list[Any]] = []
         history_names: list[str] = []
         history_columns: list[list[Any]] = []
-        for (column, name, of_history, _), read_column in zip(self._columns, self._column_readers, strict=True):
+        for column, name, of_history, read_column in self._columns:
             cells: list[Any] = list(map(dict.get, rows, repeat(column)))  # type: ignore[arg-type]
             if unprotect is not None:
                 cells = [unprotect(c) if type(c) is str and c.startswith("'") else c for c in cells]
