@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
+import attrs
 import phonenumbers
 from marshmallow import validate
 
@@ -219,8 +220,7 @@ def activity_checker(kinds: Mapping[str, ActivityKindSpec], statuses: Iterable[s
     return check
 
 
-#: Customer input: the checks of the core fields (besides ``name``, ``country`` and ``stage``, looked at
-#: by the check itself), each taking a non-None value.
+#: The fast check of customer input: the values marshmallow would load from a row, or ``None``.
 CustomerCheck = Callable[[Mapping[str, Any]], "dict[str, Any] | None"]
 _EMAIL = validate.Email()
 
@@ -262,18 +262,51 @@ def _text(max_length: int) -> Callable[[Any], bool]:
     )
 
 
+#: The customer's text fields and their longest values.
+_CUSTOMER_TEXT = {"phone": 50, "source": 100, "campaign": 100, "branch": 100}
+_NAME_LENGTH = 200
+#: The checks of the core fields' values that are not None (``name`` and ``stage`` are added per CRM, see
+#: :class:`_CustomerRules`).
 _CUSTOMER_CHECKS: dict[str, Callable[[Any], bool]] = {
     "email": _email,
-    "phone": _text(50),
-    "source": _text(100),
-    "campaign": _text(100),
-    "branch": _text(100),
+    **{name: _text(limit) for name, limit in _CUSTOMER_TEXT.items()},
     "owner_id": _int,
     # stored upper-case: marshmallow upper-cases it, a value already upper-case comes out unchanged
     "country": lambda v: type(v) is str and len(v) == 2 and v.isupper() and v in phonenumbers.SUPPORTED_REGIONS,
     # a date is left to marshmallow: it compares it with today and the storage range
     "birthday": lambda v: False,
 }
+
+
+@attrs.frozen
+class _CustomerRules:
+    """What the customer fast checks (of one row, of many) accept, built from the fields once."""
+
+    #: per key a row may have (``name`` included), the check of a value that is not None
+    checks: dict[str, Callable[[Any], bool]]
+    required: frozenset[str]
+    #: the keys whose value may be None
+    nullable: frozenset[str]
+    defaults: dict[str, Any]
+    #: every key a row may have
+    names: frozenset[str]
+
+    @classmethod
+    def of(cls, specs: list[FieldSpec], stages: Iterable[str], partial: bool) -> _CustomerRules:
+        checks = dict(_CUSTOMER_CHECKS)
+        for spec in specs:
+            checks[spec.name] = _value_check(spec)
+        checks["stage"] = _choice(frozenset(stages))
+        name_ok = _text(_NAME_LENGTH)
+        checks["name"] = lambda v: bool(v) and name_ok(v)
+        required = frozenset(s.name for s in specs if s.required) | {"name"}
+        return cls(
+            checks=checks,
+            required=required,
+            nullable=frozenset(checks) - required - {"stage"},
+            defaults={} if partial else {s.name: s.default for s in specs if s.default is not None},
+            names=frozenset(checks),
+        )
 
 
 def customer_fast_check(fields: Iterable[FieldSpec], stages: Iterable[str], *, partial: bool = False) -> CustomerCheck:
@@ -284,16 +317,10 @@ def customer_fast_check(fields: Iterable[FieldSpec], stages: Iterable[str], *, p
     It does not check the phone against its region, which the full schema does as its last step: the
     service reads the phone once for both and refuses it with marshmallow's message (see
     ``crmkit.customers``)."""
-    checks = dict(_CUSTOMER_CHECKS)
-    specs = list(fields)
-    for spec in specs:
-        checks[spec.name] = _value_check(spec)
-    checks["stage"] = _choice(frozenset(stages))
-    required = frozenset(s.name for s in specs if s.required) | {"name"}
-    nullable = frozenset(checks) - required - {"stage"}
-    defaults = {} if partial else {s.name: s.default for s in specs if s.default is not None}
-    names = frozenset(checks) | {"name"}
-    name_ok = _text(200)
+    rules = _CustomerRules.of(list(fields), stages, partial)
+    checks, required, nullable, defaults, names = (
+        rules.checks, rules.required, rules.nullable, rules.defaults, rules.names
+    )  # fmt: skip
 
     def check(row: Mapping[str, Any]) -> dict[str, Any] | None:
         if type(row) is not dict or not row.keys() <= names:
@@ -303,9 +330,6 @@ def customer_fast_check(fields: Iterable[FieldSpec], stages: Iterable[str], *, p
         for key, value in row.items():
             if value is None:
                 if key not in nullable:
-                    return None
-            elif key == "name":
-                if not (value and name_ok(value)):
                     return None
             elif not checks[key](value):
                 return None
@@ -325,29 +349,19 @@ def customer_fast_check_many(
     by value, to find its rows, which then go through the check of one row. An import checks thousands of
     new customers at a time, most of them alike."""
     specs = list(fields)
-    stages = frozenset(stages)
     one = customer_fast_check(specs, stages, partial=partial)
-    checks = dict(_CUSTOMER_CHECKS)
-    columns: dict[str, Callable[[list[Any]], bool]] = {
-        "phone": _text_column(50),
-        "source": _text_column(100),
-        "campaign": _text_column(100),
-        "branch": _text_column(100),
-    }
+    rules = _CustomerRules.of(specs, stages, partial)
+    checks, required, nullable, defaults, names = (
+        rules.checks, rules.required, rules.nullable, rules.defaults, rules.names
+    )  # fmt: skip
+    # the checks that look at a whole column at once; any other field's values are checked one by one
+    columns = {name: _text_column(limit) for name, limit in _CUSTOMER_TEXT.items()}
+    columns["name"] = _text_column(_NAME_LENGTH, nonempty=True)
     for spec in specs:
-        checks[spec.name] = _value_check(spec)
         if spec.type == "string" and spec.max_length is not None:
             columns[spec.name] = _text_column(spec.max_length, frozenset(spec.choices) if spec.choices else None)
         elif spec.type == "text":
             columns[spec.name] = _text_column(None)
-    checks["stage"] = _choice(stages)
-    name_ok = _text(200)
-    checks["name"] = lambda v: bool(v) and name_ok(v)
-    columns["name"] = _text_column(200, nonempty=True)
-    required = frozenset(s.name for s in specs if s.required) | {"name"}
-    nullable = frozenset(checks) - required - {"stage"}
-    defaults = {} if partial else {s.name: s.default for s in specs if s.default is not None}
-    names = frozenset(checks)
 
     def many(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | None]:
         if not rows or set(map(type, rows)) != {dict}:
