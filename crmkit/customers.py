@@ -116,9 +116,9 @@ class DuplicateGroup:
 def _flat_in_place(
     customer_id: int, row: dict[str, Any], fields: Mapping[str, Sequence[Any]], names: Mapping[str, list[str]]
 ) -> dict[str, Any]:
-    """:meth:`Customers._created_flat`'s customer (its id, every column and plugin field) made of ``row``
-    itself rather than a copy, for a batch no hook is told about; the id comes last, which no reader of a
-    flat customer minds (records and the ledger follow the output schema's order)."""
+    """A new customer's every column, plugin field and id (the input of :meth:`Customers._record`), made of
+    ``row`` itself rather than a copy; the id comes last, which no reader of a flat customer minds (records
+    and the ledger follow the output schema's order)."""
     for plugin, plugin_values in fields.items():
         row.update(zip(names[plugin], plugin_values, strict=True))
     row["id"] = customer_id
@@ -424,9 +424,7 @@ class Customers(Searchable):
         if stage_listened:
             stage, lifecycle, moved = row["stage"], row["lifecycle"], row["stage_changed_at"]
             self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
-        for plugin, plugin_values in fields.items():
-            row.update(zip(names[plugin], plugin_values, strict=True))
-        return {"id": customer_id, **row}
+        return _flat_in_place(customer_id, row, fields, names)
 
     def _listened(self) -> tuple[bool, bool]:
         """Whether some plugin implements ``stage_changed``, ``customer_created``: asked once per batch
