@@ -63,8 +63,8 @@ class BulkInsert:
         sql, shape, casts = self._compile(every)
         self._statements: dict[tuple[int, ...], tuple[str, Callable[[Rows], Any]]] = {every: (sql, shape)}
         self._form = _form(dialect)
-        # SQLite's multi-row VALUES or PostgreSQL's COPY, per set of columns used (built when first used)
-        self._bulk: dict[tuple[int, ...], tuple[str, str, Callable[[Rows], Any]]] = {}
+        # SQLite's multi-row VALUES or PostgreSQL's COPY, per set of columns left out (built when first used)
+        self._bulk: dict[frozenset[int], tuple[str, str, Callable[[Rows], Any]]] = {}
         #: Each column's bind processor for these statements (``None``: the value goes to the driver as it is).
         self.processors: tuple[BindProcessor | None, ...] = tuple(
             _processor(table.c[name].type, dialect, casts.get(name)) for name in self.columns
@@ -101,8 +101,7 @@ class BulkInsert:
     def _bulk_statement(self, empty: frozenset[int]) -> tuple[str, str, Callable[[Rows], Any]]:
         """For the columns not ``empty``: SQLite's ``INSERT INTO t (...)`` and one row's ``(?, ...)``, or
         PostgreSQL's ``COPY t (...) FROM STDIN``; and what turns rows into the driver's values for it."""
-        used = tuple(i for i in range(len(self.columns)) if i not in empty) or tuple(range(len(self.columns)))
-        found = self._bulk.get(used)
+        found = self._bulk.get(empty)
         if found is None:
             sql, shape = self._statement(empty)
             if self._form == "copy":
@@ -112,7 +111,7 @@ class BulkInsert:
             else:
                 head, _, group = sql.rpartition(" VALUES ")
                 found = (head, group, shape)
-            self._bulk[used] = found
+            self._bulk[empty] = found
         return found
 
     def insert_new(self, connection: Connection, rows: Rows, key: Sequence[str]) -> list[tuple[Any, ...]]:
