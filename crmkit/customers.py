@@ -251,9 +251,8 @@ class Customers(Searchable):
         """:meth:`prepare` of each of ``data``, with the ``ValidationError`` in place of a customer it refuses:
         the same answers, the input checked a field at a time for all of them
         (:func:`crmkit.fastpath.customer_fast_check_many`), as an import checks a chunk of new customers."""
-        self._fast(partial=False)
         out: builtins.list[Prepared | ValidationError] = []
-        for one, checked in zip(data, self._check_many(data), strict=True):
+        for one, checked in zip(data, self._fast_many()(data), strict=True):
             try:
                 out.append(self._prepare(one, normalize, checked))
             except ValidationError as exc:
@@ -801,6 +800,11 @@ class Customers(Searchable):
             self._check_many = customer_fast_check_many(fields, initial)
             self._fast_for = schema
         return self._checks[partial]
+
+    def _fast_many(self) -> Callable[[Sequence[Mapping[str, Any]]], builtins.list[dict[str, Any] | None]]:
+        """:meth:`_fast` of many new customers at once (built with it, for the same schema)."""
+        self._fast(partial=False)
+        return self._check_many
 
     def _rows(self, t: Transaction) -> CustomerRows:
         return self._statements(t, self._customer_rows, CustomerRows)
