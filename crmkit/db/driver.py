@@ -46,10 +46,7 @@ class Cursor:
         try:
             return self._cursor.execute(sql, params)
         except Exception as exc:
-            if not isinstance(exc, self._connection.dialect.loaded_dbapi.Error):
-                raise
-            # no cursor given: SQLAlchemy would close it, and this one is kept for the next statement
-            self._connection._handle_dbapi_exception(exc, sql, params, None, None)  # always raises
+            self._raise(exc, sql, params)
             raise  # pragma: no cover
 
     def copy(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -60,10 +57,16 @@ class Cursor:
                 for row in rows:
                     write(row)
         except Exception as exc:
-            if not isinstance(exc, self._connection.dialect.loaded_dbapi.Error):
-                raise
-            self._connection._handle_dbapi_exception(exc, sql, (), None, None)  # always raises
+            self._raise(exc, sql, ())
             raise  # pragma: no cover
+
+    def _raise(self, exc: Exception, sql: str, params: Sequence[Any]) -> None:
+        """Raise what SQLAlchemy raises for ``exc`` when it is a driver error (through the engine's
+        ``handle_error`` hooks); otherwise ``exc`` itself."""
+        if not isinstance(exc, self._connection.dialect.loaded_dbapi.Error):
+            raise exc
+        # no cursor given: SQLAlchemy would close it, and this one is kept for the next statement
+        self._connection._handle_dbapi_exception(exc, sql, params, None, None)  # always raises
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         self.execute(sql, params)
