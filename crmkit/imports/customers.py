@@ -326,20 +326,19 @@ class CustomerLines:
     ) -> list[Prepared | ValidationError]:
         """:meth:`prepare` of many lines' (data, history), the ``ValidationError`` in place of a customer it
         refuses: the lines without history values checked together (:meth:`Customers.prepare_many`)."""
-        out: list[Prepared | ValidationError | None] = [None] * len(lines)
-        plain: list[int] = []
+        plain = [i for i, (_, history) in enumerate(lines) if not any(history.get(name) for name in _HISTORY)]
+        together = self._customers.prepare_many([lines[i][0] for i in plain], normalize=normalize)
+        checked = dict(zip(plain, together, strict=True))
+        out: list[Prepared | ValidationError] = []
         for i, (data, history) in enumerate(lines):
-            if any(history.get(name) for name in _HISTORY):
-                try:
-                    out[i] = self.prepare(data, history, normalize)
-                except ValidationError as exc:
-                    out[i] = exc
-            else:
-                plain.append(i)
-        checked = self._customers.prepare_many([lines[i][0] for i in plain], normalize=normalize)
-        for i, one in zip(plain, checked, strict=True):
-            out[i] = one
-        return [one for one in out if one is not None]
+            if i in checked:
+                out.append(checked[i])
+                continue
+            try:
+                out.append(self.prepare(data, history, normalize))
+            except ValidationError as exc:
+                out.append(exc)
+        return out
 
     def _create(self, t: Transaction, line: int, data: dict[str, Any], history: dict[str, Any]) -> LineOutcome:
         with self._units.write(t):
