@@ -1,5 +1,5 @@
 """The rows of many new customers at once: what :mod:`crmkit.db.customer_rows` writes for one, written with a
-statement per table per batch (an ``executemany``), for imports.
+statement per table per batch (each database's bulk form, :class:`crmkit.db.bulk.BulkInsert`), for imports.
 
 Ids are taken before the rows are written, so the rows that point at a customer (extension, history,
 claims) need no ``RETURNING`` to be matched to it: on PostgreSQL from the table's sequence, as an ``INSERT``
@@ -84,15 +84,10 @@ class CustomerBatch:
                 extensions[plugin].append(extension[plugin]((cid, *values)))
             moved = row["stage_changed_at"]
             history.append(history_row((cid, None, row["stage"], row["lifecycle"], moved, cause, actor)))
-        self._execute(connection, self._customer_insert, rows)
+        self._customer_insert.execute(connection, rows)
         for plugin, statement in self._extension_inserts.items():
-            self._execute(connection, statement, extensions[plugin])
-        self._execute(connection, self._history_insert, history)
-
-    def _execute(self, connection: Connection, statement: BulkInsert, rows: Sequence[tuple[Any, ...]]) -> None:
-        # an executemany on both databases: on PostgreSQL, psycopg pipelines it, and multi-row VALUES of
-        # 30,000 parameters measured twice as slow
-        statement.execute(connection, rows)
+            statement.execute(connection, extensions[plugin])
+        self._history_insert.execute(connection, history)
 
     def claim_unique(self, connection: Connection, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
         """Take the new customers' claims (as :func:`crmkit.claims.take_claims`: upserts in (kind, value)
