@@ -375,7 +375,7 @@ class Activities(Searchable):
         if values.get("channel") is None:
             values["channel"] = kind.channel
         values["ends_at"] = _ends_at(kind, values["occurred_at"], values.get("duration_min"))
-        # every row carries every column, so a batch is one executemany with one statement shape
+        # every row carries every column, so a batch has one statement shape
         return {column: values.get(column) for column in _COLUMNS}
 
     def _by_key(self, session: Any, values: Mapping[str, Any]) -> Activity | None:
@@ -471,7 +471,7 @@ class _RowWriter:
     def store(self, connection: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """Insert ``rows`` (driver values); return those stored. A keyed row is stored once: not when its key
         is in the table already, nor when an earlier row of ``rows`` has it."""
-        if not any(map(_EXTERNAL, rows)):  # the usual batch: no keys, one plain executemany
+        if not any(map(_EXTERNAL, rows)):  # the usual batch: no keys, one plain bulk insert
             self.insert.execute(connection, rows)
             return rows
         plain = [row for row in rows if row[_EXTERNAL_AT] is None]
