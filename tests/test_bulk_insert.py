@@ -8,11 +8,14 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Column, Integer, MetaData, String, Table, exc, select
 
 from crmkit import CRM
 from crmkit.db import bulk
 from crmkit.db.bulk import BulkInsert
+from crmkit.db.customer_batch import driver_rows
 from crmkit.db.types import JSONData, UTCDateTime
 
 _META = MetaData()
@@ -92,3 +95,41 @@ def test_one_row_goes_as_a_plain_insert(crm: CRM) -> None:
         assert statement.execute(conn, _rows(statement, 50, 1)) == 1
         assert statement.execute(conn, []) == 0
     assert [row[0] for row in _stored(crm, 1, 100)] == [50]
+
+
+_VALUES: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.sampled_from([AT, AT + dt.timedelta(days=1)]),  # a batch's shared times, and others
+    st.datetimes(timezones=st.just(dt.UTC)),
+)
+_DATA: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.just({}),
+    st.dictionaries(st.text(max_size=3), st.one_of(st.booleans(), st.integers(), st.text(max_size=3)), max_size=2),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ats=st.lists(_VALUES, min_size=1, max_size=12),
+    shared=st.booleans(),
+    data=st.lists(_DATA, min_size=12, max_size=12),
+)
+def test_driver_rows_are_what_the_bind_processors_make_of_each_row(
+    ats: list[Any], shared: bool, data: list[Any]
+) -> None:
+    # a column converted at once (equal values converted once) gives each row what SQLAlchemy's bind
+    # processors give it: 1 and True, {"a": 1} and {"a": True} are equal but are not the same JSON
+    from sqlalchemy.dialects import sqlite
+
+    statement = BulkInsert(SAMPLE, COLUMNS, sqlite.dialect())
+    if shared:
+        ats = [ats[0]] * len(ats)
+    count = len(ats)
+    columns: dict[str, list[Any]] = {
+        "id": list(range(count)), "name": ["x"] * count, "note": [None] * count, "at": ats,
+        "data": data[:count], "n": [True if i % 2 else 1 for i in range(count)],
+    }  # fmt: skip
+    expected = [statement.driver_values({name: values[i] for name, values in columns.items()}) for i in range(count)]
+    assert expected
+    assert driver_rows(statement, [columns[name] for name in COLUMNS]) == expected

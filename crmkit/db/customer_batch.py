@@ -9,7 +9,7 @@ and past the largest id it ever gave (``AUTOINCREMENT``'s ``sqlite_sequence``), 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -72,22 +72,20 @@ class CustomerBatch:
     ) -> None:
         """The customers (their column values and each plugin's field values, in declaration order), their
         extension rows and their first history rows (cause, actor)."""
-        customer, history_row = DriverValues(self._customer_insert), DriverValues(self._history_insert)
-        extension = {plugin: DriverValues(statement) for plugin, statement in self._extension_inserts.items()}
-        rows = []
-        extensions: dict[str, list[tuple[Any, ...]]] = {plugin: [] for plugin in self._extension_inserts}
-        history = []
-        columns = itemgetter(*self.columns[1:])  # a row's values in column order, at C speed
-        for cid, (row, fields), (cause, actor) in zip(ids, customers, causes, strict=True):
-            rows.append(customer((cid, *columns(row))))
-            for plugin, values in fields.items():
-                extensions[plugin].append(extension[plugin]((cid, *values)))
-            moved = row["stage_changed_at"]
-            history.append(history_row((cid, None, row["stage"], row["lifecycle"], moved, cause, actor)))
-        self._customer_insert.execute(connection, rows)
+        if not customers:
+            return
+        # column by column: the batch's values of a column are converted together, and its rows are put
+        # together by zip, at C speed (a loop over rows and processors took a tenth of an import's time)
+        rows = [row for row, _ in customers]
+        columns = _columns(rows, self.columns[1:])
+        self._customer_insert.execute(connection, driver_rows(self._customer_insert, [ids, *columns]))
         for plugin, statement in self._extension_inserts.items():
-            statement.execute(connection, extensions[plugin])
-        self._history_insert.execute(connection, history)
+            values = _transposed([fields[plugin] for _, fields in customers], len(self._extension_names[plugin]))
+            statement.execute(connection, driver_rows(statement, [ids, *values]))
+        stage, lifecycle, moved = _columns(rows, ("stage", "lifecycle", "stage_changed_at"))
+        cause, actor = _transposed(causes, 2)
+        history = [ids, [None] * len(ids), stage, lifecycle, moved, cause, actor]
+        self._history_insert.execute(connection, driver_rows(self._history_insert, history))
 
     def claim_unique(self, connection: Connection, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
         """Take the new customers' claims (as :func:`crmkit.claims.take_claims`: upserts in (kind, value)
@@ -141,9 +139,62 @@ class CustomerBatch:
             raise DuplicateCustomerError(sorted(found), sorted(matched))
 
 
+def _columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
+    """The values of ``names`` in ``rows``, a sequence per name."""
+    if len(names) == 1:
+        return [[row[names[0]] for row in rows]]
+    return _transposed(list(map(itemgetter(*names), rows)), len(names))
+
+
+def _transposed(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]]:
+    """``rows`` of ``width`` values each as ``width`` columns."""
+    if not rows:
+        return [() for _ in range(width)]
+    return list(zip(*rows, strict=True))
+
+
+def driver_rows(statement: BulkInsert, columns: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """Rows of driver values for ``statement`` from its columns' Python values (one sequence per column, in
+    the statement's column order): each column that has a bind processor converted by
+    :func:`driver_column`."""
+    converted = [
+        values if process is None else driver_column(process, values)
+        for process, values in zip(statement.processors, columns, strict=True)
+    ]
+    return list(zip(*converted, strict=True))
+
+
+def driver_column(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    """``process`` of each of ``values``, each distinct value converted once (``None`` too: JSON makes it
+    ``null``).
+
+    A batch's rows mostly share a column's value (the batch's one ``now``, an empty JSON object): when every
+    value is equal and of one type, the first is converted and repeated, checked at C speed."""
+    count = len(values)
+    if not count:
+        return []
+    first = values[0]
+    shared = not (first and isinstance(first, (dict, list)))  # equal JSON need not be the same text (1, true)
+    if shared and values.count(first) == count and len(set(map(type, values))) == 1:
+        return [process(first)] * count
+    seen: dict[tuple[type, Any], Any] = {}
+    out = []
+    for value in values:
+        if isinstance(value, (dict, list)):  # not hashable
+            out.append(process(value))
+            continue
+        key = (type(value), value)
+        found = seen.get(key, seen)
+        if found is seen:
+            found = seen[key] = process(value)
+        out.append(found)
+    return out
+
+
 class DriverValues:
-    """Rows of Python values as driver values, through the statement's bind processors: only the columns
-    that have one, and a value seen before in the batch (the batch's one ``now``) converted once."""
+    """Rows of Python values as driver values, one row at a time, through the statement's bind processors:
+    only the columns that have one, and a value seen before in the batch (the batch's one ``now``)
+    converted once. :func:`driver_rows` does the same for a batch's columns."""
 
     def __init__(self, statement: BulkInsert) -> None:
         self._processors = [(i, p) for i, p in enumerate(statement.processors) if p is not None]
