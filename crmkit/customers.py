@@ -129,6 +129,11 @@ def normalize_email(email: str | None) -> str | None:
     return email.strip().lower() if email else None
 
 
+#: What the CRM derives from a customer's other fields (their normalised email and phone, the lifecycle of
+#: their stage) and the time of the last write: an import's ledger leaves them out of a created customer,
+#: and its revert does not compare them.
+DERIVED_FIELDS = frozenset({"email_normalized", "phone_normalized", "lifecycle", "updated_at"})
+
 #: Columns an audit entry leaves out: the id is the entry's own, the times are the entry's time.
 _NOT_AUDITED = frozenset({"id", "customer_id", "updated_at"})
 
@@ -195,7 +200,7 @@ class Customers(Searchable):
         self._check_many: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any] | None]] = lambda rows: []
         self._dump_for: object = None
         self._dumper: Dumper = dict
-        self._json_dumper: JsonDumper = lambda row: None
+        self._ledger_dumper: JsonDumper = lambda row: None
 
     # -- writes ----------------------------------------------------------------------------------
 
@@ -841,12 +846,12 @@ class Customers(Searchable):
         return lambda flat: dump(read_back(flat))
 
     def _ledger_writer(self) -> JsonDumper:
-        """For a flat customer: the JSON text of its record's fields that have a value (what an import's
-        ledger keeps of a created customer), or ``None`` when only the record itself can say
-        (:func:`crmkit.fastrows.json_dumper`)."""
+        """For a flat customer: the JSON text of its record's fields that have a value, but the derived ones
+        (what an import's ledger keeps of a created customer, :data:`DERIVED_FIELDS`), or ``None`` when only
+        the record itself can say (:func:`crmkit.fastrows.json_dumper`)."""
         read_back = self._read_back()
         self._dump({})
-        dump_json = self._json_dumper
+        dump_json = self._ledger_dumper
         reads_extra = any(
             (f.attribute or name) == "extra" for name, f in self._schemas.customer_out.dump_fields.items()
         )
@@ -881,7 +886,7 @@ class Customers(Searchable):
         schema = self._schemas.customer_out
         if self._dump_for is not schema:
             self._dumper = dumper(schema)
-            self._json_dumper = json_dumper(schema)
+            self._ledger_dumper = json_dumper(schema, DERIVED_FIELDS)
             self._dump_for = schema
         return self._dumper(record)
 

@@ -17,7 +17,7 @@ per-field machinery (hooks, error handling, attribute lookup) costs more than th
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii as _json_text  # json.dumps' own escaping of a string
 from typing import Any
@@ -113,8 +113,9 @@ def dumper(schema: Schema) -> Dumper:
     return dump
 
 
-def json_dumper(schema: Schema) -> JsonDumper:
-    """``json.dumps`` of the items of ``dumper(schema)(row)`` whose value is not ``None``, written in one pass
+def json_dumper(schema: Schema, omit: Collection[str] = ()) -> JsonDumper:
+    """``json.dumps`` of the items of ``dumper(schema)(row)`` whose value is not ``None`` (and whose key is not
+    in ``omit``), written in one pass
     over the row without the dumped dict: the same text (default separators, ASCII escapes) when every such
     value is text or a whole number. For any other row (a bool, a float, a list... after dumping) it returns
     ``None``, and the caller dumps that row and writes it the general way. ``tests/test_fastrows.py``
@@ -126,7 +127,8 @@ def json_dumper(schema: Schema) -> JsonDumper:
     # one key per field: marshmallow refuses a schema that dumps two fields under one key
     names: dict[str, Any] = {"enc": _json_text, "irepr": int.__repr__}
     lines = ["def dump_json(row):", "    get = row.get", "    parts = []", "    add = parts.append"]
-    for i, (key, attribute, unchanged, convert) in enumerate(_plan(schema)):
+    plan = [step for step in _plan(schema) if step[0] not in omit]
+    for i, (key, attribute, unchanged, convert) in enumerate(plan):
         names[f"A{i}"], names[f"H{i}"], names[f"C{i}"] = attribute, _json_text(key) + ": ", convert
         # a missing value and None both leave the key out; a converted one is written if text or an int
         general = [

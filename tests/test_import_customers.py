@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from crmkit_fitness import FitnessPlugin
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from crmkit import CRM, ValidationError
+from crmkit.db.models import ImportChange
 from crmkit.errors import CRMError, NotFound
 from crmkit.imports.service import ImportRevertError
 from crmkit.imports.values import ParseOptions
@@ -268,6 +269,26 @@ def test_revert_refuses_to_lose_later_changes_and_changes_nothing(fcrm: CRM) -> 
     ]
     assert fcrm.customers.get(_id(cid))["name"] == "Cid" and fcrm.customers.get(bea["id"])["name"] == "Beatrice"
     assert fcrm.imports.get(_id(report.import_id))["status"] == "done"
+
+
+def test_the_ledger_keeps_what_was_created_not_what_the_crm_derives_from_it(fcrm: CRM) -> None:
+    report = fcrm.imports.customers(_csv(["Name", "Email", "Mobile", "Goal"],
+                                         ["Anna", "Anna@X.example", "(212) 200-0001", "muscle"]))  # fmt: skip
+    anna = _id(report.preview[0].customer_id)
+    with fcrm.engine.connect() as conn:
+        (after,) = conn.execute(select(ImportChange.after).where(ImportChange.customer_id == anna)).scalars()
+    record = fcrm.customers.get(anna)
+    assert after == {
+        "id": anna, "name": "Anna", "email": "Anna@X.example", "phone": "(212) 200-0001", "stage": "lead",
+        "stage_changed_at": record["stage_changed_at"], "created_at": record["created_at"], "goal": "muscle",
+    }  # fmt: skip
+    assert record["email_normalized"] == "anna@x.example" and record["phone_normalized"] == "+12122000001"
+    fcrm.customers.update(anna, {"email": "anna@y.example"})
+    with pytest.raises(ImportRevertError) as err:  # the email is named; its normalised form follows it
+        fcrm.imports.revert(_id(report.import_id))
+    assert err.value.problems == [f"customer {anna} (line 2) changed since: email"]
+    fcrm.customers.update(anna, {"email": "Anna@X.example"})
+    assert fcrm.imports.revert(_id(report.import_id))["removed"] == 1
 
 
 def test_a_file_that_cannot_be_read_at_all_is_one_clear_error(fcrm: CRM) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 from sqlalchemy import Connection, Dialect, select
 
-from crmkit.customers import Customers, NewCustomers, PhoneReader, Prepared, normalize_email
+from crmkit.customers import DERIVED_FIELDS, Customers, NewCustomers, PhoneReader, Prepared, normalize_email
 from crmkit.db.bulk import BulkInsert
 from crmkit.db.customer_batch import DriverValues
 from crmkit.db.driver import cursor
@@ -413,7 +413,7 @@ class Chunk:
 
 class CreatedLedger:
     """The ledger rows (``crm_import_changes``) of customers an import created: ``before`` empty, ``after``
-    their record's fields that have a value (:func:`created_after`).
+    their record's fields that have a value, but the derived ones (:func:`created_after`).
 
     The rows go to the driver as driver values. ``after`` is JSON text, which the column's bind processor
     makes with ``json.dumps``; when the dialect uses ``json.dumps`` and the other columns go as they are, the
@@ -459,12 +459,13 @@ class CreatedLedger:
 
 
 def json_object(record: Mapping[str, Any], keys: dict[str, str]) -> str:
-    """``json.dumps`` of ``record``'s items whose value is not ``None``: the same text (its default separators,
-    ASCII escapes) for the values a record holds, text and whole numbers; any other value (a float, a
-    list...) is left to ``json.dumps`` itself. ``keys`` remembers each key's ``"key": `` between calls."""
+    """``json.dumps(created_after(record))``, the ledger's text of a created customer: the same text (its
+    default separators, ASCII escapes) for the values a record holds, text and whole numbers; any other
+    value (a float, a list...) is left to ``json.dumps`` itself. ``keys`` remembers each key's ``"key": ``
+    between calls."""
     parts = []
     for key, value in record.items():
-        if value is None:
+        if value is None or key in DERIVED_FIELDS:
             continue
         kind = type(value)
         if kind is str:
@@ -472,11 +473,11 @@ def json_object(record: Mapping[str, Any], keys: dict[str, str]) -> str:
         elif kind is int:
             text = int.__repr__(value)  # what json.dumps writes for an int (not a bool, not an IntEnum)
         else:
-            return json.dumps({k: v for k, v in record.items() if v is not None})
+            return json.dumps(created_after(record))
         head = keys.get(key)
         if head is None:
             if type(key) is not str:
-                return json.dumps({k: v for k, v in record.items() if v is not None})
+                return json.dumps(created_after(record))
             head = keys[key] = _json_text(key) + ": "
         parts.append(head + text)
     return "{" + ", ".join(parts) + "}"

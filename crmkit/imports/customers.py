@@ -26,7 +26,7 @@ from marshmallow import Schema
 from sqlalchemy import select
 
 from crmkit.cells import read_csv_text
-from crmkit.customers import Customers, PhoneReader, Prepared, normalize_email
+from crmkit.customers import DERIVED_FIELDS, Customers, PhoneReader, Prepared, normalize_email
 from crmkit.db.functions import upsert_insert
 from crmkit.db.models import Customer, CustomerKey, ImportChange
 from crmkit.db.types import utcnow
@@ -380,8 +380,9 @@ class CustomerLines:
 
 def created_after(record: Mapping[str, Any]) -> dict[str, Any]:
     """What the ledger keeps of a created customer: its fields that have a value (a revert reads the others
-    as empty), so a wide customer table does not make a large ledger."""
-    return {k: v for k, v in record.items() if v is not None}
+    as empty), so a wide customer table does not make a large ledger, but those the CRM derives from the
+    others and the time of the last write (:data:`crmkit.customers.DERIVED_FIELDS`)."""
+    return {k: v for k, v in record.items() if v is not None and k not in DERIVED_FIELDS}
 
 
 def _aware(value: Any) -> dt.datetime:

@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, select, update
 from crmkit.access import Access
 from crmkit.activities import Activities
 from crmkit.audit import Audit
-from crmkit.customers import Customers
+from crmkit.customers import DERIVED_FIELDS, Customers
 from crmkit.db import statistics
 from crmkit.db.models import Activity, Customer, CustomerClaim, ImportChange, ImportRun
 from crmkit.db.types import utcnow
@@ -430,9 +430,10 @@ class Imports:
             now = current.get(change.customer_id)
             if now is None:
                 continue  # deleted (or merged away) since: nothing left to take back
-            # the ledger keeps a created customer's fields that had a value: the others were empty
-            fields = change.after.keys() | {k for k, v in now.items() if v is not None}
-            differ = sorted(k for k in fields if k != "updated_at" and now.get(k) != change.after.get(k))
+            # the ledger keeps a created customer's fields that had a value: the others were empty (those the
+            # CRM derives change with the fields they come from; an older ledger may hold them too)
+            fields = (change.after.keys() | {k for k, v in now.items() if v is not None}) - DERIVED_FIELDS
+            differ = sorted(k for k in fields if now.get(k) != change.after.get(k))
             if differ:
                 problems.append(f"{_who(change)} changed since: {', '.join(differ)}")
         for change in updated:
