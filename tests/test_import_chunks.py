@@ -159,6 +159,78 @@ def test_a_chunk_read_while_the_import_steps_aside_gives_what_the_line_path_give
     assert _rows(chunked) == _rows(by_line)
 
 
+def _paused_without_sleeping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pause owed before every chunk, long enough for every piece of reading the import has to do, and no
+    time slept once that is done."""
+    from crmkit import unit
+
+    monkeypatch.setattr(unit, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(unit, "PAUSE_SECONDS", 60.0)
+    monkeypatch.setattr(unit.time, "sleep", lambda seconds: None)
+
+
+def test_while_it_steps_aside_the_import_reads_a_few_chunks_ahead_and_applies_them_in_order(
+    crm_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crmkit.imports.chunk import Reading
+    from crmkit.imports.service import _Chunks
+
+    _paused_without_sleeping(monkeypatch)
+    applied: list[int] = []  # the first line of each chunk applied
+    ahead: list[int] = []  # how many chunks past the next one to apply a reading was at
+    chunks: dict[int, int] = {}  # a chunk's place in the file, in the order their readings begin
+    step, apply_chunk = Reading.step, CustomerLines.apply_chunk
+
+    def stepped(self: Reading) -> bool:
+        ahead.append(chunks.setdefault(id(self.chunk), len(chunks)) - len(applied))
+        return step(self)
+
+    def applying(self: CustomerLines, t: Transaction, lines: Sequence[SourceLine]) -> list[Any]:
+        applied.append(lines[0].line)
+        return apply_chunk(self, t, lines)
+
+    monkeypatch.setattr(Reading, "step", stepped)
+    monkeypatch.setattr(CustomerLines, "apply_chunk", applying)
+    chunked, by_line = _crm(crm_factory), _crm(crm_factory)
+    ours = chunked.imports.customers(_csv(MIXED), mode="upsert", chunk_size=5, preview=100)
+    assert applied == [2, 7, 13, 18, 23]  # every chunk once, in file order (line 10 is blank)
+    if chunked.engine.dialect.name == "sqlite":  # PostgreSQL writers do not step aside
+        assert max(ahead) == _Chunks.AHEAD  # read ahead indeed, and no further
+    with monkeypatch.context() as patched:
+        patched.setattr(CustomerLines, "apply_chunk", _line_by_line)
+        theirs = by_line.imports.customers(_csv(MIXED), mode="upsert", chunk_size=5, preview=100)
+    assert ours.preview == theirs.preview and ours.counts == theirs.counts
+    assert _rows(chunked) == _rows(by_line)
+
+
+def test_a_file_that_fails_while_read_ahead_keeps_the_chunks_before_it(
+    crm_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import stops where the file fails, as it would without reading ahead: every chunk before the
+    one that cannot be read is stored, and the import is recorded as failed."""
+    from crmkit.errors import CRMError
+    from crmkit.imports.sources import Source
+
+    _paused_without_sleeping(monkeypatch)
+    records = Source.__iter__
+
+    def failing(self: Source) -> Any:
+        for record in records(self):
+            if record.line == 13:  # in the third chunk
+                raise CRMError("the file broke off")
+            yield record
+
+    monkeypatch.setattr(Source, "__iter__", failing)
+    crm = crm_factory([FitnessPlugin()])
+    rows = [[f"M{i}", f"m{i}@x.example", "", "", "", "", "", ""] for i in range(20)]
+    with pytest.raises(CRMError, match="the file broke off"):
+        crm.imports.customers(_csv(rows), chunk_size=5)
+    with crm.engine.connect() as conn:
+        names = conn.execute(text("SELECT name FROM crm_customers ORDER BY id")).scalars().all()
+        status = conn.execute(text("SELECT status FROM crm_imports")).scalar_one()
+    assert names == [f"M{i}" for i in range(10)] and status == "failed"
+
+
 def test_a_chunk_whose_bulk_write_is_refused_goes_line_by_line(
     crm_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -94,7 +94,8 @@ class CustomerLines:
         self._cell = read_csv_text if csv else None
         self._import_id = import_id
         self._actor_id = actor_id
-        self._reading: Reading | None = None
+        #: chunks whose reading has begun and that are not applied yet, in file order
+        self._readings: list[Reading] = []
         # per mapped column: its target, whether its value is a history value (or the external id), and
         # its reader, made once per import rather than dispatched on the field's type per cell
         self._columns = [
@@ -113,20 +114,23 @@ class CustomerLines:
 
     def read_chunk(self, lines: Sequence[SourceLine]) -> Reading:
         """Begin reading the chunk ``lines`` (parsing needs no transaction: on SQLite the import does it while
-        it steps aside for other writers); :meth:`apply_chunk` of the same lines finishes it."""
+        it steps aside for other writers, a few chunks ahead); :meth:`apply_chunk` of the same lines finishes
+        it. Asked again for the same lines, the reading already begun."""
         from crmkit.imports.chunk import Reading
 
-        self._reading = Reading(self, self._phones, lines)
-        return self._reading
+        for reading in self._readings:
+            if reading.chunk is lines:
+                return reading
+        reading = Reading(self, self._phones, lines)
+        self._readings.append(reading)
+        return reading
 
     def apply_chunk(self, t: Transaction, lines: Sequence[SourceLine]) -> list[LineOutcome]:
         """The chunk's lines, new customers written together (:mod:`crmkit.imports.chunk`)."""
         from crmkit.imports.chunk import Chunk
 
-        reading, self._reading = self._reading, None
-        if reading is None or reading.chunk is not lines:
-            reading = self.read_chunk(lines)
-            self._reading = None
+        reading = self.read_chunk(lines)
+        self._readings.remove(reading)
         return Chunk(self, self._customers, self._phones, self._units, t, self._actor_id).apply(reading)
 
     def apply(self, t: Transaction, line: SourceLine) -> LineOutcome:
