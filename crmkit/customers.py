@@ -472,8 +472,8 @@ class Customers(Searchable):
             connection = t.session.connection()
             batch = self._batch(t)
             ids = batch.new_ids(connection, len(built))
+            batch.claim_unique(connection, ids, [row for row, _ in built])  # before they are there: see there
             batch.insert(connection, ids, built, [(p.cause, actor) for p in prepared])
-            batch.claim_unique(connection, ids, [row for row, _ in built])
             recorder, listened = self._recorder(), self._listened()
             # the records are made here only for customer_created; else when the caller reads them
             records: list[dict[str, Any]] | None = [] if listened[1] else None

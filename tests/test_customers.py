@@ -158,6 +158,22 @@ def test_duplicates_are_refused_on_normalised_email_and_phone(crm: CRM) -> None:
         crm.customers.update(ben["id"], {"email": "anna@EXAMPLE.com"})
 
 
+def test_create_many_refuses_a_value_another_customer_or_the_batch_has_twice_and_writes_none(crm: CRM) -> None:
+    anna = crm.customers.create({"name": "Anna", "phone": "+1 415 555 0100"})
+    prepare = crm.customers.prepare
+    with pytest.raises(DuplicateCustomerError) as err:
+        crm.customers.create_many([prepare({"name": "Ben", "email": "ben@x.example"}),
+                                   prepare({"name": "Cy", "phone": "(415) 555-0100"})])  # fmt: skip
+    assert err.value.existing_ids == [anna["id"]] and err.value.matched_on == ["phone"]
+    with pytest.raises(DuplicateCustomerError) as err:
+        crm.customers.create_many([prepare({"name": "Dee", "email": "dee@x.example"}),
+                                   prepare({"name": "Dee B.", "email": "DEE@x.example "})])  # fmt: skip
+    assert err.value.matched_on == ["email"]
+    assert [c["name"] for c in crm.customers.iter()] == ["Anna"]
+    made = crm.customers.create_many([prepare({"name": "Ben", "email": "ben@x.example", "phone": "(415) 555-0101"})])
+    assert crm.customers.find_duplicates(phone="+14155550101") == [made[0]["id"]]
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.emails())
 def test_email_normalisation_is_idempotent_and_case_blind(email: str) -> None:

@@ -166,7 +166,7 @@ def _paused_without_sleeping(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(unit, "SLICE_SECONDS", 0.0)
     monkeypatch.setattr(unit, "PAUSE_SECONDS", 60.0)
-    monkeypatch.setattr(unit.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr("crmkit.unit.time.sleep", lambda seconds: None)
 
 
 def test_while_it_steps_aside_the_import_reads_a_few_chunks_ahead_and_applies_them_in_order(

@@ -90,51 +90,48 @@ class CustomerBatch:
     def claim_unique(self, connection: Connection, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
         """Take the new customers' claims (as :func:`crmkit.claims.take_claims`: upserts in (kind, value)
         order, which wait for any concurrent writer of the same values), then refuse, with
-        ``DuplicateCustomerError``, a value that another customer has."""
-        wanted: dict[tuple[str, str], int] = {}
+        ``DuplicateCustomerError``, a value that another customer has. Called before the new customers are
+        written, so any customer found with one of their values is another one."""
+        claims: list[tuple[str, str, int]] = []
         clashes: set[int] = set()
         matched: set[str] = set()
-        for cid, row in zip(ids, rows, strict=True):
-            for kind, column in _KINDS:
-                value = row[column]
-                if value:
-                    if (kind, value) in wanted:
-                        clashes.add(wanted[kind, value])
+        for kind, column in _KINDS:  # in kind order, then value order: the order locks are taken in
+            mine = [(value, cid) for value, cid in zip(map(itemgetter(column), rows), ids, strict=True) if value]
+            owners = dict(mine)
+            if len(owners) < len(mine):  # two of the batch share a value: refused before anything is written
+                first: dict[str, int] = {}
+                for value, cid in mine:
+                    if value in first:
+                        clashes.add(first[value])
                         matched.add(kind)
-                    wanted[kind, value] = cid
-        if clashes:  # two of the batch share a value: refused before anything is written
+                    first[value] = cid
+            claims.extend([(kind, value, cid) for value, cid in sorted(owners.items())])
+        if clashes:
             raise DuplicateCustomerError(sorted(clashes), sorted(matched))
-        claims = sorted(wanted.items())
         m = self._mark
         head = f"INSERT INTO {self._claims} (kind, value, customer_id)"
         group = f"({m}, {m}, {m})"
         conflict = " ON CONFLICT (kind, value) DO UPDATE SET customer_id = excluded.customer_id"
-        # the driver's rows as they are: this reads back every new customer's value, and SQLAlchemy's result
-        # rows cost more per row than the statement does
-        cur = Cursor(connection)
-        # in (kind, value) order, one row after the other: the order locks are taken in
+        cur = Cursor(connection)  # the driver's cursor: no SQLAlchemy result per statement
         if claims and self._postgres:  # psycopg pipelines an executemany; a long VALUES measured slower
-            connection.exec_driver_sql(f"{head} VALUES {group}{conflict}", [(k, v, cid) for (k, v), cid in claims])
+            connection.exec_driver_sql(f"{head} VALUES {group}{conflict}", claims)
         elif claims:  # SQLite: many rows per statement, bound and stepped once rather than once per row
-            taken = [(kind, value, cid) for (kind, value), cid in claims]
-            for statement, bound in values_statements(connection, head, group, taken, conflict):
+            for statement, bound in values_statements(connection, head, group, claims, conflict):
                 cur.execute(statement, bound)
         found: set[int] = set()
         for kind, column in _KINDS:
-            mine = [(value, cid) for (k, value), cid in claims if k == kind]
-            owners = dict(mine)
-            for start in range(0, len(mine), _PAGE):
-                values = [value for value, _ in mine[start : start + _PAGE]]
-                sql = f"SELECT id, {column} FROM {self._customers.name} WHERE {column}"
+            values = [value for k, value, _ in claims if k == kind]
+            for start in range(0, len(values), _PAGE):
+                page = values[start : start + _PAGE]
+                sql = f"SELECT id FROM {self._customers.name} WHERE {column}"
                 params: tuple[Any, ...]
                 if self._postgres:  # one array parameter: the server plans it once, not per value
-                    query, params = f"{sql} = ANY(%s)", (values,)
+                    query, params = f"{sql} = ANY(%s)", (page,)
                 else:
-                    query, params = f"{sql} IN ({', '.join([m] * len(values))})", tuple(values)
-                for cid, value in cur.all(query, params):
-                    if owners.get(value) != cid:
-                        found.add(int(cid))
-                        matched.add(kind)
+                    query, params = f"{sql} IN ({', '.join([m] * len(page))})", tuple(page)
+                for (cid,) in cur.all(query, params):
+                    found.add(int(cid))
+                    matched.add(kind)
         if found:
             raise DuplicateCustomerError(sorted(found), sorted(matched))
 
