@@ -368,13 +368,26 @@ class Customers(Searchable):
     ) -> Callable[[Prepared], tuple[dict[str, Any], dict[str, list[Any]]]]:
         """:meth:`_new_row` for many customers, with what it looks up (run-time fields, lifecycles) looked
         up once."""
-        runtime = self._fields.runtime()
-        lifecycles: dict[str, str] = {}
+        make_flat = self._flat_maker(now, names)
 
         def make(prepared: Prepared) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+            row = make_flat(prepared)
+            fields = {plugin: [row.pop(name) for name in plugin_names] for plugin, plugin_names in names.items()}
+            return row, fields
+
+        return make
+
+    def _flat_maker(self, now: dt.datetime, names: Mapping[str, list[str]]) -> Callable[[Prepared], dict[str, Any]]:
+        """A new customer's every column but its id, and its plugins' fields (``names``), in one mapping: the
+        flat customer (:func:`_flat_in_place`) once its id is in."""
+        runtime = self._fields.runtime()
+        lifecycles: dict[str, str] = {}
+        inputs = (*_CORE_INPUT, *(name for plugin_names in names.values() for name in plugin_names))
+
+        def make(prepared: Prepared) -> dict[str, Any]:
             values, stage = prepared.values, prepared.stage
             get = values.get
-            row = {key: get(key) for key in _CORE_INPUT}
+            row = {key: get(key) for key in inputs}
             row["email_normalized"] = normalize_email(row["email"])
             row["phone_normalized"] = prepared.phone_normalized
             lifecycle = lifecycles.get(stage)
@@ -386,8 +399,7 @@ class Customers(Searchable):
             row["created_at"] = prepared.created_at or now
             row["updated_at"] = now
             row["extra"] = {spec.name: fieldmod.to_json_value(spec, get(spec.name)) for spec in runtime}
-            fields = {plugin: [get(name) for name in plugin_names] for plugin, plugin_names in names.items()}
-            return row, fields
+            return row
 
         return make
 
@@ -465,33 +477,34 @@ class Customers(Searchable):
             actor = actor_id or t.actor_id
             now = utcnow()
             names = self._plugin_fields()
-            make = self._row_maker(now, names)
-            built = [make(p) for p in prepared]
-            pairs = [(kind, row[f"{kind}_normalized"]) for row, _ in built for kind in ("email", "phone")]
+            make = self._flat_maker(now, names)
+            rows = [make(p) for p in prepared]
+            pairs = [(kind, row[f"{kind}_normalized"]) for row in rows for kind in ("email", "phone")]
             self._suppressed(cursor(t.session), pairs)
             connection = t.session.connection()
             batch = self._batch(t)
-            ids = batch.new_ids(connection, len(built))
-            batch.claim_unique(connection, ids, [row for row, _ in built])  # before they are there: see there
-            batch.insert(connection, ids, built, [(p.cause, actor) for p in prepared])
+            ids = batch.new_ids(connection, len(rows))
+            batch.claim_unique(connection, ids, rows)  # checked before the customers are written
+            batch.insert(connection, ids, rows, [(p.cause, actor) for p in prepared])
+            for cid, row in zip(ids, rows, strict=True):  # each row is now its flat customer
+                row["id"] = cid
             recorder, listened = self._recorder(), self._listened()
             # the records are made here only for customer_created; else when the caller reads them
             records: list[dict[str, Any]] | None = [] if listened[1] else None
-            if listened == (False, False):  # nobody to tell: each row becomes its flat customer in place
-                flats = [_flat_in_place(cid, row, fields, names) for cid, (row, fields) in zip(ids, built, strict=True)]
-            else:
-                flats = []
-                for cid, (row, fields), p in zip(ids, built, prepared, strict=True):
-                    flat = self._created_flat(t, cid, row, fields, p.cause, actor, names, listened[0])
-                    flats.append(flat)
+            if listened != (False, False):
+                for row, p in zip(rows, prepared, strict=True):
+                    if listened[0]:
+                        moved = move_record(row["id"], None, row["stage"], row["lifecycle"], row["stage_changed_at"],
+                                            p.cause, actor)  # fmt: skip
+                        self._hooks.stage_changed(t, moved)
                     if records is not None:
-                        record = recorder(flat)
+                        record = recorder(row)
                         self._hooks.customer_created(t, record)
                         records.append(record)
             # a bulk path: one entry for the batch, with its counts, not one per customer
             counts = {"created": len(ids), "first_id": min(ids), "last_id": max(ids)}
             self._audit.record(t, "customers.created", "customer", changes=counts, user_id=actor)
-            return NewCustomers(ids, flats, records, recorder, self._ledger_writer())
+            return NewCustomers(ids, rows, records, recorder, self._ledger_writer())
 
     def _batch(self, t: Transaction) -> CustomerBatch:
         return self._statements(t, self._batches, CustomerBatch)

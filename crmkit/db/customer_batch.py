@@ -67,20 +67,19 @@ class CustomerBatch:
         self,
         connection: Connection,
         ids: Sequence[int],
-        customers: Sequence[tuple[Mapping[str, Any], Mapping[str, Sequence[Any]]]],
+        rows: Sequence[Mapping[str, Any]],
         causes: Sequence[tuple[str, int | None]],
     ) -> None:
-        """The customers (their column values and each plugin's field values, in declaration order), their
+        """The customers (each a mapping of their column values and their plugins' field values), their
         extension rows and their first history rows (cause, actor)."""
-        if not customers:
+        if not rows:
             return
         # column by column: the batch's values of a column are converted together, and its rows are put
         # together by zip, at C speed (a loop over rows and processors took a tenth of an import's time)
-        rows = [row for row, _ in customers]
         columns = _columns(rows, self.columns[1:])
         self._customer_insert.execute(connection, driver_rows(self._customer_insert, [ids, *columns]))
         for plugin, statement in self._extension_inserts.items():
-            values = _transposed([fields[plugin] for _, fields in customers], len(self._extension_names[plugin]))
+            values = _columns(rows, self._extension_names[plugin])
             statement.execute(connection, driver_rows(statement, [ids, *values]))
         stage, lifecycle, moved = _columns(rows, ("stage", "lifecycle", "stage_changed_at"))
         cause, actor = _transposed(causes, 2)
@@ -138,6 +137,8 @@ class CustomerBatch:
 
 def _columns(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[Sequence[Any]]:
     """The values of ``names`` in ``rows``, a sequence per name."""
+    if not names:
+        return []
     if len(names) == 1:
         return [[row[names[0]] for row in rows]]
     return _transposed(list(map(itemgetter(*names), rows)), len(names))
