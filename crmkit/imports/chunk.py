@@ -78,6 +78,8 @@ class _Found:
     def __init__(self) -> None:
         self._ids: dict[tuple[str, str], list[int]] = {}
         self._of: dict[int, list[tuple[str, str]]] = {}
+        #: how many times what it knows has changed
+        self.changes = 0
 
     def ids(self, key: str, value: str) -> list[int]:
         return self._ids.get((key, value), [])
@@ -91,6 +93,7 @@ class _Found:
             return
         else:
             ids.append(customer_id)
+        self.changes += 1
         of = self._of.get(customer_id)
         if of is None:
             self._of[customer_id] = [named]
@@ -100,6 +103,7 @@ class _Found:
     def forget(self, customer_id: int) -> None:
         for named in self._of.pop(customer_id, []):
             self._ids[named].remove(customer_id)
+            self.changes += 1
 
 
 @attrs.define  # not frozen: made for every line, and a frozen class sets each field the slow way
@@ -207,6 +211,7 @@ class Chunk:
         # the lines that would create a customer as the chunk begins, validated together (a line that an
         # earlier one turns into an update does not use its answer)
         hopeful = [item for item in parsed if not item.plain and self._new(item)]
+        seen = self._found.changes  # until the chunk knows more customers, those lines are the new ones
         self._prepared = dict(
             zip(
                 (item.index for item in hopeful),
@@ -220,12 +225,12 @@ class Chunk:
                 continue
             if not item.named.isdisjoint(self._held_keys):
                 self._write_held()
-            if self._new(item):
+            if item.index in self._prepared if self._found.changes == seen else self._new(item):
                 self._hold(item)
                 continue
             self._write_held()
             self._by_line(item.index, item.line, item.keys)
-        self._write_held()
+        self._write_held(last=True)
         done = [o for o in self._outcomes if o is not None]
         assert len(done) == len(lines)
         return done
@@ -337,7 +342,9 @@ class Chunk:
         self._held.append(new)
         self._held_keys |= item.named
 
-    def _write_held(self) -> None:
+    def _write_held(self, *, last: bool = False) -> None:
+        """Write the held-back customers; unless it is the ``last`` write of the chunk, the chunk then knows
+        them by their match keys."""
         held, self._held = self._held, []
         self._held_keys = set()
         if not held:
@@ -371,6 +378,8 @@ class Chunk:
             if fields is None:
                 fields = named[keys] = tuple(sorted(keys))
             self._outcomes[h.index] = LineOutcome(h.line.line, "created", cid, fields=fields)
+            if last:
+                continue
             for key in self._settings.match:
                 value = h.keys.get(key)
                 if value:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import attrgetter
 from typing import IO, Any
 
 import attrs
@@ -73,15 +75,31 @@ class Tally:
         self._preview = preview
         self._rejects = rejects
 
+    def add_many(self, outcomes: Sequence[LineOutcome], raws: Iterable[str]) -> None:
+        """:meth:`add` of each outcome and its line's original text, in order."""
+        counted = Counter(map(attrgetter("action"), outcomes))
+        for action, count in counted.items():
+            self.counts[action] += count
+        room = self._preview - len(self.preview)
+        if room > 0:
+            self.preview.extend(outcomes[:room])
+        if counted["rejected"]:
+            for outcome, raw in zip(outcomes, raws, strict=True):
+                if outcome.action == "rejected":
+                    self._reject(outcome, raw)
+
     def add(self, outcome: LineOutcome, raw: str) -> None:
         self.counts[outcome.action] += 1
         if len(self.preview) < self._preview:
             self.preview.append(outcome)
         if outcome.action == "rejected":
-            if len(self.rejected) < REJECTS_KEPT:
-                self.rejected.append(outcome)
-            if self._rejects is not None:
-                self._rejects.write(outcome.line, outcome.reasons, raw)
+            self._reject(outcome, raw)
+
+    def _reject(self, outcome: LineOutcome, raw: str) -> None:
+        if len(self.rejected) < REJECTS_KEPT:
+            self.rejected.append(outcome)
+        if self._rejects is not None:
+            self._rejects.write(outcome.line, outcome.reasons, raw)
 
 
 class RejectWriter:

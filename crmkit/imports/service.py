@@ -579,8 +579,7 @@ def _apply_all(
                 run.step_aside(t, chunks.reader(chunk, read))
             with run.chunk(t) as unit:
                 outcomes = apply(unit, chunk)
-            for outcome, line in zip(outcomes, chunk, strict=True):  # counted once the chunk is stored
-                tally.add(outcome, line.raw)
+            tally.add_many(outcomes, [line.raw for line in chunk])  # counted once the chunk is stored
             if progress is not None:
                 progress(len(chunk))
             del chunk, outcomes  # freed before the collector is back, so it does not walk them
