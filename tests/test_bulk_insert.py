@@ -15,7 +15,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, exc, select
 from crmkit import CRM
 from crmkit.db import bulk
 from crmkit.db.bulk import BulkInsert
-from crmkit.db.customer_batch import driver_rows
+from crmkit.db.customer_batch import driver_columns
 from crmkit.db.types import JSONData, UTCDateTime
 
 _META = MetaData()
@@ -70,9 +70,12 @@ def test_each_form_stores_what_executemany_stores(crm: CRM, monkeypatch: pytest.
     with crm.engine.begin() as conn:
         assert fast.execute(conn, _rows(fast, 1, 40)) == 40
         assert plain.execute(conn, _rows(plain, 1001, 40)) == 40
-    ours, theirs = _stored(crm, 1, 1000), _stored(crm, 1001, 2000)
-    assert len(ours) == len(theirs) == 40
-    assert [row[1:] for row in ours] == [row[1:] for row in theirs]
+        # the same rows given a column at a time ("note" all NULL, left out of the statement)
+        assert fast.execute_columns(conn, list(zip(*_rows(fast, 2001, 40), strict=True))) == 40
+        assert fast.execute_columns(conn, [[]] * len(COLUMNS)) == 0
+    ours, theirs, columns = _stored(crm, 1, 1000), _stored(crm, 1001, 2000), _stored(crm, 2001, 3000)
+    assert len(ours) == len(theirs) == len(columns) == 40
+    assert [row[1:] for row in ours] == [row[1:] for row in theirs] == [row[1:] for row in columns]
     assert {row[1] for row in ours} == set(NAMES)  # every awkward text made it, and NULL is NULL
     assert {row[2] for row in ours} == {None}
     assert {row[5] for row in ours if row[0] % 5 == 1} == {None}
@@ -115,7 +118,7 @@ _DATA: st.SearchStrategy[Any] = st.one_of(
     shared=st.booleans(),
     data=st.lists(_DATA, min_size=12, max_size=12),
 )
-def test_driver_rows_are_what_the_bind_processors_make_of_each_row(
+def test_driver_columns_are_what_the_bind_processors_make_of_each_row(
     ats: list[Any], shared: bool, data: list[Any]
 ) -> None:
     # a column converted at once (equal values converted once) gives each row what SQLAlchemy's bind
@@ -132,4 +135,4 @@ def test_driver_rows_are_what_the_bind_processors_make_of_each_row(
     }  # fmt: skip
     expected = [statement.driver_values({name: values[i] for name, values in columns.items()}) for i in range(count)]
     assert expected
-    assert driver_rows(statement, [columns[name] for name in COLUMNS]) == expected
+    assert list(zip(*driver_columns(statement, [columns[name] for name in COLUMNS]), strict=True)) == expected

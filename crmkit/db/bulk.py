@@ -60,8 +60,10 @@ class BulkInsert:
         self.dialect = dialect
         self.columns = tuple(columns)
         every = tuple(range(len(self.columns)))
-        sql, shape, casts = self._compile(every)
-        self._statements: dict[tuple[int, ...], tuple[str, Callable[[Rows], Any]]] = {every: (sql, shape)}
+        sql, shape, casts, order = self._compile(every)
+        self._statements: dict[tuple[int, ...], tuple[str, Callable[[Rows], Any], tuple[int, ...] | None]] = {
+            every: (sql, shape, order)
+        }
         self._form = _form(dialect)
         # SQLite's multi-row VALUES or PostgreSQL's COPY, per set of columns left out (built when first used)
         self._bulk: dict[frozenset[int], tuple[str, str, Callable[[Rows], Any]]] = {}
@@ -86,24 +88,43 @@ class BulkInsert:
             return 0
         empty = self._empty_columns(rows)
         if self._form == "executemany" or len(rows) == 1:
-            sql, shape = self._statement(empty)
+            sql, shape, _ = self._statement(empty)
             connection.exec_driver_sql(sql, shape(rows))
             return len(rows)
         head, group, shape = self._bulk_statement(empty)
+        self._bulk_write(connection, head, group, shape(rows))
+        return len(rows)
+
+    def execute_columns(self, connection: Connection, columns: Sequence[Sequence[Any]]) -> int:
+        """:meth:`execute` of rows given a column at a time (driver values, one sequence per column, in
+        ``columns`` order): a column that is all ``NULL`` is found, and the rows are put together in the
+        statement's order, at C speed."""
+        count = len(columns[0]) if columns else 0
+        if not count:
+            return 0
+        empty = frozenset(i for i in self._optional if columns[i].count(None) == count)
+        _, _, order = self._statement(empty)
+        if self._form == "executemany" or count == 1 or order is None:
+            return self.execute(connection, list(zip(*columns, strict=True)))
+        head, group, _ = self._bulk_statement(empty)
+        self._bulk_write(connection, head, group, list(zip(*[columns[i] for i in order], strict=True)))
+        return count
+
+    def _bulk_write(self, connection: Connection, head: str, group: str, rows: Rows) -> None:
+        """Rows already in the bulk statement's order, through ``COPY`` or multi-row ``VALUES``."""
         cur = Cursor(connection)
         if self._form == "copy":
-            cur.copy(head, shape(rows))
-            return len(rows)
-        for statement, params in values_statements(connection, head, group, shape(rows)):
+            cur.copy(head, rows)
+            return
+        for statement, params in values_statements(connection, head, group, rows):
             cur.execute(statement, params)
-        return len(rows)
 
     def _bulk_statement(self, empty: frozenset[int]) -> tuple[str, str, Callable[[Rows], Any]]:
         """For the columns not ``empty``: SQLite's ``INSERT INTO t (...)`` and one row's ``(?, ...)``, or
         PostgreSQL's ``COPY t (...) FROM STDIN``; and what turns rows into the driver's values for it."""
         found = self._bulk.get(empty)
         if found is None:
-            sql, shape = self._statement(empty)
+            sql, shape, _ = self._statement(empty)
             if self._form == "copy":
                 # the statement's columns in its placeholders' order, which is the order ``shape`` gives
                 head = sql.partition(" VALUES ")[0].replace("INSERT INTO ", "COPY ", 1) + " FROM STDIN"
@@ -127,7 +148,7 @@ class BulkInsert:
         """
         if not rows:
             return []
-        sql, shape = self._statement(self._empty_columns(rows))
+        sql, shape, _ = self._statement(self._empty_columns(rows))
         quote = self.dialect.identifier_preparer.quote
         columns = ", ".join(quote(name) for name in key)
         suffix = f" ON CONFLICT ({columns}) DO NOTHING RETURNING {columns}"
@@ -149,16 +170,19 @@ class BulkInsert:
             i for i in self._optional if first[i] is None and [*map(itemgetter(i), rows)].count(None) == count
         )
 
-    def _statement(self, empty: frozenset[int]) -> tuple[str, Callable[[Rows], Any]]:
+    def _statement(self, empty: frozenset[int]) -> tuple[str, Callable[[Rows], Any], tuple[int, ...] | None]:
         used = tuple(i for i in range(len(self.columns)) if i not in empty) or tuple(range(len(self.columns)))
         if used not in self._statements:
-            sql, shape, _ = self._compile(used)
-            self._statements[used] = sql, shape
+            sql, shape, _, order = self._compile(used)
+            self._statements[used] = sql, shape, order
         return self._statements[used]
 
-    def _compile(self, used: tuple[int, ...]) -> tuple[str, Callable[[Rows], Any], dict[str, str]]:
+    def _compile(
+        self, used: tuple[int, ...]
+    ) -> tuple[str, Callable[[Rows], Any], dict[str, str], tuple[int, ...] | None]:
         """The statement inserting the columns ``used`` (positions in ``columns``), what turns rows of every
-        column into the driver's parameters for it, and the type each column's placeholder is cast to."""
+        column into the driver's parameters for it, the type each column's placeholder is cast to, and the
+        position in ``columns`` behind each placeholder (``None`` for a named paramstyle)."""
         names = [self.columns[i] for i in used]
         compiled = insert(self.table).inline().compile(dialect=self.dialect, column_keys=names)
         assert isinstance(compiled, SQLCompiler)
@@ -166,13 +190,13 @@ class BulkInsert:
         if positional is None:  # a named paramstyle: one mapping per row
             keys = [compiled.escaped_bind_names.get(name, name) for name in names]
             pick = _picker(used)
-            return compiled.string, lambda rows: [dict(zip(keys, pick(row), strict=True)) for row in rows], {}
-        sql, order, casts = positional
-        order = [used[i] for i in order]
-        if order == list(range(len(self.columns))):
-            return sql, lambda rows: rows, casts
-        pick = _picker(tuple(order))
-        return sql, lambda rows: list(map(pick, rows)), casts
+            return compiled.string, lambda rows: [dict(zip(keys, pick(row), strict=True)) for row in rows], {}, None
+        sql, placed, casts = positional
+        order = tuple(used[i] for i in placed)
+        if order == tuple(range(len(self.columns))):
+            return sql, lambda rows: rows, casts, order
+        pick = _picker(order)
+        return sql, lambda rows: list(map(pick, rows)), casts, order
 
 
 def bulk_insert(connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> int:

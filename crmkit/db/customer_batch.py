@@ -77,14 +77,14 @@ class CustomerBatch:
         # column by column: the batch's values of a column are converted together, and its rows are put
         # together by zip, at C speed (a loop over rows and processors took a tenth of an import's time)
         columns = _columns(rows, self.columns[1:])
-        self._customer_insert.execute(connection, driver_rows(self._customer_insert, [ids, *columns]))
+        self._customer_insert.execute_columns(connection, driver_columns(self._customer_insert, [ids, *columns]))
         for plugin, statement in self._extension_inserts.items():
             values = _columns(rows, self._extension_names[plugin])
-            statement.execute(connection, driver_rows(statement, [ids, *values]))
+            statement.execute_columns(connection, driver_columns(statement, [ids, *values]))
         stage, lifecycle, moved = _columns(rows, ("stage", "lifecycle", "stage_changed_at"))
         cause, actor = _transposed(causes, 2)
         history = [ids, [None] * len(ids), stage, lifecycle, moved, cause, actor]
-        self._history_insert.execute(connection, driver_rows(self._history_insert, history))
+        self._history_insert.execute_columns(connection, driver_columns(self._history_insert, history))
 
     def claim_unique(self, connection: Connection, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
         """Take the new customers' claims (as :func:`crmkit.claims.take_claims`: upserts in (kind, value)
@@ -151,15 +151,14 @@ def _transposed(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]
     return list(zip(*rows, strict=True))
 
 
-def driver_rows(statement: BulkInsert, columns: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-    """Rows of driver values for ``statement`` from its columns' Python values (one sequence per column, in
+def driver_columns(statement: BulkInsert, columns: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """The driver values of ``statement``'s columns from their Python values (one sequence per column, in
     the statement's column order): each column that has a bind processor converted by
-    :func:`driver_column`."""
-    converted = [
+    :func:`driver_column`, for :meth:`BulkInsert.execute_columns`."""
+    return [
         values if process is None else driver_column(process, values)
         for process, values in zip(statement.processors, columns, strict=True)
     ]
-    return list(zip(*converted, strict=True))
 
 
 def driver_column(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
@@ -192,7 +191,7 @@ def driver_column(process: Callable[[Any], Any], values: Sequence[Any]) -> list[
 class DriverValues:
     """Rows of Python values as driver values, one row at a time, through the statement's bind processors:
     only the columns that have one, and a value seen before in the batch (the batch's one ``now``)
-    converted once. :func:`driver_rows` does the same for a batch's columns."""
+    converted once. :func:`driver_columns` does the same for a batch's columns."""
 
     def __init__(self, statement: BulkInsert) -> None:
         self._processors = [(i, p) for i, p in enumerate(statement.processors) if p is not None]
