@@ -479,7 +479,7 @@ class Customers(Searchable):
             names = self._plugin_fields()
             make = self._flat_maker(now, names)
             rows = [make(p) for p in prepared]
-            pairs = [(kind, row[f"{kind}_normalized"]) for row in rows for kind in ("email", "phone")]
+            pairs = ((kind, row[f"{kind}_normalized"]) for row in rows for kind in ("email", "phone"))
             self._suppressed(cursor(t.session), pairs)
             connection = t.session.connection()
             batch = self._batch(t)

@@ -124,11 +124,12 @@ class Privacy:
     def check(self, cur: Cursor, pairs: Iterable[tuple[str, str | None]]) -> None:
         """Refuse (:class:`SuppressedCustomerError`) the normalised ``(kind, value)`` pairs that belong to an
         erased person; called by every path that creates a customer or gives one a new email or phone."""
+        if self._key is None:
+            if any(value for _, value in pairs):
+                self._no_key_but_entries(cur)
+            return
         wanted = [(kind, value) for kind, value in pairs if value]
         if not wanted:
-            return
-        if self._key is None:
-            self._no_key_but_entries(cur)
             return
         by_digest = {self.digest(kind, value): kind for kind, value in wanted}
         marks = ", ".join([cur.mark] * len(by_digest))

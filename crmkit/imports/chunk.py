@@ -50,6 +50,9 @@ _KEYS_TABLE = CustomerKey.__tablename__
 _KEY_FIELDS = frozenset({"email", "phone", "country", "branch", EXTERNAL_ID})
 
 
+_UNSEEN: Any = object()
+
+
 class PhoneMemo:
     """The CRM's ``normalize_phone`` remembered for one chunk: a line's phone is read for its match key and
     again when its customer is validated. Kept per chunk, so memory stays flat however long the file."""
@@ -60,13 +63,13 @@ class PhoneMemo:
 
     def __call__(self, raw: str, region: str) -> str | None:
         key = (raw, region)
-        if key not in self._seen:
+        found = self._seen.get(key, _UNSEEN)
+        if found is _UNSEEN:
             try:
-                self._seen[key] = self._normalize(raw, region)
+                found = self._seen[key] = self._normalize(raw, region)
             except ValueError as exc:
-                self._seen[key] = exc
-        found = self._seen[key]
-        if isinstance(found, ValueError):
+                found = self._seen[key] = exc
+        if type(found) is not str and isinstance(found, ValueError):
             raise ValueError(*found.args)
         return found
 

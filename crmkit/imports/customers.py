@@ -230,7 +230,9 @@ class CustomerLines:
         """The line's match keys: normalised email and phone, external id."""
         phone = None
         if data.get("phone"):
-            region = self._phones.region_of(data.get("country"), data.get("branch"))
+            country, branch = data.get("country"), data.get("branch")
+            phones = self._phones
+            region = phones.region if country is None and branch is None else phones.region_of(country, branch)
             try:
                 phone = (normalize or self._phones.normalize)(str(data["phone"]), region)
             except ValueError:
@@ -330,7 +332,7 @@ class CustomerLines:
     ) -> list[Prepared | ValidationError]:
         """:meth:`prepare` of many lines' (data, history), the ``ValidationError`` in place of a customer it
         refuses: the lines without history values checked together (:meth:`Customers.prepare_many`)."""
-        plain = [i for i, (_, history) in enumerate(lines) if not any(history.get(name) for name in _HISTORY)]
+        plain = [i for i, (_, history) in enumerate(lines) if not history or not any(map(history.get, _HISTORY))]
         together = self._customers.prepare_many([lines[i][0] for i in plain], normalize=normalize)
         checked = dict(zip(plain, together, strict=True))
         out: list[Prepared | ValidationError] = []
