@@ -321,7 +321,7 @@ def test_the_ledger_written_without_records_is_the_ledger_written_from_them(
     crm_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Good and bad lines imported twice: the ledger text made from each customer's values equals the one
-    made from its record (``created_json`` turned off), outcome by outcome and character by character."""
+    made from its record (``created_jsons`` turned off), outcome by outcome and character by character."""
     from bench.customer_import import reset
     from crmkit.customers import NewCustomers
 
@@ -334,7 +334,7 @@ def test_the_ledger_written_without_records_is_the_ledger_written_from_them(
         reset(general)
         ours = direct.imports.customers(_csv(rows), chunk_size=5, preview=20)
         with monkeypatch.context() as patched:
-            patched.setattr(NewCustomers, "created_json", lambda self, index: None)
+            patched.setattr(NewCustomers, "created_jsons", lambda self: [None] * len(self.ids))
             theirs = general.imports.customers(_csv(rows), chunk_size=5, preview=20)
         assert ours.preview == theirs.preview and ours.counts == theirs.counts
         assert _ledger(direct) == _ledger(general)
@@ -351,11 +351,11 @@ def test_new_customers_write_the_ledger_text_of_their_records_and_keep_a_hooks_r
     made = plain.customers.insert_many([plain.customers.prepare(d) for d in data])
     for i in range(len(data)):
         record = made.record(i)
-        assert made.created_json(i) == json_object(record, {}) == json.dumps(created_after(record))
+        assert made.created_jsons()[i] == json_object(record, {}) == json.dumps(created_after(record))
     assert made.records() == [plain.customers.get(cid) for cid in made.ids]
 
     told = Created()
     hooked = crm_factory([FitnessPlugin(), told])
     made = hooked.customers.insert_many([hooked.customers.prepare(d) for d in data])
-    assert made.created_json(0) is None  # the hook had the record: the ledger reads that one
+    assert made.created_jsons() == [None, None]  # the hook had the records: the ledger reads those
     assert made.record(0) is made.records()[0] and told.told == [("created", 'Ann "A"'), ("created", "Zoë")]

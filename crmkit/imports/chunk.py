@@ -242,12 +242,7 @@ class Chunk:
 
     def _lookup(self, parsed: Iterable[_Parsed]) -> _Found:
         """The customers each match key value of these lines names, one query per key (per 5,000 values)."""
-        wanted: dict[str, set[str]] = {key: set() for key in self._settings.match}
-        for item in parsed:
-            for key in wanted:
-                value = item.keys.get(key)
-                if value:
-                    wanted[key].add(value)
+        wanted = {key: {v for item in parsed if (v := item.keys.get(key))} for key in self._settings.match}
         found = _Found()
         for key, values in wanted.items():
             ordered = sorted(values)
@@ -454,17 +449,18 @@ class CreatedLedger:
     def new_rows(self, created: NewCustomers, lines: Sequence[int]) -> list[tuple[Any, ...]]:
         """:meth:`rows` of the customers ``insert_many`` made (``lines``: each one's line): when the text is
         written directly, from each customer's values without making its record where that gives the same
-        text (:meth:`NewCustomers.created_json`)."""
+        text (:meth:`NewCustomers.created_jsons`)."""
         if not self._direct:
             return self.rows(list(zip(created.ids, lines, created.records(), strict=True)))
         import_id, keys = self._import_id, self._keys
-        rows = []
-        for index, (cid, line) in enumerate(zip(created.ids, lines, strict=True)):
-            after = created.created_json(index)
-            if after is None:
-                after = json_object(created.record(index), keys)
-            rows.append((cid, import_id, line, "created", "{}", after))
-        return rows
+        texts = created.created_jsons()
+        for index, text in enumerate(texts):
+            if text is None:
+                texts[index] = json_object(created.record(index), keys)
+        return [
+            (cid, import_id, line, "created", "{}", text)
+            for cid, line, text in zip(created.ids, lines, texts, strict=True)
+        ]
 
     def insert(self, connection: Connection, created: NewCustomers, lines: Sequence[int]) -> None:
         self._statement.execute(connection, self.new_rows(created, lines))
