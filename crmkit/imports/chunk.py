@@ -214,21 +214,21 @@ class Chunk:
         # the lines that would create a customer as the chunk begins, validated together (a line that an
         # earlier one turns into an update does not use its answer)
         hopeful = [item for item in parsed if not item.plain and self._new(item)]
-        seen = self._found.changes  # until the chunk knows more customers, those lines are the new ones
-        self._prepared = dict(
+        self._prepared = prepared = dict(
             zip(
                 (item.index for item in hopeful),
                 self._lines.prepare_many([(item.data, item.history) for item in hopeful], self._normalize),
                 strict=True,
             )
         )
+        found, seen = self._found, self._found.changes  # until it knows more customers, those lines are new
         for item in parsed:
             if item.plain:
                 self._outcomes[item.index] = self._lines.apply(self._t, item.line)  # writes nothing
                 continue
             if not item.named.isdisjoint(self._held_keys):
                 self._write_held()
-            if item.index in self._prepared if self._found.changes == seen else self._new(item):
+            if item.index in prepared if found.changes == seen else self._new(item):
                 self._hold(item)
                 continue
             self._write_held()
