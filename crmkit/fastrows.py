@@ -115,15 +115,15 @@ def dumper(schema: Schema) -> Dumper:
 
 def json_dumper(schema: Schema, omit: Collection[str] = ()) -> JsonDumper:
     """``json.dumps`` of the items of ``dumper(schema)(row)`` whose value is not ``None`` (and whose key is not
-    in ``omit``), written in one pass
-    over the row without the dumped dict: the same text (default separators, ASCII escapes) when every such
-    value is text or a whole number. For any other row (a bool, a float, a list... after dumping) it returns
-    ``None``, and the caller dumps that row and writes it the general way. ``tests/test_fastrows.py``
-    compares it with ``json.dumps`` of the dump on generated rows.
+    in ``omit``), written in one pass over the row without the dumped dict: the same text (default
+    separators, ASCII escapes) when every such value is text or a whole number. For any other row (a bool,
+    a float, a list... after dumping) it returns ``None``, and the caller dumps that row and writes it the
+    general way. ``tests/test_fastrows.py`` compares it with ``json.dumps`` of the dump on generated rows.
 
     An import writes this for every customer it creates, so the function is generated for the schema, one
     straight block per field (as ``attrs`` generates ``__init__``): a loop over the fields spent more on
-    unpacking each field's plan than on its value."""
+    unpacking each field's plan than on its value. A converted field (a time) remembers the text of the
+    last value it wrote, by identity: the rows of a batch share their times."""
     # one key per field: marshmallow refuses a schema that dumps two fields under one key
     names: dict[str, Any] = {"enc": _json_text, "irepr": int.__repr__}
     lines = ["def dump_json(row):", "    get = row.get", "    parts = []", "    add = parts.append"]
@@ -149,7 +149,24 @@ def json_dumper(schema: Schema, omit: Collection[str] = ()) -> JsonDumper:
             lines += ["        if type(v) is int:", f"            add(H{i} + irepr(v))", "        else:"]
             lines += [f"            {line}" for line in general]
         elif unchanged is None:
-            lines += [f"        {line}" for line in general]
+            # the value and its text as one pair, replaced whole (see _moment_text)
+            names[f"M{i}"] = [(_MISSING, "")]
+            lines += [
+                f"        t = M{i}[0]",
+                "        if v is t[0]:",
+                "            add(t[1])",
+                "        else:",
+                f"            w = C{i}(v)",
+                "            if w is not None:",
+                "                if type(w) is str:",
+                f"                    p = H{i} + enc(w)",
+                f"                    M{i}[0] = (v, p)",
+                "                    add(p)",
+                "                elif type(w) is int:",
+                f"                    add(H{i} + irepr(w))",
+                "                else:",
+                "                    return None",
+            ]
         else:  # dumped unchanged but neither text nor an int (a bool): the general way
             lines += [f"        if type(v) is {unchanged.__name__}:", "            return None", "        else:"]
             lines += [f"            {line}" for line in general]

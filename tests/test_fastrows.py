@@ -144,6 +144,27 @@ def test_the_json_of_a_dump_is_written_directly_for_text_numbers_and_times() -> 
     assert json_dumper(CUSTOMER_OUT)({"id": 7, "vip": True}) is None
 
 
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.dictionaries(st.sampled_from("idtmn"), VALUES), min_size=1, max_size=8), data=st.data())
+def test_one_json_dumper_writes_each_of_a_batch_of_rows_sharing_values_as_json_dumps(
+    rows: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """One dumper for the whole batch, as an import uses it: a value it wrote for an earlier row (the same
+    object, as a batch's times are) is written again rightly, and so is a different one after it."""
+    write = json_dumper(EVERY_TYPE)
+    shared = [v for row in rows for v in row.values() if v is not None]
+    for row in rows:
+        again: bool = data.draw(st.booleans())
+        if shared and again:  # an object an earlier or later row has too
+            row[data.draw(st.sampled_from("idtmn"))] = data.draw(st.sampled_from(shared))
+        try:
+            expected: str | None = json.dumps({k: v for k, v in dumper(EVERY_TYPE)(row).items() if v is not None})
+        except Exception:  # a value that cannot be dumped: nor written directly
+            continue
+        written = write(row)
+        assert written is None or written == expected
+
+
 TASK_VALUES = {
     "title": TEXT,
     "reason": st.one_of(st.none(), TEXT),
