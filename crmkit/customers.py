@@ -134,6 +134,12 @@ def normalize_email(email: str | None) -> str | None:
 #: and its revert does not compare them.
 DERIVED_FIELDS = frozenset({"email_normalized", "phone_normalized", "lifecycle", "updated_at"})
 
+#: The columns of a new customer's row after its input fields, in their order (:meth:`Customers._flat_maker`).
+_DERIVED_ORDER = (
+    "email_normalized", "phone_normalized", "stage", "lifecycle", "stage_changed_at", "created_at", "updated_at",
+    "extra",
+)  # fmt: skip
+
 #: Columns an audit entry leaves out: the id is the entry's own, the times are the entry's time.
 _NOT_AUDITED = frozenset({"id", "customer_id", "updated_at"})
 
@@ -384,15 +390,18 @@ class Customers(Searchable):
         lifecycles: dict[str, str] = {}
         inputs = (*_CORE_INPUT, *(name for plugin_names in names.values() for name in plugin_names))
         known = frozenset(inputs)
+        # every key a row has, in its order, the batch's times filled in: a copy is made at its full size
+        template = dict.fromkeys((*inputs, *_DERIVED_ORDER))
+        template.update(stage_changed_at=now, created_at=now, updated_at=now)
 
         def make(prepared: Prepared) -> dict[str, Any]:
             values, stage = prepared.values, prepared.stage
             get = values.get
-            if values.keys() <= known:  # the usual case: filled in at C speed, in the same order
-                row = dict.fromkeys(inputs)
+            if values.keys() <= known:  # the usual case: filled in at C speed
+                row = template.copy()
                 row.update(values)
             else:
-                row = {key: get(key) for key in inputs}
+                row = template | {key: get(key) for key in inputs}
             row["email_normalized"] = normalize_email(row["email"])
             row["phone_normalized"] = prepared.phone_normalized
             lifecycle = lifecycles.get(stage)
@@ -400,9 +409,10 @@ class Customers(Searchable):
                 lifecycle = lifecycles[stage] = self._lifecycle.stage(stage).lifecycle
             row["stage"] = stage
             row["lifecycle"] = lifecycle
-            row["stage_changed_at"] = prepared.stage_changed_at or now
-            row["created_at"] = prepared.created_at or now
-            row["updated_at"] = now
+            if prepared.stage_changed_at is not None:
+                row["stage_changed_at"] = prepared.stage_changed_at
+            if prepared.created_at is not None:
+                row["created_at"] = prepared.created_at
             row["extra"] = (
                 {spec.name: fieldmod.to_json_value(spec, get(spec.name)) for spec in runtime} if runtime else {}
             )

@@ -385,10 +385,11 @@ class CustomerLines:
 
 
 def _quoted(cells: Sequence[Any]) -> bool:
-    """Whether some cell may be text a CSV export protected (it starts with ``'``), asked at C speed."""
+    """Whether some cell may be text a CSV export protected (it starts with ``'``), asked at C speed (a quote
+    after a line break inside a cell is taken for one too: the cells are then looked at one by one)."""
     try:
-        return any(map(str.startswith, cells, repeat("'")))
-    except TypeError:  # a cell that is not text: the cells are looked at one by one
+        return "\n'" in "\n" + "\n".join(cells)
+    except TypeError:  # a cell that is not text
         return True
 
 
