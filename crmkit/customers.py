@@ -455,9 +455,15 @@ class Customers(Searchable):
         """Tell ``stage_changed`` of a new customer (when someone implements it); the customer's every column
         and plugin field, the input of :meth:`_record`."""
         if stage_listened:
-            stage, lifecycle, moved = row["stage"], row["lifecycle"], row["stage_changed_at"]
-            self._hooks.stage_changed(t, move_record(customer_id, None, stage, lifecycle, moved, cause, actor))
+            self._tell_first_stage(t, customer_id, row, cause, actor)
         return _flat_in_place(customer_id, row, fields, names)
+
+    def _tell_first_stage(
+        self, t: Transaction, customer_id: int, row: Mapping[str, Any], cause: str, actor: int | None
+    ) -> None:
+        """``stage_changed`` of a new customer, into the stage of its row."""
+        moved = move_record(customer_id, None, row["stage"], row["lifecycle"], row["stage_changed_at"], cause, actor)
+        self._hooks.stage_changed(t, moved)
 
     def _listened(self) -> tuple[bool, bool]:
         """Whether some plugin implements ``stage_changed``, ``customer_created``: asked once per batch
@@ -511,9 +517,7 @@ class Customers(Searchable):
             if listened != (False, False):
                 for row, p in zip(rows, prepared, strict=True):
                     if listened[0]:
-                        moved = move_record(row["id"], None, row["stage"], row["lifecycle"], row["stage_changed_at"],
-                                            p.cause, actor)  # fmt: skip
-                        self._hooks.stage_changed(t, moved)
+                        self._tell_first_stage(t, row["id"], row, p.cause, actor)
                     if records is not None:
                         record = recorder(row)
                         self._hooks.customer_created(t, record)

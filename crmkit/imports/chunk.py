@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Dialect, select
 
 from crmkit.customers import DERIVED_FIELDS, Customers, NewCustomers, PhoneReader, Prepared, normalize_email
 from crmkit.db.bulk import BulkInsert
-from crmkit.db.customer_batch import DriverValues
+from crmkit.db.customer_batch import driver_columns
 from crmkit.db.driver import cursor
 from crmkit.db.models import Customer, CustomerKey, ImportChange
 from crmkit.errors import DuplicateCustomerError, SuppressedCustomerError, ValidationError
@@ -443,8 +443,12 @@ class CreatedLedger:
         if self._direct:
             keys = self._keys
             return [(cid, import_id, line, "created", "{}", json_object(record, keys)) for cid, line, record in created]
-        driver = DriverValues(self._statement)
-        return [driver((cid, import_id, line, "created", {}, created_after(record))) for cid, line, record in created]
+        count = len(created)
+        columns: list[Sequence[Any]] = [
+            [cid for cid, _, _ in created], [import_id] * count, [line for _, line, _ in created],
+            ["created"] * count, [{}] * count, [created_after(record) for _, _, record in created],
+        ]  # fmt: skip
+        return list(zip(*driver_columns(self._statement, columns), strict=True))
 
     def new_rows(self, created: NewCustomers, lines: Sequence[int]) -> list[tuple[Any, ...]]:
         """:meth:`rows` of the customers ``insert_many`` made (``lines``: each one's line): when the text is

@@ -76,7 +76,8 @@ class Tally:
         self._rejects = rejects
 
     def add_many(self, outcomes: Sequence[LineOutcome], raws: Iterable[str]) -> None:
-        """:meth:`add` of each outcome and its line's original text, in order."""
+        """Count each outcome, keep it for the preview and the rejects, and write a reject's line (its
+        original text, from ``raws``) to the reject file, in order."""
         counted = Counter(map(attrgetter("action"), outcomes))
         for action, count in counted.items():
             self.counts[action] += count
@@ -87,13 +88,6 @@ class Tally:
             for outcome, raw in zip(outcomes, raws, strict=True):
                 if outcome.action == "rejected":
                     self._reject(outcome, raw)
-
-    def add(self, outcome: LineOutcome, raw: str) -> None:
-        self.counts[outcome.action] += 1
-        if len(self.preview) < self._preview:
-            self.preview.append(outcome)
-        if outcome.action == "rejected":
-            self._reject(outcome, raw)
 
     def _reject(self, outcome: LineOutcome, raw: str) -> None:
         if len(self.rejected) < REJECTS_KEPT:
