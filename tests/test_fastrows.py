@@ -163,6 +163,11 @@ def test_one_json_dumper_writes_each_of_a_batch_of_rows_sharing_values_as_json_d
             continue
         written = write(row)
         assert written is None or written == expected
+    # and always rows it does write: after the batch, a time, then the same time object again
+    moment = dt.datetime(2024, 5, 6, 7, 8, 9, 123, tzinfo=dt.UTC)
+    for number in (1, 2):
+        row = {"i": number, "t": moment}
+        assert write(row) == json.dumps(dumper(EVERY_TYPE)(row))
 
 
 TASK_VALUES = {

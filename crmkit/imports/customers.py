@@ -230,9 +230,7 @@ class CustomerLines:
         """The line's match keys: normalised email and phone, external id."""
         phone = None
         if data.get("phone"):
-            country, branch = data.get("country"), data.get("branch")
-            phones = self._phones
-            region = phones.region if country is None and branch is None else phones.region_of(country, branch)
+            region = self._phones.region_of(data.get("country"), data.get("branch"))
             try:
                 phone = (normalize or self._phones.normalize)(str(data["phone"]), region)
             except ValueError:
